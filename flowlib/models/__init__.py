@@ -1,0 +1,1 @@
+"""Flax (Linen) models. Each file states its input and output conventions."""

@@ -1,0 +1,16 @@
+"""Pure-JAX primitives shared by every model (no Flax).
+
+Conventions (repeated in each op's docstring):
+
+* Layout: NHWC. Features ``(B, H, W, C)``; flow ``(B, H, W, 2)`` with channel 0 = u
+  (+x, right) and channel 1 = v (+y, down), in pixels of the grid that holds it;
+  disparity ``(B, H, W)``, d >= 0, referenced to the left image (right x = left x - d).
+  Cost volumes are ``(B, D, H, W, C)`` (channels last, ready for 3-D convolutions),
+  probabilities over disparity ``(B, D, H, W)``.
+* Coordinates: pixel centres at integers 0..W-1; sampling coordinates are absolute
+  pixel positions ``(..., 2)`` in ``(x, y)`` order.
+* Options that change numerics (``padding``, ``align_corners``, ``count_include_pad``,
+  ``normalize``) are required keyword arguments.
+* Every op is jit-able and differentiable; shape errors are raised in Python with a
+  message naming the expected shape.
+"""

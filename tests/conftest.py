@@ -1,0 +1,53 @@
+"""Shared test fixtures.
+
+* ``shared``: path to ``../shared`` (data, fixtures); tests that need it skip cleanly
+  when it is absent (a user's fresh clone has no ``../shared``).
+* ``x64``: a context in which JAX computes in float64 (gradient checks).
+* ``jit``: parametrises a test over eager and ``jax.jit`` execution.
+
+Parity tiers run at ``jax.default_matmul_precision("highest")`` (set below), since
+on GPUs/TPUs JAX's default float32 convolutions use TF32/bf16 passes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jax
+import pytest
+
+jax.config.update("jax_default_matmul_precision", "highest")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FLOWLIB_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not (SHARED / "data").is_dir() or not (SHARED / "fixtures").is_dir():
+        pytest.skip(f"needs the shared data/fixtures folder at {SHARED}")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def fixtures(shared: Path) -> Path:
+    return shared / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def data(shared: Path) -> Path:
+    return shared / "data"
+
+
+@pytest.fixture
+def x64():
+    """Enable float64 inside the test (restored afterwards)."""
+    with jax.enable_x64(True):
+        yield
+
+
+@pytest.fixture(params=[False, True], ids=["eager", "jit"])
+def jit(request):
+    """Wrap a function with jax.jit or leave it eager."""
+    return (lambda f: jax.jit(f, static_argnames=None)) if request.param else (lambda f: f)
