@@ -1,0 +1,5 @@
+import sys
+
+from flowlib.cli import main
+
+sys.exit(main())

@@ -1,0 +1,146 @@
+"""flowlib.estimate / estimate_disparity / load_model: inputs, errors, caching."""
+
+from __future__ import annotations
+
+import inspect
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import flowlib
+from flowlib import _api
+from flowlib.convert._common import save_weights
+
+
+@pytest.fixture(scope="module")
+def spynet_model():
+    """SpyNet with random weights (3 networks keep it cheap): estimate needs no download."""
+    from flowlib.models.spynet import SpyNet
+
+    module = SpyNet()
+    x = jnp.zeros((1, 64, 64, 3), jnp.float32)
+    variables = module.init(jax.random.PRNGKey(0), x, x)
+    return flowlib.Model("spynet", module, variables, task="flow", meta={"weights": "random"})
+
+
+def _pair(h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    return a, np.roll(a, 2, axis=1)
+
+
+@pytest.mark.parametrize("size", [(97, 131), (64, 64), (37, 250)])
+def test_estimate_any_size(spynet_model, size):
+    a, b = _pair(*size)
+    flow = flowlib.estimate(a, b, spynet_model)
+    assert flow.shape == (*size, 2) and flow.dtype == np.float32
+    assert np.all(np.isfinite(flow))
+
+
+def test_uint8_float_grey_and_batch_agree(spynet_model):
+    a, b = _pair(40, 56)
+    ref = flowlib.estimate(a, b, spynet_model)
+    f = flowlib.estimate(a / np.float32(255), b / np.float32(255), spynet_model)
+    np.testing.assert_allclose(f, ref, atol=1e-5)
+    batch = flowlib.estimate(np.stack([a, a]), np.stack([b, b]), spynet_model)
+    assert batch.shape == (2, 40, 56, 2)
+    np.testing.assert_allclose(batch[0], ref, atol=1e-5)
+    chunked = flowlib.estimate(np.stack([a, a]), np.stack([b, b]), spynet_model, batch_size=1)
+    np.testing.assert_allclose(chunked, batch, atol=1e-5)
+    grey = flowlib.estimate(a[..., 0], b[..., 0], spynet_model)
+    ref_grey = flowlib.estimate(np.repeat(a[..., :1], 3, -1), np.repeat(b[..., :1], 3, -1), spynet_model)
+    np.testing.assert_array_equal(grey, ref_grey)
+
+
+def test_same_shape_compiles_once(spynet_model):
+    a, b = _pair(48, 72, seed=3)
+    flowlib.estimate(a, b, spynet_model)
+    n = spynet_model._forward._cache_size()
+    for seed in range(3):
+        flowlib.estimate(*_pair(48, 72, seed=seed), spynet_model)
+    assert spynet_model._forward._cache_size() == n
+
+
+def test_paths_are_accepted(spynet_model, tmp_path):
+    from flowlib import io
+
+    a, b = _pair(33, 47)
+    io.write_image(tmp_path / "a.png", a)
+    io.write_image(tmp_path / "b.png", b)
+    np.testing.assert_allclose(
+        flowlib.estimate(str(tmp_path / "a.png"), tmp_path / "b.png", spynet_model),
+        flowlib.estimate(a, b, spynet_model),
+        atol=1e-5,
+    )
+
+
+@pytest.mark.parametrize(
+    "a, b, message",
+    [
+        (np.zeros((20, 20, 3), np.uint8), np.zeros((20, 21, 3), np.uint8), "same shape"),
+        (np.zeros((20, 20, 4), np.uint8), np.zeros((20, 20, 4), np.uint8), "(H, W, 3)"),
+        (np.zeros((20, 20, 2), np.uint8), np.zeros((20, 20, 2), np.uint8), "(H, W, 3)"),
+        (np.zeros((0, 20, 3), np.uint8), np.zeros((0, 20, 3), np.uint8), "at least 8x8"),
+        (np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1, 3), np.uint8), "at least 8x8"),
+        (np.full((20, 20, 3), np.nan, np.float32), np.zeros((20, 20, 3), np.float32), "NaN"),
+        (np.full((20, 20, 3), 200.0, np.float32), np.zeros((20, 20, 3), np.float32), "[0, 1]"),
+        (np.zeros((20, 20, 3), np.int64), np.zeros((20, 20, 3), np.int64), "dtype"),
+        (np.zeros((2, 20, 20, 3), np.uint8), np.zeros((20, 20, 3), np.uint8), "same shape"),
+        ("no/such/file.png", np.zeros((20, 20, 3), np.uint8), "no/such/file.png"),
+    ],
+)
+def test_bad_inputs_are_rejected_with_clear_messages(spynet_model, a, b, message):
+    with pytest.raises((ValueError, FileNotFoundError)) as err:
+        flowlib.estimate(a, b, spynet_model)
+    assert message in str(err.value)
+
+
+def test_task_mismatch(spynet_model):
+    a, b = _pair(16, 16)
+    with pytest.raises(ValueError, match="estimate"):
+        flowlib.estimate_disparity(a, b, spynet_model)
+
+
+def test_load_model_from_local_npz(spynet_model, tmp_path):
+    path = tmp_path / "w.npz"
+    save_weights(path, jax.device_get(spynet_model.variables), {"model": "spynet", "model_kwargs": {}})
+    m = flowlib.load_model("spynet", path)
+    a, b = _pair(32, 40)
+    np.testing.assert_array_equal(flowlib.estimate(a, b, m), flowlib.estimate(a, b, spynet_model))
+
+
+def test_load_model_rejects_weights_for_another_model(tmp_path):
+    path = tmp_path / "w.npz"
+    save_weights(path, {"params": {"conv": {"kernel": np.zeros((3, 3, 3, 8), np.float32)}}}, {})
+    with pytest.raises(ValueError, match="do not fit model 'spynet'"):
+        flowlib.load_model("spynet", path)
+
+
+def test_unknown_names():
+    with pytest.raises(ValueError, match="available"):
+        flowlib.load_model("raft")
+    with pytest.raises(ValueError, match="named variants"):
+        flowlib.load_model("spynet:no-such-variant")
+
+
+def test_offline_named_weights_say_where_to_put_the_file(tmp_path, monkeypatch):
+    from flowlib import hub
+
+    monkeypatch.setenv("FLOWLIB_HOME", str(tmp_path))
+    monkeypatch.setenv("FLOWLIB_OFFLINE", "1")
+    with pytest.raises(hub.WeightsUnavailableError) as err:
+        flowlib.load_model("spynet:sintel-final")
+    text = str(err.value)
+    assert "sniklaus" in text and str(tmp_path) in text
+
+
+def test_public_surface():
+    assert {"estimate", "estimate_disparity", "load_model", "available_models"} <= set(flowlib.__all__)
+    assert {"spynet", "flownets", "flownetc", "cfnet"} <= set(flowlib.available_models())
+    for fn in (flowlib.estimate, flowlib.estimate_disparity, flowlib.load_model):
+        params = inspect.signature(fn).parameters.values()
+        assert all(p.default is inspect.Parameter.empty or p.kind != p.VAR_POSITIONAL for p in params)
+        assert "Args:" in fn.__doc__ and "Returns:" in fn.__doc__
+    assert _api.MIN_SIDE == 8
