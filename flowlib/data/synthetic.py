@@ -1,0 +1,436 @@
+"""Procedural training and demo data with exact ground truth (FlyingChairs-like and stereo).
+
+Flow scenes: a textured background and several textured foreground objects (random
+ellipses and star-shaped polygons), each layer with its own random similarity or affine
+motion. Every layer maps canonical texture coordinates c to image coordinates
+``p_t = A_t c + b_t``; rendering at time t inverts that map per pixel, so the flow of a
+pixel p of frame t, ``p_{t+1} - p`` for the topmost layer at p, is exact (no
+interpolation), and a pixel is *occluded* when a different layer (or the image border)
+covers its destination in frame t+1.
+
+Stereo scenes: fronto-parallel or slightly slanted planes, each with disparity
+``d(x, y) = a + b x + c y`` in left-image coordinates; closer layers (larger disparity)
+are drawn on top. The right image is rendered by inverting ``x_r = x_l - d`` per layer,
+so the disparity is exact.
+
+Textures: multi-octave value noise, stripes and checkers, and crops of the photographs
+and elevation maps that matplotlib ships in ``mpl-data/sample_data`` (read from the
+installed package, never copied). Everything is numpy, vectorised over pixels and
+deterministic from a seed.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "flow_sequence",
+    "flow_pair",
+    "stereo_pair",
+    "texture",
+    "write_chairs_layout",
+    "write_sintel_layout",
+    "write_sceneflow_layout",
+]
+
+
+# ----------------------------------------------------------------------------- textures
+
+
+@functools.lru_cache(maxsize=1)
+def _photos() -> tuple[np.ndarray, ...]:
+    """RGB float32 photos / colour-mapped elevation maps shipped with matplotlib."""
+    import matplotlib
+    from matplotlib import colormaps
+
+    folder = Path(matplotlib.get_data_path()) / "sample_data"
+    out = []
+    for name in ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png"):
+        path = folder / name
+        if path.is_file():
+            import imageio.v3 as iio
+
+            img = np.asarray(iio.imread(path))[..., :3].astype(np.float32) / 255.0
+            out.append(img)
+    for name, key, cmap in (("topobathy.npz", "topo", "gist_earth"), ("jacksboro_fault_dem.npz", "elevation", "terrain")):
+        path = folder / name
+        if path.is_file():
+            with np.load(path) as z:
+                elev = np.asarray(z[key], dtype=np.float64)
+            elev = (elev - elev.min()) / max(np.ptp(elev), 1e-9)
+            out.append(colormaps[cmap](elev)[..., :3].astype(np.float32))
+    return tuple(out)
+
+
+def _value_noise(rng: np.random.Generator, size: int, octaves: int = 5) -> np.ndarray:
+    """(size, size, 3) multi-octave value noise in [0, 1]."""
+    acc = np.zeros((size, size, 3), np.float64)
+    total = 0.0
+    for o in range(octaves):
+        cells = 2 ** (o + 2)
+        grid = rng.random((cells + 1, cells + 1, 3))
+        t = np.linspace(0, cells, size, endpoint=False)
+        i = t.astype(int)
+        f = t - i
+        f = f * f * (3 - 2 * f)  # smoothstep
+        rows = grid[i] * (1 - f)[:, None, None] + grid[i + 1] * f[:, None, None]
+        layer = rows[:, i] * (1 - f)[None, :, None] + rows[:, i + 1] * f[None, :, None]
+        weight = 0.55**o
+        acc += weight * layer
+        total += weight
+    acc /= total
+    acc = (acc - acc.min()) / max(np.ptp(acc), 1e-9)
+    return acc.astype(np.float32)
+
+
+def texture(rng: np.random.Generator, size: int = 256) -> np.ndarray:
+    """A random (size, size, 3) float32 texture in [0, 1]."""
+    kind = rng.integers(0, 4)
+    photos = _photos()
+    if kind == 0 and photos:
+        img = photos[rng.integers(len(photos))]
+        h, w = img.shape[:2]
+        s = int(rng.integers(min(h, w) // 4, min(h, w)))
+        y, x = rng.integers(0, h - s + 1), rng.integers(0, w - s + 1)
+        crop = img[y : y + s, x : x + s]
+        idx = (np.arange(size) * s // size).astype(int)
+        tex = crop[idx][:, idx]
+    elif kind == 1:
+        tex = _value_noise(rng, size)
+    else:
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+        angle = rng.uniform(0, math.pi)
+        freq = rng.uniform(4, 24)
+        u = np.cos(angle) * xx + np.sin(angle) * yy
+        if kind == 2:
+            base = 0.5 + 0.5 * np.sin(2 * math.pi * freq * u)
+        else:
+            v = -np.sin(angle) * xx + np.cos(angle) * yy
+            base = ((np.floor(freq * u) + np.floor(freq * v)) % 2).astype(np.float32)
+        c1, c2 = rng.random(3), rng.random(3)
+        tex = base[..., None] * c1 + (1 - base[..., None]) * c2
+        tex = 0.8 * tex + 0.2 * _value_noise(rng, size, octaves=4)
+    # random colour gain / offset so photos do not dominate the colour statistics
+    tex = np.clip(tex * rng.uniform(0.7, 1.3, 3) + rng.uniform(-0.1, 0.1, 3), 0, 1)
+    return tex.astype(np.float32)
+
+
+def _sample_texture(tex: np.ndarray, cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
+    """Bilinear lookup with wrap-around; cx, cy in texture pixels."""
+    h, w = tex.shape[:2]
+    x0, y0 = np.floor(cx), np.floor(cy)
+    fx, fy = (cx - x0)[..., None], (cy - y0)[..., None]
+    x0, y0 = x0.astype(np.int64) % w, y0.astype(np.int64) % h
+    x1, y1 = (x0 + 1) % w, (y0 + 1) % h
+    top = tex[y0, x0] * (1 - fx) + tex[y0, x1] * fx
+    bottom = tex[y1, x0] * (1 - fx) + tex[y1, x1] * fx
+    return (top * (1 - fy) + bottom * fy).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- flow scenes
+
+
+def _random_affine(rng: np.random.Generator, *, small: float) -> np.ndarray:
+    """A 2x3 incremental motion: rotation, scale, (optional) shear and translation."""
+    angle = rng.normal(0, 0.03 * small)
+    scale = math.exp(rng.normal(0, 0.04 * small))
+    shear = rng.normal(0, 0.02 * small) if rng.random() < 0.5 else 0.0
+    c, s = math.cos(angle), math.sin(angle)
+    lin = scale * np.array([[c, -s], [s, c]]) @ np.array([[1.0, shear], [0.0, 1.0]])
+    t = rng.normal(0, 6.0 * small, 2)
+    return np.concatenate([lin, t[:, None]], axis=1)
+
+
+def _compose(step: np.ndarray, pose: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """Apply ``step`` (about ``centre``) after ``pose``; both 2x3."""
+    lin = step[:, :2] @ pose[:, :2]
+    t = step[:, :2] @ (pose[:, 2] - centre) + centre + step[:, 2]
+    return np.concatenate([lin, t[:, None]], axis=1)
+
+
+def _inverse_map(pose: np.ndarray, px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    inv = np.linalg.inv(pose[:, :2])
+    dx, dy = px - pose[0, 2], py - pose[1, 2]
+    return inv[0, 0] * dx + inv[0, 1] * dy, inv[1, 0] * dx + inv[1, 1] * dy
+
+
+def _shape_mask(shape: dict[str, Any], cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
+    """Inside test in canonical coordinates (object centred at the origin)."""
+    r = np.hypot(cx, cy)
+    if shape["kind"] == "ellipse":
+        return (cx / shape["a"]) ** 2 + (cy / shape["b"]) ** 2 <= 1.0
+    theta = np.arctan2(cy, cx)
+    radius = shape["r0"] * (1 + sum(a * np.cos(k * theta + p) for k, a, p in shape["harmonics"]))
+    return r <= radius
+
+
+def _random_shape(rng: np.random.Generator, size: float) -> dict[str, Any]:
+    if rng.random() < 0.4:
+        return {"kind": "ellipse", "a": size * rng.uniform(0.5, 1.0), "b": size * rng.uniform(0.3, 1.0)}
+    harmonics = [(int(k), rng.uniform(0, 0.25), rng.uniform(0, 2 * math.pi)) for k in rng.integers(2, 7, 3)]
+    return {"kind": "star", "r0": size * rng.uniform(0.5, 0.9), "harmonics": harmonics}
+
+
+def flow_sequence(
+    seed: int,
+    height: int = 384,
+    width: int = 512,
+    *,
+    frames: int = 2,
+    objects: tuple[int, int] = (3, 8),
+    motion: float = 1.0,
+) -> dict[str, np.ndarray]:
+    """Render a sequence with exact forward flow between consecutive frames.
+
+    Args:
+      seed: the scene is a deterministic function of it.
+      height, width: image size.
+      frames: number of frames (>= 2).
+      objects: (min, max) number of foreground objects.
+      motion: scale of the random motions (1.0 ~ FlyingChairs: up to ~20-40 px).
+
+    Returns:
+      dict with ``images`` (frames, H, W, 3) float32 in [0, 1], ``flow``
+      (frames - 1, H, W, 2) float32 (frame t -> t+1) and ``occlusions`` (frames - 1, H, W)
+      bool (the pixel's destination is hidden by another layer or outside the image).
+    """
+    if frames < 2 or height < 8 or width < 8:
+        raise ValueError(f"need frames >= 2 and size >= 8x8, got {frames} frames of {height}x{width}")
+    rng = np.random.default_rng(seed)
+    centre = np.array([width / 2, height / 2])
+    diag = math.hypot(height, width)
+    layers = []
+    # Background: a large texture plane covering the image at every time.
+    bg_scale = diag / 256 * rng.uniform(1.2, 2.0)
+    pose = np.array([[bg_scale, 0, centre[0]], [0, bg_scale, centre[1]]], dtype=np.float64)
+    layers.append({"tex": texture(rng), "shape": None, "pose0": pose, "step": _random_affine(rng, small=0.6 * motion)})
+    for _ in range(int(rng.integers(objects[0], objects[1] + 1))):
+        size = rng.uniform(0.08, 0.25) * diag
+        tex_scale = size / 128 * rng.uniform(0.8, 1.5)
+        angle = rng.uniform(0, 2 * math.pi)
+        c, s = math.cos(angle), math.sin(angle)
+        pos = rng.uniform([0, 0], [width, height])
+        pose = np.array([[c * tex_scale, -s * tex_scale, pos[0]], [s * tex_scale, c * tex_scale, pos[1]]])
+        layers.append({
+            "tex": texture(rng),
+            "shape": _random_shape(rng, 128.0),
+            "pose0": pose,
+            "step": _random_affine(rng, small=1.5 * motion),
+        })
+    poses = [[layer["pose0"]] for layer in layers]
+    for layer, seq in zip(layers, poses):
+        for _ in range(frames - 1):
+            seq.append(_compose(layer["step"], seq[-1], seq[-1][:, 2]))
+
+    py, px = np.mgrid[0:height, 0:width].astype(np.float64)
+
+    def cover(t: int, qx: np.ndarray, qy: np.ndarray) -> tuple[np.ndarray, list]:
+        """Index of the topmost layer at points (qx, qy) of frame t, and canonical coords."""
+        top = np.zeros(qx.shape, np.int64)
+        coords = []
+        for k, layer in enumerate(layers):
+            cx, cy = _inverse_map(poses[k][t], qx, qy)
+            coords.append((cx, cy))
+            if layer["shape"] is not None:
+                top = np.where(_shape_mask(layer["shape"], cx, cy), k, top)
+        return top, coords
+
+    images, flows, occ = [], [], []
+    for t in range(frames):
+        top, coords = cover(t, px, py)
+        img = np.zeros((height, width, 3), np.float32)
+        for k, layer in enumerate(layers):
+            sel = top == k
+            if sel.any():
+                img[sel] = _sample_texture(layer["tex"], coords[k][0][sel] + 128, coords[k][1][sel] + 128)
+        images.append(img)
+        if t == frames - 1:
+            break
+        fx, fy = np.zeros_like(px), np.zeros_like(py)
+        for k in range(len(layers)):
+            sel = top == k
+            cx, cy = coords[k][0][sel], coords[k][1][sel]
+            nxt = poses[k][t + 1]
+            fx[sel] = nxt[0, 0] * cx + nxt[0, 1] * cy + nxt[0, 2] - px[sel]
+            fy[sel] = nxt[1, 0] * cx + nxt[1, 1] * cy + nxt[1, 2] - py[sel]
+        qx, qy = px + fx, py + fy
+        top_next, _ = cover(t + 1, qx, qy)
+        outside = (qx < 0) | (qx > width - 1) | (qy < 0) | (qy > height - 1)
+        occ.append((top_next != top) | outside)
+        flows.append(np.stack([fx, fy], axis=-1).astype(np.float32))
+    return {"images": np.stack(images), "flow": np.stack(flows), "occlusions": np.stack(occ)}
+
+
+def flow_pair(seed: int, height: int = 384, width: int = 512, **kwargs: Any) -> dict[str, np.ndarray]:
+    """One FlyingChairs-like pair: ``image1``, ``image2``, ``flow``, ``occlusions``."""
+    seq = flow_sequence(seed, height, width, frames=2, **kwargs)
+    return {"image1": seq["images"][0], "image2": seq["images"][1],
+            "flow": seq["flow"][0], "occlusions": seq["occlusions"][0]}
+
+
+# ----------------------------------------------------------------------------- stereo scenes
+
+
+def stereo_pair(
+    seed: int,
+    height: int = 384,
+    width: int = 512,
+    *,
+    layers: tuple[int, int] = (3, 8),
+    max_disparity: float = 64.0,
+    slant: float = 0.1,
+) -> dict[str, np.ndarray]:
+    """A layered stereo pair with exact left-view disparity.
+
+    Args:
+      seed: deterministic scene seed.
+      height, width: image size.
+      layers: (min, max) number of foreground planes.
+      max_disparity: largest disparity (pixels).
+      slant: scale of the per-plane disparity gradients (0 = fronto-parallel).
+
+    Returns:
+      dict with ``left``, ``right`` (H, W, 3) float32, ``disparity`` (H, W) float32
+      (left view, right x = left x - d) and ``occlusions`` (H, W) bool (left pixels not
+      visible in the right image).
+    """
+    rng = np.random.default_rng(seed)
+    py, px = np.mgrid[0:height, 0:width].astype(np.float64)
+    n = int(rng.integers(layers[0], layers[1] + 1))
+    base = np.sort(rng.uniform(0.02, 1.0, n + 1)) * max_disparity
+    planes = []
+    for k in range(n + 1):
+        b = rng.normal(0, slant * 0.1)
+        c = rng.normal(0, slant * 0.1)
+        a = base[k] - b * width / 2 - c * height / 2
+        if k == 0:
+            shape, pose = None, None
+        else:
+            size = rng.uniform(0.08, 0.3) * math.hypot(height, width)
+            angle = rng.uniform(0, 2 * math.pi)
+            co, si = math.cos(angle), math.sin(angle)
+            s = size / 128
+            pos = rng.uniform([0, 0], [width, height])
+            pose = np.array([[co * s, -si * s, pos[0]], [si * s, co * s, pos[1]]])
+            shape = _random_shape(rng, 128.0)
+        planes.append({"abc": (a, b, c), "tex": texture(rng), "shape": shape, "pose": pose,
+                       "tex_scale": rng.uniform(0.5, 2.0)})
+
+    def layer_at(qx: np.ndarray, qy: np.ndarray) -> np.ndarray:
+        """Topmost plane at left-image points (planes are sorted by disparity)."""
+        top = np.zeros(qx.shape, np.int64)
+        for k, plane in enumerate(planes[1:], start=1):
+            cx, cy = _inverse_map(plane["pose"], qx, qy)
+            top = np.where(_shape_mask(plane["shape"], cx, cy), k, top)
+        return top
+
+    def render(top: np.ndarray, qx: np.ndarray, qy: np.ndarray) -> np.ndarray:
+        img = np.zeros(qx.shape + (3,), np.float32)
+        for k, plane in enumerate(planes):
+            sel = top == k
+            if sel.any():
+                s = plane["tex_scale"]
+                img[sel] = _sample_texture(plane["tex"], qx[sel] / s, qy[sel] / s)
+        return img
+
+    top_left = layer_at(px, py)
+    disp = np.zeros((height, width))
+    for k, plane in enumerate(planes):
+        a, b, c = plane["abc"]
+        sel = top_left == k
+        disp[sel] = a + b * px[sel] + c * py[sel]
+    left = render(top_left, px, py)
+    # Right image: for right pixel x_r, plane k covers left x_l = (x_r + a + c y) / (1 - b).
+    best = np.full((height, width), -np.inf)
+    top_right = np.zeros((height, width), np.int64)
+    src_x = np.zeros((height, width))
+    for k, plane in enumerate(planes):
+        a, b, c = plane["abc"]
+        xl = (px + a + c * py) / (1 - b)
+        d = a + b * xl + c * py
+        visible = (layer_at(xl, py) == k) & (d > best)
+        best = np.where(visible, d, best)
+        top_right = np.where(visible, k, top_right)
+        src_x = np.where(visible, xl, src_x)
+    right = render(top_right, src_x, py)
+    # A left pixel is occluded in the right view when a closer plane covers x - d there.
+    xr = px - disp
+    col = np.clip(np.round(xr).astype(np.int64), 0, width - 1)
+    occ = (xr < 0) | (best[py.astype(np.int64), col] > disp + 0.5)
+    return {"left": left, "right": right, "disparity": disp.astype(np.float32), "occlusions": occ}
+
+
+# ----------------------------------------------------------------------------- writers
+
+
+def _u8(img: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
+
+
+def write_chairs_layout(root: str | os.PathLike, count: int, *, seed: int = 0,
+                        height: int = 384, width: int = 512) -> Path:
+    """Write ``count`` pairs as ``<root>/data/NNNNN_img1.ppm, _img2.ppm, _flow.flo``."""
+    from flowlib import io
+
+    data = Path(root) / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        pair = flow_pair(seed + i, height, width)
+        io.write_image(data / f"{i + 1:05d}_img1.ppm", _u8(pair["image1"]))
+        io.write_image(data / f"{i + 1:05d}_img2.ppm", _u8(pair["image2"]))
+        io.write_flow(data / f"{i + 1:05d}_flow.flo", pair["flow"])
+    return Path(root)
+
+
+def write_sintel_layout(root: str | os.PathLike, *, scenes: int = 2, frames: int = 3, seed: int = 0,
+                        height: int = 218, width: int = 512) -> Path:
+    """Write a small MPI-Sintel-layout training set (clean = final here, documented synthetic).
+
+    ``<root>/training/{clean,final}/synthetic_<k>/frame_%04d.png``, ``training/flow/..flo``,
+    ``training/occlusions/..png`` (255 = occluded) and an all-valid ``training/invalid``.
+    """
+    from flowlib import io
+
+    root = Path(root)
+    for k in range(scenes):
+        seq = flow_sequence(seed + 1000 * k, height, width, frames=frames)
+        scene = f"synthetic_{k + 1}"
+        for t, img in enumerate(seq["images"]):
+            for pass_ in ("clean", "final"):
+                path = root / "training" / pass_ / scene / f"frame_{t + 1:04d}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                io.write_image(path, _u8(img))
+        for t, (flow, occ) in enumerate(zip(seq["flow"], seq["occlusions"])):
+            for kind, writer in (("flow", None), ("occlusions", occ), ("invalid", np.zeros_like(occ))):
+                path = root / "training" / kind / scene / f"frame_{t + 1:04d}.{'flo' if kind == 'flow' else 'png'}"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if kind == "flow":
+                    io.write_flow(path, flow)
+                else:
+                    io.write_image(path, np.repeat((writer.astype(np.uint8) * 255)[..., None], 3, -1))
+    return root
+
+
+def write_sceneflow_layout(root: str | os.PathLike, count: int, *, seed: int = 0,
+                           height: int = 384, width: int = 512) -> Path:
+    """Write stereo pairs as FlyingThings3D: ``frames_cleanpass/TRAIN/A/0000/{left,right}/%04d.png``
+    and ``disparity/TRAIN/A/0000/left/%04d.pfm``."""
+    from flowlib import io
+
+    root = Path(root)
+    for i in range(count):
+        pair = stereo_pair(seed + i, height, width)
+        for side in ("left", "right"):
+            path = root / "frames_cleanpass" / "TRAIN" / "A" / "0000" / side / f"{i:04d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            io.write_image(path, _u8(pair[side]))
+        path = root / "disparity" / "TRAIN" / "A" / "0000" / "left" / f"{i:04d}.pfm"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        io.write_pfm(path, pair["disparity"])
+    return root
