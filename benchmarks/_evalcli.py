@@ -1,0 +1,58 @@
+"""Shared pieces of the evaluation CLIs (benchmarks.sintel / kitti / middlebury)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def add_common(p: argparse.ArgumentParser, *, default_model: str) -> None:
+    p.add_argument("--root", default=None, help="dataset root (default: a synthetic set flowlib generates)")
+    p.add_argument("--model", default=default_model)
+    p.add_argument("--weights", default=None, help="named variant or checkpoint path (default: embedded)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N pairs")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--json", default=None, help="write the result record here")
+    p.add_argument("--save-viz", default=None, help="folder for colour-coded predictions")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def write_json(path: str | os.PathLike, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def viz_saver(folder: str | None, task: str):
+    """Callback writing colour-coded predictions named after the sample."""
+    if folder is None:
+        return None
+    from flowlib import viz
+
+    def save(sample: Any, pred: np.ndarray) -> None:
+        path = Path(folder) / f"{sample.name.replace('/', '_')}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rgb = viz.flow_to_rgb(pred) if task == "flow" else viz.disparity_to_rgb(pred)
+        viz.save_png(path, rgb)
+
+    return save
+
+
+def report(results: list[Any], json_path: str | None, extra: dict[str, Any]) -> None:
+    """Print each result's table and write all records to ``json_path`` (atomically)."""
+    for result in results:
+        result.record.update(extra)
+        print(result.table())
+        print()
+    if json_path and results:
+        write_json(json_path, json.dumps([json.loads(r.to_json()) for r in results], indent=1))
+        print(f"wrote {json_path}")
