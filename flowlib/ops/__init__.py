@@ -14,3 +14,16 @@ Conventions (repeated in each op's docstring):
 * Every op is jit-able and differentiable; shape errors are raised in Python with a
   message naming the expected shape.
 """
+
+from flowlib.ops.normalize import l2_normalize
+from flowlib.ops.pad import Padding, pad_to_multiple, unpad
+from flowlib.ops.resize import (
+    avg_pool,
+    image_pyramid,
+    resize_bilinear,
+    resize_nearest,
+    resize_trilinear,
+    upsample_flow,
+)
+from flowlib.ops.sample import bilinear_sample, grid_sample_coords, in_bounds
+from flowlib.ops.warp import backward_warp, warp_by_disparity, warp_validity
