@@ -1,0 +1,160 @@
+"""flowlib's default (embedded) models against classical baselines on the real pairs.
+
+    python -m benchmarks.defaults --data ../shared/data [--json OUT]
+
+Flow: the default of ``flowlib.estimate`` vs OpenCV DIS (MEDIUM preset) and Farneback
+(``0.5, 3, 15, 3, 5, 1.2, 0``) on Middlebury RubberWhale/Venus, Sintel alley_1
+clean/final, KITTI 2015 000000 (flow_noc) and the FlyingChairs samples: EPE (and Fl for
+KITTI). Stereo: the default of ``flowlib.estimate_disparity`` vs OpenCV StereoSGBM on
+Middlebury tsukuba/venus, KITTI 2015 000000 and FlyingThings3D: EPE (and D1 / bad-2).
+OpenCV is an optional benchmark dependency (``pip install opencv-python-headless``).
+Lower is better everywhere; each group's best is marked with ``*``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+import flowlib
+from flowlib import data, metrics
+
+
+def _grey_u8(img: np.ndarray) -> np.ndarray:
+    return np.round(255 * (0.299 * img[..., 0] + 0.587 * img[..., 1] + 0.114 * img[..., 2])).astype(np.uint8)
+
+
+def flow_methods(model: Any) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+    import cv2
+
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    return {
+        f"flowlib {model.name}": lambda a, b: flowlib.estimate(a, b, model),
+        "OpenCV DIS medium": lambda a, b: dis.calc(_grey_u8(a), _grey_u8(b), None),
+        "OpenCV Farneback": lambda a, b: cv2.calcOpticalFlowFarneback(
+            _grey_u8(a), _grey_u8(b), None, 0.5, 3, 15, 3, 5, 1.2, 0),
+    }
+
+
+def stereo_methods(model: Any, max_disp: int = 192) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+    import cv2
+
+    def sgbm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        n = 16 * math.ceil(min(max_disp, a.shape[1] // 2) / 16)
+        block = 5
+        matcher = cv2.StereoSGBM_create(0, n, block, P1=8 * 3 * block**2, P2=32 * 3 * block**2,
+                                        disp12MaxDiff=1, uniquenessRatio=10, speckleWindowSize=100,
+                                        speckleRange=2, mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY)
+        u8 = lambda x: np.round(255 * x).astype(np.uint8)[..., ::-1]  # noqa: E731 (OpenCV wants BGR)
+        d = matcher.compute(u8(a), u8(b)).astype(np.float32) / 16.0
+        # Invalid (negative) disparities are filled from the left neighbour, as a user would.
+        d[d < 0] = np.nan
+        for y in range(d.shape[0]):
+            row = d[y]
+            good = ~np.isnan(row)
+            if good.any():
+                idx = np.where(good, np.arange(row.size), 0)
+                np.maximum.accumulate(idx, out=idx)
+                row[:] = row[idx]
+                row[np.isnan(row)] = row[good][0]
+            else:
+                row[:] = 0
+        return d
+
+    return {f"flowlib {model.name}": lambda a, b: flowlib.estimate_disparity(a, b, model), "OpenCV SGBM": sgbm}
+
+
+def flow_cases(root: Path) -> list[tuple[str, Any]]:
+    cases = []
+    for s in data.index_middlebury_flow(root / "middlebury-flow"):
+        cases.append(("Middlebury", s))
+    for pass_ in ("clean", "final"):
+        for s in data.index_sintel(root / "sintel", pass_=pass_):
+            cases.append((f"Sintel {pass_}", s))
+    for s in data.index_kitti_flow(root / "kitti2015", gt="noc"):
+        cases.append(("KITTI 2015", s))
+    for s in data.index_flyingchairs(root / "flyingchairs"):
+        cases.append(("FlyingChairs", s))
+    return cases
+
+
+def stereo_cases(root: Path) -> list[tuple[str, Any]]:
+    cases = [("Middlebury", s) for s in data.index_middlebury_stereo(root / "middlebury-stereo")]
+    cases += [("KITTI 2015", s) for s in data.index_kitti_stereo(root / "kitti2015")]
+    cases += [("FlyingThings3D", s) for s in data.index_flyingthings3d(root / "flyingthings3d")]
+    return cases
+
+
+def run(cases: list[tuple[str, Any]], methods: dict[str, Callable], task: str) -> dict[str, dict[str, dict[str, float]]]:
+    """group -> method -> {epe, fl|d1, seconds}; EPE is the mean over the group's pairs."""
+    table: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for group, sample in cases:
+        d = data.load_sample(sample)
+        a, b = d["image1"], d["image2"]
+        for name, method in methods.items():
+            t = time.perf_counter()
+            pred = np.asarray(method(a, b), dtype=np.float32)
+            seconds = time.perf_counter() - t
+            valid = d["valid"]
+            if task == "flow":
+                epe = float(metrics.epe_map(pred, d["flow"])[valid].mean())
+                extra = ("fl", 100 * float(metrics.fl_outlier_map(pred, d["flow"])[valid].mean()))
+            else:
+                gt = d["disparity"]
+                if "nonocc" in d:
+                    valid = valid & d["nonocc"]
+                epe = float(np.abs(pred - gt)[valid].mean())
+                extra = ("d1", 100 * float(metrics.d1_outlier_map(pred, gt)[valid].mean()))
+            cell = table.setdefault(group, {}).setdefault(name, {"epe": [], extra[0]: [], "seconds": []})
+            cell["epe"].append(epe)
+            cell[extra[0]].append(extra[1])
+            cell["seconds"].append(seconds)
+    return {g: {m: {k: float(np.mean(v)) for k, v in cell.items()} for m, cell in ms.items()} for g, ms in table.items()}
+
+
+def print_table(title: str, results: dict[str, dict[str, dict[str, float]]]) -> None:
+    print(title)
+    for group, methods in results.items():
+        best = min(m["epe"] for m in methods.values())
+        for name, m in methods.items():
+            extra = " ".join(f"{k} {v:7.2f}" for k, v in m.items() if k not in ("epe", "seconds"))
+            mark = "*" if m["epe"] == best else " "
+            print(f"  {group:<15} {name:<22} EPE {m['epe']:8.3f}{mark}  {extra}  ({m['seconds']:.2f} s)")
+    print()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.defaults", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    p.add_argument("--flow-model", default="spynet")
+    p.add_argument("--stereo-model", default="cfnet")
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    root = Path(args.data)
+    flow_model = flowlib.load_model(args.flow_model)
+    stereo_model = flowlib.load_model(args.stereo_model)
+    record = {
+        "flow": run(flow_cases(root), flow_methods(flow_model), "flow"),
+        "stereo": run(stereo_cases(root), stereo_methods(stereo_model), "stereo"),
+        "flow_weights": flow_model.meta.get("weights"),
+        "stereo_weights": stereo_model.meta.get("weights"),
+    }
+    print_table("optical flow (EPE px, Fl %)", record["flow"])
+    print_table("stereo (EPE px, D1 %; Middlebury on nonocc)", record["stereo"])
+    if args.json:
+        from benchmarks._evalcli import write_json
+
+        write_json(args.json, json.dumps(record, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
