@@ -27,3 +27,12 @@ from flowlib.ops.resize import (
 )
 from flowlib.ops.sample import bilinear_sample, grid_sample_coords, in_bounds
 from flowlib.ops.warp import backward_warp, warp_by_disparity, warp_validity
+from flowlib.ops.correlation import all_pairs_correlation, local_correlation
+from flowlib.ops.cost_volume import (
+    concat_cost_volume,
+    disparity_regression,
+    disparity_variance,
+    gather_by_integer_disparity,
+    groupwise_correlation,
+    groupwise_cost_volume,
+)

@@ -1,0 +1,260 @@
+"""Correlation layers: FlowNet-style local correlation and RAFT-style all-pairs correlation.
+
+``local_correlation`` compares each pixel of frame 1 with a (2R+1) x (2R+1) grid of
+displaced pixels of frame 2 (FlowNetC, PWC-Net); ``all_pairs_correlation`` compares it
+with every pixel of frame 2 (RAFT).
+
+Two interchangeable implementations of ``local_correlation`` are kept, selected by
+``impl=``; both are exact (elementwise products summed in float32), they differ only in
+speed and memory:
+
+* ``"shifted"``: pad f2 once, then one static slice + multiply + channel sum per
+  displacement, unrolled. XLA fuses each slice with its product and reduction, so the
+  only large buffer is the output. Fastest forward and forward+backward on XLA:CPU at
+  every size measured in ``benchmarks/ops.py`` (FlowNetC conv3, Sintel) and the default.
+* ``"patches"``: per vertical displacement, extract the 2R+1 horizontal windows with
+  ``lax.conv_general_dilated_patches`` and contract them with f1 in one ``einsum``
+  (``precision=`` applies). It materialises a (B, H, W, C, 2R+1) window tensor per row
+  of displacements, and was 1.5-3x slower on CPU; it is kept because the contraction
+  form maps onto matrix units on accelerators.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+__all__ = ["local_correlation", "all_pairs_correlation"]
+
+Normalize = Literal["channels", "sqrt_channels", "none"]
+LocalImpl = Literal["auto", "shifted", "patches"]
+
+_NORMALIZE = ("channels", "sqrt_channels", "none")
+_LOCAL_IMPLS = ("auto", "shifted", "patches")
+
+
+def _accumulation_dtype(dtype: jnp.dtype) -> jnp.dtype:
+    # bf16/f16 products are summed in float32 (a bf16 running sum stops growing at 256
+    # ones); float64 stays float64 for gradient checks.
+    return jnp.dtype(jnp.float64) if jnp.dtype(dtype) == jnp.float64 else jnp.dtype(jnp.float32)
+
+
+def _check_features(f1: jax.Array, f2: jax.Array, *, same_shape: bool) -> None:
+    for name, f in (("f1", f1), ("f2", f2)):
+        if f.ndim != 4:
+            raise ValueError(f"{name} must have shape (B, H, W, C), got {f.shape}")
+        if not jnp.issubdtype(f.dtype, jnp.floating):
+            raise ValueError(f"{name} must be a floating-point array, got dtype {f.dtype}")
+    if same_shape and f1.shape != f2.shape:
+        raise ValueError(f"f1 and f2 must have the same shape (B, H, W, C), got {f1.shape} and {f2.shape}")
+    if not same_shape and (f1.shape[0] != f2.shape[0] or f1.shape[3] != f2.shape[3]):
+        raise ValueError(
+            f"f1 (B, H, W, C) and f2 (B, H2, W2, C) must agree in B and C, got {f1.shape} and {f2.shape}"
+        )
+
+
+def _check_int(value: object, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_normalize(normalize: str) -> None:
+    if normalize not in _NORMALIZE:
+        raise ValueError(f"normalize must be one of {_NORMALIZE}, got {normalize!r}")
+
+
+def _scale(normalize: str, count: int) -> float:
+    if normalize == "channels":
+        return 1.0 / count
+    if normalize == "sqrt_channels":
+        return 1.0 / math.sqrt(count)
+    return 1.0
+
+
+def _shifted(f1: jax.Array, f2p: jax.Array, radius: int, stride: int, pad: int) -> jax.Array:
+    """Channel sums of f1(y, x) * f2(y + dy, x + dx), dy-major, one slice per displacement."""
+    batch, height, width, channels = f1.shape
+    sums = []
+    for dy in range(-radius * stride, radius * stride + 1, stride):
+        for dx in range(-radius * stride, radius * stride + 1, stride):
+            f2_shifted = lax.slice(
+                f2p,
+                (0, pad + dy, pad + dx, 0),
+                (batch, pad + dy + height, pad + dx + width, channels),
+            )
+            sums.append(jnp.sum(f1 * f2_shifted, axis=-1))
+    return jnp.stack(sums, axis=-1)
+
+
+def _patches(
+    f1: jax.Array,
+    f2p: jax.Array,
+    radius: int,
+    stride: int,
+    pad: int,
+    precision: lax.PrecisionLike,
+) -> jax.Array:
+    """Same sums as `_shifted`, one window extraction + contraction per row of displacements."""
+    batch, height, width, channels = f1.shape
+    window = 2 * radius + 1
+    rows = []
+    for dy in range(-radius * stride, radius * stride + 1, stride):
+        band = lax.slice(f2p, (0, pad + dy, 0, 0), (batch, pad + dy + height, f2p.shape[2], channels))
+        # Columns x + dx, dx = -R*stride ... R*stride step stride, are the 1 x (2R+1)
+        # windows of the padded band with rhs dilation `stride`. The extraction is a
+        # convolution with a one-hot kernel: HIGHEST keeps it an exact copy on GPUs/TPUs.
+        windows = lax.conv_general_dilated_patches(
+            band,
+            filter_shape=(1, window),
+            window_strides=(1, 1),
+            padding="VALID",
+            rhs_dilation=(1, stride),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            precision=lax.Precision.HIGHEST,
+        )
+        # The patch features are flattened channel-major: (C, window).
+        windows = windows.reshape(batch, height, width, channels, window)
+        rows.append(
+            jnp.einsum(
+                "bhwc,bhwck->bhwk",
+                f1,
+                windows,
+                precision=precision,
+                preferred_element_type=f1.dtype,
+            )
+        )
+    return jnp.concatenate(rows, axis=-1)
+
+
+def local_correlation(
+    f1: jax.Array,
+    f2: jax.Array,
+    *,
+    max_displacement: int,
+    stride: int = 1,
+    kernel_size: int = 1,
+    normalize: Normalize,
+    precision: lax.PrecisionLike = None,
+    impl: LocalImpl = "auto",
+) -> jax.Array:
+    """Correlate each pixel of ``f1`` with a grid of displaced pixels of ``f2`` (FlowNetC).
+
+    ``out[b, y, x, k] = s * sum_{|j|,|i| <= r} sum_c f1[b, y+j, x+i, c] * f2[b, y+j+dy, x+i+dx, c]``
+    with ``(dy, dx) = (tj * stride, ti * stride)``, ``tj, ti in [-R, R]``,
+    ``R = max_displacement // stride``, ``r = (kernel_size - 1) // 2`` and
+    ``k = (tj + R) * (2R + 1) + (ti + R)``.
+
+    Args:
+      f1: ``(b, h, w, c)`` features of frame 1.
+      f2: ``(b, h, w, c)`` features of frame 2.
+      max_displacement: largest |dy|, |dx| in pixels; a multiple of ``stride``.
+      stride: step between tested displacements (FlowNet's ``stride2``; FlowNetC uses 2).
+        The output is always computed at every pixel (``stride1 = 1``).
+      kernel_size: odd side K of the patch compared around each pixel (FlowNet uses 1).
+      normalize: ``"channels"`` divides by ``K^2 * c`` (FlowNetC, PWC-Net: the mean over
+        channels), ``"sqrt_channels"`` by ``sqrt(K^2 * c)``, ``"none"`` gives raw sums.
+      precision: ``lax.Precision`` of the contraction in ``impl="patches"`` (the
+        ``"shifted"`` implementation has no matmul and is always exact float32).
+      impl: ``"shifted"`` (default through ``"auto"``: fastest measured) or ``"patches"``;
+        both compute the same values (see the module docstring).
+
+    Returns:
+      ``(b, h, w, (2R+1)^2)`` correlations in the dtype of the inputs; products are
+      accumulated in float32 (float64 for float64 inputs).
+
+    Convention:
+      Channel order is dy-major: channel 0 is (dy, dx) = (-R*stride, -R*stride), channel
+      ``R*(2R+1) + R`` is (0, 0), channel ``2R+1`` is (-R*stride + stride, -R*stride).
+      Pixels of either frame outside the image count as 0 (FlowNet zero padding), and
+      the output has the input's size with each patch centred on its pixel. This equals
+      NV ``Correlation(pad_size=max_displacement, kernel_size=1, max_displacement,
+      stride1=1, stride2=stride)`` and PCE ``spatial_correlation_sample(kernel_size=K,
+      patch_size=2R+1, padding=r, dilation_patch=stride)`` (divided by ``K^2 c`` for
+      ``"channels"``; PCE returns raw sums, i.e. ``"none"``).
+    """
+    _check_features(f1, f2, same_shape=True)
+    _check_normalize(normalize)
+    max_displacement = _check_int(max_displacement, "max_displacement", 0)
+    stride = _check_int(stride, "stride", 1)
+    kernel_size = _check_int(kernel_size, "kernel_size", 1)
+    if max_displacement % stride:
+        raise ValueError(
+            f"max_displacement must be a multiple of stride (displacements are -R*stride ... "
+            f"R*stride), got max_displacement={max_displacement}, stride={stride}"
+        )
+    if kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd (a patch centred on its pixel), got {kernel_size}")
+    if impl not in _LOCAL_IMPLS:
+        raise ValueError(f"impl must be one of {_LOCAL_IMPLS}, got {impl!r}")
+
+    out_dtype = jnp.result_type(f1, f2)
+    acc = _accumulation_dtype(out_dtype)
+    radius = max_displacement // stride
+    channels = f1.shape[-1]
+    a = f1.astype(acc)
+    pad = max_displacement
+    f2p = jnp.pad(f2.astype(acc), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    if impl == "patches":
+        sums = _patches(a, f2p, radius, stride, pad, precision)
+    else:
+        sums = _shifted(a, f2p, radius, stride, pad)
+    if kernel_size > 1:
+        # sum_{j,i} P_d(y+j, x+i) of the per-pixel products P_d, zero outside the image
+        # (f1 is zero there), is a K x K box sum of the K = 1 result.
+        r = kernel_size // 2
+        sums = lax.reduce_window(
+            sums,
+            jnp.array(0, acc),
+            lax.add,
+            (1, kernel_size, kernel_size, 1),
+            (1, 1, 1, 1),
+            ((0, 0), (r, r), (r, r), (0, 0)),
+        )
+    scale = _scale(normalize, kernel_size * kernel_size * channels)
+    if scale != 1.0:
+        sums = sums * jnp.asarray(scale, acc)
+    return sums.astype(out_dtype)
+
+
+def all_pairs_correlation(
+    f1: jax.Array,
+    f2: jax.Array,
+    *,
+    normalize: Normalize,
+    precision: lax.PrecisionLike = None,
+) -> jax.Array:
+    """Correlate every pixel of ``f1`` with every pixel of ``f2`` (RAFT's 4-D volume).
+
+    ``out[b, y, x, y2, x2] = s * sum_c f1[b, y, x, c] * f2[b, y2, x2, c]``.
+
+    Args:
+      f1: ``(b, h, w, c)`` features of frame 1.
+      f2: ``(b, h2, w2, c)`` features of frame 2.
+      normalize: ``"sqrt_channels"`` divides by ``sqrt(c)`` (RAFT), ``"channels"`` by
+        ``c``, ``"none"`` gives raw dot products.
+      precision: ``lax.Precision`` of the contraction.
+
+    Returns:
+      ``(b, h, w, h2, w2)`` in the dtype of the inputs, accumulated in float32 (float64
+      for float64 inputs).
+
+    Convention:
+      The frame-1 pixel indexes axes 1-2, the frame-2 pixel axes 3-4 (RAFT's
+      ``corr(i, j, k, l)``; its pyramid pools the last two axes).
+    """
+    _check_features(f1, f2, same_shape=False)
+    _check_normalize(normalize)
+    out_dtype = jnp.result_type(f1, f2)
+    acc = _accumulation_dtype(out_dtype)
+    corr = jnp.einsum(
+        "bhwc,bijc->bhwij", f1, f2, precision=precision, preferred_element_type=acc
+    )
+    scale = _scale(normalize, f1.shape[-1])
+    if scale != 1.0:
+        corr = corr * jnp.asarray(scale, acc)
+    return corr.astype(out_dtype)
