@@ -447,9 +447,10 @@ def test_real_sintel_flow_renders(data):
     rgb = viz.flow_to_rgb(flow)
     assert rgb.shape == (436, 1024, 3) and rgb.any(axis=-1).all()  # every pixel known
     assert len(np.unique(rgb.reshape(-1, 3), axis=0)) > 1000
-    # colours agree with the per-pixel rule: check a few pixels against the SPECS formula
+    # colours agree with the per-pixel rule (recomputed here from normalised float64 flow;
+    # the radius is then re-derived from (u, v), so floor() may differ by one level)
+    flow = flow.astype(np.float64)
     scale = np.hypot(flow[..., 0], flow[..., 1]).max()
     for y, x in [(0, 0), (200, 500), (435, 1023), (300, 420)]:
         u, v = flow[y, x] / scale
-        assert tuple(rgb[y, x]) == _rgb(float(u), float(v), max_norm=1.0) or np.abs(
-            rgb[y, x].astype(int) - _rgb(float(u), float(v), max_norm=1.0)).max() <= 1
+        assert np.abs(rgb[y, x].astype(int) - _rgb(u, v, max_norm=1.0)).max() <= 1
