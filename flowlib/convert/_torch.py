@@ -389,11 +389,14 @@ def _scan_pickle(data: bytes, start: int = 0) -> int:
     stream = io.BytesIO(data)
     stream.seek(start)
     end = None
-    for opcode, _arg, pos in pickletools.genops(stream):
-        if opcode.name == "STOP":
-            end = pos + 1
+    try:
+        for opcode, _arg, pos in pickletools.genops(stream):
+            if opcode.name == "STOP":
+                end = pos + 1
+    except Exception as err:  # ValueError, struct.error, UnicodeDecodeError, ...
+        raise ValueError(f"damaged pickle at byte {start}+: {err}") from err
     if end is None:
-        raise ValueError("pickle has no STOP opcode")
+        raise ValueError("damaged pickle: no STOP opcode")
     return end
 
 
@@ -466,14 +469,15 @@ def _check_member_names(infos: list[zipfile.ZipInfo]) -> str:
         name = info.filename
         parts = name.split("/")
         if (
-            not _MEMBER_CHARS.fullmatch(name)
+            info.orig_filename != name  # zipfile silently cuts names at a NUL byte
+            or not _MEMBER_CHARS.fullmatch(name)
             or name.startswith("/")
             or re.match(r"[A-Za-z]:", name)
             or any(p in ("", ".", "..") for p in parts[:-1])
             or parts[-1] in (".", "..")
             or len(parts) < 2
         ):
-            raise ValueError(f"zip member name {name!r} is not a plain relative path inside one folder")
+            raise ValueError(f"zip member name {info.orig_filename!r} is not a plain relative path inside one folder")
         if name in seen:
             raise ValueError(f"zip member {name!r} appears twice")
         seen.add(name)
