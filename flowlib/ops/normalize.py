@@ -32,7 +32,9 @@ def l2_normalize(
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise ValueError(f"x must be a floating-point array, got dtype {x.dtype}")
     if not -x.ndim <= axis < x.ndim:
-        raise ValueError(f"axis must be in [-{x.ndim}, {x.ndim}) for x of shape {x.shape}, got {axis}")
+        raise ValueError(
+            f"axis must be in [-{x.ndim}, {x.ndim}) for x of shape {x.shape}, got {axis}"
+        )
     axis = axis % x.ndim
     compute = jnp.promote_types(x.dtype, jnp.float32)
     xc = x.astype(compute)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 __all__ = ["bilinear_sample", "in_bounds", "grid_sample_coords"]
 
-Padding = Literal["zeros", "border"]
+SamplePadding = Literal["zeros", "border"]
 _PADDINGS = ("zeros", "border")
 
 
@@ -31,7 +31,7 @@ def _check_coords(coords: jax.Array, name: str = "coords") -> None:
         raise ValueError(f"{name} must be a floating-point array, got dtype {coords.dtype}")
 
 
-def bilinear_sample(x: jax.Array, coords: jax.Array, *, padding: Padding) -> jax.Array:
+def bilinear_sample(x: jax.Array, coords: jax.Array, *, padding: SamplePadding) -> jax.Array:
     """Sample ``x`` bilinearly at absolute pixel coordinates.
 
     Args:

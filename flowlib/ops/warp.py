@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from flowlib.ops.sample import Padding, bilinear_sample, grid_sample_coords
+from flowlib.ops.sample import SamplePadding, bilinear_sample, grid_sample_coords
 
 __all__ = ["backward_warp", "warp_validity", "warp_by_disparity"]
 
@@ -50,7 +50,7 @@ def _sampling_coords(flow: jax.Array, *, align_corners: bool) -> jax.Array:
 
 
 def backward_warp(
-    image: jax.Array, flow: jax.Array, *, padding: Padding, align_corners: bool
+    image: jax.Array, flow: jax.Array, *, padding: SamplePadding, align_corners: bool
 ) -> jax.Array:
     """Warp ``image`` (frame 2) onto frame 1's grid: sample it at ``(x + u, y + v)``.
 
@@ -124,7 +124,7 @@ def warp_validity(
 
 
 def warp_by_disparity(
-    right: jax.Array, disparity: jax.Array, *, padding: Padding, align_corners: bool
+    right: jax.Array, disparity: jax.Array, *, padding: SamplePadding, align_corners: bool
 ) -> jax.Array:
     """Warp the right image to the left view by a left-referenced disparity.
 

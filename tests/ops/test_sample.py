@@ -218,3 +218,14 @@ def test_bad_inputs_name_the_expected_shape():
         ops.in_bounds(jnp.zeros((3, 3)), 2, 2)
     with pytest.raises(TypeError):
         ops.grid_sample_coords(jnp.zeros((3, 2)), 2, 2)  # align_corners required
+
+
+@pytest.mark.parametrize("padding", ["zeros", "border"])
+def test_jit_equals_eager(padding):
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.standard_normal((2, 6, 5, 4)), jnp.float32)
+    coords = jnp.asarray(random_coords(rng, (2, 3, 7), 6, 5), jnp.float32)
+    eager = ops.bilinear_sample(x, coords, padding=padding)
+    jitted = jax.jit(lambda a, c: ops.bilinear_sample(a, c, padding=padding))(x, coords)
+    # XLA may contract multiply-adds into FMAs under jit: equal to an ulp or two.
+    np.testing.assert_allclose(np.asarray(jitted), np.asarray(eager), rtol=0, atol=1e-6)
