@@ -1,0 +1,634 @@
+"""CFNet stereo: cascade and fused cost volumes (Flax Linen).
+
+Paper: Z. Shen, Y. Dai, Z. Rao, "CFNet: Cascade and Fused Cost Volume for Robust Stereo
+Matching", CVPR 2021 (arXiv:2104.04314). This is a port of gallenszl/CFNet @ 982230d,
+``models/cfnet.py`` ``CFNet(maxdisp)`` = ``cfnet(maxdisp, use_concat_volume=True)`` with
+Mish activations, and loads that repository's two released checkpoints (``CHECKPOINTS``;
+converter: :mod:`flowlib.convert.cfnet`).
+
+Input: ``image1`` (left) and ``image2`` (right), RGB float32 in [0, 1], ``(B, H, W, 3)``,
+any ``H, W >= 1``. The model normalises with the ImageNet mean/std (upstream
+``datasets/data_io.py``), zero-pads at the top and right to the next multiple of 32 (64
+for sides shorter than 64, see :func:`pad_input`) and crops the outputs back.
+
+Output: ``StereoOutput(disparity, aux)``; ``disparity`` is ``(B, H, W)`` in pixels, left
+view (right x = left x - d), the upstream final output ``pred1_s2``. ``aux`` keys:
+
+* ``disp_s3_up``, ``disp_s4_up``: the other two upstream eval outputs ``(B, H, W)``.
+* Intermediates on the padded grid (``Hp x Wp``, crop with the padding / scale):
+  ``cost2_s4`` (B, D, Hp/8, Wp/8) logits, D = maxdisp/8; ``pred2_s4`` (B, Hp/8, Wp/8);
+  for stage ``s`` in (``s3`` at 1/4, ``s2`` at 1/2): ``range_{s}_in_min/max`` (bounds
+  before :func:`search_range`), ``range_{s}_min/max``, ``uniform_{s}`` (B, N, h, w),
+  ``samples_{s}`` (B, N + 2, h, w) int32, ``cost1_{s}`` (B, N + 2, h, w), ``pred1_{s}``.
+* ``features``: ``{"left": ..., "right": ...}``, each ``{"gw2".."gw6",
+  "concat2".."concat6"}`` NHWC feature maps on the padded grid.
+* With ``train=True`` also ``train_disparities``: the nine full-resolution maps upstream
+  returns in training, in its order (pred0_4, pred1_4, pred2_s4, pred0_s3, predmid_s3,
+  pred1_s3, pred0_s2, predmid_s2, pred1_s2), for the loss weights of
+  :data:`flowlib.losses.CFNET_WEIGHTS`.
+
+Deviations / choices: upstream test loaders pad to a fixed size (KITTI 384x1248) or by
+``32 - H % 32`` even when H is divisible (Middlebury); this port pads minimally (identical
+for KITTI's 375x1242). ``hourglassup.combine3`` / ``redir3`` exist in the checkpoints but
+upstream never calls them; they are not parameters here (the converter lists them as
+ignored, 680,448 values). The Mish network is ported; upstream's ReLU variant
+(``models/relu``) is not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from flowlib import hub, ops
+from flowlib.models._layers import BatchNorm, Conv, ConvTranspose, mish
+from flowlib.models._outputs import StereoOutput
+
+__all__ = [
+    "CFNet",
+    "CHECKPOINTS",
+    "preprocess",
+    "pad_input",
+    "spp_kernel_sizes",
+    "uncertainty_bounds",
+    "search_range",
+    "disparity_hypotheses",
+    "stage_volume",
+]
+
+_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+_STD = np.array([0.229, 0.224, 0.225], np.float32)
+NUM_GROUPS = 40  # group-wise correlation groups at 1/8 ... 1/32 and 1/4 (20 at 1/2)
+SAMPLES_S3 = 14  # uniform interior hypotheses at 1/4 (+ floor(min), ceil(max) = 16)
+SAMPLES_S2 = 10  # ... at 1/2 (12 hypotheses)
+# Cascade stages: (stride, feature level, interior samples N, correlation groups).
+_STAGES = {"s3": (4, 3, SAMPLES_S3, NUM_GROUPS), "s2": (2, 2, SAMPLES_S2, NUM_GROUPS // 2)}
+# Per-stage intermediates reported in the output dict as f"{key}_{stage}".
+_STAGE_KEYS = ("range_in_min", "range_in_max", "range_min", "range_max", "uniform", "samples",
+               "cost1", "pred1")
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+class ConvBN(nn.Module):
+    """Upstream ``convbn`` / ``convbn_3d`` (conv without bias + BatchNorm), then Mish."""
+
+    features: int
+    kernel_size: int = 3
+    stride: int = 1
+    padding: int = 1
+    ndim: int = 2
+    act: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        x = Conv(self.features, self.kernel_size, stride=self.stride, padding=self.padding,
+                 use_bias=False, ndim=self.ndim, name="conv")(x)
+        x = BatchNorm(name="bn")(x, train=train)
+        return mish(x) if self.act else x
+
+
+class DeconvBN(nn.Module):
+    """ConvTranspose3d(k3, s2, p1, output_padding 1, no bias) + BN: doubles D, H, W."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        x = ConvTranspose(self.features, 3, stride=2, padding=1, output_padding=1,
+                          use_bias=False, ndim=3, name="deconv")(x)
+        return BatchNorm(name="bn")(x, train=train)
+
+
+class BasicBlock(nn.Module):
+    """Upstream ``BasicBlock``: two 3x3 convbn, 1x1 projection shortcut, no final act."""
+
+    features: int
+    stride: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        out = ConvBN(self.features, stride=self.stride, name="conv1")(x, train=train)
+        out = ConvBN(self.features, act=False, name="conv2")(out, train=train)
+        # Every CFNet layer changes width or stride, so each block has the projection.
+        shortcut = ConvBN(self.features, 1, self.stride, 0, act=False,
+                          name="downsample")(x, train=train)
+        return out + shortcut
+
+
+def spp_kernel_sizes(height: int, width: int) -> list[tuple[int, int]]:
+    """Average-pool kernels (= strides) of CFNet's SPP paths 0..3 for an h x w input.
+
+    Upstream ``pyramidPooling`` (icnet mode): pool sizes ``linspace(2, min(h, w), 4)``
+    truncated to int, kernel ``(int(h / p), int(w / p))``, and the list is reversed so
+    path 0 gets the smallest kernel. Needs ``min(h, w) >= 2``.
+    """
+    if min(height, width) < 2:
+        raise ValueError(f"SPP input must be at least 2x2 (1/32 of the image), got {height}x{width}")
+    pool_sizes = np.linspace(2, min(height, width), 4, dtype=int)
+    return [(int(height / p), int(width / p)) for p in pool_sizes][::-1]
+
+
+class PyramidPooling(nn.Module):
+    """SPP at 1/32 (``pyramidPooling(512, None, fusion_mode='sum', model_name='icnet')``)."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        height, width, channels = x.shape[1:]
+        total = x
+        for i, kernel in enumerate(spp_kernel_sizes(height, width)):
+            y = ops.avg_pool(x, kernel, stride=kernel, count_include_pad=True)
+            y = ConvBN(channels, 1, padding=0, name=f"path_{i}")(y, train=train)
+            # F.upsample(mode="bilinear") without align_corners: False.
+            total = total + 0.25 * ops.resize_bilinear(y, (height, width), align_corners=False)
+        return mish(total / 2.0)
+
+
+class FeatureHead(nn.Module):
+    """``gwN`` / ``concatN``: convbn 3x3 + Mish, then a 1x1 conv without bias."""
+
+    hidden: int
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        x = ConvBN(self.hidden, name="convbn")(x, train=train)
+        return Conv(self.features, 1, use_bias=False, name="proj")(x)
+
+
+# (hidden, out) widths of the group-wise and concatenation feature heads per level.
+_GW_HEADS = {2: (80, 80), 3: (160, 160), 4: (160, 160), 5: (320, 320), 6: (320, 320)}
+_CONCAT_HEADS = {2: (32, 6), 3: (128, 12), 4: (128, 12), 5: (128, 12), 6: (128, 12)}
+
+
+class FeatureExtraction(nn.Module):
+    """ResNet-style encoder to 1/32, SPP, nearest-upsampling decoder, per-level heads."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> dict[str, jax.Array]:
+        for i in range(3):
+            x = ConvBN(32, stride=2 if i == 0 else 1, name=f"firstconv_{i}")(x, train=train)
+        skips = {2: BasicBlock(64, 1, name="layer2")(x, train=train)}  # 1/2
+        for level, width in ((3, 128), (4, 192), (5, 256), (6, 512)):   # 1/4 ... 1/32
+            skips[level] = BasicBlock(width, 2, name=f"layer{level}")(skips[level - 1], train=train)
+        decoded = {6: PyramidPooling(name="pyramid_pooling")(skips[6], train=train)}
+        for level, width in ((5, 256), (4, 192), (3, 128), (2, 64)):
+            coarse = decoded[level + 1]
+            # nn.Upsample(scale_factor=2): nearest; the skip comes first in the concat.
+            coarse = ops.resize_nearest(coarse, (2 * coarse.shape[1], 2 * coarse.shape[2]))
+            up = ConvBN(width, name=f"upconv{level + 1}")(coarse, train=train)
+            merged = jnp.concatenate([skips[level], up], axis=-1)
+            decoded[level] = ConvBN(width, name=f"iconv{level}")(merged, train=train)
+        out = {}
+        for level in range(2, 7):
+            out[f"gw{level}"] = FeatureHead(*_GW_HEADS[level], name=f"gw{level}")(
+                decoded[level], train=train)
+            out[f"concat{level}"] = FeatureHead(*_CONCAT_HEADS[level], name=f"concat{level}")(
+                decoded[level], train=train)
+        return out
+
+
+class Conv3dPair(nn.Module):
+    """Two 3x3x3 convbn_3d with Mish (upstream ``dres0``-style); no Mish after the
+    second when ``act_last`` is False (``dres1``-style residual branch)."""
+
+    features: int
+    act_last: bool
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        x = ConvBN(self.features, ndim=3, name="conv_0")(x, train=train)
+        return ConvBN(self.features, ndim=3, act=self.act_last, name="conv_1")(x, train=train)
+
+
+class Hourglass(nn.Module):
+    """Upstream ``hourglass``: two stride-2 convbn_3d stages down, two deconvs back up."""
+
+    channels: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        c = self.channels
+        conv2 = ConvBN(2 * c, stride=2, ndim=3, name="conv1")(x, train=train)
+        conv2 = ConvBN(2 * c, ndim=3, name="conv2")(conv2, train=train)
+        conv4 = ConvBN(4 * c, stride=2, ndim=3, name="conv3")(conv2, train=train)
+        conv4 = ConvBN(4 * c, ndim=3, name="conv4")(conv4, train=train)
+        redir2 = ConvBN(2 * c, 1, padding=0, ndim=3, act=False, name="redir2")(conv2, train=train)
+        conv5 = mish(DeconvBN(2 * c, name="conv5")(conv4, train=train) + redir2)
+        redir1 = ConvBN(c, 1, padding=0, ndim=3, act=False, name="redir1")(x, train=train)
+        return mish(DeconvBN(c, name="conv6")(conv5, train=train) + redir1)
+
+
+class HourglassUp(nn.Module):
+    """Upstream ``hourglassup`` (``combine1``): fuses the 1/8, 1/16 and 1/32 volumes.
+
+    The plain stride-2 convs (no BN) bring the 1/8 volume down to where the coarser
+    volumes are concatenated. Upstream also registers ``combine3`` and ``redir3`` but
+    never calls them; they are omitted here.
+    """
+
+    channels: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array, cost5: jax.Array, cost6: jax.Array, *, train: bool) -> jax.Array:
+        c = self.channels
+        conv1 = Conv(2 * c, 3, stride=2, padding=1, use_bias=False, ndim=3, name="conv1")(x)
+        conv1 = ConvBN(2 * c, ndim=3, name="combine1")(
+            jnp.concatenate([conv1, cost5], axis=-1), train=train)
+        conv2 = ConvBN(2 * c, ndim=3, name="conv2")(conv1, train=train)
+        conv3 = Conv(4 * c, 3, stride=2, padding=1, use_bias=False, ndim=3, name="conv3")(conv2)
+        conv3 = ConvBN(4 * c, ndim=3, name="combine2")(
+            jnp.concatenate([conv3, cost6], axis=-1), train=train)
+        conv4 = ConvBN(4 * c, ndim=3, name="conv4")(conv3, train=train)
+        redir2 = ConvBN(2 * c, 1, padding=0, ndim=3, act=False, name="redir2")(conv2, train=train)
+        conv8 = mish(DeconvBN(2 * c, name="conv8")(conv4, train=train) + redir2)
+        redir1 = ConvBN(c, 1, padding=0, ndim=3, act=False, name="redir1")(x, train=train)
+        return mish(DeconvBN(c, name="conv9")(conv8, train=train) + redir1)
+
+
+class CostHead(nn.Module):
+    """``classif*`` / ``confidence_classif*``: convbn_3d + Mish, Conv3d to one channel.
+
+    Returns the matching-cost logits ``(B, D, H, W)`` (softmax over D gives p(d)).
+    """
+
+    channels: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        x = ConvBN(self.channels, ndim=3, name="convbn")(x, train=train)
+        return Conv(1, 3, padding=1, use_bias=False, ndim=3, name="proj")(x)[..., 0]
+
+
+# ------------------------------------------------------------- cascade search range
+
+
+def uncertainty_bounds(prob: jax.Array, hypotheses: jax.Array, gamma: jax.Array,
+                       beta: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Soft-argmin and the uncertainty interval around it.
+
+    Args:
+      prob: ``(B, D, H, W)`` probabilities over the hypotheses.
+      hypotheses: ``(D,)`` or ``(B, D, H, W)`` disparity values.
+      gamma, beta: learned scalars (shape ``(1,)``).
+
+    Returns:
+      ``(pred, lo, hi)``, each ``(B, H, W)``: ``pred = sum p d``;
+      ``lo/hi = pred -/+ (gamma + 1) * U -/+ beta`` with ``U = sqrt(sum p (d - pred)^2)``
+      and ``pred`` detached inside the bounds (upstream ``pred*_cur = pred.detach()``).
+    """
+    pred = ops.disparity_regression(prob, hypotheses)
+    cur = jax.lax.stop_gradient(pred)
+    spread = (gamma + 1) * jnp.sqrt(ops.disparity_variance(prob, hypotheses, cur))
+    return pred, cur - spread - beta, cur + spread + beta
+
+
+def search_range(lo: jax.Array, hi: jax.Array, *, min_width: int,
+                 upper: int) -> tuple[jax.Array, jax.Array]:
+    """Upstream ``generate_search_range``: widen to ``min_width`` and clamp to [0, upper].
+
+    ``e = max(0, min_width - (hi - lo))`` is split evenly between both ends, then both
+    bounds are clamped to ``[0, upper]`` (``upper = maxdisp // 2**scale - 1``), so a range
+    at a clamp limit may end up narrower than ``min_width`` (upstream does the same).
+    ``min_width`` is upstream's ``sample_count`` = number of interior samples + 1.
+    """
+    # Same operation order as upstream, `(n - hi) + lo`, so rounding matches bit for bit.
+    widen = jnp.maximum(min_width - hi + lo, 0) / 2.0
+    return jnp.clip(lo - widen, 0, upper), jnp.clip(hi + widen, 0, upper)
+
+
+def disparity_hypotheses(lo: jax.Array, hi: jax.Array, *,
+                         num_samples: int) -> tuple[jax.Array, jax.Array]:
+    """Upstream ``UniformSampler`` + ``generate_disparity_samples``.
+
+    Args:
+      lo, hi: ``(B, H, W)`` search range.
+      num_samples: interior samples N.
+
+    Returns:
+      ``(uniform, samples)``: ``uniform`` ``(B, N, H, W)`` float,
+      ``lo + (hi - lo) / (N + 1) * k`` for ``k = 1..N``; ``samples`` ``(B, N + 2, H, W)``
+      int32 = ``[floor(lo), uniform..., ceil(hi)]`` truncated toward zero.
+
+    Convention:
+      QUIRK (reproduced on purpose): upstream casts the hypotheses with ``.long()``, so the
+      interior samples are *truncated* to integers (not rounded), neighbouring hypotheses
+      may coincide, and no gradient reaches ``lo``/``hi`` (hence none reaches
+      ``gamma``/``beta``). Values within ~1e-5 of an integer may truncate differently under
+      another float implementation.
+    """
+    step = (hi - lo) / (num_samples + 1)
+    k = jnp.arange(1.0, num_samples + 1, dtype=lo.dtype)[:, None, None]
+    uniform = lo[:, None] + step[:, None] * k
+    samples = jnp.concatenate([jnp.floor(lo)[:, None], uniform, jnp.ceil(hi)[:, None]], axis=1)
+    return uniform, samples.astype(jnp.int32)
+
+
+def stage_volume(gw_left: jax.Array, gw_right: jax.Array, cat_left: jax.Array,
+                 cat_right: jax.Array, samples: jax.Array, *, groups: int) -> jax.Array:
+    """Cascade cost volume over per-pixel integer hypotheses (``cost_volume_generator``).
+
+    Args:
+      gw_left, gw_right: ``(B, H, W, Cg)`` group-wise features.
+      cat_left, cat_right: ``(B, H, W, Cc)`` concatenation features.
+      samples: ``(B, N, H, W)`` integer hypotheses.
+      groups: correlation groups.
+
+    Returns:
+      ``(B, N, H, W, groups + 2 Cc + 1)``: [group-wise correlation, left, warped right,
+      the hypothesis value]; the right features are gathered at column ``x - d`` and zero
+      outside the image (upstream ``SpatialTransformer``).
+    """
+    gwc = ops.groupwise_correlation(gw_left, ops.gather_by_integer_disparity(gw_right, samples),
+                                    groups=groups)
+    warped = ops.gather_by_integer_disparity(cat_right, samples)
+    left = jnp.broadcast_to(cat_left[:, None], warped.shape)
+    hyp = samples.astype(gwc.dtype)[..., None]
+    return jnp.concatenate([gwc, left, warped, hyp], axis=-1)
+
+
+class CascadeStage(nn.Module):
+    """Stage net over the hypothesis volume (``confidence*_s3`` / ``confidence*_s2``).
+
+    Returns logits ``{"cost1": ...}`` (B, N, H, W) and, with ``all_heads``, the
+    training-only heads on the stem (``cost0``) and first hourglass (``costmid``).
+    """
+
+    channels: int
+
+    @nn.compact
+    def __call__(self, volume: jax.Array, *, train: bool, all_heads: bool) -> dict[str, jax.Array]:
+        c = self.channels
+        cost0 = Conv3dPair(c, act_last=True, name="confidence0")(volume, train=train)
+        cost0 = Conv3dPair(c, act_last=False, name="confidence1")(cost0, train=train) + cost0
+        out1 = Hourglass(c, name="confidence2")(cost0, train=train)
+        out2 = Hourglass(c, name="confidence3")(out1, train=train)
+        logits = {"cost1": CostHead(c, name="classif1")(out2, train=train)}
+        if all_heads:
+            logits["cost0"] = CostHead(c, name="classif0")(cost0, train=train)
+            logits["costmid"] = CostHead(c, name="classifmid")(out1, train=train)
+        return logits
+
+
+# ------------------------------------------------------------------- input / output
+
+
+def preprocess(image: jax.Array) -> tuple[jax.Array, ops.Padding]:
+    """RGB in [0, 1] -> ImageNet-normalised network input, zero-padded (:func:`pad_input`).
+
+    Args:
+      image: ``(B, H, W, 3)`` float RGB in [0, 1].
+
+    Returns:
+      ``(x, padding)``: ``x`` ``(B, Hp, Wp, 3)`` = ``(image - mean) / std`` (upstream
+      ``ToTensor`` + ``Normalize``), padded after normalising as upstream's loaders do.
+    """
+    return pad_input((image - _MEAN) / _STD)
+
+
+def pad_input(x: jax.Array) -> tuple[jax.Array, ops.Padding]:
+    """Zero-pad at the top and right to a multiple of 32 (to 64 for sides < 64).
+
+    Upstream pads at the top and right (KITTI/Middlebury/ETH3D loaders); this is the
+    minimal such padding. Sides shorter than 64 go to 64 because the SPP pooling rule
+    needs a 1/32 map of at least 2x2 (:func:`spp_kernel_sizes`).
+    """
+    multiple = tuple(64 if n < 64 else 32 for n in x.shape[1:3])
+    return ops.pad_to_multiple(x, multiple, mode="top_right")
+
+
+def _check_images(image1: jax.Array, image2: jax.Array) -> None:
+    for name, im in (("image1", image1), ("image2", image2)):
+        if im.ndim != 4 or im.shape[-1] != 3 or min(im.shape[1:3]) < 1:
+            raise ValueError(f"{name} must be RGB of shape (B, H, W, 3), got {im.shape}")
+        if not jnp.issubdtype(im.dtype, jnp.floating):
+            raise ValueError(f"{name} must be float RGB in [0, 1], got dtype {im.dtype}")
+    if image1.shape != image2.shape:
+        raise ValueError(
+            f"left and right images must have the same shape (B, H, W, 3), got {image1.shape} "
+            f"and {image2.shape}")
+
+
+def _check_padded(left: jax.Array, right: jax.Array, samples_s3: Any, samples_s2: Any) -> None:
+    if left.ndim != 4 or left.shape[-1] != 3 or left.shape != right.shape:
+        raise ValueError(f"left and right must both be (B, H, W, 3), got {left.shape} and {right.shape}")
+    batch, height, width, _ = left.shape
+    if height % 32 or width % 32 or min(height, width) < 64:
+        raise ValueError(f"padded inputs need H, W multiples of 32 and >= 64, got {height}x{width}")
+    for name, forced, n, stride in (("samples_s3", samples_s3, SAMPLES_S3 + 2, 4),
+                                    ("samples_s2", samples_s2, SAMPLES_S2 + 2, 2)):
+        expected = (batch, n, height // stride, width // stride)
+        if forced is not None and tuple(forced.shape) != expected:
+            raise ValueError(f"{name} must have shape (B, N, H/{stride}, W/{stride}) = {expected}, "
+                             f"got {tuple(forced.shape)}")
+
+
+def _upsample_disparity(disp: jax.Array, scale: int, size: tuple[int, int]) -> jax.Array:
+    """``F.upsample(d * scale, (H, W), bilinear, align_corners=True)`` on (B, h, w)."""
+    return ops.resize_bilinear((disp * scale)[..., None], size, align_corners=True)[..., 0]
+
+
+# ------------------------------------------------------------------------- network
+
+
+class CFNet(nn.Module):
+    """CFNet (Mish). ``maxdisp`` must be a multiple of 32; all released weights use 256
+    (upstream's class default is 192)."""
+
+    maxdisp: int = 256
+
+    def setup(self) -> None:
+        if self.maxdisp % 32 or self.maxdisp <= 0:
+            raise ValueError(f"maxdisp must be a positive multiple of 32, got {self.maxdisp}")
+        self.feature_extraction = FeatureExtraction()
+        self.dres0, self.dres1 = Conv3dPair(32, act_last=True), Conv3dPair(32, act_last=False)
+        self.dres0_5, self.dres1_5 = Conv3dPair(64, act_last=True), Conv3dPair(64, act_last=False)
+        self.dres0_6, self.dres1_6 = Conv3dPair(64, act_last=True), Conv3dPair(64, act_last=False)
+        self.combine1 = HourglassUp(32)
+        self.dres3 = Hourglass(32)
+        self.classif0, self.classif1, self.classif2 = CostHead(32), CostHead(32), CostHead(32)
+        self.stage_s3 = CascadeStage(32)
+        self.stage_s2 = CascadeStage(16)
+        # Learned range scalars, zero-initialised upstream. Upstream's `.long()` cut means
+        # no gradient ever reaches them, so training leaves them at their initial value.
+        zeros = nn.initializers.zeros
+        self.gamma_s3 = self.param("gamma_s3", zeros, (1,))
+        self.beta_s3 = self.param("beta_s3", zeros, (1,))
+        self.gamma_s2 = self.param("gamma_s2", zeros, (1,))
+        self.beta_s2 = self.param("beta_s2", zeros, (1,))
+
+    def __call__(self, image1: jax.Array, image2: jax.Array, *, train: bool = False) -> StereoOutput:
+        """Disparity of the left image; see the module docstring for ``aux``."""
+        _check_images(image1, image2)
+        left, padding = preprocess(image1)
+        right, _ = preprocess(image2)
+        out = self.forward_padded(left, right, train=train)
+        crop = lambda d: ops.unpad(d, padding)  # noqa: E731
+        aux = {k: v for k, v in out.items() if k != "disp_final"}
+        aux["disp_s3_up"], aux["disp_s4_up"] = crop(out["disp_s3_up"]), crop(out["disp_s4_up"])
+        if train:
+            aux["train_disparities"] = tuple(crop(d) for d in out["train_disparities"])
+        return StereoOutput(crop(out["disp_final"]), aux)
+
+    def forward_padded(self, left: jax.Array, right: jax.Array, *, train: bool = False,
+                       samples_s3: jax.Array | None = None,
+                       samples_s2: jax.Array | None = None) -> dict[str, Any]:
+        """Upstream ``cfnet.forward`` on normalised inputs whose H, W are multiples of 32.
+
+        Args:
+          left, right: ``(B, H, W, 3)`` ImageNet-normalised, padded images.
+          train: batch statistics in BatchNorm and the nine training outputs.
+          samples_s3, samples_s2: teacher forcing for tests: ``(B, 16, H/4, W/4)`` /
+            ``(B, 12, H/2, W/2)`` integer hypotheses used *instead of* the computed ones
+            (the computed ranges are still reported).
+
+        Returns:
+          dict with ``disp_final``, ``disp_s3_up``, ``disp_s4_up`` (B, H, W) and the
+          intermediates listed in the module docstring.
+        """
+        _check_padded(left, right, samples_s3, samples_s2)
+        size = left.shape[1:3]
+        all_heads = train or self.is_initializing()  # create the training heads at init
+        feats = {"left": self.feature_extraction(left, train=train),
+                 "right": self.feature_extraction(right, train=train)}
+        out: dict[str, Any] = {"features": feats}
+
+        # 1/8: fused volume -> p(d) over d = 0..D-1 -> soft-argmin and uncertainty range.
+        cost0_4, out1_4, cost2_s4 = self.fused_stage(feats["left"], feats["right"], train=train)
+        levels = jnp.arange(self.maxdisp // 8, dtype=cost2_s4.dtype)
+        pred2_s4, lo, hi = uncertainty_bounds(
+            jax.nn.softmax(cost2_s4, axis=1), levels, self.gamma_s3, self.beta_s3)
+        out.update(cost2_s4=cost2_s4, pred2_s4=pred2_s4)
+
+        # 1/4 and 1/2: hypotheses inside the previous stage's range, cost, soft-argmin.
+        s3 = self.cascade_stage("s3", feats, lo, hi, forced=samples_s3, train=train,
+                                all_heads=all_heads)
+        _, lo, hi = uncertainty_bounds(s3["prob"], s3["hyp"], self.gamma_s2, self.beta_s2)
+        s2 = self.cascade_stage("s2", feats, lo, hi, forced=samples_s2, train=train,
+                                all_heads=all_heads)
+        for name, stage in (("s3", s3), ("s2", s2)):
+            out.update({f"{k}_{name}": stage[k] for k in _STAGE_KEYS})
+
+        out["disp_final"] = _upsample_disparity(s2["pred1"], 2, size)
+        out["disp_s3_up"] = _upsample_disparity(s3["pred1"], 4, size)
+        out["disp_s4_up"] = _upsample_disparity(pred2_s4, 8, size)
+        if all_heads:
+            train_disps = self.training_disparities(cost0_4, out1_4, s3, s2, out, size,
+                                                    train=train)
+            if train:
+                out["train_disparities"] = train_disps
+        return out
+
+    def fused_stage(self, fl: dict, fr: dict, *, train: bool) -> tuple[jax.Array, ...]:
+        """Fused cost volumes at 1/8, 1/16, 1/32 -> (cost0_4, out1_4, cost2_s4 logits)."""
+        costs = []
+        for level, pre, post in ((4, self.dres0, self.dres1), (5, self.dres0_5, self.dres1_5),
+                                 (6, self.dres0_6, self.dres1_6)):
+            d = self.maxdisp // 2 ** (level - 1)
+            volume = jnp.concatenate([
+                ops.groupwise_cost_volume(fl[f"gw{level}"], fr[f"gw{level}"], max_disparity=d,
+                                          groups=NUM_GROUPS),
+                ops.concat_cost_volume(fl[f"concat{level}"], fr[f"concat{level}"], max_disparity=d),
+            ], axis=-1)
+            cost = pre(volume, train=train)
+            costs.append(post(cost, train=train) + cost)
+        out1_4 = self.combine1(*costs, train=train)
+        out2_4 = self.dres3(out1_4, train=train)
+        return costs[0], out1_4, self.classif2(out2_4, train=train)
+
+    def stage_hypotheses(self, name: str, lo: jax.Array, hi: jax.Array) -> dict[str, jax.Array]:
+        """Coarser-stage bounds ``(B, h, w)`` -> hypotheses of stage ``name`` (2h x 2w).
+
+        The bounds are doubled and upsampled (align_corners=True), widened and clamped
+        (:func:`search_range`), and sampled into integer hypotheses
+        (:func:`disparity_hypotheses`).
+        """
+        stride, _, num_samples, _ = _STAGES[name]
+        size = (2 * lo.shape[1], 2 * lo.shape[2])
+        lo = _upsample_disparity(lo, 2, size)
+        hi = _upsample_disparity(hi, 2, size)
+        range_min, range_max = search_range(lo, hi, min_width=num_samples + 1,
+                                            upper=self.maxdisp // stride - 1)
+        uniform, samples = disparity_hypotheses(range_min, range_max, num_samples=num_samples)
+        return {"range_in_min": lo, "range_in_max": hi, "range_min": range_min,
+                "range_max": range_max, "uniform": uniform, "samples": samples}
+
+    def cascade_stage(self, name: str, feats: dict, lo: jax.Array, hi: jax.Array, *,
+                      forced: jax.Array | None, train: bool, all_heads: bool) -> dict:
+        """One cascade stage (``s3`` at 1/4, ``s2`` at 1/2) from the coarser range: the
+        stage net scores the hypothesis volume; the estimate is the soft-argmin over the
+        hypotheses. ``forced`` replaces the computed hypotheses (teacher forcing)."""
+        stride, level, _, groups = _STAGES[name]
+        out = self.stage_hypotheses(name, lo, hi)
+        samples = out["samples"] if forced is None else jnp.asarray(forced).astype(jnp.int32)
+        volume = stage_volume(feats["left"][f"gw{level}"], feats["right"][f"gw{level}"],
+                              feats["left"][f"concat{level}"], feats["right"][f"concat{level}"],
+                              samples, groups=groups)
+        net = self.stage_s3 if name == "s3" else self.stage_s2
+        logits = net(volume, train=train, all_heads=all_heads)
+        prob = jax.nn.softmax(logits["cost1"], axis=1)
+        hyp = samples.astype(prob.dtype)
+        out.update(samples=samples, cost1=logits["cost1"], pred1=ops.disparity_regression(prob, hyp),
+                   prob=prob, hyp=hyp, logits=logits, stride=stride)
+        return out
+
+    def training_disparities(self, cost0_4: jax.Array, out1_4: jax.Array, s3: dict, s2: dict,
+                             out: dict, size: tuple[int, int], *, train: bool) -> tuple:
+        """The nine full-resolution training outputs, in upstream's order."""
+        disps = []
+        for head, volume in ((self.classif0, cost0_4), (self.classif1, out1_4)):
+            cost = head(volume, train=train)[..., None]
+            # Trilinear upsampling of the 1/8 cost to (maxdisp, H, W), then soft-argmin.
+            cost = ops.resize_trilinear(cost, (self.maxdisp, *size), align_corners=True)[..., 0]
+            prob = jax.nn.softmax(cost, axis=1)
+            disps.append(ops.disparity_regression(prob, jnp.arange(self.maxdisp, dtype=prob.dtype)))
+        disps.append(out["disp_s4_up"])
+        for stage, final in ((s3, out["disp_s3_up"]), (s2, out["disp_final"])):
+            for key in ("cost0", "costmid"):
+                prob = jax.nn.softmax(stage["logits"][key], axis=1)
+                pred = ops.disparity_regression(prob, stage["hyp"])
+                disps.append(_upsample_disparity(pred, stage["stride"], size))
+            disps.append(final)
+        return tuple(disps)
+
+
+# ---------------------------------------------------------------------- checkpoints
+
+_LICENSE = "MIT (gallenszl/CFNet LICENSE, Copyright (c) 2021 gallenszl)"
+
+CHECKPOINTS: dict[str, hub.Checkpoint] = {
+    "sceneflow": hub.Checkpoint(
+        url="https://drive.google.com/uc?export=download&id=1gFNUc4cOCFXbGv6kkjjcPw2cJWmodypv",
+        sha256=None,
+        filename="cfnet_sceneflow_pretrain.ckpt",
+        license=_LICENSE,
+        training_data="SceneFlow (FlyingThings3D + Driving + Monkaa), 20 epochs, maxdisp 256",
+        source_format="pytorch",
+        model_kwargs={"maxdisp": 256},
+        notes=("'Pretraining Model' of the CFNet README (Google Drive "
+               "https://drive.google.com/file/d/1gFNUc4cOCFXbGv6kkjjcPw2cJWmodypv/view); "
+               "reproduces Table 3 (cross-domain generalisation). torch.save dict with the "
+               "DataParallel state_dict under 'model'. The README suggests ReLU for "
+               "reproducing pre-training; whether this file is the Mish or ReLU model is "
+               "unverified (the scripts load it into the Mish model)."),
+    ),
+    "robust": hub.Checkpoint(
+        url="https://drive.google.com/uc?export=download&id=1H6L-lQjF4yOxq23wxs3HW40B-0mLxUiI",
+        sha256=None,
+        filename="cfnet_robust_finetune.ckpt",
+        license=_LICENSE,
+        training_data=("SceneFlow pre-training, then joint fine-tuning on KITTI 2012 + KITTI "
+                       "2015 + ETH3D + Middlebury (Robust Vision Challenge 2020), maxdisp 256"),
+        source_format="pytorch",
+        model_kwargs={"maxdisp": 256},
+        notes=("'Finetuneing Moel' of the CFNet README (Google Drive "
+               "https://drive.google.com/file/d/1H6L-lQjF4yOxq23wxs3HW40B-0mLxUiI/view); "
+               "the RVC 2020 stereo entry (1st place). Outer dict layout assumed to match "
+               "main.py's torch.save ({'epoch', 'model', 'optimizer'}); unverified."),
+    ),
+}
