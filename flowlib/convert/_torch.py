@@ -59,14 +59,15 @@ _MAX_PICKLE_BYTES = 1 << 31
 _MAX_NDIM = 64
 
 
-class _DType:
-    """A torch dtype: its pickled name, the numpy dtype of its storage, and its itemsize."""
+class _DType(str):
+    """A torch dtype. It *is* the string ``"torch.float32"`` (what a dtype stored as a value
+    comes back as), and carries the numpy dtype of its storage elements."""
 
-    __slots__ = ("name", "np_dtype")
-
-    def __init__(self, name: str, np_dtype: str) -> None:
-        self.name = name  # "float32"
-        self.np_dtype = np.dtype(np_dtype)  # storage element type, little-endian
+    def __new__(cls, name: str, np_dtype: str) -> "_DType":
+        obj = super().__new__(cls, f"torch.{name}")
+        obj.name = name  # "float32"
+        obj.np_dtype = np.dtype(np_dtype)  # storage element type, little-endian
+        return obj
 
     @property
     def itemsize(self) -> int:
@@ -332,7 +333,6 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         ("_codecs", "encode"): _codecs_encode,
         ("builtins", "set"): set,
         ("builtins", "frozenset"): frozenset,
-        ("builtins", "bytearray"): bytearray,
         ("builtins", "complex"): complex,
         ("numpy", "dtype"): _NumpyDType,
         ("numpy.core.multiarray", "scalar"): _numpy_scalar,
@@ -382,15 +382,24 @@ class _Refused(ValueError):
 def _scan_pickle(data: bytes, start: int = 0) -> int:
     """Walk the opcodes of the pickle at ``data[start:]`` without executing it.
 
-    Checks that every declared length fits in the data (so the C unpickler never allocates
-    for a corrupted length) and returns the offset just past STOP.
+    Checks that every declared length and memo index fits in the data (so the C unpickler
+    never allocates for a corrupted or hostile number) and returns the offset just past STOP.
     """
     # BytesIO shares a bytes object's buffer (no copy of a large legacy file).
     stream = io.BytesIO(data)
     stream.seek(start)
     end = None
+    count = 0
     try:
-        for opcode, _arg, pos in pickletools.genops(stream):
+        for opcode, arg, pos in pickletools.genops(stream):
+            count += 1
+            if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT") and arg > count:
+                # CPython's unpickler grows its memo array to twice the index (and zeroes
+                # it): a 6-byte LONG_BINPUT 2**32-1 would ask for 64 GiB. Real pickles
+                # number memo entries consecutively, so an index never exceeds the op count.
+                raise ValueError(f"memo index {arg} at byte {pos} is out of range")
+            if opcode.name == "FRAME" and arg > len(data) - pos:
+                raise ValueError(f"frame of {arg} bytes at byte {pos} exceeds the data")
             if opcode.name == "STOP":
                 end = pos + 1
     except Exception as err:  # ValueError, struct.error, UnicodeDecodeError, ...

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import pickletools
 import pickle
 import struct
 import subprocess
@@ -433,6 +434,18 @@ def test_huge_declared_pickle_lengths_do_not_allocate(tmp_path):
             read_torch_checkpoint(_write(tmp_path, "len.pth", _zip_bytes({"archive/data.pkl": payload})))
 
 
+def test_huge_memo_indices_and_allocating_builtins_are_refused(tmp_path):
+    # LONG_BINPUT 2**32-1 would make CPython's unpickler allocate and zero a 64 GiB memo.
+    for payload, match in [
+        (b"\x80\x02N" + b"r\xff\xff\xff\xff" + b".", "memo index 4294967295"),
+        (b"\x80\x02N" + b"p99999999\n" + b".", "memo index 99999999"),
+        (b"\x80\x04\x95" + struct.pack("<Q", 2**60) + b"N.", "frame of"),
+        (b"\x80\x02c__builtin__\nbytearray\n" + _pint(2**34) + b"\x85R.", "refusing to load builtins.bytearray"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            read_torch_checkpoint(_write(tmp_path, "memo.pth", _zip_bytes({"archive/data.pkl": payload})))
+
+
 def test_not_a_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="not a PyTorch checkpoint.*expected a zip"):
         read_torch_checkpoint(_write(tmp_path, "x.pth", b"GIF89a......"))
@@ -537,3 +550,100 @@ def test_fuzzed_bytes_raise_only_value_error(tmp_path, small_checkpoints, fmt, e
     got = _load_or_value_error(path)
     if got is not None:
         assert isinstance(got, (dict, np.ndarray, list, tuple, int, float, str, type(None), bytes, set))
+
+
+# ------------------------------------------------------------------------------------------
+# Other rebuild paths torch uses (Parameters, tensor subclasses, untyped storages, metadata).
+
+
+def _storage_pid(storage: str, key: str, numel: int) -> bytes:
+    return b"(" + _pstr("storage") + b"ctorch\n" + storage.encode() + b"\n" + _pstr(key) + _pstr("cpu") + _pint(numel) + b"tQ"
+
+
+_HOOKS = b"ccollections\nOrderedDict\n)R"
+
+
+def test_parameter_subclass_untyped_and_metadata_rebuilds(tmp_path):
+    v2 = b"ctorch._utils\n_rebuild_tensor_v2\n"
+    args = lambda key, n: b"(" + _storage_pid("FloatStorage", key, n) + _pint(0) + _ptuple((n,)) + _ptuple((1,)) + b"\x89" + _HOOKS + b"t"
+    entries = [
+        # nn.Parameter pickled directly: _rebuild_parameter(tensor, requires_grad, hooks)
+        ("param", b"ctorch._utils\n_rebuild_parameter\n(" + v2 + args("0", 3) + b"R\x88" + _HOOKS + b"tR"),
+        # tensor with Python attributes: _rebuild_from_type_v2(func, type, args, state)
+        ("subclass", b"ctorch._tensor\n_rebuild_from_type_v2\n(" + v2 + b"ctorch.nn.parameter\nParameter\n" + args("0", 3) + b"}tR"),
+        # untyped byte storage viewed as int16 by _rebuild_tensor_v3
+        ("v3", b"ctorch._utils\n_rebuild_tensor_v3\n(" + _storage_pid("UntypedStorage", "1", 4) + _pint(0) + _ptuple((2,))
+         + _ptuple((1,)) + b"\x89" + _HOOKS + b"ctorch\nint16\ntR"),
+        ("bf16", v2 + b"(" + _storage_pid("BFloat16Storage", "2", 2) + _pint(0) + _ptuple((2,)) + _ptuple((1,)) + b"\x89" + _HOOKS + b"tR"),
+        ("bool", v2 + b"(" + _storage_pid("BoolStorage", "3", 3) + _pint(0) + _ptuple((3,)) + _ptuple((1,)) + b"\x89" + _HOOKS + b"tR"),
+        ("size", b"ctorch\nSize\n" + _ptuple((2, 3)) + b"\x85R"),
+        ("device", b"ctorch\ndevice\n" + _pstr("cuda") + _pint(1) + b"\x86R"),
+        ("dtype", b"ctorch\nfloat32\n"),
+        ("np_scalar", b"cnumpy.core.multiarray\nscalar\ncnumpy\ndtype\n" + _pstr("f8") + b"\x89\x88\x87R"
+         + b"(" + _pint(3) + _pstr("<") + b"NNN" + _pint(-1) + _pint(-1) + _pint(0) + b"tb"
+         + b"c_codecs\nencode\n" + _pstr("\x00\x00\x00\x00\x00\x00\xf8\x3f") + _pstr("latin1") + b"\x86R\x86R"),
+    ]
+    pkl = b"\x80\x02}(" + b"".join(_pstr(k) + v for k, v in entries) + b"u."
+    members = {
+        "a/data.pkl": pkl,
+        "a/data/0": np.array([1, 2, 3], "<f4").tobytes(),
+        "a/data/1": np.array([-2, 300], "<i2").tobytes(),
+        "a/data/2": np.array([0x3FC0, 0xC020], "<u2").tobytes(),  # bf16 1.5, -2.5
+        "a/data/3": bytes([1, 0, 1]),
+    }
+    got = read_torch_checkpoint(_write(tmp_path, "p.pth", _zip_bytes(members)))
+    np.testing.assert_array_equal(got["param"], [1, 2, 3])
+    np.testing.assert_array_equal(got["subclass"], [1, 2, 3])
+    assert got["v3"].dtype == np.int16 and got["v3"].tolist() == [-2, 300]
+    assert got["bf16"].dtype == np.float32 and got["bf16"].tolist() == [1.5, -2.5]
+    assert got["bool"].dtype == bool and got["bool"].tolist() == [True, False, True]
+    assert got["size"] == (2, 3) and got["device"] == "cuda:1" and got["dtype"] == "torch.float32"
+    assert got["np_scalar"] == 1.5 and got["np_scalar"].dtype == np.float64
+
+
+def test_rebuild_from_type_only_accepts_rebuild_functions(tmp_path):
+    pkl = b"\x80\x02ctorch._tensor\n_rebuild_from_type_v2\n(c_codecs\nencode\nctorch\nTensor\n(" + _pstr("x") + b"t}tR."
+    with pytest.raises(ValueError, match="not a tensor-rebuild function"):
+        read_torch_checkpoint(_write(tmp_path, "f.pth", _zip_bytes({"a/data.pkl": pkl})))
+    # calling a storage class or a marker type is refused, not executed
+    for body in (b"ctorch\nFloatStorage\n)R.", b"ctorch\nTensor\n)R."):
+        with pytest.raises(ValueError, match="damaged"):
+            read_torch_checkpoint(_write(tmp_path, "g.pth", _zip_bytes({"a/data.pkl": b"\x80\x02" + body})))
+
+
+def test_written_pickles_use_only_what_torch_weights_only_accepts(tmp_path):
+    # Opcodes and globals accepted by torch/_weights_only_unpickler.py (torch 2.x), where
+    # __builtin__ names are mapped to builtins as for any protocol-2 pickle.
+    torch_opcodes = {
+        "PROTO", "GLOBAL", "NEWOBJ", "REDUCE", "BUILD", "APPEND", "APPENDS", "SETITEM", "SETITEMS", "MARK",
+        "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "NONE", "NEWFALSE", "NEWTRUE", "EMPTY_TUPLE", "EMPTY_LIST",
+        "EMPTY_DICT", "EMPTY_SET", "BINPERSID", "BININT", "BININT1", "BININT2", "BINFLOAT", "BINGET",
+        "LONG_BINGET", "BINPUT", "LONG_BINPUT", "BINUNICODE", "SHORT_BINSTRING", "LONG1", "STOP",
+    }
+    torch_globals = {"collections OrderedDict", "torch._utils _rebuild_tensor_v2", "_codecs encode",
+                     "__builtin__ set", "__builtin__ complex"} | {f"torch {s}Storage" for s in (
+        "Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool", "ComplexFloat", "ComplexDouble")}
+    tree = _tree()
+    tree["many"] = {f"k{i}": np.full(2, i, np.float32) for i in range(300)}  # > 256 memo entries
+    tree["extra"] = [1 + 2j, frozenset({1}), -1, 2**31, -(2**31) - 1, 1e-9, ""]
+    for legacy in (False, True):
+        path = tmp_path / f"c{legacy}.pth"
+        write_torch_checkpoint(path, tree, legacy=legacy)
+        if legacy:
+            blob = path.read_bytes()
+            pickles, pos = [], 0
+            for _ in range(5):
+                ops = list(pickletools.genops(io.BytesIO(blob[pos:])))
+                pickles.append(blob[pos : pos + ops[-1][2] + 1])
+                pos += ops[-1][2] + 1
+        else:
+            with zipfile.ZipFile(path) as zf:
+                pickles = [zf.read("archive/data.pkl")]
+        for pkl in pickles:
+            ops = list(pickletools.genops(pkl))
+            assert {op.name for op, _, _ in ops} <= torch_opcodes
+            assert {arg for op, arg, _ in ops if op.name == "GLOBAL"} <= torch_globals
+            assert ops[0][0].name == "PROTO" and ops[0][1] == 2
+        back = read_torch_checkpoint(path)
+        assert back["extra"] == [1 + 2j, {1}, -1, 2**31, -(2**31) - 1, 1e-9, ""]
+        assert back["many"]["k299"].tolist() == [299, 299]
