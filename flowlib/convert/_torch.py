@@ -744,7 +744,8 @@ class _PickleWriter:
     name the rebuild functions.
     """
 
-    def __init__(self, persistent_id) -> None:
+    def __init__(self, persistent_id, *, legacy: bool = False) -> None:
+        self.legacy = legacy  # legacy persistent ids carry a 6th field (storage view: None)
         self.out = io.BytesIO()
         self.memo: dict[str, int] = {}
         self.persistent_id = persistent_id
@@ -886,8 +887,6 @@ class _PickleWriter:
         w(b"t")
         w(b"Q")
 
-    legacy = False
-
 
 def _is_array_like(obj: Any) -> bool:
     return hasattr(obj, "__array__") and hasattr(obj, "shape") and hasattr(obj, "dtype") and not isinstance(obj, (str, bytes))
@@ -966,8 +965,7 @@ def write_torch_checkpoint(path: str | os.PathLike, obj: Any, *, legacy: bool = 
         an arbitrary object, a self-referencing container).
     """
     table = _StorageTable()
-    writer = _PickleWriter(table)
-    writer.legacy = legacy
+    writer = _PickleWriter(table, legacy=legacy)
     main = writer.dump(obj)
     storages = [(key, storage, flat) for key, storage, flat in table.entries.values()]
     if legacy:
