@@ -511,8 +511,9 @@ class CFNet(nn.Module):
         _, lo, hi = uncertainty_bounds(s3["prob"], s3["hyp"], self.gamma_s2, self.beta_s2)
         s2 = self.cascade_stage("s2", feats, lo, hi, forced=samples_s2, train=train,
                                 all_heads=all_heads)
-        for name, stage in (("s3", s3), ("s2", s2)):
-            out.update({f"{k}_{name}": stage[k] for k in _STAGE_KEYS})
+        for name, stage in (("s3", s3), ("s2", s2)):  # upstream / fixture names
+            out.update({k.replace("range", f"range_{name}") if k.startswith("range")
+                        else f"{k}_{name}": stage[k] for k in _STAGE_KEYS})
 
         out["disp_final"] = _upsample_disparity(s2["pred1"], 2, size)
         out["disp_s3_up"] = _upsample_disparity(s3["pred1"], 4, size)
