@@ -106,6 +106,11 @@ def _error(path: PathLike, message: str) -> ValueError:
     return ValueError(f"{os.fspath(path)}: {message}")
 
 
+def _describe(e: Exception) -> str:
+    text = str(e)  # pypng's messages already start with the class name
+    return text if text.startswith(type(e).__name__) else f"{type(e).__name__}: {text}"
+
+
 def _read_bytes(path: PathLike) -> bytes:
     with open(path, "rb") as f:
         return f.read()
@@ -464,7 +469,7 @@ def _decode_png_pypng(path: PathLike, data: bytes, header: _PngHeader) -> np.nda
     # pypng raises png.FormatError/ChunkError, zlib.error and, on some corrupt streams,
     # IndexError/ValueError from its row unpacking; all mean the same thing here.
     except Exception as e:
-        raise _error(path, f"cannot decode PNG ({type(e).__name__}: {e})") from e
+        raise _error(path, f"cannot decode PNG ({_describe(e)})") from e
     dtype = np.uint16 if header.bitdepth == 16 else np.uint8
     samples = np.frombuffer(pixels, dtype=dtype)
     if (width, height) != (header.width, header.height) or samples.size != (
@@ -498,7 +503,7 @@ def _decode_png_pillow(path: PathLike, data: bytes, header: _PngHeader) -> np.nd
                 return None
             array = np.array(im)
     except Exception as e:  # Pillow: OSError, SyntaxError, ValueError, zlib.error, ...
-        raise _error(path, f"cannot decode PNG ({type(e).__name__}: {e})") from e
+        raise _error(path, f"cannot decode PNG ({_describe(e)})") from e
     return array.reshape(header.height, header.width, header.planes)
 
 
@@ -725,7 +730,7 @@ def _decode_pillow(path: PathLike, data: bytes) -> tuple[np.ndarray, int]:
             array = np.array(im)
     except Exception as e:  # Pillow: UnidentifiedImageError, OSError, SyntaxError, ...
         raise _error(path, f"cannot decode image (not PNG, PPM/PGM, JPEG, BMP, GIF or WebP; "
-                           f"{type(e).__name__}: {e})") from e
+                           f"{_describe(e)})") from e
     if mode in ("L", "LA", "RGB", "RGBA"):
         return array.reshape(*array.shape[:2], -1), 255
     if mode.startswith("I;16"):
