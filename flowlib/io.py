@@ -85,14 +85,15 @@ _PNG_COLOR_TYPES = {
 # an IHDR whose pixels could not fit in the compressed data is corrupt: checking this bounds
 # every allocation by the file size (no decompression bombs).
 _DEFLATE_MAX_RATIO = 1032
-# Bytes per sample in KITTI flow: 1/64 px steps around 2**15.
+# KITTI: u = (R - 2**15) / 64 (1/64 px steps), disparity d = value / 256 (devkit io_flow.h,
+# io_disp.h).
 _KITTI_FLOW_SCALE = 64.0
 _KITTI_FLOW_OFFSET = 32768.0
 _KITTI_DISP_SCALE = 256.0
 
 # Pillow is used for everything that is neither PNG nor binary PPM/PGM; the list keeps
 # guessy plugins (TGA, SPIDER, ...) from claiming arbitrary bytes.
-# TIFF is left out: Pillow reduces 16-bit RGB TIFFs to 8 bits, the PNG trap again.
+# TIFF is left out: Pillow has no 16-bit RGB mode, so it could not read such TIFFs losslessly.
 _PILLOW_FORMATS = ("JPEG", "BMP", "PPM", "GIF", "WEBP")
 _IMAGE_WRITE_EXTENSIONS = (".png", ".ppm", ".pgm", ".jpg", ".jpeg", ".bmp")
 
@@ -361,7 +362,8 @@ def _encode_pfm(path: PathLike, array: Any, little_endian: bool) -> bytes:
     # finite value that float32 cannot hold is an error.
     out = _to_float32(path, "array", array, np.isfinite(array))
     height, width = array.shape[:2]
-    header = f"{'PF' if array.ndim == 3 else 'Pf'}\n{width} {height}\n{-1 if little_endian else 1}\n"
+    kind = "PF" if array.ndim == 3 else "Pf"
+    header = f"{kind}\n{width} {height}\n{-1 if little_endian else 1}\n"
     raster = out[::-1].astype("<f4" if little_endian else ">f4")
     return header.encode("ascii") + raster.tobytes()
 
@@ -434,7 +436,8 @@ def _check_png(path: PathLike, data: bytes) -> _PngHeader:
                 ">IIBBBBB", body)
             if not (0 < width < 2**31 and 0 < height < 2**31):
                 raise _error(path, f"corrupted PNG: size {width}x{height}")
-            if color_type not in _PNG_COLOR_TYPES or bitdepth not in _PNG_COLOR_TYPES[color_type][2]:
+            allowed = _PNG_COLOR_TYPES.get(color_type, (None, None, ()))[2]
+            if bitdepth not in allowed:
                 raise _error(path, f"corrupted PNG: bit depth {bitdepth} with colour type "
                                    f"{color_type} is not allowed")
             if compression != 0 or filt != 0 or interlace not in (0, 1):
@@ -533,11 +536,12 @@ def _encode_png(samples: np.ndarray) -> bytes:
     np.subtract(raw[1:], raw[:-1], out=filtered[1:, 1:])  # uint8 arithmetic wraps mod 256
 
     def chunk(ctype: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", zlib.crc32(ctype + body))
+        crc = struct.pack(">I", zlib.crc32(ctype + body))
+        return struct.pack(">I", len(body)) + ctype + body + crc
 
     ihdr = struct.pack(">IIBBBBB", width, height, bitdepth, color_type, 0, 0, 0)
-    return (_PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(filtered.tobytes(), 6))
-            + chunk(b"IEND", b""))
+    idat = zlib.compress(filtered.tobytes(), 6)
+    return _PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def _read_png_exact(path: PathLike, color_type: int, what: str) -> np.ndarray:
@@ -840,7 +844,8 @@ def _image_to_samples(path: PathLike, image: Any) -> np.ndarray:
     if image.dtype in (np.uint8, np.uint16):
         return image
     if image.dtype.kind != "f":
-        raise _error(path, f"image must be uint8, uint16 or float in [0, 1], got dtype {image.dtype}")
+        raise _error(path, f"image must be uint8, uint16 or float in [0, 1], got dtype "
+                           f"{image.dtype}")
     with np.errstate(invalid="ignore"):
         outside = ~((image >= 0) & (image <= 1))
     if outside.any():
