@@ -185,7 +185,9 @@ def _check_valid(path: PathLike, valid: Any, hw: tuple[int, int]) -> np.ndarray:
     return valid
 
 
-def _to_float32(path: PathLike, name: str, values: np.ndarray, where: np.ndarray) -> np.ndarray:
+def _to_float32(path: PathLike, name: str, values: np.ndarray, where: np.ndarray, *,
+                scope: str = " on valid pixels",
+                hint: str = "; mark such pixels with valid=False") -> np.ndarray:
     """Cast to float32; values at ``where`` must be finite before and after the cast."""
     with np.errstate(over="ignore", invalid="ignore"):
         out = values.astype(np.float32)
@@ -193,11 +195,11 @@ def _to_float32(path: PathLike, name: str, values: np.ndarray, where: np.ndarray
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])
         overflow = np.isfinite(values[index])
-        why = "exceeds the float32 range" if overflow else f"is {values[index]}"
+        why = f"{values[index]} exceeds the float32 range" if overflow else f"{values[index]}"
         raise _error(
             path,
-            f"{name} must be finite on valid pixels: {int(bad.sum())} value(s) are not, first at "
-            f"index {index} ({why}); mark such pixels with valid=False",
+            f"{name} must be finite in float32{scope}: {int(bad.sum())} value(s) are not, first "
+            f"at index {index} ({why}){hint}",
         )
     return out
 
@@ -360,7 +362,7 @@ def _encode_pfm(path: PathLike, array: Any, little_endian: bool) -> bytes:
     _check_image_shape(path, "array", array, "(H, W) or (H, W, 3)")
     # Non-finite values are legal in PFM (Middlebury marks unknown disparity with +inf); only a
     # finite value that float32 cannot hold is an error.
-    out = _to_float32(path, "array", array, np.isfinite(array))
+    out = _to_float32(path, "array", array, np.isfinite(array), scope="", hint="")
     height, width = array.shape[:2]
     kind = "PF" if array.ndim == 3 else "Pf"
     header = f"{kind}\n{width} {height}\n{-1 if little_endian else 1}\n"
