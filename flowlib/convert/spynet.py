@@ -145,8 +145,11 @@ def _t7_paths(directory: Path, variant: str | None) -> list[Path]:
     elif variant in T7_SUFFIXES:
         suffix = T7_SUFFIXES[variant]
     else:
-        raise ValueError(f"unknown SpyNet variant {variant!r}; expected one of {sorted(T7_SUFFIXES)}")
-    paths = [directory / f"modelL{level}_{suffix}.t7" for level in range(1, _T7_LEVELS.get(suffix, 6) + 1)]
+        raise ValueError(
+            f"unknown SpyNet variant {variant!r}; expected one of {sorted(T7_SUFFIXES)}"
+        )
+    levels = range(1, _T7_LEVELS.get(suffix, 6) + 1)
+    paths = [directory / f"modelL{level}_{suffix}.t7" for level in levels]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
         raise ValueError(f"{directory}: missing Torch7 files {missing}")
@@ -165,10 +168,12 @@ def _t7_level(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
     if not isinstance(modules, list):
         raise ValueError(f"{path}: expected an nn.Sequential (a Torch7 object with 'modules'), "
                          f"got {getattr(obj, 'class_name', type(obj).__name__)}")
-    convs = [m for m in modules if isinstance(m, T7Object) and m.class_name.endswith("SpatialConvolution")]
+    convs = [m for m in modules
+             if isinstance(m, T7Object) and m.class_name.endswith("SpatialConvolution")]
     if len(convs) != len(_CONV_INDICES):
+        names = [getattr(m, "class_name", m) for m in modules]
         raise ValueError(f"{path}: expected {len(_CONV_INDICES)} SpatialConvolution modules, "
-                         f"found {len(convs)} in {[getattr(m, 'class_name', m) for m in modules]}")
+                         f"found {len(convs)} in {names}")
     for i, conv in enumerate(convs):
         for field, value in (("dW", 1), ("dH", 1), ("padW", 3), ("padH", 3)):
             if conv.fields.get(field, value) != value:
@@ -178,7 +183,9 @@ def _t7_level(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def convert_t7_dir(
-    directory_or_paths: str | os.PathLike | Sequence[str | os.PathLike], *, variant: str | None = None
+    directory_or_paths: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    variant: str | None = None,
 ) -> tuple[dict, dict]:
     """Convert the original Torch7 files of anuragranj/spynet.
 

@@ -54,7 +54,8 @@ def _random_state(num_networks: int, seed: int = 0, prefix: str = "netBasic") ->
         for j, (o, i) in zip((0, 2, 4, 6, 8), CONV_SHAPES):
             w = rng.standard_normal((o, i, 7, 7)) * np.sqrt(2.0 / (i * 49))
             state[f"{prefix}.{level}.{prefix}.{j}.weight"] = w.astype(np.float32)
-            state[f"{prefix}.{level}.{prefix}.{j}.bias"] = (0.01 * rng.standard_normal(o)).astype(np.float32)
+            bias = 0.01 * rng.standard_normal(o)
+            state[f"{prefix}.{level}.{prefix}.{j}.bias"] = bias.astype(np.float32)
     return state
 
 
@@ -90,24 +91,29 @@ def test_network_size():
 def test_pyramid_sizes():
     assert spynet.pyramid_sizes(416, 1024) == [
         (13, 32), (26, 64), (52, 128), (104, 256), (208, 512), (416, 1024)]
-    assert spynet.pyramid_sizes(96, 544) == [(3, 17), (6, 34), (12, 68), (24, 136), (48, 272), (96, 544)]
+    assert spynet.pyramid_sizes(96, 544) == [
+        (3, 17), (6, 34), (12, 68), (24, 136), (48, 272), (96, 544)]
     # Level index counts from the coarsest level: 64x64 uses networks 0 and 1 only.
     assert spynet.pyramid_sizes(64, 64) == [(32, 64 // 2), (64, 64)]
     assert spynet.pyramid_sizes(32, 32) == [(32, 32)]
     # Either side above 32 pools again, down to a one-pixel-high level; at most 6 levels.
-    assert spynet.pyramid_sizes(32, 1024) == [(1, 32), (2, 64), (4, 128), (8, 256), (16, 512), (32, 1024)]
+    assert spynet.pyramid_sizes(32, 1024) == [
+        (1, 32), (2, 64), (4, 128), (8, 256), (16, 512), (32, 1024)]
     assert spynet.pyramid_sizes(2048, 2048)[0] == (64, 64)
     assert len(spynet.pyramid_sizes(2048, 2048, max_levels=3)) == 3
 
 
 def test_preprocess_multiplies_by_float32_reciprocal():
-    x = np.array([0.0, 0.5, 1.0], np.float32)[:, None, None, None] * np.ones((3, 1, 1, 3), np.float32)
+    # Every 8-bit value in every channel, scaled like run.py (times float32(1/255)).
+    x = (np.arange(256, dtype=np.float32) * np.float32(1 / 255))[None, :, None, None]
+    x = np.broadcast_to(x, (1, 256, 1, 3))
     got = np.asarray(spynet.preprocess(jnp.asarray(x)))
     mean = np.float32([0.485, 0.456, 0.406])
-    inv_std = np.float32([1 / 0.229, 1 / 0.224, 1 / 0.225])
-    np.testing.assert_array_equal(got, (x - mean) * inv_std)
-    np.testing.assert_allclose(got[2, 0, 0], (1 - np.array([0.485, 0.456, 0.406])) / [0.229, 0.224, 0.225],
-                               rtol=1e-6)
+    np.testing.assert_array_equal(got, (x - mean) * np.float32([1 / 0.229, 1 / 0.224, 1 / 0.225]))
+    # Dividing by the float32 std instead differs in the last bit for some values.
+    assert np.any(got != (x - mean) / np.float32([0.229, 0.224, 0.225]))
+    exact = (1 - np.array([0.485, 0.456, 0.406])) / [0.229, 0.224, 0.225]
+    np.testing.assert_allclose(got[0, 255, 0], exact, rtol=1e-6)
 
 
 def test_upsample_to_level_hand_computed():
@@ -257,8 +263,10 @@ def test_convert_key_spellings_agree():
         assert all(np.array_equal(got[k], reference[k]) for k in got)
     # Layout: (O, I, kh, kw) -> (kh, kw, I, O).
     w = state["netBasic.2.netBasic.6.weight"]
-    np.testing.assert_array_equal(reference["params/basic2/conv3/conv/kernel"][1, 4, :, :], w[:, :, 1, 4].T)
-    np.testing.assert_array_equal(reference["params/basic5/conv4/conv/bias"], state["netBasic.5.netBasic.8.bias"])
+    kernel = reference["params/basic2/conv3/conv/kernel"]
+    np.testing.assert_array_equal(kernel[1, 4, :, :], w[:, :, 1, 4].T)
+    np.testing.assert_array_equal(reference["params/basic5/conv4/conv/bias"],
+                                  state["netBasic.5.netBasic.8.bias"])
 
 
 def test_convert_infers_five_networks():
@@ -276,14 +284,15 @@ def test_convert_strict_accounting():
     with pytest.raises(ValueError, match=r"no tensor 'netBasic\.3\.netBasic\.4\.bias'"):
         convert_spynet.convert_state_dict(missing, num_networks=6)
     extra = {**state, "netBasic.1.netBasic.10.weight": np.zeros((2, 2, 7, 7), np.float32)}
-    with pytest.raises(ValueError, match=r"neither used nor ignored: \['netBasic\.1\.netBasic\.10\.weight'\]"):
+    with pytest.raises(ValueError,
+                       match=r"neither used nor ignored: \['netBasic\.1\.netBasic\.10\.weight'\]"):
         convert_spynet.convert_state_dict(extra)
     stray = {**state, "preprocess.mean": np.zeros(3, np.float32)}
     with pytest.raises(ValueError, match=r"preprocess\.mean"):
         convert_spynet.convert_state_dict(stray)
     bad = {**state, "netBasic.0.netBasic.0.weight": np.zeros((32, 6, 7, 7), np.float32)}
-    with pytest.raises(ValueError, match=r"basic0/conv0/conv/kernel: checkpoint gives \(7, 7, 6, 32\), "
-                                         r"model expects \(7, 7, 8, 32\)"):
+    with pytest.raises(ValueError, match=r"basic0/conv0/conv/kernel: checkpoint gives "
+                                         r"\(7, 7, 6, 32\), model expects \(7, 7, 8, 32\)"):
         convert_spynet.convert_state_dict(bad)
     mixed = {**state, "moduleBasic.0.moduleBasic.0.bias": np.zeros(32, np.float32)}
     with pytest.raises(ValueError, match="found \\['moduleBasic', 'netBasic'\\]"):
@@ -306,8 +315,8 @@ def _write_t7_level(path, convs):
 def test_convert_t7_chairs_folder(tmp_path):
     state = _random_state(5, seed=9)
     for level in range(5):
-        convs = [(state[f"netBasic.{level}.netBasic.{j}.weight"], state[f"netBasic.{level}.netBasic.{j}.bias"])
-                 for j in (0, 2, 4, 6, 8)]
+        stem = f"netBasic.{level}.netBasic"
+        convs = [(state[f"{stem}.{j}.weight"], state[f"{stem}.{j}.bias"]) for j in (0, 2, 4, 6, 8)]
         _write_t7_level(tmp_path / f"modelL{level + 1}_3.t7", convs)
     variables, kwargs = convert_spynet.convert_t7_dir(tmp_path, variant="chairs-final")
     assert kwargs == {"num_networks": 5}
@@ -332,7 +341,8 @@ def test_convert_t7_chairs_folder(tmp_path):
 def test_checkpoints_table():
     assert set(spynet.CHECKPOINTS) == set(convert_spynet.T7_SUFFIXES)
     for name, ckpt in spynet.CHECKPOINTS.items():
-        assert ckpt.url == f"http://content.sniklaus.com/github/pytorch-spynet/network-{name}.pytorch"
+        url = f"http://content.sniklaus.com/github/pytorch-spynet/network-{name}.pytorch"
+        assert ckpt.url == url
         assert ckpt.source_format == "pytorch"
         assert "non-commercial" in ckpt.license
 
@@ -355,8 +365,8 @@ def test_fixture_parity(fixtures, fixture_state, tolerances, forward_with_inputs
     assert levels == {"case_a": 6, "case_b": 2}[case]
     errors = {}
     for k in range(levels):
-        errors[f"level{k}_input"] = _max_err(out.aux["level_inputs"][k], _nhwc(ref[f"level{k}_input"]))
-        errors[f"level{k}_flow"] = _max_err(out.aux["level_flows"][k], _nhwc(ref[f"level{k}_flow"]))
+        for name, key in (("input", "level_inputs"), ("flow", "level_flows")):
+            errors[f"level{k}_{name}"] = _max_err(out.aux[key][k], _nhwc(ref[f"level{k}_{name}"]))
     errors["raw_flow"] = _max_err(out.aux["raw_flow"], _nhwc(ref["raw_flow"]))
     errors["flow"] = _max_err(out.flow[0], np.moveaxis(ref["flow"], 0, -1))
     failed = {k: (e, tol[k]) for k, e in errors.items() if not e <= tol[k]}
@@ -368,12 +378,15 @@ def test_fixture_resize_and_normalisation(fixtures, tolerances):
 
     ref = np.load(fixtures / "spynet" / "case_a_reference.npz")
     one = _read_rgb(fixtures / "spynet" / "case_a_one.png")
-    resized = ops.resize_bilinear(jnp.asarray(one[None]), spynet.network_size(90, 530), align_corners=False)
-    assert _max_err(resized[..., ::-1], _nhwc(ref["resized_one"])) <= tolerances["spynet/case_a_reference.npz"][
-        "resized_one"]
-    # Frame-1 channels of the finest level's input = preprocess of the resized frame.
+    size = spynet.network_size(90, 530)
+    resized = ops.resize_bilinear(jnp.asarray(one[None]), size, align_corners=False)
+    tol = tolerances["spynet/case_a_reference.npz"]["resized_one"]
+    assert _max_err(resized[..., ::-1], _nhwc(ref["resized_one"])) <= tol
+    # Frame-1 channels of the finest level's input = preprocess of the resized frame, bit
+    # for bit (run.py: flip to RGB, subtract the mean, multiply by float32(1 / std)).
     rgb = _nhwc(ref["resized_one"])[..., ::-1].copy()
-    assert _max_err(spynet.preprocess(jnp.asarray(rgb)), _nhwc(ref["level5_input"])[..., :3]) <= 1e-6
+    normalised = spynet.preprocess(jnp.asarray(rgb))
+    np.testing.assert_array_equal(normalised, _nhwc(ref["level5_input"])[..., :3])
 
 
 # ------------------------------------------------------------------ real weights
@@ -400,7 +413,8 @@ def test_real_weights_pytorch_legacy_and_t7_identical(data, fixtures, real_varia
     assert len(doc["keys"]) == 60
     for entry in doc["keys"]:
         _, level, _, j, kind = entry["key"].split(".")
-        leaf = a[f"params/basic{level}/conv{int(j) // 2}/conv/{'kernel' if kind == 'weight' else 'bias'}"]
+        leaf_name = "kernel" if kind == "weight" else "bias"
+        leaf = a[f"params/basic{level}/conv{int(j) // 2}/conv/{leaf_name}"]
         torch_layout = np.moveaxis(leaf, (-1, -2), (0, 1)) if kind == "weight" else leaf
         assert list(torch_layout.shape) == entry["shape"]
         digest = hashlib.sha256(np.ascontiguousarray(torch_layout, "<f4").tobytes()).hexdigest()
@@ -411,18 +425,22 @@ def test_real_weights_pytorch_legacy_and_t7_identical(data, fixtures, real_varia
 def test_real_weights_flow_matches_reference_and_ground_truth(data, fixtures, real_variables):
     forward = jax.jit(SpyNet().apply)
     rubber = data / "middlebury-flow" / "other-data" / "RubberWhale"
-    out = forward(real_variables, _read_rgb(rubber / "frame10.png")[None], _read_rgb(rubber / "frame11.png")[None])
+    out = forward(real_variables, _read_rgb(rubber / "frame10.png")[None],
+                  _read_rgb(rubber / "frame11.png")[None])
     raw = np.load(fixtures / "spynet_real" / "rubberwhale_raw.npz")["raw_flow"]
     assert _max_err(out.aux["raw_flow"], _nhwc(raw)) <= 2e-3
-    results = {"rubberwhale": (out.flow[0], fixtures / "spynet_real" / "rubberwhale.flo",
-                               data / "middlebury-flow" / "other-gt-flow" / "RubberWhale" / "flow10.flo")}
+    rubber_gt = data / "middlebury-flow" / "other-gt-flow" / "RubberWhale" / "flow10.flo"
+    rubber_ref = fixtures / "spynet_real" / "rubberwhale.flo"
+    results = {"rubberwhale": (out.flow[0], rubber_ref, rubber_gt)}
     # Clean and final pass of the same Sintel pair as one batch (one compilation).
     sintel = data / "sintel" / "training"
-    frames = [[_read_rgb(sintel / p / "alley_1" / f"frame_000{i}.png") for p in ("clean", "final")] for i in (2, 3)]
+    frames = [[_read_rgb(sintel / p / "alley_1" / f"frame_000{i}.png") for p in ("clean", "final")]
+              for i in (2, 3)]
     out = forward(real_variables, np.stack(frames[0]), np.stack(frames[1]))
     gt = sintel / "flow" / "alley_1" / "frame_0002.flo"
     for b, p in enumerate(("clean", "final")):
-        results[f"sintel_{p}"] = (out.flow[b], fixtures / "spynet_real" / f"sintel_{p}_alley_1_0002.flo", gt)
+        reference = fixtures / "spynet_real" / f"sintel_{p}_alley_1_0002.flo"
+        results[f"sintel_{p}"] = (out.flow[b], reference, gt)
     expected_epe = {"rubberwhale": 0.14774, "sintel_clean": 0.18814, "sintel_final": 0.21623}
     for name, (flow, ref_path, gt_path) in results.items():
         reference, _ = io.read_flo(ref_path)
