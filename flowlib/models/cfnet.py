@@ -27,6 +27,11 @@ view (right x = left x - d), the upstream final output ``pred1_s2``. ``aux`` key
   pred1_s3, pred0_s2, predmid_s2, pred1_s2), for the loss weights of
   :data:`flowlib.losses.CFNET_WEIGHTS`.
 
+Upstream quirks kept on purpose: the cascade hypotheses are truncated to integers
+(``.long()``, :func:`disparity_hypotheses`), so no gradient reaches the learned range
+scalars; the SPP pooling kernels depend on the input size (:func:`spp_kernel_sizes`).
+:meth:`CFNet.forward_padded` accepts reference hypotheses for teacher-forced testing.
+
 Deviations / choices: upstream test loaders pad to a fixed size (KITTI 384x1248) or by
 ``32 - H % 32`` even when H is divisible (Middlebury); this port pads minimally (identical
 for KITTI's 375x1242). ``hourglassup.combine3`` / ``redir3`` exist in the checkpoints but
@@ -67,7 +72,8 @@ SAMPLES_S3 = 14  # uniform interior hypotheses at 1/4 (+ floor(min), ceil(max) =
 SAMPLES_S2 = 10  # ... at 1/2 (12 hypotheses)
 # Cascade stages: (stride, feature level, interior samples N, correlation groups).
 _STAGES = {"s3": (4, 3, SAMPLES_S3, NUM_GROUPS), "s2": (2, 2, SAMPLES_S2, NUM_GROUPS // 2)}
-# Per-stage intermediates reported in the output dict as f"{key}_{stage}".
+# Per-stage intermediates reported in the output dict as f"{key}_{stage}" (ranges as
+# f"range_{stage}_{...}", the fixture's names).
 _STAGE_KEYS = ("range_in_min", "range_in_max", "range_min", "range_max", "uniform", "samples",
                "cost1", "pred1")
 
@@ -485,7 +491,7 @@ class CFNet(nn.Module):
           train: batch statistics in BatchNorm and the nine training outputs.
           samples_s3, samples_s2: teacher forcing for tests: ``(B, 16, H/4, W/4)`` /
             ``(B, 12, H/2, W/2)`` integer hypotheses used *instead of* the computed ones
-            (the computed ranges are still reported).
+            (the computed ranges and hypotheses are still reported).
 
         Returns:
           dict with ``disp_final``, ``disp_s3_up``, ``disp_s4_up`` (B, H, W) and the
@@ -566,6 +572,8 @@ class CFNet(nn.Module):
         hypotheses. ``forced`` replaces the computed hypotheses (teacher forcing)."""
         stride, level, _, groups = _STAGES[name]
         out = self.stage_hypotheses(name, lo, hi)
+        # Teacher forcing replaces the hypotheses the stage uses; the computed ones stay in
+        # out["samples"] for comparison.
         samples = out["samples"] if forced is None else jnp.asarray(forced).astype(jnp.int32)
         volume = stage_volume(feats["left"][f"gw{level}"], feats["right"][f"gw{level}"],
                               feats["left"][f"concat{level}"], feats["right"][f"concat{level}"],
@@ -574,7 +582,7 @@ class CFNet(nn.Module):
         logits = net(volume, train=train, all_heads=all_heads)
         prob = jax.nn.softmax(logits["cost1"], axis=1)
         hyp = samples.astype(prob.dtype)
-        out.update(samples=samples, cost1=logits["cost1"], pred1=ops.disparity_regression(prob, hyp),
+        out.update(cost1=logits["cost1"], pred1=ops.disparity_regression(prob, hyp),
                    prob=prob, hyp=hyp, logits=logits, stride=stride)
         return out
 

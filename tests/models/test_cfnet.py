@@ -94,7 +94,10 @@ def _random_variables(maxdisp: int, seed: int = 0) -> dict:
         leaf = path.rsplit("/", 1)[-1]
         if leaf == "kernel":
             fan_in = int(np.prod(s.shape[:-1]))
-            flat[path] = (rng.standard_normal(s.shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+            # The 1-channel cost heads are scaled down so that the logits are O(1), as in
+            # a trained network (He-normal alone gives logits of ~100 and one-hot p(d)).
+            gain = 0.02 if s.shape[-1] == 1 else 1.0
+            flat[path] = (gain * rng.standard_normal(s.shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
         elif leaf in ("scale", "var"):
             flat[path] = np.ones(s.shape, np.float32)
         else:  # bias, mean, gamma/beta
@@ -539,9 +542,20 @@ def test_parity_teacher_forced(full_run, tolerances):
 @pytest.mark.slow
 def test_jit_equals_eager(small_run):
     model, variables, (a, b), out = small_run
-    eager = model.apply(variables, a, b)
-    np.testing.assert_allclose(np.asarray(eager.disparity), np.asarray(out.disparity), atol=1e-4)
-    np.testing.assert_array_equal(np.asarray(eager.aux["samples_s3"]), np.asarray(out.aux["samples_s3"]))
+    # Eager on the padded grid, fed the jitted run's hypotheses: after an integer cut a
+    # value within rounding of an integer may truncate differently (README §6), so the
+    # computed hypotheses need only agree almost everywhere, and the stage outputs are
+    # compared with the hypotheses shared.
+    (left, padding), (right, _) = cfnet.preprocess(a), cfnet.preprocess(b)
+    eager = model.apply(variables, left, right, samples_s3=out.aux["samples_s3"],
+                        samples_s2=out.aux["samples_s2"], method=CFNet.forward_padded)
+    for key in ("cost2_s4", "pred2_s4", "range_s3_min", "range_s3_max", "cost1_s3",
+                "pred1_s3", "cost1_s2", "pred1_s2"):
+        assert _max_err(eager[key], out.aux[key]) <= 1e-4, key
+    for key in ("samples_s3", "samples_s2"):
+        same = np.asarray(eager[key]) == np.asarray(out.aux[key])
+        assert same.mean() >= 0.999, (key, same.mean())
+    assert _max_err(ops.unpad(eager["disp_final"], padding), out.disparity) <= 1e-4
 
 
 @pytest.mark.slow
