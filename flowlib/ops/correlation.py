@@ -26,15 +26,16 @@ from typing import Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 __all__ = ["local_correlation", "all_pairs_correlation"]
 
 Normalize = Literal["channels", "sqrt_channels", "none"]
-LocalImpl = Literal["auto", "shifted", "patches"]
+LocalImpl = Literal["auto", "banded", "shifted", "patches"]
 
 _NORMALIZE = ("channels", "sqrt_channels", "none")
-_LOCAL_IMPLS = ("auto", "shifted", "patches")
+_LOCAL_IMPLS = ("auto", "banded", "shifted", "patches")
 
 
 def _accumulation_dtype(dtype: jnp.dtype) -> jnp.dtype:
@@ -98,6 +99,7 @@ def _patches(
     stride: int,
     pad: int,
     precision: lax.PrecisionLike,
+    acc: jnp.dtype,
 ) -> jax.Array:
     """Same sums as `_shifted`, one window extraction + contraction per row of displacements."""
     batch, height, width, channels = f1.shape
@@ -125,9 +127,72 @@ def _patches(
                 f1,
                 windows,
                 precision=precision,
-                preferred_element_type=f1.dtype,
+                preferred_element_type=acc,
             )
         )
+    return jnp.concatenate(rows, axis=-1)
+
+
+def _skew(m: jax.Array, count: int) -> jax.Array:
+    """``out[..., t, j] = m[..., t, t + j]`` for j < count, from m of shape (..., T, V).
+
+    Row t of the (T, V) matrix, read with a row pitch of V + 1 instead of V, starts at
+    column t: pad the flattened matrix by T elements and reshape to (T, V + 1).
+    Only pad / reshape / slice, so the transpose (backward pass) is as cheap.
+    """
+    *lead, rows, cols = m.shape
+    flat = m.reshape(*lead, rows * cols)
+    flat = jnp.pad(flat, [(0, 0)] * len(lead) + [(0, rows)])
+    return flat.reshape(*lead, rows, cols + 1)[..., :count]
+
+
+def _banded(
+    f1: jax.Array,
+    f2: jax.Array,
+    radius: int,
+    stride: int,
+    precision: lax.PrecisionLike,
+    acc: jnp.dtype,
+    tile: int = 32,
+) -> jax.Array:
+    """Same sums as `_shifted` from dense matmuls of column tiles, one per dy.
+
+    Columns x = stride * k + rho only ever meet f2 columns of the same residue rho
+    (dx is a multiple of stride), so each residue is a stride-1 problem on a 1/stride
+    subsampled grid. A tile of ``tile`` such columns of f1 is multiplied with the
+    ``tile + 2R`` columns of f2 it can reach (one (tile x C) @ (C x (tile + 2R)) matmul per
+    row, residue and dy); the 2R + 1 diagonals wanted are cut out with `_skew`. The extra
+    ``(tile + 2R) / (2R + 1)`` flops buy dense matmul throughput.
+    """
+    batch, height, width, channels = f1.shape
+    pad = radius * stride
+    sub = -(-width // stride)  # columns per residue
+    tile = min(tile, sub)
+    n_tiles = -(-sub // tile)
+    cols = n_tiles * tile * stride  # padded width, a multiple of tile * stride
+    span = tile + 2 * radius
+    f1t = jnp.pad(f1, ((0, 0), (0, 0), (0, cols - width), (0, 0)))
+    f1t = f1t.reshape(batch, height, n_tiles, tile, stride, channels)
+    # f2 padded by `pad` on each side (+ the tail of the last tile); padded column
+    # stride * (k + i) + rho is original column stride * (k + i - R) + rho.
+    f2p = jnp.pad(f2, ((0, 0), (pad, pad), (pad, pad + cols - width), (0, 0)))
+    f2p = f2p.reshape(batch, height + 2 * pad, cols // stride + 2 * radius, stride, channels)
+    windows = jnp.stack(
+        [lax.slice_in_dim(f2p, t * tile, t * tile + span, axis=2) for t in range(n_tiles)], axis=2
+    )  # (B, H + 2 pad, n_tiles, span, stride, C)
+    rows = []
+    for dy in range(-pad, pad + 1, stride):
+        band = lax.slice_in_dim(windows, pad + dy, pad + dy + height, axis=1)
+        products = jnp.einsum(
+            "bhntrc,bhnvrc->bhnrtv",
+            f1t,
+            band,
+            precision=precision,
+            preferred_element_type=acc,
+        )
+        diagonals = _skew(products, 2 * radius + 1)  # (B, H, n, stride, tile, 2R+1)
+        diagonals = jnp.moveaxis(diagonals, 3, 4).reshape(batch, height, cols, 2 * radius + 1)
+        rows.append(diagonals[:, :, :width])
     return jnp.concatenate(rows, axis=-1)
 
 
@@ -158,10 +223,12 @@ def local_correlation(
       kernel_size: odd side K of the patch compared around each pixel (FlowNet uses 1).
       normalize: ``"channels"`` divides by ``K^2 * c`` (FlowNetC, PWC-Net: the mean over
         channels), ``"sqrt_channels"`` by ``sqrt(K^2 * c)``, ``"none"`` gives raw sums.
-      precision: ``lax.Precision`` of the contraction in ``impl="patches"`` (the
-        ``"shifted"`` implementation has no matmul and is always exact float32).
-      impl: ``"shifted"`` (default through ``"auto"``: fastest measured) or ``"patches"``;
-        both compute the same values (see the module docstring).
+      precision: ``lax.Precision`` of the matmuls of ``impl="banded"`` / ``"patches"``.
+        JAX's default lets GPUs/TPUs use TF32/bf16 passes for float32 inputs; pass
+        ``"highest"`` (or set ``jax_default_matmul_precision``) for float32-exact sums.
+        ``"shifted"`` has no matmul and is always exact.
+      impl: ``"auto"`` (= ``"banded"``, the fastest measured), ``"banded"``,
+        ``"shifted"`` or ``"patches"``; all compute the same sums (module docstring).
 
     Returns:
       ``(b, h, w, (2R+1)^2)`` correlations in the dtype of the inputs; products are
@@ -196,20 +263,26 @@ def local_correlation(
     acc = _accumulation_dtype(out_dtype)
     radius = max_displacement // stride
     channels = f1.shape[-1]
-    a = f1.astype(acc)
     pad = max_displacement
-    f2p = jnp.pad(f2.astype(acc), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    if impl == "patches":
-        sums = _patches(a, f2p, radius, stride, pad, precision)
+    if impl == "shifted":
+        f2p = jnp.pad(f2.astype(acc), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+        sums = _shifted(f1.astype(acc), f2p, radius, stride, pad)
+    elif impl == "patches":
+        # The contractions take the inputs as they are (bf16 stays bf16 for the matrix
+        # units) and accumulate in `acc`: bf16 x bf16 products are exact in float32.
+        f2p = jnp.pad(f2, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+        sums = _patches(f1, f2p, radius, stride, pad, precision, acc)
     else:
-        sums = _shifted(a, f2p, radius, stride, pad)
+        sums = _banded(f1, f2, radius, stride, precision, acc)
     if kernel_size > 1:
         # sum_{j,i} P_d(y+j, x+i) of the per-pixel products P_d, zero outside the image
         # (f1 is zero there), is a K x K box sum of the K = 1 result.
         r = kernel_size // 2
         sums = lax.reduce_window(
             sums,
-            jnp.array(0, acc),
+            # A concrete (NumPy) zero lets JAX recognise a window *sum* and use its
+            # transpose rule; a jnp zero is a tracer under jit and has no reverse mode.
+            np.zeros((), acc),
             lax.add,
             (1, kernel_size, kernel_size, 1),
             (1, 1, 1, 1),

@@ -1,0 +1,1 @@
+"""Benchmark scripts (``python -m benchmarks.<name>``); not part of the installed package."""
