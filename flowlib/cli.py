@@ -82,12 +82,14 @@ def _progress(quiet: bool, **kwargs: Any) -> Any:
 
 def _load_model(args: argparse.Namespace, task: str) -> Any:
     import flowlib
+    from flowlib import _zoo
 
+    # The task is known from the zoo table: fail before any download or weight loading.
+    entry = _zoo.get(args.model.split(":", 1)[0])
+    if entry.task != task:
+        raise ValueError(f"--model {args.model} is a {entry.task} model; this command needs a {task} model")
     _select_device(args.device)
-    model = flowlib.load_model(args.model, args.weights, progress=not args.quiet)
-    if model.task != task:
-        raise ValueError(f"--model {args.model} is a {model.task} model; this command needs a {task} model")
-    return model
+    return flowlib.load_model(args.model, args.weights, progress=not args.quiet)
 
 
 def _check_input(path: str, what: str) -> None:
@@ -194,6 +196,8 @@ def _estimate_sequence(args: argparse.Namespace) -> None:
             if ext not in video.VIDEO_EXTENSIONS:
                 raise UsageError(f"{path}: videos are written as {', '.join(video.VIDEO_EXTENSIONS)}")
             _check_output_folder(path)
+    if args.video or args.arrows:
+        video.require_video_backend()  # before a model is loaded, not after
     every = 1 if args.every is None else args.every
     if every < 1:
         raise UsageError(f"--every must be >= 1, got {every}")

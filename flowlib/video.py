@@ -290,7 +290,6 @@ class VideoWriter:
             stream = self._container.add_stream(self._codec, rate=rate)
             stream.height, stream.width = self.size
             stream.pix_fmt = "yuv420p"
-            stream.time_base = 1 / rate  # one tick per frame: pts = frame number
             self._stream = stream
         elif frame.shape[:2] != self.frame_shape:
             raise ValueError(f"{self.path}: frame {self.frames_written} is {frame.shape[1]}x{frame.shape[0]}, "
@@ -299,8 +298,9 @@ class VideoWriter:
         if any(pad):
             frame = np.pad(frame, ((0, pad[0]), (0, pad[1]), (0, 0)), mode="edge")
         av_frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        # pts in the codec's time base, 1/rate: one tick per frame. (Setting the frame's own
+        # time_base as well makes PyAV 18 hand x264 repeated timestamps after ~40 frames.)
         av_frame.pts = self.frames_written
-        av_frame.time_base = self._stream.time_base
         for packet in self._stream.encode(av_frame):
             self._container.mux(packet)
         self.frames_written += 1

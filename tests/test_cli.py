@@ -1,38 +1,187 @@
-"""The flowlib command line: demo, viz, help, errors."""
+"""The flowlib command line: commands, shared flags, error messages and exit codes, and the
+end-to-end runs on image pairs, folders of frames and video files (random-weight SpyNet)."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
 import subprocess
 import sys
+import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from flowlib import cli
+import flowlib
+from flowlib import cli, io, video, viz
+
+COMMANDS = ("demo", "estimate", "stereo", "viz", "evaluate", "benchmark", "train", "convert", "download",
+            "models")
+needs_av = pytest.mark.skipif(importlib.util.find_spec("av") is None, reason="needs PyAV (flowlib[video])")
+H, W = 64, 96
 
 
-def test_help_lists_commands(capsys):
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    # Nothing here may touch the network: a missing weight file must fail, not download.
+    monkeypatch.setenv("FLOWLIB_OFFLINE", "1")
+
+
+def _u8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
+
+
+def _random_weights(path: Path, name: str, seed: int) -> Path:
+    """Random weights for zoo model ``name`` from the shapes of its init (no forward pass)."""
+    import jax
+    import jax.numpy as jnp
+
+    from flowlib import _zoo
+    from flowlib.convert._common import flatten, save_weights, unflatten
+
+    x = jax.ShapeDtypeStruct((1, H, W, 3), jnp.float32)
+    shapes = jax.eval_shape(_zoo.get(name).build().init, jax.random.PRNGKey(0), x, x)
+    rng = np.random.default_rng(seed)
+    flat = {k: (0.05 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in flatten(dict(shapes)).items()}
+    save_weights(path, unflatten(flat), {"model": name, "model_kwargs": {}})
+    return path
+
+
+@pytest.fixture(scope="session")
+def spynet_weights(tmp_path_factory) -> Path:
+    return _random_weights(tmp_path_factory.mktemp("weights") / "spynet-random.npz", "spynet", 0)
+
+
+_MODELS: dict = {}
+
+
+@pytest.fixture
+def model_cache(monkeypatch):
+    """Every load of the same weights returns one Model, so its jitted forward compiles once
+    per shape for the whole module instead of once per command."""
+    from flowlib import _api
+
+    real = _api.load_model
+
+    def load(name="spynet", weights=None, **kwargs):
+        key = (name, None if weights is None else os.fspath(weights))
+        if key not in _MODELS:
+            _MODELS[key] = real(name, weights, **kwargs)
+        return _MODELS[key]
+
+    monkeypatch.setattr(_api, "load_model", load)
+    return load
+
+
+@pytest.fixture(scope="session")
+def clip() -> dict:
+    from flowlib.data import synthetic
+
+    return synthetic.flow_sequence(5, H, W, frames=5, motion=0.3)
+
+
+@pytest.fixture
+def frames_dir(tmp_path, clip) -> Path:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, image in enumerate(clip["images"]):
+        io.write_image(folder / f"frame_{i + 1}.png", _u8(image))  # unpadded: natural order matters
+    return folder
+
+
+def _run_error(capsys, argv: list[str], needle: str) -> str:
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    command = next(a for a in argv if a in COMMANDS)
+    assert err.startswith(f"flowlib {command}: error: ") and err.endswith("\n") and err.count("\n") == 1, err
+    assert needle in err, err
+    return err
+
+
+def _usage_error(capsys, argv: list[str], needle: str) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage:" in err and needle in err, err
+
+
+# ------------------------------------------------------------------------------ help and flags
+
+
+def test_help_lists_every_command(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    for command in ("demo", "viz", "estimate", "stereo", "convert", "download", "models"):
-        assert command in out
+    for command in COMMANDS:
+        assert f" {command}" in out, command
 
 
-def test_demo_writes_a_colour_png(tmp_path):
-    from flowlib import io
+@pytest.mark.parametrize("command", ["demo", "estimate", "stereo", "viz", "evaluate", "benchmark", "convert",
+                                     "download", "models"])
+def test_every_command_has_help_and_the_shared_flags(capsys, command):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "--debug" in out and "--quiet" in out
+    if command in ("estimate", "stereo", "evaluate", "benchmark"):
+        for flag in ("--model", "--weights", "--device"):
+            assert flag in out, flag
+    if command in ("estimate", "evaluate", "benchmark"):
+        assert "--batch-size" in out
 
+
+def test_train_help_is_the_trainers(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["train", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "--steps" in out and "--data" in out and "spynet" in out
+
+
+def test_train_forwards_its_arguments_and_the_global_flags(monkeypatch):
+    import flowlib.train.__main__ as train_main
+
+    seen = []
+    monkeypatch.setattr(train_main, "main", lambda argv: seen.append(argv) or 7)
+    argv = ["spynet", "--data", "synthetic", "--steps", "3", "--crop", "64", "96", "--lr=1e-3"]
+    assert cli.main(["train", *argv]) == 7
+    assert cli.main(["--quiet", "--debug", "--device", "cpu", "train", *argv]) == 7
+    assert seen == [argv, argv + ["--debug", "--no-progress"]]
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--version"])
+    assert capsys.readouterr().out.strip() == f"flowlib {flowlib.__version__}"
+
+
+# ------------------------------------------------------------------------------ demo, viz, models
+
+
+def test_demo_works_offline_and_shows_the_sample_with_its_legend(tmp_path, monkeypatch):
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("demo tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
     out = tmp_path / "demo.png"
     assert cli.main(["demo", "-o", str(out)]) == 0
     rgb = io.read_image(out, dtype="uint8")
-    assert rgb.shape[0] == 192 and rgb.shape[1] > 256  # flow + legend
-    assert len(np.unique(rgb.reshape(-1, 3), axis=0)) > 100
+    flow, valid = io.read_flow(cli.SAMPLE_FLOW)
+    h, w = flow.shape[:2]
+    np.testing.assert_array_equal(rgb[:, :w], viz.flow_to_rgb(flow, valid=valid))
+    side = rgb.shape[1] - w
+    assert side == max(32, min(h, 256))
+    np.testing.assert_array_equal(rgb[: min(h, side), w:], viz.colorwheel_legend(side)[: min(h, side)])
 
 
-def test_viz_roundtrip_and_max_norm(tmp_path):
-    from flowlib import io
-
+def test_viz_round_trip_and_max_norm(tmp_path):
     flow = np.zeros((10, 12, 2), np.float32)
     flow[:, :, 0] = 1.0
     io.write_flow(tmp_path / "f.flo", flow)
@@ -40,15 +189,300 @@ def test_viz_roundtrip_and_max_norm(tmp_path):
     assert cli.main(["viz", str(tmp_path / "f.flo"), "-o", str(a)]) == 0
     assert cli.main(["viz", str(tmp_path / "f.flo"), "-o", str(b), "--max-norm", "4"]) == 0
     ia, ib = io.read_image(a, dtype="uint8"), io.read_image(b, dtype="uint8")
-    assert tuple(ia[0, 0]) == (255, 0, 0)  # unit motion to the right = saturated red
-    assert ib[0, 0, 1] > 100  # a quarter of max_norm: pale
+    np.testing.assert_array_equal(ia, np.broadcast_to(np.array([255, 0, 0], np.uint8), (10, 12, 3)))
+    np.testing.assert_array_equal(ib, viz.flow_to_rgb(flow, max_norm=4.0))
+    assert tuple(ib[0, 0]) == (255, 191, 191)  # a quarter of max_norm: pale red
 
 
-def test_errors_are_one_line_with_nonzero_exit(tmp_path):
+def test_viz_of_a_kitti_png_keeps_invalid_pixels_black(tmp_path):
+    flow = np.zeros((6, 7, 2), np.float32)
+    flow[..., 0] = 2.0
+    valid = np.ones((6, 7), bool)
+    valid[0, 0] = False
+    io.write_flow(tmp_path / "f.png", flow, valid=valid)
+    assert cli.main(["viz", str(tmp_path / "f.png"), "-o", str(tmp_path / "v.png"), "--legend"]) == 0
+    rgb = io.read_image(tmp_path / "v.png", dtype="uint8")
+    assert tuple(rgb[0, 0]) == (0, 0, 0) and tuple(rgb[1, 1]) == (255, 0, 0)
+
+
+def test_models_lists_the_zoo(capsys):
+    assert cli.main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "spynet:sintel-final" in out and "cfnet:" in out
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+def test_errors_are_one_line_on_stderr_with_exit_1_in_a_real_process(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "flowlib", "viz", str(tmp_path / "missing.flo"), "-o", "x.png"],
-        capture_output=True,
-        text=True,
+        capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"},
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "missing.flo" in proc.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    missing = str(tmp_path / "missing.flo")
+    for argv in (["--debug", "viz", missing, "-o", "x.png"], ["viz", missing, "-o", "x.png", "--debug"]):
+        with pytest.raises(FileNotFoundError, match="missing.flo"):
+            cli.main(argv)
+
+
+def test_file_errors_name_the_file(tmp_path, capsys, frames_dir, spynet_weights, model_cache):
+    a = tmp_path / "a.png"
+    io.write_image(a, np.zeros((H, W, 3), np.uint8))
+    small = tmp_path / "small.png"
+    io.write_image(small, np.zeros((H, W - 2, 3), np.uint8))
+    broken = tmp_path / "broken.flo"
+    broken.write_bytes(b"PIEH" + b"\0" * 5)
+    missing = tmp_path / "missing.png"
+
+    _run_error(capsys, ["viz", str(tmp_path / "none.flo"), "-o", str(tmp_path / "v.png")], "none.flo")
+    _run_error(capsys, ["viz", str(broken), "-o", str(tmp_path / "v.png")], "broken.flo")
+    _run_error(capsys, ["viz", str(broken), "-o", str(tmp_path / "nodir" / "v.png")], "nodir")
+    _run_error(capsys, ["demo", "-o", str(tmp_path / "nodir" / "d.png")], "nodir")
+    _run_error(capsys, ["estimate", str(a), str(missing), "-o", str(tmp_path / "f.flo")], "missing.png")
+    _run_error(capsys, ["estimate", str(a), str(small), "-o", str(tmp_path / "f.flo")], "small.png: size 94x64")
+    _run_error(capsys, ["estimate", str(a), str(a), "-o", str(tmp_path / "nodir" / "f.flo")], "nodir")
+    _run_error(capsys, ["stereo", str(missing), str(a), "-o", str(tmp_path / "d.png")], "missing.png")
+    _run_error(capsys, ["stereo", str(a), str(small), "-o", str(tmp_path / "d.png")], "small.png")
+    _run_error(capsys, ["convert", "spynet", str(tmp_path / "nothing.pth"), str(tmp_path / "s.npz")],
+               "nothing.pth")
+    _run_error(capsys, ["evaluate", "sintel", "--root", str(tmp_path / "noroot")], "noroot")
+    _run_error(capsys, ["evaluate", "kitti-flow", "--root", str(frames_dir)], "KITTI")
+    # A frame of another size in a folder is named.
+    io.write_image(frames_dir / "frame_3.png", np.zeros((H, W - 4, 3), np.uint8))
+    _run_error(capsys, ["estimate", str(frames_dir), "-o", str(tmp_path / "out"), "--weights", str(spynet_weights),
+                        "-q"], "frame_3.png: frame is 92x64")
+    assert os.listdir(tmp_path / "out") == ["flow_000000.flo"]  # the pair before it was written
+    one = tmp_path / "one"
+    one.mkdir()
+    io.write_image(one / "0.png", np.zeros((H, W, 3), np.uint8))
+    _run_error(capsys, ["estimate", str(one), "-o", str(tmp_path / "out")], "at least 2 frames, found 1")
+
+
+def test_model_errors_name_the_model_or_weights(tmp_path, capsys, spynet_weights):
+    a = tmp_path / "a.png"
+    io.write_image(a, np.zeros((H, W, 3), np.uint8))
+    out = str(tmp_path / "f.flo")
+    _run_error(capsys, ["estimate", str(a), str(a), "-o", out, "--model", "nosuchnet"], "nosuchnet")
+    _run_error(capsys, ["estimate", str(a), str(a), "-o", out, "--weights", str(tmp_path / "w.npz")], "w.npz")
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes(b"not an npz at all")
+    _run_error(capsys, ["estimate", str(a), str(a), "-o", out, "--weights", str(damaged)], "damaged.npz")
+    _run_error(capsys, ["download", "nosuchnet:v1"], "nosuchnet")
+    _run_error(capsys, ["estimate", str(a), str(a), "-o", out, "--model", "spynet:sintel-final",
+                        "--weights", "chairs"], "sintel-final")
+    # A stereo model cannot estimate flow, and the reverse (checked before any weights load).
+    _run_error(capsys, ["estimate", str(a), str(a), "-o", out, "--model", "cfnet:sceneflow"],
+               "cfnet:sceneflow is a stereo model")
+    _run_error(capsys, ["stereo", str(a), str(a), "-o", str(tmp_path / "d.png"), "--model", "spynet",
+                        "--weights", str(spynet_weights)], "spynet is a flow model")
+    assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize("device", ["gpu", "tpu"])
+def test_unavailable_device_is_one_clear_line(capsys, device):
+    import jax
+
+    if jax.devices()[0].platform == device:
+        pytest.skip(f"this machine has a {device}")
+    _run_error(capsys, ["download", "spynet:sintel-final", "--device", device], f"--device {device}")
+
+
+def test_device_sets_the_jax_platform_before_jax_starts():
+    code = ("import os, sys; from flowlib import cli; assert 'jax' not in sys.modules; "
+            "cli._select_device('cpu'); import jax; "
+            "print(os.environ['JAX_PLATFORMS'], jax.default_backend(), jax.config.jax_default_device)")
+    env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[:2] == ["cpu", "cpu"]
+
+
+def test_usage_errors_exit_2(tmp_path, capsys, frames_dir):
+    a = str(tmp_path / "a.png")
+    io.write_image(a, np.zeros((H, W, 3), np.uint8))
+    _usage_error(capsys, ["estimate", a, a, a, "-o", "x.flo"], "got 3 inputs")
+    _usage_error(capsys, ["estimate", a, a, "-o", "x.flo", "--video", "v.mp4"], "--video")
+    _usage_error(capsys, ["estimate", a, a], "needs -o")
+    _usage_error(capsys, ["estimate", str(frames_dir)], "nothing to write")
+    _usage_error(capsys, ["estimate", str(frames_dir), "-o", "d", "--viz", "v.png"], "--video")
+    _usage_error(capsys, ["estimate", str(frames_dir), "--video", "v.avi"], "v.avi")
+    _usage_error(capsys, ["estimate", str(frames_dir), "-o", "d", "--every", "0"], "--every")
+    _usage_error(capsys, ["estimate", str(frames_dir), "-o", "d", "--batch-size", "0"], "--batch-size")
+    _usage_error(capsys, ["estimate", a, a, "-o", "x.flo", "--bogus"], "--bogus")
+    _usage_error(capsys, ["--device", "abacus", "demo"], "abacus")
+    _usage_error(capsys, ["evaluate", "imagenet", "--root", "."], "imagenet")
+    _usage_error(capsys, ["frobnicate"], "frobnicate")
+
+
+def test_missing_video_extra_is_explained(tmp_path, capsys, frames_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "av", None)  # import av -> ImportError
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"x")
+    _run_error(capsys, ["estimate", str(clip), "-o", str(tmp_path / "o")], "flowlib[video]")
+    _run_error(capsys, ["estimate", str(frames_dir), "--video", str(tmp_path / "v.mp4")], "flowlib[video]")
+
+
+@needs_av
+def test_bad_video_paths(tmp_path, capsys):
+    _run_error(capsys, ["estimate", str(tmp_path / "nope.mp4"), "-o", str(tmp_path / "o")], "nope.mp4")
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\0\0\0\x18ftypmp42" + b"garbage" * 100)
+    _run_error(capsys, ["estimate", str(broken), "-o", str(tmp_path / "o")], "broken.mp4")
+
+
+# ------------------------------------------------------------------------------ end to end
+
+
+def test_estimate_pair_writes_flow_viz_and_arrows(tmp_path, capsys, clip, spynet_weights, model_cache):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    io.write_image(a, _u8(clip["images"][0]))
+    io.write_image(b, _u8(clip["images"][1]))
+    out, png, arrows = tmp_path / "f.flo", tmp_path / "f.png", tmp_path / "arrows.png"
+    argv = ["estimate", str(a), str(b), "-o", str(out), "--viz", str(png), "--arrows", str(arrows),
+            "--weights", str(spynet_weights), "--device", "cpu", "--max-norm", "3"]
+    assert cli.main(argv) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    flow, valid = io.read_flow(out)
+    assert flow.shape == (H, W, 2) and valid.all()
+    model = model_cache("spynet", spynet_weights)
+    expected = flowlib.estimate(io.read_image(a, dtype="uint8"), io.read_image(b, dtype="uint8"), model)
+    np.testing.assert_array_equal(flow, expected)
+    np.testing.assert_array_equal(io.read_image(png, dtype="uint8"), viz.flow_to_rgb(expected, max_norm=3.0))
+    np.testing.assert_array_equal(io.read_image(arrows, dtype="uint8"),
+                                  viz.draw_arrows(io.read_image(a, dtype="uint8"), expected, step=16))
+
+
+def _pairs_reference(frames: list[np.ndarray], model, step: int, batch: int) -> np.ndarray:
+    first = np.stack(frames[:-1][::step][: (len(frames) - 1) // step])
+    second = np.stack(frames[step::step])
+    return flowlib.estimate(first, second, model, batch_size=batch)
+
+
+def _assert_video_shows(path: Path, images: list[np.ndarray], wrong: list[np.ndarray], *, bound: float) -> None:
+    """Each decoded frame is close to its expected image (H.264 is lossy, and x264's threads
+    make it bit-for-bit unrepeatable), closer than to any other frame's image, and much closer
+    than to ``wrong[k]`` (what a plausible bug would have written)."""
+    decoded = list(video.iter_frames(path))
+    assert len(decoded) == len(images)
+
+    def err(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.abs(a.astype(np.int64) - b).mean())
+
+    for k, frame in enumerate(decoded):
+        own = err(frame, images[k])
+        assert own < bound, (k, own)
+        assert all(own < err(frame, other) for j, other in enumerate(images) if j != k), k
+        assert own < 0.6 * err(frame, wrong[k]), (k, own, err(frame, wrong[k]))
+
+
+@needs_av
+def test_estimate_folder_writes_flows_and_playable_videos(tmp_path, capsys, frames_dir, spynet_weights,
+                                                          model_cache):
+    out, colour, arrows = tmp_path / "out", tmp_path / "flow.mp4", tmp_path / "arrows.mp4"
+    argv = ["estimate", str(frames_dir), "-o", str(out), "--video", str(colour), "--arrows", str(arrows),
+            "--weights", str(spynet_weights), "--batch-size", "2", "--max-norm", "2", "--quiet"]
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""  # --quiet: no progress bar
+    assert "4 flow files" in captured.out
+    assert sorted(os.listdir(out)) == [f"flow_{i:06d}.flo" for i in range(4)]
+    frames = list(video.iter_frames(frames_dir))
+    expected = _pairs_reference(frames, model_cache("spynet", spynet_weights), 1, 2)
+    flows = np.stack([io.read_flow(out / f"flow_{i:06d}.flo")[0] for i in range(4)])
+    np.testing.assert_allclose(flows, expected, rtol=0, atol=1e-5)
+
+    for path in (colour, arrows):
+        source = video.open_frames(path)
+        assert source.count == 4 and source.fps == pytest.approx(24.0)
+        decoded = list(source)
+        assert len(decoded) == 4 and all(f.shape == (H, W, 3) for f in decoded)
+    # The colour video uses the fixed --max-norm (not per-frame normalisation); the arrow video
+    # draws each pair's flow over its first frame.
+    _assert_video_shows(colour, [viz.flow_to_rgb(f, max_norm=2.0) for f in flows],
+                        [viz.flow_to_rgb(f) for f in flows], bound=14)
+    _assert_video_shows(arrows, [viz.draw_arrows(a, f) for a, f in zip(frames, flows)], frames[:-1], bound=16)
+    assert [p for p in os.listdir(tmp_path) if p.startswith(".")] == []  # no temporary files left
+
+
+@needs_av
+def test_estimate_video_file_with_every(tmp_path, capsys, clip, spynet_weights, model_cache):
+    source = tmp_path / "clip.mp4"
+    with video.VideoWriter(source, fps=10) as writer:
+        for image in clip["images"]:
+            writer.write(_u8(image))
+    out, colour = tmp_path / "out", tmp_path / "flow.mkv"
+    argv = ["estimate", str(source), "-o", str(out), "--video", str(colour), "--every", "2", "--format", "pfm",
+            "--weights", str(spynet_weights), "--batch-size", "2", "-q"]
+    assert cli.main(argv) == 0
+    assert sorted(os.listdir(out)) == ["flow_000000.pfm", "flow_000002.pfm"]  # frames 0->2, 2->4
+    frames = list(video.iter_frames(source))
+    expected = _pairs_reference(frames, model_cache("spynet", spynet_weights), 2, 2)
+    for k, name in enumerate(["flow_000000.pfm", "flow_000002.pfm"]):
+        np.testing.assert_allclose(io.read_flow(out / name)[0], expected[k], rtol=0, atol=1e-5)
+    result = video.open_frames(colour)
+    assert result.fps == pytest.approx(5.0)  # the source's 10 fps / every 2
+    assert len(list(result)) == 2
+
+
+@needs_av
+def test_sequence_memory_is_flat_over_long_videos(tmp_path, capsys, monkeypatch):
+    """The whole CLI pipeline (decode, flow files, colour video) on 20 and 60 frames: the
+    traced peak does not grow with the length. The model is a numpy stand-in."""
+    from flowlib import _api
+
+    h, w = 96, 128
+    monkeypatch.setattr(cli, "_load_model", lambda args, task: None)
+    monkeypatch.setattr(_api, "estimate",
+                        lambda a, b, model, **kw: (b.astype(np.float32) - a.astype(np.float32))[..., :2])
+
+    def peak(n: int) -> int:
+        clip = tmp_path / f"clip{n}.mp4"
+        with video.VideoWriter(clip, fps=25) as writer:
+            for i in range(n):
+                writer.write(np.full((h, w, 3), (i * 7) % 256, np.uint8))
+        argv = ["estimate", str(clip), "-o", str(tmp_path / f"out{n}"), "--video", str(tmp_path / f"v{n}.mp4"),
+                "--batch-size", "3", "-q"]
+        tracemalloc.start()
+        try:
+            assert cli.main(argv) == 0
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    peak(5)  # warm-up: imports and one-off caches
+    short, long = peak(20), peak(60)
+    assert len(os.listdir(tmp_path / "out60")) == 59
+    frame_bytes = h * w * 3
+    # Keeping the 40 extra frames (or their float32 flows, 2.7x larger) would add > 40 frames.
+    assert long - short < 4 * frame_bytes, (short, long)
+
+
+def test_evaluate_sintel_layout_prints_table_and_writes_json(tmp_path, capsys, spynet_weights, model_cache):
+    from flowlib.data import synthetic
+
+    root = synthetic.write_sintel_layout(tmp_path / "sintel", scenes=1, frames=3, seed=3, height=H, width=W)
+    record = tmp_path / "result.json"
+    argv = ["benchmark", "sintel", "--root", str(root), "--pass", "clean", "--weights", str(spynet_weights),
+            "--json", str(record), "-q"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "sintel-clean" in out and "overall" in out and f"wrote {record}" in out
+    result = json.loads(record.read_text())
+    assert result["num_pairs"] == 2 and result["benchmark"] == "sintel-clean"
+    # EPE pooled over the pixels of both pairs, by hand.
+    model = model_cache("spynet", spynet_weights)
+    scene = root / "training" / "clean" / "synthetic_1"
+    total = count = 0.0
+    for i in (1, 2):
+        pred = flowlib.estimate(scene / f"frame_{i:04d}.png", scene / f"frame_{i + 1:04d}.png", model)
+        gt, valid = io.read_flow(root / "training" / "flow" / "synthetic_1" / f"frame_{i:04d}.flo")
+        epe = np.sqrt(np.sum((pred.astype(np.float64) - gt) ** 2, -1))
+        total += epe[valid].sum()
+        count += valid.sum()
+    assert result["metrics"]["epe"] == pytest.approx(total / count, rel=1e-5)
+    assert result["record"]["model"] == "spynet" and result["record"]["root"] == str(root.resolve())

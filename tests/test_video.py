@@ -128,6 +128,22 @@ def test_video_round_trip_frame_count_size_order_and_fps(tmp_path):
 
 
 @needs_av
+@pytest.mark.parametrize("fps", [25, 29.97, 12.5])
+def test_long_video_keeps_every_frame(tmp_path, fps):
+    # Regression: timestamps given in the wrong time base made x264 emit repeated pts and the
+    # mp4 muxer fail after ~40 frames.
+    path = tmp_path / "long.mp4"
+    with video.VideoWriter(path, fps=fps) as out:
+        for i in range(150):
+            out.write(np.full((16, 24, 3), (7 * i) % 256, np.uint8))
+    source = video.open_frames(path)
+    assert source.count == 150 and source.fps == pytest.approx(fps, rel=1e-4)
+    levels = [int(np.median(f)) for f in source]
+    assert len(levels) == 150
+    assert max(abs(a - (7 * i) % 256) for i, a in enumerate(levels)) <= 3
+
+
+@needs_av
 @pytest.mark.parametrize("ext", [".mkv", ".webm"])
 def test_other_containers(tmp_path, ext):
     path = tmp_path / f"clip{ext}"
