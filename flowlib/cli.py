@@ -164,8 +164,9 @@ def _estimate_pair(args: argparse.Namespace) -> None:
     for path in (args.output, args.viz, args.arrows):
         if path is not None:
             _check_output_folder(path)
-    image1 = io.read_image(args.sources[0], dtype="uint8")
-    image2 = io.read_image(args.sources[1], dtype="uint8")
+    # float32 keeps 16-bit images' precision; the model sees exactly what estimate(path) sees.
+    image1 = io.read_image(args.sources[0])
+    image2 = io.read_image(args.sources[1])
     if image1.shape != image2.shape:
         raise ValueError(f"{args.sources[1]}: size {image2.shape[1]}x{image2.shape[0]} differs from "
                          f"{args.sources[0]} ({image1.shape[1]}x{image1.shape[0]})")
@@ -186,6 +187,9 @@ def _estimate_sequence(args: argparse.Namespace) -> None:
     import flowlib
     from flowlib import io, video, viz
 
+    if Path(args.sources[0]).suffix.lower() in video.IMAGE_EXTENSIONS:
+        raise UsageError(f"{args.sources[0]} is a single image: pass two images (IMG1 IMG2), "
+                         "a folder of frames or a video")
     if args.viz is not None:
         raise UsageError("--viz writes one PNG for an image pair; for a sequence use --video OUT.mp4")
     if not (args.output or args.video or args.arrows):
@@ -253,8 +257,8 @@ def _cmd_stereo(args: argparse.Namespace) -> None:
     for path in (args.output, args.viz):
         if path is not None:
             _check_output_folder(path)
-    left = io.read_image(args.left, dtype="uint8")
-    right = io.read_image(args.right, dtype="uint8")
+    left = io.read_image(args.left)
+    right = io.read_image(args.right)
     if left.shape != right.shape:
         raise ValueError(f"{args.right}: size {right.shape[1]}x{right.shape[0]} differs from "
                          f"{args.left} ({left.shape[1]}x{left.shape[0]})")
@@ -371,14 +375,14 @@ def _global_flags(p: argparse.ArgumentParser, *, device: bool, top: bool) -> Non
                        help="JAX platform to run on (default: JAX's choice)")
 
 
-def _model_flags(p: argparse.ArgumentParser, default_model: str | None, *, batch: bool = True) -> None:
+def _model_flags(p: argparse.ArgumentParser, default_model: str | None, *, batch: str | None = None) -> None:
     _global_flags(p, device=True, top=False)
     p.add_argument("--model", default=default_model,
                    help=f"model name, optionally name:variant (default: {default_model or 'per benchmark'})")
     p.add_argument("--weights", default=None,
                    help="named variant or a checkpoint path (.npz, PyTorch file); default: the model's default")
-    if batch:
-        p.add_argument("--batch-size", type=int, default=1, help="pairs per forward pass (default 1)")
+    if batch is not None:
+        p.add_argument("--batch-size", type=int, default=1, help=batch)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -408,7 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
             "normalised per frame by its largest motion unless --max-norm fixes the scale\n"
             "(then colours are comparable across frames). Video files need 'flowlib[video]'."),
     )
-    _model_flags(s, "spynet")
+    _model_flags(s, "spynet", batch="sequence: pairs per forward pass (default 1); more is faster on "
+                                    "accelerators and holds batch+1 frames in memory")
     s.add_argument("sources", nargs="+", metavar="SOURCE", help="IMG1 IMG2, or a folder of frames, or a video")
     s.add_argument("-o", "--output", default=None,
                    help="pair: flow file (.flo, .pfm, KITTI .png); sequence: folder for the flow files")
@@ -425,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_estimate)
 
     s = sub.add_parser("stereo", help="disparity of a rectified stereo pair")
-    _model_flags(s, "cfnet", batch=False)
+    _model_flags(s, "cfnet")
     s.add_argument("left")
     s.add_argument("right")
     s.add_argument("-o", "--output", required=True, help="KITTI .png (16-bit) or .pfm")
@@ -443,7 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("evaluate", aliases=["benchmark"], help="evaluate on a benchmark's training split",
                        description="Print the benchmark's metrics for a model (training split, which has "
                                    "ground truth) and optionally save the result record as JSON.")
-    _model_flags(s, None)
+    _model_flags(s, None, batch="Sintel: pairs per forward pass (default 1); KITTI and Middlebury images "
+                                "differ in size, so their evaluators run one pair at a time")
     s.add_argument("benchmark", choices=sorted(BENCHMARKS))
     s.add_argument("--root", required=True, help="the dataset folder (official layout)")
     s.add_argument("--limit", type=int, default=None, help="only the first N pairs")

@@ -24,9 +24,11 @@ H, W = 64, 96
 
 
 @pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    # Nothing here may touch the network: a missing weight file must fail, not download.
+def _offline(monkeypatch, tmp_path):
+    # Nothing here may touch the network or the user's cache: a missing weight file must
+    # fail, not download or load.
     monkeypatch.setenv("FLOWLIB_OFFLINE", "1")
+    monkeypatch.setenv("FLOWLIB_HOME", str(tmp_path / "flowlib-home"))
 
 
 def _u8(x: np.ndarray) -> np.ndarray:
@@ -205,6 +207,19 @@ def test_viz_of_a_kitti_png_keeps_invalid_pixels_black(tmp_path):
     assert tuple(rgb[0, 0]) == (0, 0, 0) and tuple(rgb[1, 1]) == (255, 0, 0)
 
 
+def test_download_reports_cached_weights_and_offline_misses(capsys, spynet_weights):
+    from flowlib import hub
+    from flowlib.convert._common import load_weights, save_weights
+
+    _run_error(capsys, ["download", "spynet:sintel-final"], "offline")
+    variables, _ = load_weights(spynet_weights)
+    meta = {"model": "spynet", "weights": "spynet:sintel-final", "model_kwargs": {},
+            "source_url": "https://example.invalid/spynet"}
+    save_weights(hub.cache_dir() / "converted" / "spynet-sintel-final.npz", variables, meta)
+    assert cli.main(["download", "spynet:sintel-final", "-q"]) == 0
+    assert capsys.readouterr().out == "spynet:sintel-final: ready (https://example.invalid/spynet)\n"
+
+
 def test_models_lists_the_zoo(capsys):
     assert cli.main(["models"]) == 0
     out = capsys.readouterr().out
@@ -308,6 +323,7 @@ def test_usage_errors_exit_2(tmp_path, capsys, frames_dir):
     _usage_error(capsys, ["estimate", a, a, a, "-o", "x.flo"], "got 3 inputs")
     _usage_error(capsys, ["estimate", a, a, "-o", "x.flo", "--video", "v.mp4"], "--video")
     _usage_error(capsys, ["estimate", a, a], "needs -o")
+    _usage_error(capsys, ["estimate", a, "-o", "out"], "single image")
     _usage_error(capsys, ["estimate", str(frames_dir)], "nothing to write")
     _usage_error(capsys, ["estimate", str(frames_dir), "-o", "d", "--viz", "v.png"], "--video")
     _usage_error(capsys, ["estimate", str(frames_dir), "--video", "v.avi"], "v.avi")
