@@ -67,8 +67,10 @@ def _select_device(device: str | None) -> None:
         devices = jax.devices(device)
     except RuntimeError as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise RuntimeError(f"--device {device}: JAX cannot use a {device.upper()} here ({reason}); "
-                           f"{_INSTALL_HINT[device]}") from err
+        raise RuntimeError(
+            f"--device {device}: JAX cannot use a {device.upper()} here ({reason}); "
+            f"{_INSTALL_HINT[device]}"
+        ) from err
     # JAX may have been initialised with several platforms already (a library caller).
     jax.config.update("jax_default_device", devices[0])
 
@@ -87,7 +89,9 @@ def _load_model(args: argparse.Namespace, task: str) -> Any:
     # The task is known from the zoo table: fail before any download or weight loading.
     entry = _zoo.get(args.model.split(":", 1)[0])
     if entry.task != task:
-        raise ValueError(f"--model {args.model} is a {entry.task} model; this command needs a {task} model")
+        raise ValueError(
+            f"--model {args.model} is a {entry.task} model; this command needs a {task} model"
+        )
     _select_device(args.device)
     return flowlib.load_model(args.model, args.weights, progress=not args.quiet)
 
@@ -103,7 +107,9 @@ def _check_output_folder(path: str) -> None:
         raise FileNotFoundError(f"output {path}: folder {folder} does not exist")
 
 
-def _flow_png(flow: np.ndarray, valid: np.ndarray | None, max_norm: float | None, legend: bool) -> np.ndarray:
+def _flow_png(
+    flow: np.ndarray, valid: np.ndarray | None, max_norm: float | None, legend: bool
+) -> np.ndarray:
     from flowlib import viz
 
     rgb = viz.flow_to_rgb(flow, max_norm=max_norm, valid=valid)
@@ -126,7 +132,10 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     _check_output_folder(args.output)
     flow, valid = io.read_flow(SAMPLE_FLOW)
     viz.save_png(args.output, _flow_png(flow, valid, None, True))
-    print(f"wrote {args.output}: colour-coded sample flow ({flow.shape[1]}x{flow.shape[0]}) with legend")
+    print(
+        f"wrote {args.output}: colour-coded sample flow ({flow.shape[1]}x{flow.shape[0]}) "
+        "with legend"
+    )
 
 
 def _cmd_viz(args: argparse.Namespace) -> None:
@@ -141,8 +150,10 @@ def _cmd_viz(args: argparse.Namespace) -> None:
 
 def _cmd_estimate(args: argparse.Namespace) -> None:
     if len(args.sources) > 2:
-        raise UsageError("estimate takes two images, or one folder of frames / video file; "
-                         f"got {len(args.sources)} inputs")
+        raise UsageError(
+            "estimate takes two images, or one folder of frames / video file; "
+            f"got {len(args.sources)} inputs"
+        )
     for source in args.sources:
         _check_input(source, "input")
     if len(args.sources) == 2:
@@ -155,8 +166,11 @@ def _estimate_pair(args: argparse.Namespace) -> None:
     import flowlib
     from flowlib import io, viz
 
-    misplaced = [flag for flag, value in (("--video", args.video), ("--every", args.every), ("--fps", args.fps))
-                 if value is not None]
+    misplaced = [
+        flag
+        for flag, value in (("--video", args.video), ("--every", args.every), ("--fps", args.fps))
+        if value is not None
+    ]
     if misplaced:
         raise UsageError(f"{', '.join(misplaced)}: only for a folder of frames or a video file")
     if args.output is None:
@@ -168,8 +182,10 @@ def _estimate_pair(args: argparse.Namespace) -> None:
     image1 = io.read_image(args.sources[0])
     image2 = io.read_image(args.sources[1])
     if image1.shape != image2.shape:
-        raise ValueError(f"{args.sources[1]}: size {image2.shape[1]}x{image2.shape[0]} differs from "
-                         f"{args.sources[0]} ({image1.shape[1]}x{image1.shape[0]})")
+        raise ValueError(
+            f"{args.sources[1]}: size {image2.shape[1]}x{image2.shape[0]} differs from "
+            f"{args.sources[0]} ({image1.shape[1]}x{image1.shape[0]})"
+        )
     model = _load_model(args, "flow")
     flow = flowlib.estimate(image1, image2, model)
     io.write_flow(args.output, flow)
@@ -188,17 +204,23 @@ def _estimate_sequence(args: argparse.Namespace) -> None:
     from flowlib import io, video, viz
 
     if Path(args.sources[0]).suffix.lower() in video.IMAGE_EXTENSIONS:
-        raise UsageError(f"{args.sources[0]} is a single image: pass two images (IMG1 IMG2), "
-                         "a folder of frames or a video")
+        raise UsageError(
+            f"{args.sources[0]} is a single image: pass two images (IMG1 IMG2), "
+            "a folder of frames or a video"
+        )
     if args.viz is not None:
-        raise UsageError("--viz writes one PNG for an image pair; for a sequence use --video OUT.mp4")
+        raise UsageError(
+            "--viz writes one PNG for an image pair; for a sequence use --video OUT.mp4"
+        )
     if not (args.output or args.video or args.arrows):
         raise UsageError("nothing to write: pass -o OUT_DIR (flow files), --video and/or --arrows")
     for path in (args.video, args.arrows):
         if path is not None:
             ext = Path(path).suffix.lower()
             if ext not in video.VIDEO_EXTENSIONS:
-                raise UsageError(f"{path}: videos are written as {', '.join(video.VIDEO_EXTENSIONS)}")
+                raise UsageError(
+                    f"{path}: videos are written as {', '.join(video.VIDEO_EXTENSIONS)}"
+                )
             _check_output_folder(path)
     if args.video or args.arrows:
         video.require_video_backend()  # before a model is loaded, not after
@@ -210,13 +232,19 @@ def _estimate_sequence(args: argparse.Namespace) -> None:
     source = video.open_frames(args.sources[0])
     pairs = None if source.count is None else (source.count - 1) // every
     if pairs == 0:
-        raise ValueError(f"{source.path}: needs at least 2 frames{f' (with --every {every})' if every > 1 else ''}, "
-                         f"found {source.count}")
+        raise ValueError(
+            f"{source.path}: needs at least 2 frames"
+            f"{f' (with --every {every})' if every > 1 else ''}, "
+            f"found {source.count}"
+        )
     out_dir = None
     if args.output is not None:
         out_dir = Path(args.output)
         if out_dir.exists() and not out_dir.is_dir():
-            raise ValueError(f"-o {out_dir}: exists and is not a folder (a sequence writes one flow file per pair)")
+            raise ValueError(
+                f"-o {out_dir}: exists and is not a folder "
+                "(a sequence writes one flow file per pair)"
+            )
         out_dir.mkdir(parents=True, exist_ok=True)
     fps = args.fps if args.fps is not None else (source.fps or 24.0) / every
     model = _load_model(args, "flow")
@@ -227,9 +255,13 @@ def _estimate_sequence(args: argparse.Namespace) -> None:
     n = 0
     with contextlib.ExitStack() as stack:
         colour = stack.enter_context(video.VideoWriter(args.video, fps=fps)) if args.video else None
-        arrows = stack.enter_context(video.VideoWriter(args.arrows, fps=fps)) if args.arrows else None
+        arrows = (
+            stack.enter_context(video.VideoWriter(args.arrows, fps=fps)) if args.arrows else None
+        )
         bar = stack.enter_context(_progress(args.quiet, total=pairs, unit="frame", desc="flow"))
-        for index, frame, flow in video.pairwise_flow(source, predict, batch_size=args.batch_size, every=every):
+        for index, frame, flow in video.pairwise_flow(
+            source, predict, batch_size=args.batch_size, every=every
+        ):
             if out_dir is not None:
                 io.write_flow(out_dir / f"flow_{index:06d}.{args.format}", flow)
             if colour is not None:
@@ -239,8 +271,10 @@ def _estimate_sequence(args: argparse.Namespace) -> None:
             n += 1
             bar.update(1)
         if n == 0:
-            raise ValueError(f"{source.path}: needs at least 2 frames"
-                             f"{f' (with --every {every})' if every > 1 else ''}")
+            raise ValueError(
+                f"{source.path}: needs at least 2 frames"
+                f"{f' (with --every {every})' if every > 1 else ''}"
+            )
     written = []
     if out_dir is not None:
         written.append(f"{n} flow files to {out_dir}")
@@ -260,8 +294,10 @@ def _cmd_stereo(args: argparse.Namespace) -> None:
     left = io.read_image(args.left)
     right = io.read_image(args.right)
     if left.shape != right.shape:
-        raise ValueError(f"{args.right}: size {right.shape[1]}x{right.shape[0]} differs from "
-                         f"{args.left} ({left.shape[1]}x{left.shape[0]})")
+        raise ValueError(
+            f"{args.right}: size {right.shape[1]}x{right.shape[0]} differs from "
+            f"{args.left} ({left.shape[1]}x{left.shape[0]})"
+        )
     model = _load_model(args, "stereo")
     disp = flowlib.estimate_disparity(left, right, model)
     io.write_disparity(args.output, disp)
@@ -301,7 +337,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     model = _load_model(args, task)
     progress = not args.quiet
     if bench == "sintel":
-        result = evaluation.evaluate_sintel(model, samples, batch_size=args.batch_size, progress=progress)
+        result = evaluation.evaluate_sintel(
+            model, samples, batch_size=args.batch_size, progress=progress
+        )
     elif bench == "kitti-flow":
         result = evaluation.evaluate_kitti_flow(model, samples, progress=progress)
     elif bench == "kitti-stereo":
@@ -368,19 +406,34 @@ def _global_flags(p: argparse.ArgumentParser, *, device: bool, top: bool) -> Non
     # On the sub-commands the defaults are SUPPRESSed so that a flag given before the command
     # is not overwritten by the sub-parser's default.
     d = (lambda value: value) if top else (lambda value: argparse.SUPPRESS)
-    p.add_argument("--debug", action="store_true", default=d(False), help="show full tracebacks on errors")
+    p.add_argument(
+        "--debug", action="store_true", default=d(False), help="show full tracebacks on errors"
+    )
     p.add_argument("-q", "--quiet", action="store_true", default=d(False), help="no progress bars")
     if device:
-        p.add_argument("--device", choices=["cpu", "gpu", "tpu"], default=d(None),
-                       help="JAX platform to run on (default: JAX's choice)")
+        p.add_argument(
+            "--device",
+            choices=["cpu", "gpu", "tpu"],
+            default=d(None),
+            help="JAX platform to run on (default: JAX's choice)",
+        )
 
 
-def _model_flags(p: argparse.ArgumentParser, default_model: str | None, *, batch: str | None = None) -> None:
+def _model_flags(
+    p: argparse.ArgumentParser, default_model: str | None, *, batch: str | None = None
+) -> None:
     _global_flags(p, device=True, top=False)
-    p.add_argument("--model", default=default_model,
-                   help=f"model name, optionally name:variant (default: {default_model or 'per benchmark'})")
-    p.add_argument("--weights", default=None,
-                   help="named variant or a checkpoint path (.npz, PyTorch file); default: the model's default")
+    p.add_argument(
+        "--model",
+        default=default_model,
+        help=f"model name, optionally name:variant (default: {default_model or 'per benchmark'})",
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="named variant or a checkpoint path (.npz, PyTorch file); "
+        "default: the model's default",
+    )
     if batch is not None:
         p.add_argument("--batch-size", type=int, default=1, help=batch)
 
@@ -388,45 +441,81 @@ def _model_flags(p: argparse.ArgumentParser, default_model: str | None, *, batch
 def build_parser() -> argparse.ArgumentParser:
     from flowlib import __version__
 
-    p = argparse.ArgumentParser(prog="flowlib", description="Optical flow and stereo in JAX.",
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="Run 'flowlib COMMAND --help' for a command's options.")
+    p = argparse.ArgumentParser(
+        prog="flowlib",
+        description="Optical flow and stereo in JAX.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run 'flowlib COMMAND --help' for a command's options.",
+    )
     p.add_argument("--version", action="version", version=f"flowlib {__version__}")
     _global_flags(p, device=True, top=True)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("demo", help="colour-code the bundled sample flow to a PNG (offline)")
     _global_flags(s, device=False, top=False)
-    s.add_argument("-o", "--output", default="flowlib-demo.png", help="PNG (default flowlib-demo.png)")
+    s.add_argument(
+        "-o", "--output", default="flowlib-demo.png", help="PNG (default flowlib-demo.png)"
+    )
     s.set_defaults(func=_cmd_demo)
 
     s = sub.add_parser(
-        "estimate", help="optical flow: an image pair, a folder of frames or a video",
+        "estimate",
+        help="optical flow: an image pair, a folder of frames or a video",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Two images:     flowlib estimate IMG1 IMG2 -o flow.flo [--viz flow.png] [--arrows a.png]\n"
+            "Two images:     flowlib estimate IMG1 IMG2 -o flow.flo [--viz flow.png]\n"
+            "                    [--arrows arrows.png]\n"
             "Frames / video: flowlib estimate FRAMES_DIR|VIDEO -o OUT_DIR [--video flow.mp4]\n"
             "                    [--arrows arrows.mp4] [--every K] [--batch-size B]\n\n"
             "A sequence is streamed: frames are decoded as needed and only a batch of them is in\n"
             "memory. OUT_DIR gets flow_%06d.flo, numbered by the pair's first frame. Colours are\n"
             "normalised per frame by its largest motion unless --max-norm fixes the scale\n"
-            "(then colours are comparable across frames). Video files need 'flowlib[video]'."),
+            "(then colours are comparable across frames). Video files need 'flowlib[video]'."
+        ),
     )
-    _model_flags(s, "spynet", batch="sequence: pairs per forward pass (default 1); more is faster on "
-                                    "accelerators and holds batch+1 frames in memory")
-    s.add_argument("sources", nargs="+", metavar="SOURCE", help="IMG1 IMG2, or a folder of frames, or a video")
-    s.add_argument("-o", "--output", default=None,
-                   help="pair: flow file (.flo, .pfm, KITTI .png); sequence: folder for the flow files")
+    _model_flags(
+        s,
+        "spynet",
+        batch="sequence: pairs per forward pass (default 1); more is faster on "
+        "accelerators and holds batch+1 frames in memory",
+    )
+    s.add_argument(
+        "sources", nargs="+", metavar="SOURCE", help="IMG1 IMG2, or a folder of frames, or a video"
+    )
+    s.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="pair: flow file (.flo, .pfm, KITTI .png); sequence: folder for the flow files",
+    )
     s.add_argument("--viz", default=None, help="pair: also write a colour-coded PNG")
-    s.add_argument("--video", default=None, help="sequence: colour-coded flow video (.mp4, .mkv, .mov, .webm)")
-    s.add_argument("--arrows", default=None, help="arrow overlay on the first image: PNG (pair) or video (sequence)")
-    s.add_argument("--max-norm", type=float, default=None, help="fixed colour normalisation in pixels")
+    s.add_argument(
+        "--video", default=None, help="sequence: colour-coded flow video (.mp4, .mkv, .mov, .webm)"
+    )
+    s.add_argument(
+        "--arrows",
+        default=None,
+        help="arrow overlay on the first image: PNG (pair) or video (sequence)",
+    )
+    s.add_argument(
+        "--max-norm", type=float, default=None, help="fixed colour normalisation in pixels"
+    )
     s.add_argument("--arrow-step", type=int, default=16, help="pixels between arrows (default 16)")
-    s.add_argument("--every", type=int, default=None, help="sequence: use every K-th frame (default 1)")
-    s.add_argument("--fps", type=float, default=None,
-                   help="sequence: output frame rate (default: the video's / K, 24 / K for frames)")
-    s.add_argument("--format", default="flo", choices=["flo", "pfm", "png"],
-                   help="sequence: flow file format (default flo; png = KITTI 16-bit)")
+    s.add_argument(
+        "--every", type=int, default=None, help="sequence: use every K-th frame (default 1)"
+    )
+    s.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help="sequence: output frame rate (default: the video's / K, 24 / K for frames)",
+    )
+    s.add_argument(
+        "--format",
+        default="flo",
+        choices=["flo", "pfm", "png"],
+        help="sequence: flow file format (default flo; png = KITTI 16-bit)",
+    )
     s.set_defaults(func=_cmd_estimate)
 
     s = sub.add_parser("stereo", help="disparity of a rectified stereo pair")
@@ -445,22 +534,41 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--legend", action="store_true", help="append the colour-wheel legend")
     s.set_defaults(func=_cmd_viz)
 
-    s = sub.add_parser("evaluate", aliases=["benchmark"], help="evaluate on a benchmark's training split",
-                       description="Print the benchmark's metrics for a model (training split, which has "
-                                   "ground truth) and optionally save the result record as JSON.")
-    _model_flags(s, None, batch="Sintel: pairs per forward pass (default 1); KITTI and Middlebury images "
-                                "differ in size, so their evaluators run one pair at a time")
+    s = sub.add_parser(
+        "evaluate",
+        aliases=["benchmark"],
+        help="evaluate on a benchmark's training split",
+        description="Print the benchmark's metrics for a model (training split, which has "
+        "ground truth) and optionally save the result record as JSON.",
+    )
+    _model_flags(
+        s,
+        None,
+        batch="Sintel: pairs per forward pass (default 1); KITTI and Middlebury images "
+        "differ in size, so their evaluators run one pair at a time",
+    )
     s.add_argument("benchmark", choices=sorted(BENCHMARKS))
     s.add_argument("--root", required=True, help="the dataset folder (official layout)")
     s.add_argument("--limit", type=int, default=None, help="only the first N pairs")
     s.add_argument("--json", default=None, help="write the result record here")
-    s.add_argument("--pass", dest="pass_", default="final", choices=["clean", "final"], help="Sintel pass")
+    s.add_argument(
+        "--pass", dest="pass_", default="final", choices=["clean", "final"], help="Sintel pass"
+    )
     s.add_argument("--year", type=int, default=2015, choices=[2012, 2015], help="KITTI year")
-    s.add_argument("--gt", default="occ", choices=["occ", "noc"], help="KITTI ground truth: all or non-occluded")
+    s.add_argument(
+        "--gt",
+        default="occ",
+        choices=["occ", "noc"],
+        help="KITTI ground truth: all or non-occluded",
+    )
     s.set_defaults(func=_cmd_evaluate)
 
-    s = sub.add_parser("train", help="train or fine-tune a model (flowlib train --help)", add_help=False,
-                       allow_abbrev=False)
+    s = sub.add_parser(
+        "train",
+        help="train or fine-tune a model (flowlib train --help)",
+        add_help=False,
+        allow_abbrev=False,
+    )
     _global_flags(s, device=True, top=False)
     s.set_defaults(func=None)
 
@@ -473,7 +581,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("download", help="download and convert named weights into the cache")
     _global_flags(s, device=True, top=False)
-    s.add_argument("names", nargs="+", metavar="NAME", help="model:variant, e.g. spynet:sintel-final")
+    s.add_argument(
+        "names", nargs="+", metavar="NAME", help="model:variant, e.g. spynet:sintel-final"
+    )
     s.set_defaults(func=_cmd_download)
 
     s = sub.add_parser("models", help="list models and their named weights")

@@ -93,8 +93,9 @@ class FrameSource:
       files: the frame files in order (folders), else empty.
     """
 
-    def __init__(self, path: Path, kind: str, *, count: int | None, fps: float | None,
-                 files: list[Path]) -> None:
+    def __init__(
+        self, path: Path, kind: str, *, count: int | None, fps: float | None, files: list[Path]
+    ) -> None:
         self.path = path
         self.kind = kind
         self.count = count
@@ -163,12 +164,19 @@ def open_frames(source: str | os.PathLike) -> FrameSource:
     path = Path(source)
     if path.is_dir():
         files = sorted(
-            (p for p in path.iterdir()
-             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS),
+            (
+                p
+                for p in path.iterdir()
+                if p.is_file()
+                and not p.name.startswith(".")
+                and p.suffix.lower() in IMAGE_EXTENSIONS
+            ),
             key=lambda p: natural_key(p.name),
         )
         if not files:
-            raise ValueError(f"{path}: folder holds no image frames ({', '.join(IMAGE_EXTENSIONS)})")
+            raise ValueError(
+                f"{path}: folder holds no image frames ({', '.join(IMAGE_EXTENSIONS)})"
+            )
         return FrameSource(path, "folder", count=len(files), fps=None, files=files)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
@@ -180,7 +188,9 @@ def open_frames(source: str | os.PathLike) -> FrameSource:
             meta = video.metadata()
             count = int(video.properties().n_images or 0) or None
     except Exception as err:  # imageio: OSError "can not handle the given uri", av errors
-        raise ValueError(f"{path}: not a readable video file ({type(err).__name__}: {err})") from err
+        raise ValueError(
+            f"{path}: not a readable video file ({type(err).__name__}: {err})"
+        ) from err
     fps = meta.get("fps")
     return FrameSource(path, "video", count=count, fps=float(fps) if fps else None, files=[])
 
@@ -225,8 +235,10 @@ class VideoWriter:
         self.path = Path(path)
         ext = self.path.suffix.lower()
         if ext not in _WRITE_FORMATS:
-            raise ValueError(f"{self.path}: unknown video extension {ext!r}; supported: "
-                             f"{', '.join(VIDEO_EXTENSIONS)}")
+            raise ValueError(
+                f"{self.path}: unknown video extension {ext!r}; supported: "
+                f"{', '.join(VIDEO_EXTENSIONS)}"
+            )
         if not (isinstance(fps, (int, float)) and np.isfinite(fps) and fps > 0):
             raise ValueError(f"{self.path}: fps must be a positive number, got {fps!r}")
         self._format, self._codec = _WRITE_FORMATS[ext]
@@ -259,8 +271,9 @@ class VideoWriter:
         if not self.path.parent.is_dir():
             raise FileNotFoundError(f"folder of {self.path} does not exist")
         # The suffix keeps the extension so the file is recognisable if a crash leaves it.
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=f".tmp{self.path.suffix}",
-                                         dir=self.path.parent)
+        fd, self._tmp = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=f".tmp{self.path.suffix}", dir=self.path.parent
+        )
         try:
             self._file = os.fdopen(fd, "w+b")
             self._container = self._av.open(self._file, "w", format=self._format)
@@ -278,8 +291,9 @@ class VideoWriter:
             raise ValueError(f"{self.path}: writer is closed")
         frame = np.asarray(frame)
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[-1] != 3:
-            raise ValueError(f"{self.path}: frames must be (H, W, 3) uint8 RGB, got "
-                             f"{frame.shape} {frame.dtype}")
+            raise ValueError(
+                f"{self.path}: frames must be (H, W, 3) uint8 RGB, got {frame.shape} {frame.dtype}"
+            )
         if frame.shape[0] < 2 or frame.shape[1] < 2:
             raise ValueError(f"{self.path}: frames must be at least 2x2, got {frame.shape}")
         self._open()
@@ -292,8 +306,10 @@ class VideoWriter:
             stream.pix_fmt = "yuv420p"
             self._stream = stream
         elif frame.shape[:2] != self.frame_shape:
-            raise ValueError(f"{self.path}: frame {self.frames_written} is {frame.shape[1]}x{frame.shape[0]}, "
-                             f"the first was {self.frame_shape[1]}x{self.frame_shape[0]}")
+            raise ValueError(
+                f"{self.path}: frame {self.frames_written} is {frame.shape[1]}x{frame.shape[0]}, "
+                f"the first was {self.frame_shape[1]}x{self.frame_shape[0]}"
+            )
         pad = (self.size[0] - frame.shape[0], self.size[1] - frame.shape[1])
         if any(pad):
             frame = np.pad(frame, ((0, pad[0]), (0, pad[1]), (0, 0)), mode="edge")
@@ -402,8 +418,11 @@ def pairwise_flow(
         yield from _predict_batch(pending, predict, batch_size)
 
 
-def _predict_batch(pending: list[tuple[int, np.ndarray]], predict: Callable[[np.ndarray, np.ndarray], Any],
-                   batch_size: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+def _predict_batch(
+    pending: list[tuple[int, np.ndarray]],
+    predict: Callable[[np.ndarray, np.ndarray], Any],
+    batch_size: int,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     n = len(pending) - 1
     first = [f for _, f in pending[:-1]]
     second = [f for _, f in pending[1:]]

@@ -17,9 +17,21 @@ import pytest
 import flowlib
 from flowlib import cli, io, video, viz
 
-COMMANDS = ("demo", "estimate", "stereo", "viz", "evaluate", "benchmark", "train", "convert", "download",
-            "models")
-needs_av = pytest.mark.skipif(importlib.util.find_spec("av") is None, reason="needs PyAV (flowlib[video])")
+COMMANDS = (
+    "demo",
+    "estimate",
+    "stereo",
+    "viz",
+    "evaluate",
+    "benchmark",
+    "train",
+    "convert",
+    "download",
+    "models",
+)
+needs_av = pytest.mark.skipif(
+    importlib.util.find_spec("av") is None, reason="needs PyAV (flowlib[video])"
+)
 H, W = 64, 96
 
 
@@ -46,7 +58,10 @@ def _random_weights(path: Path, name: str, seed: int) -> Path:
     x = jax.ShapeDtypeStruct((1, H, W, 3), jnp.float32)
     shapes = jax.eval_shape(_zoo.get(name).build().init, jax.random.PRNGKey(0), x, x)
     rng = np.random.default_rng(seed)
-    flat = {k: (0.05 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in flatten(dict(shapes)).items()}
+    flat = {
+        k: (0.05 * rng.standard_normal(v.shape)).astype(np.float32)
+        for k, v in flatten(dict(shapes)).items()
+    }
     save_weights(path, unflatten(flat), {"model": name, "model_kwargs": {}})
     return path
 
@@ -97,7 +112,11 @@ def _run_error(capsys, argv: list[str], needle: str) -> str:
     assert cli.main(argv) == 1
     err = capsys.readouterr().err
     command = next(a for a in argv if a in COMMANDS)
-    assert err.startswith(f"flowlib {command}: error: ") and err.endswith("\n") and err.count("\n") == 1, err
+    assert (
+        err.startswith(f"flowlib {command}: error: ")
+        and err.endswith("\n")
+        and err.count("\n") == 1
+    ), err
     assert needle in err, err
     return err
 
@@ -122,8 +141,10 @@ def test_help_lists_every_command(capsys):
         assert f" {command}" in out, command
 
 
-@pytest.mark.parametrize("command", ["demo", "estimate", "stereo", "viz", "evaluate", "benchmark", "convert",
-                                     "download", "models"])
+@pytest.mark.parametrize(
+    "command",
+    ["demo", "estimate", "stereo", "viz", "evaluate", "benchmark", "convert", "download", "models"],
+)
 def test_every_command_has_help_and_the_shared_flags(capsys, command):
     with pytest.raises(SystemExit) as exit_:
         cli.main([command, "--help"])
@@ -180,7 +201,9 @@ def test_demo_works_offline_and_shows_the_sample_with_its_legend(tmp_path, monke
     np.testing.assert_array_equal(rgb[:, :w], viz.flow_to_rgb(flow, valid=valid))
     side = rgb.shape[1] - w
     assert side == max(32, min(h, 256))
-    np.testing.assert_array_equal(rgb[: min(h, side), w:], viz.colorwheel_legend(side)[: min(h, side)])
+    np.testing.assert_array_equal(
+        rgb[: min(h, side), w:], viz.colorwheel_legend(side)[: min(h, side)]
+    )
 
 
 def test_viz_round_trip_and_max_norm(tmp_path):
@@ -202,7 +225,9 @@ def test_viz_of_a_kitti_png_keeps_invalid_pixels_black(tmp_path):
     valid = np.ones((6, 7), bool)
     valid[0, 0] = False
     io.write_flow(tmp_path / "f.png", flow, valid=valid)
-    assert cli.main(["viz", str(tmp_path / "f.png"), "-o", str(tmp_path / "v.png"), "--legend"]) == 0
+    assert (
+        cli.main(["viz", str(tmp_path / "f.png"), "-o", str(tmp_path / "v.png"), "--legend"]) == 0
+    )
     rgb = io.read_image(tmp_path / "v.png", dtype="uint8")
     assert tuple(rgb[0, 0]) == (0, 0, 0) and tuple(rgb[1, 1]) == (255, 0, 0)
 
@@ -213,11 +238,17 @@ def test_download_reports_cached_weights_and_offline_misses(capsys, spynet_weigh
 
     _run_error(capsys, ["download", "spynet:sintel-final"], "offline")
     variables, _ = load_weights(spynet_weights)
-    meta = {"model": "spynet", "weights": "spynet:sintel-final", "model_kwargs": {},
-            "source_url": "https://example.invalid/spynet"}
+    meta = {
+        "model": "spynet",
+        "weights": "spynet:sintel-final",
+        "model_kwargs": {},
+        "source_url": "https://example.invalid/spynet",
+    }
     save_weights(hub.cache_dir() / "converted" / "spynet-sintel-final.npz", variables, meta)
     assert cli.main(["download", "spynet:sintel-final", "-q"]) == 0
-    assert capsys.readouterr().out == "spynet:sintel-final: ready (https://example.invalid/spynet)\n"
+    assert (
+        capsys.readouterr().out == "spynet:sintel-final: ready (https://example.invalid/spynet)\n"
+    )
 
 
 def test_models_lists_the_zoo(capsys):
@@ -232,7 +263,9 @@ def test_models_lists_the_zoo(capsys):
 def test_errors_are_one_line_on_stderr_with_exit_1_in_a_real_process(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "flowlib", "viz", str(tmp_path / "missing.flo"), "-o", "x.png"],
-        capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        capture_output=True,
+        text=True,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
     )
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "missing.flo" in proc.stderr
@@ -240,7 +273,10 @@ def test_errors_are_one_line_on_stderr_with_exit_1_in_a_real_process(tmp_path):
 
 def test_debug_shows_the_traceback(tmp_path):
     missing = str(tmp_path / "missing.flo")
-    for argv in (["--debug", "viz", missing, "-o", "x.png"], ["viz", missing, "-o", "x.png", "--debug"]):
+    for argv in (
+        ["--debug", "viz", missing, "-o", "x.png"],
+        ["viz", missing, "-o", "x.png", "--debug"],
+    ):
         with pytest.raises(FileNotFoundError, match="missing.flo"):
             cli.main(argv)
 
@@ -254,28 +290,56 @@ def test_file_errors_name_the_file(tmp_path, capsys, frames_dir, spynet_weights,
     broken.write_bytes(b"PIEH" + b"\0" * 5)
     missing = tmp_path / "missing.png"
 
-    _run_error(capsys, ["viz", str(tmp_path / "none.flo"), "-o", str(tmp_path / "v.png")], "none.flo")
+    _run_error(
+        capsys, ["viz", str(tmp_path / "none.flo"), "-o", str(tmp_path / "v.png")], "none.flo"
+    )
     _run_error(capsys, ["viz", str(broken), "-o", str(tmp_path / "v.png")], "broken.flo")
     _run_error(capsys, ["viz", str(broken), "-o", str(tmp_path / "nodir" / "v.png")], "nodir")
     _run_error(capsys, ["demo", "-o", str(tmp_path / "nodir" / "d.png")], "nodir")
-    _run_error(capsys, ["estimate", str(a), str(missing), "-o", str(tmp_path / "f.flo")], "missing.png")
-    _run_error(capsys, ["estimate", str(a), str(small), "-o", str(tmp_path / "f.flo")], "small.png: size 94x64")
-    _run_error(capsys, ["estimate", str(a), str(a), "-o", str(tmp_path / "nodir" / "f.flo")], "nodir")
-    _run_error(capsys, ["stereo", str(missing), str(a), "-o", str(tmp_path / "d.png")], "missing.png")
+    _run_error(
+        capsys, ["estimate", str(a), str(missing), "-o", str(tmp_path / "f.flo")], "missing.png"
+    )
+    _run_error(
+        capsys,
+        ["estimate", str(a), str(small), "-o", str(tmp_path / "f.flo")],
+        "small.png: size 94x64",
+    )
+    _run_error(
+        capsys, ["estimate", str(a), str(a), "-o", str(tmp_path / "nodir" / "f.flo")], "nodir"
+    )
+    _run_error(
+        capsys, ["stereo", str(missing), str(a), "-o", str(tmp_path / "d.png")], "missing.png"
+    )
     _run_error(capsys, ["stereo", str(a), str(small), "-o", str(tmp_path / "d.png")], "small.png")
-    _run_error(capsys, ["convert", "spynet", str(tmp_path / "nothing.pth"), str(tmp_path / "s.npz")],
-               "nothing.pth")
+    _run_error(
+        capsys,
+        ["convert", "spynet", str(tmp_path / "nothing.pth"), str(tmp_path / "s.npz")],
+        "nothing.pth",
+    )
     _run_error(capsys, ["evaluate", "sintel", "--root", str(tmp_path / "noroot")], "noroot")
     _run_error(capsys, ["evaluate", "kitti-flow", "--root", str(frames_dir)], "KITTI")
     # A frame of another size in a folder is named.
     io.write_image(frames_dir / "frame_3.png", np.zeros((H, W - 4, 3), np.uint8))
-    _run_error(capsys, ["estimate", str(frames_dir), "-o", str(tmp_path / "out"), "--weights", str(spynet_weights),
-                        "-q"], "frame_3.png: frame is 92x64")
+    _run_error(
+        capsys,
+        [
+            "estimate",
+            str(frames_dir),
+            "-o",
+            str(tmp_path / "out"),
+            "--weights",
+            str(spynet_weights),
+            "-q",
+        ],
+        "frame_3.png: frame is 92x64",
+    )
     assert os.listdir(tmp_path / "out") == ["flow_000000.flo"]  # the pair before it was written
     one = tmp_path / "one"
     one.mkdir()
     io.write_image(one / "0.png", np.zeros((H, W, 3), np.uint8))
-    _run_error(capsys, ["estimate", str(one), "-o", str(tmp_path / "out")], "at least 2 frames, found 1")
+    _run_error(
+        capsys, ["estimate", str(one), "-o", str(tmp_path / "out")], "at least 2 frames, found 1"
+    )
 
 
 def test_model_errors_name_the_model_or_weights(tmp_path, capsys, spynet_weights):
@@ -283,18 +347,53 @@ def test_model_errors_name_the_model_or_weights(tmp_path, capsys, spynet_weights
     io.write_image(a, np.zeros((H, W, 3), np.uint8))
     out = str(tmp_path / "f.flo")
     _run_error(capsys, ["estimate", str(a), str(a), "-o", out, "--model", "nosuchnet"], "nosuchnet")
-    _run_error(capsys, ["estimate", str(a), str(a), "-o", out, "--weights", str(tmp_path / "w.npz")], "w.npz")
+    _run_error(
+        capsys,
+        ["estimate", str(a), str(a), "-o", out, "--weights", str(tmp_path / "w.npz")],
+        "w.npz",
+    )
     damaged = tmp_path / "damaged.npz"
     damaged.write_bytes(b"not an npz at all")
-    _run_error(capsys, ["estimate", str(a), str(a), "-o", out, "--weights", str(damaged)], "damaged.npz")
+    _run_error(
+        capsys, ["estimate", str(a), str(a), "-o", out, "--weights", str(damaged)], "damaged.npz"
+    )
     _run_error(capsys, ["download", "nosuchnet:v1"], "nosuchnet")
-    _run_error(capsys, ["estimate", str(a), str(a), "-o", out, "--model", "spynet:sintel-final",
-                        "--weights", "chairs"], "sintel-final")
+    _run_error(
+        capsys,
+        [
+            "estimate",
+            str(a),
+            str(a),
+            "-o",
+            out,
+            "--model",
+            "spynet:sintel-final",
+            "--weights",
+            "chairs",
+        ],
+        "sintel-final",
+    )
     # A stereo model cannot estimate flow, and the reverse (checked before any weights load).
-    _run_error(capsys, ["estimate", str(a), str(a), "-o", out, "--model", "cfnet:sceneflow"],
-               "cfnet:sceneflow is a stereo model")
-    _run_error(capsys, ["stereo", str(a), str(a), "-o", str(tmp_path / "d.png"), "--model", "spynet",
-                        "--weights", str(spynet_weights)], "spynet is a flow model")
+    _run_error(
+        capsys,
+        ["estimate", str(a), str(a), "-o", out, "--model", "cfnet:sceneflow"],
+        "cfnet:sceneflow is a stereo model",
+    )
+    _run_error(
+        capsys,
+        [
+            "stereo",
+            str(a),
+            str(a),
+            "-o",
+            str(tmp_path / "d.png"),
+            "--model",
+            "spynet",
+            "--weights",
+            str(spynet_weights),
+        ],
+        "spynet is a flow model",
+    )
     assert not os.path.exists(out)
 
 
@@ -304,13 +403,17 @@ def test_unavailable_device_is_one_clear_line(capsys, device):
 
     if jax.devices()[0].platform == device:
         pytest.skip(f"this machine has a {device}")
-    _run_error(capsys, ["download", "spynet:sintel-final", "--device", device], f"--device {device}")
+    _run_error(
+        capsys, ["download", "spynet:sintel-final", "--device", device], f"--device {device}"
+    )
 
 
 def test_device_sets_the_jax_platform_before_jax_starts():
-    code = ("import os, sys; from flowlib import cli; assert 'jax' not in sys.modules; "
-            "cli._select_device('cpu'); import jax; "
-            "print(os.environ['JAX_PLATFORMS'], jax.default_backend(), jax.config.jax_default_device)")
+    code = (
+        "import os, sys; from flowlib import cli; assert 'jax' not in sys.modules; "
+        "cli._select_device('cpu'); import jax; "
+        "print(os.environ['JAX_PLATFORMS'], jax.default_backend(), jax.config.jax_default_device)"
+    )
     env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
@@ -328,7 +431,9 @@ def test_usage_errors_exit_2(tmp_path, capsys, frames_dir):
     _usage_error(capsys, ["estimate", str(frames_dir), "-o", "d", "--viz", "v.png"], "--video")
     _usage_error(capsys, ["estimate", str(frames_dir), "--video", "v.avi"], "v.avi")
     _usage_error(capsys, ["estimate", str(frames_dir), "-o", "d", "--every", "0"], "--every")
-    _usage_error(capsys, ["estimate", str(frames_dir), "-o", "d", "--batch-size", "0"], "--batch-size")
+    _usage_error(
+        capsys, ["estimate", str(frames_dir), "-o", "d", "--batch-size", "0"], "--batch-size"
+    )
     _usage_error(capsys, ["estimate", a, a, "-o", "x.flo", "--bogus"], "--bogus")
     _usage_error(capsys, ["--device", "abacus", "demo"], "abacus")
     _usage_error(capsys, ["evaluate", "imagenet", "--root", "."], "imagenet")
@@ -340,12 +445,16 @@ def test_missing_video_extra_is_explained(tmp_path, capsys, frames_dir, monkeypa
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"x")
     _run_error(capsys, ["estimate", str(clip), "-o", str(tmp_path / "o")], "flowlib[video]")
-    _run_error(capsys, ["estimate", str(frames_dir), "--video", str(tmp_path / "v.mp4")], "flowlib[video]")
+    _run_error(
+        capsys, ["estimate", str(frames_dir), "--video", str(tmp_path / "v.mp4")], "flowlib[video]"
+    )
 
 
 @needs_av
 def test_bad_video_paths(tmp_path, capsys):
-    _run_error(capsys, ["estimate", str(tmp_path / "nope.mp4"), "-o", str(tmp_path / "o")], "nope.mp4")
+    _run_error(
+        capsys, ["estimate", str(tmp_path / "nope.mp4"), "-o", str(tmp_path / "o")], "nope.mp4"
+    )
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\0\0\0\x18ftypmp42" + b"garbage" * 100)
     _run_error(capsys, ["estimate", str(broken), "-o", str(tmp_path / "o")], "broken.mp4")
@@ -354,23 +463,46 @@ def test_bad_video_paths(tmp_path, capsys):
 # ------------------------------------------------------------------------------ end to end
 
 
-def test_estimate_pair_writes_flow_viz_and_arrows(tmp_path, capsys, clip, spynet_weights, model_cache):
+def test_estimate_pair_writes_flow_viz_and_arrows(
+    tmp_path, capsys, clip, spynet_weights, model_cache
+):
     a, b = tmp_path / "a.png", tmp_path / "b.png"
     io.write_image(a, _u8(clip["images"][0]))
     io.write_image(b, _u8(clip["images"][1]))
     out, png, arrows = tmp_path / "f.flo", tmp_path / "f.png", tmp_path / "arrows.png"
-    argv = ["estimate", str(a), str(b), "-o", str(out), "--viz", str(png), "--arrows", str(arrows),
-            "--weights", str(spynet_weights), "--device", "cpu", "--max-norm", "3"]
+    argv = [
+        "estimate",
+        str(a),
+        str(b),
+        "-o",
+        str(out),
+        "--viz",
+        str(png),
+        "--arrows",
+        str(arrows),
+        "--weights",
+        str(spynet_weights),
+        "--device",
+        "cpu",
+        "--max-norm",
+        "3",
+    ]
     assert cli.main(argv) == 0
     assert f"wrote {out}" in capsys.readouterr().out
     flow, valid = io.read_flow(out)
     assert flow.shape == (H, W, 2) and valid.all()
     model = model_cache("spynet", spynet_weights)
-    expected = flowlib.estimate(io.read_image(a, dtype="uint8"), io.read_image(b, dtype="uint8"), model)
+    expected = flowlib.estimate(
+        io.read_image(a, dtype="uint8"), io.read_image(b, dtype="uint8"), model
+    )
     np.testing.assert_array_equal(flow, expected)
-    np.testing.assert_array_equal(io.read_image(png, dtype="uint8"), viz.flow_to_rgb(expected, max_norm=3.0))
-    np.testing.assert_array_equal(io.read_image(arrows, dtype="uint8"),
-                                  viz.draw_arrows(io.read_image(a, dtype="uint8"), expected, step=16))
+    np.testing.assert_array_equal(
+        io.read_image(png, dtype="uint8"), viz.flow_to_rgb(expected, max_norm=3.0)
+    )
+    np.testing.assert_array_equal(
+        io.read_image(arrows, dtype="uint8"),
+        viz.draw_arrows(io.read_image(a, dtype="uint8"), expected, step=16),
+    )
 
 
 def _pairs_reference(frames: list[np.ndarray], model, step: int, batch: int) -> np.ndarray:
@@ -379,7 +511,9 @@ def _pairs_reference(frames: list[np.ndarray], model, step: int, batch: int) -> 
     return flowlib.estimate(first, second, model, batch_size=batch)
 
 
-def _assert_video_shows(path: Path, images: list[np.ndarray], wrong: list[np.ndarray], *, bound: float) -> None:
+def _assert_video_shows(
+    path: Path, images: list[np.ndarray], wrong: list[np.ndarray], *, bound: float
+) -> None:
     """Each decoded frame is close to its expected image (H.264 is lossy, and x264's threads
     make it bit-for-bit unrepeatable), closer than to any other frame's image, and much closer
     than to ``wrong[k]`` (what a plausible bug would have written)."""
@@ -397,11 +531,27 @@ def _assert_video_shows(path: Path, images: list[np.ndarray], wrong: list[np.nda
 
 
 @needs_av
-def test_estimate_folder_writes_flows_and_playable_videos(tmp_path, capsys, frames_dir, spynet_weights,
-                                                          model_cache):
+def test_estimate_folder_writes_flows_and_playable_videos(
+    tmp_path, capsys, frames_dir, spynet_weights, model_cache
+):
     out, colour, arrows = tmp_path / "out", tmp_path / "flow.mp4", tmp_path / "arrows.mp4"
-    argv = ["estimate", str(frames_dir), "-o", str(out), "--video", str(colour), "--arrows", str(arrows),
-            "--weights", str(spynet_weights), "--batch-size", "2", "--max-norm", "2", "--quiet"]
+    argv = [
+        "estimate",
+        str(frames_dir),
+        "-o",
+        str(out),
+        "--video",
+        str(colour),
+        "--arrows",
+        str(arrows),
+        "--weights",
+        str(spynet_weights),
+        "--batch-size",
+        "2",
+        "--max-norm",
+        "2",
+        "--quiet",
+    ]
     assert cli.main(argv) == 0
     captured = capsys.readouterr()
     assert captured.err == ""  # --quiet: no progress bar
@@ -419,9 +569,15 @@ def test_estimate_folder_writes_flows_and_playable_videos(tmp_path, capsys, fram
         assert len(decoded) == 4 and all(f.shape == (H, W, 3) for f in decoded)
     # The colour video uses the fixed --max-norm (not per-frame normalisation); the arrow video
     # draws each pair's flow over its first frame.
-    _assert_video_shows(colour, [viz.flow_to_rgb(f, max_norm=2.0) for f in flows],
-                        [viz.flow_to_rgb(f) for f in flows], bound=14)
-    _assert_video_shows(arrows, [viz.draw_arrows(a, f) for a, f in zip(frames, flows)], frames[:-1], bound=16)
+    _assert_video_shows(
+        colour,
+        [viz.flow_to_rgb(f, max_norm=2.0) for f in flows],
+        [viz.flow_to_rgb(f) for f in flows],
+        bound=14,
+    )
+    _assert_video_shows(
+        arrows, [viz.draw_arrows(a, f) for a, f in zip(frames, flows)], frames[:-1], bound=16
+    )
     assert [p for p in os.listdir(tmp_path) if p.startswith(".")] == []  # no temporary files left
 
 
@@ -432,8 +588,23 @@ def test_estimate_video_file_with_every(tmp_path, capsys, clip, spynet_weights, 
         for image in clip["images"]:
             writer.write(_u8(image))
     out, colour = tmp_path / "out", tmp_path / "flow.mkv"
-    argv = ["estimate", str(source), "-o", str(out), "--video", str(colour), "--every", "2", "--format", "pfm",
-            "--weights", str(spynet_weights), "--batch-size", "2", "-q"]
+    argv = [
+        "estimate",
+        str(source),
+        "-o",
+        str(out),
+        "--video",
+        str(colour),
+        "--every",
+        "2",
+        "--format",
+        "pfm",
+        "--weights",
+        str(spynet_weights),
+        "--batch-size",
+        "2",
+        "-q",
+    ]
     assert cli.main(argv) == 0
     assert sorted(os.listdir(out)) == ["flow_000000.pfm", "flow_000002.pfm"]  # frames 0->2, 2->4
     frames = list(video.iter_frames(source))
@@ -453,16 +624,28 @@ def test_sequence_memory_is_flat_over_long_videos(tmp_path, capsys, monkeypatch)
 
     h, w = 96, 128
     monkeypatch.setattr(cli, "_load_model", lambda args, task: None)
-    monkeypatch.setattr(_api, "estimate",
-                        lambda a, b, model, **kw: (b.astype(np.float32) - a.astype(np.float32))[..., :2])
+    monkeypatch.setattr(
+        _api,
+        "estimate",
+        lambda a, b, model, **kw: (b.astype(np.float32) - a.astype(np.float32))[..., :2],
+    )
 
     def peak(n: int) -> int:
         clip = tmp_path / f"clip{n}.mp4"
         with video.VideoWriter(clip, fps=25) as writer:
             for i in range(n):
                 writer.write(np.full((h, w, 3), (i * 7) % 256, np.uint8))
-        argv = ["estimate", str(clip), "-o", str(tmp_path / f"out{n}"), "--video", str(tmp_path / f"v{n}.mp4"),
-                "--batch-size", "3", "-q"]
+        argv = [
+            "estimate",
+            str(clip),
+            "-o",
+            str(tmp_path / f"out{n}"),
+            "--video",
+            str(tmp_path / f"v{n}.mp4"),
+            "--batch-size",
+            "3",
+            "-q",
+        ]
         tracemalloc.start()
         try:
             assert cli.main(argv) == 0
@@ -478,13 +661,28 @@ def test_sequence_memory_is_flat_over_long_videos(tmp_path, capsys, monkeypatch)
     assert long - short < 4 * frame_bytes, (short, long)
 
 
-def test_evaluate_sintel_layout_prints_table_and_writes_json(tmp_path, capsys, spynet_weights, model_cache):
+def test_evaluate_sintel_layout_prints_table_and_writes_json(
+    tmp_path, capsys, spynet_weights, model_cache
+):
     from flowlib.data import synthetic
 
-    root = synthetic.write_sintel_layout(tmp_path / "sintel", scenes=1, frames=3, seed=3, height=H, width=W)
+    root = synthetic.write_sintel_layout(
+        tmp_path / "sintel", scenes=1, frames=3, seed=3, height=H, width=W
+    )
     record = tmp_path / "result.json"
-    argv = ["benchmark", "sintel", "--root", str(root), "--pass", "clean", "--weights", str(spynet_weights),
-            "--json", str(record), "-q"]
+    argv = [
+        "benchmark",
+        "sintel",
+        "--root",
+        str(root),
+        "--pass",
+        "clean",
+        "--weights",
+        str(spynet_weights),
+        "--json",
+        str(record),
+        "-q",
+    ]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "sintel-clean" in out and "overall" in out and f"wrote {record}" in out
@@ -495,7 +693,9 @@ def test_evaluate_sintel_layout_prints_table_and_writes_json(tmp_path, capsys, s
     scene = root / "training" / "clean" / "synthetic_1"
     total = count = 0.0
     for i in (1, 2):
-        pred = flowlib.estimate(scene / f"frame_{i:04d}.png", scene / f"frame_{i + 1:04d}.png", model)
+        pred = flowlib.estimate(
+            scene / f"frame_{i:04d}.png", scene / f"frame_{i + 1:04d}.png", model
+        )
         gt, valid = io.read_flow(root / "training" / "flow" / "synthetic_1" / f"frame_{i:04d}.flo")
         epe = np.sqrt(np.sum((pred.astype(np.float64) - gt) ** 2, -1))
         total += epe[valid].sum()

@@ -19,7 +19,9 @@ def _frame(i: int, h: int = 64, w: int = 96) -> np.ndarray:
     """A smooth frame whose brightness encodes i (H.264 keeps smooth images nearly exact)."""
     yy, xx = np.mgrid[0:h, 0:w]
     base = 40 + 8 * i
-    return np.stack([base + xx * 60 // w, base + yy * 60 // h, np.full((h, w), base)], -1).astype(np.uint8)
+    return np.stack([base + xx * 60 // w, base + yy * 60 // h, np.full((h, w), base)], -1).astype(
+        np.uint8
+    )
 
 
 def _leftovers(folder) -> list[str]:
@@ -32,7 +34,14 @@ def _leftovers(folder) -> list[str]:
 def test_natural_key_orders_numbers_by_value():
     names = ["f10.png", "f2.png", "F1.png", "f2b.png", "f02a.png", "g.png", "f100.png"]
     assert sorted(names, key=video.natural_key) == [
-        "F1.png", "f2.png", "f02a.png", "f2b.png", "f10.png", "f100.png", "g.png"]
+        "F1.png",
+        "f2.png",
+        "f02a.png",
+        "f2b.png",
+        "f10.png",
+        "f100.png",
+        "g.png",
+    ]
 
 
 @given(st.lists(st.integers(0, 10**6), min_size=1, max_size=20, unique=True))
@@ -99,7 +108,9 @@ def test_folder_without_frames_and_missing_source(tmp_path):
 # --------------------------------------------------------------------------- video files
 
 # CI installs PyAV through the test extra; without it only these tests skip.
-needs_av = pytest.mark.skipif(importlib.util.find_spec("av") is None, reason="needs PyAV (flowlib[video])")
+needs_av = pytest.mark.skipif(
+    importlib.util.find_spec("av") is None, reason="needs PyAV (flowlib[video])"
+)
 
 
 @needs_av
