@@ -28,8 +28,9 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -38,12 +39,12 @@ import numpy as np
 __all__ = [
     "Measurement",
     "environment",
-    "measure",
-    "time_host",
+    "format_bytes",
+    "format_table",
     "forward_backward",
     "matmul_peak_flops",
-    "format_table",
-    "format_bytes",
+    "measure",
+    "time_host",
     "write_json",
 ]
 
@@ -77,7 +78,11 @@ class Measurement:
 def _versions() -> dict[str, str]:
     import jaxlib
 
-    versions = {"python": sys.version.split()[0], "jax": jax.__version__, "jaxlib": jaxlib.__version__}
+    versions = {
+        "python": sys.version.split()[0],
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+    }
     versions["numpy"] = np.__version__
     try:
         import flax
@@ -117,21 +122,31 @@ def _stats(times: Sequence[float]) -> tuple[float, float, float]:
 def _memory(compiled: Any) -> dict[str, int | None]:
     try:
         mem = compiled.memory_analysis()
-    except Exception:  # not implemented on every backend / version
+    except (NotImplementedError, RuntimeError, AttributeError):  # missing on some backends
         mem = None
     if mem is None:
-        return {"temp_bytes": None, "output_bytes": None, "argument_bytes": None, "peak_bytes": None}
+        return {
+            "temp_bytes": None,
+            "output_bytes": None,
+            "argument_bytes": None,
+            "peak_bytes": None,
+        }
     temp = int(getattr(mem, "temp_size_in_bytes", 0))
     out = int(getattr(mem, "output_size_in_bytes", 0))
     arg = int(getattr(mem, "argument_size_in_bytes", 0))
     alias = int(getattr(mem, "alias_size_in_bytes", 0))
-    return {"temp_bytes": temp, "output_bytes": out, "argument_bytes": arg, "peak_bytes": arg + out + temp - alias}
+    return {
+        "temp_bytes": temp,
+        "output_bytes": out,
+        "argument_bytes": arg,
+        "peak_bytes": arg + out + temp - alias,
+    }
 
 
 def _cost(compiled: Any) -> dict[str, float | None]:
     try:
         cost = compiled.cost_analysis()
-    except Exception:
+    except (NotImplementedError, RuntimeError, AttributeError):
         cost = None
     if isinstance(cost, (list, tuple)):  # older jax: one dict per computation
         cost = cost[0] if cost else None
@@ -176,7 +191,11 @@ def measure(
         t0 = time.perf_counter()
         jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - t0)
-        if max_seconds is not None and len(times) >= 3 and time.perf_counter() - budget_start > max_seconds:
+        if (
+            max_seconds is not None
+            and len(times) >= 3
+            and time.perf_counter() - budget_start > max_seconds
+        ):
             break
     median, iqr, fastest = _stats(times)
     return Measurement(
@@ -201,7 +220,9 @@ def time_host(fn: Callable[..., Any], *args: Any, runs: int = 3, warmup: int = 0
         fn(*args)
         times.append(time.perf_counter() - t0)
     median, iqr, fastest = _stats(times)
-    return Measurement(median_s=median, iqr_s=iqr, min_s=fastest, runs=runs, compile_s=None, times_s=tuple(times))
+    return Measurement(
+        median_s=median, iqr_s=iqr, min_s=fastest, runs=runs, compile_s=None, times_s=tuple(times)
+    )
 
 
 def forward_backward(
@@ -223,7 +244,10 @@ def forward_backward(
     keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
     cotangent = jax.tree_util.tree_unflatten(
         treedef,
-        [jax.random.normal(k, leaf.shape, jnp.float32).astype(leaf.dtype) for k, leaf in zip(keys, leaves)],
+        [
+            jax.random.normal(k, leaf.shape, jnp.float32).astype(leaf.dtype)
+            for k, leaf in zip(keys, leaves)
+        ],
     )
 
     def step(*step_args: Any) -> tuple[Any, Any]:

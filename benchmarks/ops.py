@@ -12,11 +12,12 @@ Cases (features as the models see them):
 * ``sintel``: FlowNetC conv3 features of a 436x1024 Sintel frame padded to 440x1024,
   (1, 55, 128, 256); warp of a (1, 436, 1024, 3) image.
 
-For each op and implementation: compile time, forward and forward+backward (forward plus
-the VJP of a random cotangent w.r.t. every differentiable input) median and IQR, GFLOP/s
-from the op's nominal flop count (2 flops per multiply-add), that as a fraction of a large float32 matmul timed
-in the same run, XLA's static peak-memory estimate, and the bandwidth implied by XLA's
-``bytes accessed``. The naive NumPy reference runs at the smallest size only.
+For each op and implementation: compile time; forward and forward+backward (forward
+plus the VJP of a random cotangent w.r.t. every differentiable input) median and IQR;
+GFLOP/s from the op's nominal flop count (2 flops per multiply-add) and that as a
+percentage of a large float32 matmul timed in the same run; XLA's static peak-memory
+estimate; the bandwidth implied by XLA's ``bytes accessed``. The naive NumPy reference
+runs at the smallest size only.
 Benchmarks never assert.
 """
 
@@ -25,7 +26,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -104,13 +106,20 @@ def _bench_pair(
     peak: float,
     runs: int,
     max_seconds: float,
+    backward: bool = True,
 ) -> None:
     """Forward, then forward + backward (backward costs ~2x the forward flops)."""
-    m = measure(fn, *args, runs=runs, max_seconds=max_seconds)
+    m = measure(fn, *args, runs=runs, warmup=1, max_seconds=max_seconds)
     rows.append(_row(op, case, impl, "fwd", m, flops, peak))
     _print_last(rows)
+    if not backward:
+        print(
+            f"  ({op} {impl} fwd+bwd skipped at size {case}: see the module docstring)",
+            file=sys.stderr,
+        )
+        return
     step, step_args = forward_backward(fn, args, argnums=argnums)
-    m = measure(step, *step_args, runs=runs, max_seconds=max_seconds)
+    m = measure(step, *step_args, runs=runs, warmup=1, max_seconds=max_seconds)
     rows.append(_row(op, case, impl, "fwd+bwd", m, None if flops is None else 3 * flops, peak))
     _print_last(rows)
 
@@ -120,7 +129,8 @@ def _print_last(rows: list[dict]) -> None:
     extra = f" {r['gflops']:.2f} GFLOP/s" if "gflops" in r else ""
     print(
         f"  {r['op']:<22} {r['case']:<9} {r['impl']:<8} {r['pass']:<8} "
-        f"{r['median_ms']:9.2f} ms (IQR {r['iqr_ms']:.2f}, compile {r['compile_s'] or 0:.2f} s){extra}",
+        f"{r['median_ms']:9.2f} ms (IQR {r['iqr_ms']:.2f}, "
+        f"compile {r['compile_s'] or 0:.2f} s){extra}",
         file=sys.stderr,
         flush=True,
     )
@@ -137,7 +147,10 @@ def run(args: argparse.Namespace) -> dict:
         precision=precision,
         runs=runs,
     )
-    print(f"matmul peak (float32, precision={args.precision}): {peak / 1e9:.1f} GFLOP/s", file=sys.stderr)
+    print(
+        f"matmul peak (float32, precision={args.precision}): {peak / 1e9:.1f} GFLOP/s",
+        file=sys.stderr,
+    )
     rows: list[dict] = []
     cases = [c for c in CASES if not args.only or c.name in args.only]
     naive_done = False
@@ -148,11 +161,13 @@ def run(args: argparse.Namespace) -> dict:
         if case.max_disparity is None:
             radius = case.max_displacement // case.stride
             flops = 2.0 * b * h * w * (2 * radius + 1) ** 2 * c
-            # --quick: "shifted" compiles for ~20 s per pass on a 2-core CPU (441 unrolled
-            # displacements), and at the larger sizes only the default runs.
-            impls = LOCAL_IMPLS if not args.quick else ("banded", "patches") if case.name == "flownetc" else ("banded",)
+            # --quick: only the default. "shifted" compiles for ~20 s per pass on a 2-core
+            # CPU (441 unrolled displacements); the backward pass of "patches" (the
+            # transpose of its one-hot patch convolution) takes ~40 s at the FlowNetC size
+            # and is timed there only.
+            impls = ("banded",) if args.quick else LOCAL_IMPLS
             for impl in impls:
-                fn = lambda a, bb, impl=impl: ops.local_correlation(  # noqa: E731
+                fn = lambda a, bb, impl=impl, case=case: ops.local_correlation(
                     a,
                     bb,
                     max_displacement=case.max_displacement,
@@ -161,17 +176,43 @@ def run(args: argparse.Namespace) -> dict:
                     precision=precision,
                     impl=impl,
                 )
-                _bench_pair(rows, "local_correlation", case.name, impl, fn, (f1, f2), (0, 1), flops, peak, runs, max_seconds)
+                backward = impl != "patches" or case.name == "flownetc"
+                _bench_pair(
+                    rows,
+                    "local_correlation",
+                    case.name,
+                    impl,
+                    fn,
+                    (f1, f2),
+                    (0, 1),
+                    flops,
+                    peak,
+                    runs,
+                    max_seconds,
+                    backward,
+                )
             if not naive_done:
                 naive_done = True
                 _bench_naive(rows, case, f1, f2, flops, peak)
         else:
             flops = 2.0 * b * case.max_disparity * h * w * c
             for impl in GROUPWISE_IMPLS:
-                fn = lambda a, bb, impl=impl: ops.groupwise_cost_volume(  # noqa: E731
+                fn = lambda a, bb, impl=impl, case=case: ops.groupwise_cost_volume(
                     a, bb, max_disparity=case.max_disparity, groups=case.groups, impl=impl
                 )
-                _bench_pair(rows, "groupwise_cost_volume", case.name, impl, fn, (f1, f2), (0, 1), flops, peak, runs, max_seconds)
+                _bench_pair(
+                    rows,
+                    "groupwise_cost_volume",
+                    case.name,
+                    impl,
+                    fn,
+                    (f1, f2),
+                    (0, 1),
+                    flops,
+                    peak,
+                    runs,
+                    max_seconds,
+                )
         _bench_warp(rows, case, dtype, peak, runs, max_seconds)
     return {
         "environment": env,
@@ -182,33 +223,59 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
-def _bench_naive(rows: list[dict], case: Case, f1: jax.Array, f2: jax.Array, flops: float, peak: float) -> None:
+def _bench_naive(
+    rows: list[dict], case: Case, f1: jax.Array, f2: jax.Array, flops: float, peak: float
+) -> None:
     try:
         from tests.ops._reference import local_correlation as naive
     except ImportError:
-        print("  (naive NumPy reference skipped: run from the repository root to import tests/)", file=sys.stderr)
+        print(
+            "  (naive NumPy reference skipped: run from the repository root to import tests/)",
+            file=sys.stderr,
+        )
         return
     a, b = np.asarray(f1, np.float64), np.asarray(f2, np.float64)
     m = time_host(
-        lambda: naive(a, b, max_displacement=case.max_displacement, stride=case.stride, normalize="channels"),
+        lambda: naive(
+            a, b, max_displacement=case.max_displacement, stride=case.stride, normalize="channels"
+        ),
         runs=1,
     )
     rows.append(_row("local_correlation", case.name, "naive-np", "fwd", m, flops, peak))
     _print_last(rows)
 
 
-def _bench_warp(rows: list[dict], case: Case, dtype: Any, peak: float, runs: int, max_seconds: float) -> None:
+def _bench_warp(
+    rows: list[dict], case: Case, dtype: Any, peak: float, runs: int, max_seconds: float
+) -> None:
     backward_warp = getattr(ops, "backward_warp", None)
     if backward_warp is None:
-        print("  (backward_warp skipped: flowlib.ops.backward_warp is not available yet)", file=sys.stderr)
+        print(
+            "  (backward_warp skipped: flowlib.ops.backward_warp is not available yet)",
+            file=sys.stderr,
+        )
         return
     image = _inputs(case.image, dtype, 2)
-    flow = (8.0 * jax.random.uniform(jax.random.PRNGKey(3), (*case.image[:3], 2), jnp.float32, -1, 1)).astype(dtype)
+    flow = (
+        8.0 * jax.random.uniform(jax.random.PRNGKey(3), (*case.image[:3], 2), jnp.float32, -1, 1)
+    ).astype(dtype)
 
     def fn(x, f):
         return backward_warp(x, f, padding="zeros", align_corners=True)
 
-    _bench_pair(rows, "backward_warp", case.name, "-", fn, (image, flow), (0, 1), None, peak, runs, max_seconds)
+    _bench_pair(
+        rows,
+        "backward_warp",
+        case.name,
+        "-",
+        fn,
+        (image, flow),
+        (0, 1),
+        None,
+        peak,
+        runs,
+        max_seconds,
+    )
 
 
 COLUMNS = [
@@ -229,15 +296,19 @@ COLUMNS = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.ops", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.ops", description=__doc__.split("\n")[0]
+    )
     parser.add_argument(
-        "--quick", action="store_true", help="3 runs; 'shifted' skipped, only the default impl at large sizes"
+        "--quick", action="store_true", help="3 runs; only the default local_correlation impl"
     )
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--precision", default="highest", choices=["highest", "high", "default"])
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--only", nargs="+", choices=[c.name for c in CASES], help="run these cases only")
+    parser.add_argument(
+        "--only", nargs="+", choices=[c.name for c in CASES], help="run these cases only"
+    )
     args = parser.parse_args(argv)
     result = run(args)
     env = result["environment"]

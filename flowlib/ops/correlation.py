@@ -4,19 +4,27 @@
 displaced pixels of frame 2 (FlowNetC, PWC-Net); ``all_pairs_correlation`` compares it
 with every pixel of frame 2 (RAFT).
 
-Two interchangeable implementations of ``local_correlation`` are kept, selected by
-``impl=``; both are exact (elementwise products summed in float32), they differ only in
-speed and memory:
+Three interchangeable implementations of ``local_correlation`` are selected by
+``impl=``. They compute the same sums (float32 accumulation; equal up to rounding order)
+and differ in speed and memory. Figures from ``python -m benchmarks.ops`` on the 2-core
+shared XLA:CPU machine, float32, FlowNetC conv3 size (1, 48, 64, 256), max displacement
+20, stride 2 (441 channels), forward / forward+backward:
 
+* ``"banded"`` (the default through ``"auto"``): per dy, dense matmuls of column tiles
+  of f1 with the band of f2 columns they can reach, diagonals cut out by a reshape
+  (see `_banded`). ~140 / ~345 ms, 1.5-6 s compile, ~120 / ~340 MiB peak.
 * ``"shifted"``: pad f2 once, then one static slice + multiply + channel sum per
-  displacement, unrolled. XLA fuses each slice with its product and reduction, so the
-  only large buffer is the output. Fastest forward and forward+backward on XLA:CPU at
-  every size measured in ``benchmarks/ops.py`` (FlowNetC conv3, Sintel) and the default.
-* ``"patches"``: per vertical displacement, extract the 2R+1 horizontal windows with
-  ``lax.conv_general_dilated_patches`` and contract them with f1 in one ``einsum``
-  (``precision=`` applies). It materialises a (B, H, W, C, 2R+1) window tensor per row
-  of displacements, and was 1.5-3x slower on CPU; it is kept because the contraction
-  form maps onto matrix units on accelerators.
+  displacement, unrolled. No matmul (exact whatever the precision), but XLA:CPU
+  materialises the products (1.3 GiB) and reduces along the minor axis slowly:
+  ~2.6 / ~3.5 s, and ~20 s to compile the 441 unrolled displacements.
+* ``"patches"``: per dy, ``lax.conv_general_dilated_patches`` extracts the 2R+1
+  horizontal windows and one per-pixel ``einsum`` contracts them with f1. ~2.8 s
+  forward; its backward pass (the transpose of the one-hot patch convolution) takes
+  tens of seconds. Kept as the textbook patches formulation and a cross-check.
+
+A naive NumPy loop over displacements takes ~1.3-2.7 s forward at that size. Untested
+on GPU/TPU: there ``"shifted"`` may well be competitive (it is memory-bound and fuses),
+so measure with the benchmark before changing the default.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ["local_correlation", "all_pairs_correlation"]
+__all__ = ["all_pairs_correlation", "local_correlation"]
 
 Normalize = Literal["channels", "sqrt_channels", "none"]
 LocalImpl = Literal["auto", "banded", "shifted", "patches"]
@@ -51,10 +59,13 @@ def _check_features(f1: jax.Array, f2: jax.Array, *, same_shape: bool) -> None:
         if not jnp.issubdtype(f.dtype, jnp.floating):
             raise ValueError(f"{name} must be a floating-point array, got dtype {f.dtype}")
     if same_shape and f1.shape != f2.shape:
-        raise ValueError(f"f1 and f2 must have the same shape (B, H, W, C), got {f1.shape} and {f2.shape}")
+        raise ValueError(
+            f"f1 and f2 must have the same shape (B, H, W, C), got {f1.shape} and {f2.shape}"
+        )
     if not same_shape and (f1.shape[0] != f2.shape[0] or f1.shape[3] != f2.shape[3]):
         raise ValueError(
-            f"f1 (B, H, W, C) and f2 (B, H2, W2, C) must agree in B and C, got {f1.shape} and {f2.shape}"
+            f"f1 (B, H, W, C) and f2 (B, H2, W2, C) must agree in B and C, "
+            f"got {f1.shape} and {f2.shape}"
         )
 
 
@@ -106,7 +117,9 @@ def _patches(
     window = 2 * radius + 1
     rows = []
     for dy in range(-radius * stride, radius * stride + 1, stride):
-        band = lax.slice(f2p, (0, pad + dy, 0, 0), (batch, pad + dy + height, f2p.shape[2], channels))
+        band = lax.slice(
+            f2p, (0, pad + dy, 0, 0), (batch, pad + dy + height, f2p.shape[2], channels)
+        )
         # Columns x + dx, dx = -R*stride ... R*stride step stride, are the 1 x (2R+1)
         # windows of the padded band with rhs dilation `stride`. The extraction is a
         # convolution with a one-hot kernel: HIGHEST keeps it an exact copy on GPUs/TPUs.
@@ -255,7 +268,9 @@ def local_correlation(
             f"R*stride), got max_displacement={max_displacement}, stride={stride}"
         )
     if kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be odd (a patch centred on its pixel), got {kernel_size}")
+        raise ValueError(
+            f"kernel_size must be odd (a patch centred on its pixel), got {kernel_size}"
+        )
     if impl not in _LOCAL_IMPLS:
         raise ValueError(f"impl must be one of {_LOCAL_IMPLS}, got {impl!r}")
 
@@ -324,9 +339,7 @@ def all_pairs_correlation(
     _check_normalize(normalize)
     out_dtype = jnp.result_type(f1, f2)
     acc = _accumulation_dtype(out_dtype)
-    corr = jnp.einsum(
-        "bhwc,bijc->bhwij", f1, f2, precision=precision, preferred_element_type=acc
-    )
+    corr = jnp.einsum("bhwc,bijc->bhwij", f1, f2, precision=precision, preferred_element_type=acc)
     scale = _scale(normalize, f1.shape[-1])
     if scale != 1.0:
         corr = corr * jnp.asarray(scale, acc)

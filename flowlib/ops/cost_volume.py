@@ -12,7 +12,9 @@ rounding of the group mean:
 * ``"shifted"``: one product + group mean per disparity on the overlapping columns
   ``x >= d`` (upstream's loop), zero-padded back to W. Default through ``"auto"``: it
   never materialises the shifted right volume, and was the faster one in
-  ``benchmarks/ops.py`` at the CFNet size (forward and forward+backward on XLA:CPU).
+  ``python -m benchmarks.ops`` at the CFNet gw4 size ((1, 48, 156, 160), D = 32, 40
+  groups; 2-core XLA:CPU): ~240 / ~470 ms forward / forward+backward against ~480 /
+  ~1200 ms for ``"stacked"``.
 * ``"stacked"``: builds the (B, D, H, W, C) volume of shifted right features once (the
   one ``concat_cost_volume`` needs too) and reduces it with ``groupwise_correlation``.
 """
@@ -26,12 +28,12 @@ import jax.numpy as jnp
 from jax import lax
 
 __all__ = [
-    "groupwise_cost_volume",
     "concat_cost_volume",
-    "gather_by_integer_disparity",
-    "groupwise_correlation",
     "disparity_regression",
     "disparity_variance",
+    "gather_by_integer_disparity",
+    "groupwise_correlation",
+    "groupwise_cost_volume",
 ]
 
 GroupwiseImpl = Literal["auto", "shifted", "stacked"]
@@ -55,7 +57,8 @@ def _check_pair(left: jax.Array, right: jax.Array) -> None:
     _check_feature(right, "right")
     if left.shape != right.shape:
         raise ValueError(
-            f"left and right must have the same shape (B, H, W, C), got {left.shape} and {right.shape}"
+            f"left and right must have the same shape (B, H, W, C), "
+            f"got {left.shape} and {right.shape}"
         )
 
 
@@ -88,7 +91,10 @@ def _shifted_right(right: jax.Array, max_disparity: int) -> jax.Array:
     padded = jnp.pad(right, ((0, 0), (0, 0), (max_disparity - 1, 0), (0, 0)))
     start = max_disparity - 1
     return jnp.stack(
-        [lax.slice_in_dim(padded, start - d, start - d + width, axis=2) for d in range(max_disparity)],
+        [
+            lax.slice_in_dim(padded, start - d, start - d + width, axis=2)
+            for d in range(max_disparity)
+        ],
         axis=1,
     )
 
@@ -199,15 +205,22 @@ def gather_by_integer_disparity(right: jax.Array, disparities: jax.Array) -> jax
     """
     _check_feature(right, "right")
     batch, height, width, _ = right.shape
-    if disparities.ndim != 4 or (disparities.shape[0], *disparities.shape[2:]) != (batch, height, width):
+    if disparities.ndim != 4 or (disparities.shape[0], *disparities.shape[2:]) != (
+        batch,
+        height,
+        width,
+    ):
         raise ValueError(
             f"disparities must have shape (B, D, H, W) = ({batch}, D, {height}, {width}) to match "
             f"right {right.shape}, got {disparities.shape}"
         )
     if not (
-        jnp.issubdtype(disparities.dtype, jnp.integer) or jnp.issubdtype(disparities.dtype, jnp.floating)
+        jnp.issubdtype(disparities.dtype, jnp.integer)
+        or jnp.issubdtype(disparities.dtype, jnp.floating)
     ):
-        raise ValueError(f"disparities must be an integer or float array, got dtype {disparities.dtype}")
+        raise ValueError(
+            f"disparities must be an integer or float array, got dtype {disparities.dtype}"
+        )
     d = lax.stop_gradient(disparities)
     if jnp.issubdtype(d.dtype, jnp.floating):
         d = jnp.trunc(d)
@@ -243,7 +256,9 @@ def groupwise_correlation(left: jax.Array, right_volume: jax.Array, *, groups: i
             f"of left, got {right_volume.shape}"
         )
     if not jnp.issubdtype(right_volume.dtype, jnp.floating):
-        raise ValueError(f"right_volume must be a floating-point array, got dtype {right_volume.dtype}")
+        raise ValueError(
+            f"right_volume must be a floating-point array, got dtype {right_volume.dtype}"
+        )
     groups = _check_groups(groups, left.shape[-1])
     out_dtype = jnp.result_type(left, right_volume)
     acc = _accumulation_dtype(out_dtype)
@@ -310,7 +325,9 @@ def disparity_variance(prob: jax.Array, disparities: jax.Array, mean: jax.Array)
     values = _check_prob_and_values(prob, disparities)
     batch, _, height, width = prob.shape
     if mean.shape != (batch, height, width):
-        raise ValueError(f"mean must have shape (B, H, W) = {(batch, height, width)}, got {mean.shape}")
+        raise ValueError(
+            f"mean must have shape (B, H, W) = {(batch, height, width)}, got {mean.shape}"
+        )
     out_dtype = jnp.result_type(prob, mean)
     acc = _accumulation_dtype(out_dtype)
     deviation = values.astype(acc) - mean.astype(acc)[:, None]

@@ -28,8 +28,14 @@ def local_correlation(f1, f2, *, max_displacement, stride=1, kernel_size=1, norm
                     y1, x1 = ys + j, xs + i
                     y2, x2 = y1 + dy, x1 + dx
                     valid = (
-                        (y1 >= 0) & (y1 < height) & (x1 >= 0) & (x1 < width)
-                        & (y2 >= 0) & (y2 < height) & (x2 >= 0) & (x2 < width)
+                        (y1 >= 0)
+                        & (y1 < height)
+                        & (x1 >= 0)
+                        & (x1 < width)
+                        & (y2 >= 0)
+                        & (y2 < height)
+                        & (x2 >= 0)
+                        & (x2 < width)
                     )
                     a = f1[:, np.clip(y1, 0, height - 1), np.clip(x1, 0, width - 1)]
                     b = f2[:, np.clip(y2, 0, height - 1), np.clip(x2, 0, width - 1)]

@@ -69,7 +69,10 @@ def test_flownet_fixtures(flownet_fixture, impl):
     )
     # FNP correlate = /C then LeakyReLU(0.1).
     np.testing.assert_allclose(
-        jax.nn.leaky_relu(mean, 0.1), _nhwc(ref["small_fnp_correlate"]), rtol=0, atol=tol["small_fnp_correlate"]
+        jax.nn.leaky_relu(mean, 0.1),
+        _nhwc(ref["small_fnp_correlate"]),
+        rtol=0,
+        atol=tol["small_fnp_correlate"],
     )
     medium = corr(_nhwc(ref["medium_f1"]), _nhwc(ref["medium_f2"]), "channels")
     np.testing.assert_allclose(
@@ -100,14 +103,16 @@ CONFIGS = [
 def test_matches_naive_reference(impl, max_displacement, stride, kernel_size):
     f1 = _random((2, 7, 11, 5), 0)
     f2 = _random((2, 7, 11, 5), 1)
-    kw = dict(max_displacement=max_displacement, stride=stride, kernel_size=kernel_size)
+    kw = {"max_displacement": max_displacement, "stride": stride, "kernel_size": kernel_size}
     got = _corr(f1, f2, normalize="none", impl=impl, **kw)
     want = _reference.local_correlation(f1, f2, normalize="none", **kw)
     # float32 sums of <= 125 products of N(0, 1) values: rounding ~1e-6 * sqrt(n) * |terms|.
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-5)
 
 
-@pytest.mark.parametrize("normalize, divisor", [("channels", 9 * 6), ("sqrt_channels", np.sqrt(9 * 6)), ("none", 1)])
+@pytest.mark.parametrize(
+    "normalize, divisor", [("channels", 9 * 6), ("sqrt_channels", np.sqrt(9 * 6)), ("none", 1)]
+)
 def test_normalize_modes(normalize, divisor):
     f1, f2 = _random((1, 6, 8, 6), 2), _random((1, 6, 8, 6), 3)
     raw = _corr(f1, f2, max_displacement=2, kernel_size=3, normalize="none")
@@ -128,7 +133,7 @@ def test_normalize_modes(normalize, divisor):
 def test_property_matches_reference(height, width, channels, radius, stride, kernel_size, impl):
     f1 = _random((1, height, width, channels), height * 31 + width)
     f2 = _random((1, height, width, channels), channels * 7 + radius)
-    kw = dict(max_displacement=radius * stride, stride=stride, kernel_size=kernel_size)
+    kw = {"max_displacement": radius * stride, "stride": stride, "kernel_size": kernel_size}
     got = _corr(f1, f2, normalize="channels", impl=impl, **kw)
     want = _reference.local_correlation(f1, f2, normalize="channels", **kw)
     assert got.shape == (1, height, width, (2 * radius + 1) ** 2)
@@ -170,7 +175,9 @@ def test_zero_displacement_is_mean_square(impl):
     f = _random((2, 5, 9, 7), 4)
     out = _corr(f, f, max_displacement=4, stride=2, normalize="channels", impl=impl)
     centre = 2 * 5 + 2  # R = 2: channel R*(2R+1) + R
-    np.testing.assert_allclose(out[..., centre], np.mean(f.astype(np.float64) ** 2, -1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        out[..., centre], np.mean(f.astype(np.float64) ** 2, -1), rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -208,7 +215,9 @@ def test_channel_order_is_dy_major(impl):
         f2 = np.zeros((1, size, size, 1), np.float32)
         f1[0, y0, x0] = 1
         f2[0, y0 + dy, x0 + dx] = 1
-        out = np.asarray(_corr(f1, f2, max_displacement=m, stride=stride, normalize="none", impl=impl))
+        out = np.asarray(
+            _corr(f1, f2, max_displacement=m, stride=stride, normalize="none", impl=impl)
+        )
         assert out[0, y0, x0, k] == 1, (dy, dx)
         assert out.sum() == 1, (dy, dx)
 
@@ -219,18 +228,33 @@ def test_channel_order_is_dy_major(impl):
 @pytest.mark.parametrize("impl", IMPLS)
 def test_batch_independence(impl):
     f1, f2 = _random((3, 6, 10, 4), 6), _random((3, 6, 10, 4), 7)
-    kw = dict(max_displacement=4, stride=2, kernel_size=3, normalize="channels", impl=impl)
+    kw = {
+        "max_displacement": 4,
+        "stride": 2,
+        "kernel_size": 3,
+        "normalize": "channels",
+        "impl": impl,
+    }
     batched = _corr(f1, f2, **kw)
     for b in range(3):
-        np.testing.assert_allclose(batched[b : b + 1], _corr(f1[b : b + 1], f2[b : b + 1], **kw), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(
+            batched[b : b + 1], _corr(f1[b : b + 1], f2[b : b + 1], **kw), rtol=1e-6, atol=1e-7
+        )
 
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_jit_equals_eager(jit, impl):
     f1, f2 = _random((1, 5, 7, 3), 8), _random((1, 5, 7, 3), 9)
-    fn = jit(lambda a, b: ops.local_correlation(a, b, max_displacement=2, stride=1, normalize="channels", impl=impl))
+    fn = jit(
+        lambda a, b: ops.local_correlation(
+            a, b, max_displacement=2, stride=1, normalize="channels", impl=impl
+        )
+    )
     np.testing.assert_allclose(
-        fn(f1, f2), _reference.local_correlation(f1, f2, max_displacement=2, normalize="channels"), rtol=1e-5, atol=1e-6
+        fn(f1, f2),
+        _reference.local_correlation(f1, f2, max_displacement=2, normalize="channels"),
+        rtol=1e-5,
+        atol=1e-6,
     )
 
 
@@ -246,7 +270,9 @@ def test_bfloat16_accumulates_in_float32(impl):
     f1 = jnp.asarray(_random((1, 6, 9, 96), 10), jnp.bfloat16)
     f2 = jnp.asarray(_random((1, 6, 9, 96), 11), jnp.bfloat16)
     got = _corr(f1, f2, max_displacement=2, normalize="none", impl=impl, precision="highest")
-    want = _reference.local_correlation(np.float32(f1), np.float32(f2), max_displacement=2, normalize="none")
+    want = _reference.local_correlation(
+        np.float32(f1), np.float32(f2), max_displacement=2, normalize="none"
+    )
     np.testing.assert_allclose(np.float32(got), want, rtol=2**-8, atol=1e-3)
 
 
@@ -254,7 +280,9 @@ def test_bfloat16_accumulates_in_float32(impl):
 def test_gradients(x64, impl):
     f1 = jnp.asarray(_random((1, 4, 5, 3), 12, np.float64))
     f2 = jnp.asarray(_random((1, 4, 5, 3), 13, np.float64))
-    fn = lambda a, b: _corr(a, b, max_displacement=2, stride=2, kernel_size=3, normalize="channels", impl=impl)  # noqa: E731
+    fn = lambda a, b: _corr(
+        a, b, max_displacement=2, stride=2, kernel_size=3, normalize="channels", impl=impl
+    )
     assert fn(f1, f2).dtype == jnp.float64
     check_grads(fn, (f1, f2), order=1, modes=("rev",), atol=1e-7, rtol=1e-7)
 
@@ -269,7 +297,9 @@ def test_all_pairs_matches_einsum_and_local():
     want = np.einsum("bhwc,bijc->bhwij", f1.astype(np.float64), f2.astype(np.float64)) / np.sqrt(8)
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
     raw = ops.all_pairs_correlation(f1, f2, normalize="none")
-    np.testing.assert_allclose(ops.all_pairs_correlation(f1, f2, normalize="channels"), raw / 8, rtol=1e-6)
+    np.testing.assert_allclose(
+        ops.all_pairs_correlation(f1, f2, normalize="channels"), raw / 8, rtol=1e-6
+    )
     # Local correlation is the all-pairs volume read at (y + dy, x + dx).
     g2 = _random((2, 5, 6, 8), 16)
     pairs = np.asarray(ops.all_pairs_correlation(f1, g2, normalize="none"))
@@ -285,7 +315,12 @@ def test_all_pairs_bfloat16_and_gradients(x64):
     assert out.dtype == jnp.bfloat16 and float(out.min()) == float(out.max()) == 1.0
     f1 = jnp.asarray(_random((1, 3, 2, 4), 17, np.float64))
     f2 = jnp.asarray(_random((1, 2, 3, 4), 18, np.float64))
-    check_grads(lambda a, b: ops.all_pairs_correlation(a, b, normalize="sqrt_channels"), (f1, f2), order=1, modes=("rev",))
+    check_grads(
+        lambda a, b: ops.all_pairs_correlation(a, b, normalize="sqrt_channels"),
+        (f1, f2),
+        order=1,
+        modes=("rev",),
+    )
 
 
 # --------------------------------------------------------------------------- errors
@@ -298,7 +333,12 @@ def test_all_pairs_bfloat16_and_gradients(x64):
         ((4, 4, 3), (4, 4, 3), {}, "(B, H, W, C)"),
         ((1, 4, 4, 3), (1, 4, 4, 3), {"max_displacement": 3, "stride": 2}, "multiple of stride"),
         ((1, 4, 4, 3), (1, 4, 4, 3), {"kernel_size": 2}, "odd"),
-        ((1, 4, 4, 3), (1, 4, 4, 3), {"max_displacement": -1}, "max_displacement must be an int >= 0"),
+        (
+            (1, 4, 4, 3),
+            (1, 4, 4, 3),
+            {"max_displacement": -1},
+            "max_displacement must be an int >= 0",
+        ),
         ((1, 4, 4, 3), (1, 4, 4, 3), {"stride": 0}, "stride must be an int >= 1"),
         ((1, 4, 4, 3), (1, 4, 4, 3), {"max_displacement": 2.0}, "max_displacement must be an int"),
         ((1, 4, 4, 3), (1, 4, 4, 3), {"normalize": "mean"}, "normalize must be one of"),
@@ -313,8 +353,17 @@ def test_bad_arguments(f1_shape, f2_shape, kw, message):
 
 def test_bad_dtype_and_all_pairs_shapes():
     with pytest.raises(ValueError, match="floating-point"):
-        _corr(jnp.zeros((1, 3, 3, 2), jnp.int32), jnp.zeros((1, 3, 3, 2), jnp.int32), max_displacement=1, normalize="none")
+        _corr(
+            jnp.zeros((1, 3, 3, 2), jnp.int32),
+            jnp.zeros((1, 3, 3, 2), jnp.int32),
+            max_displacement=1,
+            normalize="none",
+        )
     with pytest.raises(ValueError, match="agree in B and C"):
-        ops.all_pairs_correlation(jnp.zeros((1, 3, 3, 2)), jnp.zeros((1, 3, 3, 4)), normalize="none")
+        ops.all_pairs_correlation(
+            jnp.zeros((1, 3, 3, 2)), jnp.zeros((1, 3, 3, 4)), normalize="none"
+        )
     with pytest.raises(ValueError, match="normalize must be one of"):
-        ops.all_pairs_correlation(jnp.zeros((1, 3, 3, 2)), jnp.zeros((1, 3, 3, 2)), normalize="mean")
+        ops.all_pairs_correlation(
+            jnp.zeros((1, 3, 3, 2)), jnp.zeros((1, 3, 3, 2)), normalize="mean"
+        )

@@ -36,7 +36,9 @@ def _random(shape, seed, dtype=np.float32):
 @pytest.fixture(scope="module")
 def cfnet_ops(fixtures):
     tolerances = json.loads((fixtures / "tolerances.json").read_text())["files"]
-    return np.load(fixtures / "primitives" / "cfnet_ops.npz"), tolerances["primitives/cfnet_ops.npz"]
+    return np.load(fixtures / "primitives" / "cfnet_ops.npz"), tolerances[
+        "primitives/cfnet_ops.npz"
+    ]
 
 
 @pytest.mark.data
@@ -47,8 +49,12 @@ def test_fixture_gwc_and_concat_volumes(cfnet_ops, impl):
     gwc = ops.groupwise_cost_volume(left, right, max_disparity=8, groups=4, impl=impl)
     assert gwc.shape == (1, 8, 5, 20, 4)
     np.testing.assert_allclose(gwc, _volume(ref["gwc_volume"]), rtol=0, atol=tol["gwc_volume"])
-    concat = ops.concat_cost_volume(_nhwc(ref["concat_left"]), _nhwc(ref["concat_right"]), max_disparity=8)
-    np.testing.assert_allclose(concat, _volume(ref["concat_volume"]), rtol=0, atol=tol["concat_volume"])
+    concat = ops.concat_cost_volume(
+        _nhwc(ref["concat_left"]), _nhwc(ref["concat_right"]), max_disparity=8
+    )
+    np.testing.assert_allclose(
+        concat, _volume(ref["concat_volume"]), rtol=0, atol=tol["concat_volume"]
+    )
     # CF groupwise_correlation(left, right, 4): the D = 1 case of the 4-D version.
     single = ops.groupwise_correlation(left, right[:, None], groups=4)[:, 0]
     np.testing.assert_allclose(
@@ -61,14 +67,20 @@ def test_fixture_stage_volumes(cfnet_ops):
     ref, tol = cfnet_ops
     samples = jnp.asarray(ref["stage_samples"])  # (1, 6, 5, 20), some < 0 and > W - 1
     warped = ops.gather_by_integer_disparity(_nhwc(ref["gwc_right"]), samples)
-    np.testing.assert_allclose(warped, _volume(ref["stage_warped_right"]), rtol=0, atol=tol["stage_warped_right"])
+    np.testing.assert_allclose(
+        warped, _volume(ref["stage_warped_right"]), rtol=0, atol=tol["stage_warped_right"]
+    )
     gwc = ops.groupwise_correlation(_nhwc(ref["gwc_left"]), warped, groups=4)
-    np.testing.assert_allclose(gwc, _volume(ref["stage_gwc_volume"]), rtol=0, atol=tol["stage_gwc_volume"])
+    np.testing.assert_allclose(
+        gwc, _volume(ref["stage_gwc_volume"]), rtol=0, atol=tol["stage_gwc_volume"]
+    )
     # cost_volume_generator(..., 'concat'): the left features are NOT masked here.
     left = _nhwc(ref["concat_left"])
     right = ops.gather_by_integer_disparity(_nhwc(ref["concat_right"]), samples)
     concat = jnp.concatenate([jnp.broadcast_to(left[:, None], right.shape), right], axis=-1)
-    np.testing.assert_allclose(concat, _volume(ref["stage_concat_volume"]), rtol=0, atol=tol["stage_concat_volume"])
+    np.testing.assert_allclose(
+        concat, _volume(ref["stage_concat_volume"]), rtol=0, atol=tol["stage_concat_volume"]
+    )
     # Integer-valued int32 hypotheses give the same gather as the float32 ones.
     as_int = ops.gather_by_integer_disparity(_nhwc(ref["gwc_right"]), samples.astype(jnp.int32))
     np.testing.assert_array_equal(as_int, warped)
@@ -79,12 +91,18 @@ def test_fixture_regression_and_variance(cfnet_ops):
     ref, tol = cfnet_ops
     prob = jnp.asarray(ref["reg_prob"])
     pred = ops.disparity_regression(prob, jnp.arange(12.0))
-    np.testing.assert_allclose(pred, ref["disparity_regression"], rtol=0, atol=tol["disparity_regression"])
+    np.testing.assert_allclose(
+        pred, ref["disparity_regression"], rtol=0, atol=tol["disparity_regression"]
+    )
     variance = ops.disparity_variance(prob, jnp.arange(12), pred)
-    np.testing.assert_allclose(variance, ref["disparity_variance"][:, 0], rtol=0, atol=tol["disparity_variance"])
+    np.testing.assert_allclose(
+        variance, ref["disparity_variance"][:, 0], rtol=0, atol=tol["disparity_variance"]
+    )
     hypotheses = jnp.asarray(ref["reg_hypotheses"])
     pred_hyp = ops.disparity_regression(prob, hypotheses)
-    np.testing.assert_allclose(pred_hyp, ref["reg_pred_hyp"][:, 0], rtol=0, atol=tol["reg_pred_hyp"])
+    np.testing.assert_allclose(
+        pred_hyp, ref["reg_pred_hyp"][:, 0], rtol=0, atol=tol["reg_pred_hyp"]
+    )
     confidence = ops.disparity_variance(prob, hypotheses, pred_hyp)
     np.testing.assert_allclose(
         confidence,
@@ -101,7 +119,9 @@ def test_fixture_regression_and_variance(cfnet_ops):
 @pytest.mark.parametrize("max_disparity, groups", [(1, 1), (5, 2), (6, 6), (12, 3)])  # 12 > W
 def test_groupwise_matches_naive_reference(impl, max_disparity, groups):
     left, right = _random((2, 3, 9, 6), 0), _random((2, 3, 9, 6), 1)
-    got = ops.groupwise_cost_volume(left, right, max_disparity=max_disparity, groups=groups, impl=impl)
+    got = ops.groupwise_cost_volume(
+        left, right, max_disparity=max_disparity, groups=groups, impl=impl
+    )
     want = _reference.groupwise_cost_volume(left, right, max_disparity=max_disparity, groups=groups)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
@@ -111,7 +131,9 @@ def test_groupwise_matches_naive_reference(impl, max_disparity, groups):
 def test_concat_matches_naive_reference(max_disparity):
     left, right = _random((2, 3, 8, 3), 2), _random((2, 3, 8, 3), 3)
     got = ops.concat_cost_volume(left, right, max_disparity=max_disparity)
-    np.testing.assert_array_equal(got, _reference.concat_cost_volume(left, right, max_disparity=max_disparity))
+    np.testing.assert_array_equal(
+        got, _reference.concat_cost_volume(left, right, max_disparity=max_disparity)
+    )
 
 
 def test_gather_matches_naive_reference_and_truncates_toward_zero():
@@ -123,7 +145,9 @@ def test_gather_matches_naive_reference_and_truncates_toward_zero():
     # Non-integer hypotheses are truncated toward zero first (torch .long()).
     fractional = ints + rng.uniform(-0.99, 0.99, ints.shape)
     got = ops.gather_by_integer_disparity(right, jnp.asarray(fractional, jnp.float32))
-    np.testing.assert_array_equal(got, _reference.gather_by_integer_disparity(right, np.trunc(fractional)))
+    np.testing.assert_array_equal(
+        got, _reference.gather_by_integer_disparity(right, np.trunc(fractional))
+    )
 
 
 # --------------------------------------------------------------------------- hand-computed
@@ -134,14 +158,18 @@ def test_groupwise_by_hand():
     left = jnp.ones((1, 1, 5, 4))
     right = jnp.broadcast_to(jnp.arange(5.0)[None, None, :, None], (1, 1, 5, 4))
     for impl in GWC_IMPLS:
-        gwc = np.asarray(ops.groupwise_cost_volume(left, right, max_disparity=3, groups=2, impl=impl))
+        gwc = np.asarray(
+            ops.groupwise_cost_volume(left, right, max_disparity=3, groups=2, impl=impl)
+        )
         expected = np.array([[0, 1, 2, 3, 4], [0, 0, 1, 2, 3], [0, 0, 0, 1, 2]], np.float32)
         np.testing.assert_array_equal(gwc[0, :, 0, :, 0], expected)
         np.testing.assert_array_equal(gwc[0, :, 0, :, 1], expected)
     # Groups are consecutive channels: channel pairs (0, 1) and (2, 3).
     left = jnp.asarray([1.0, 3.0, 0.0, 2.0]).reshape(1, 1, 1, 4)
     right = jnp.asarray([2.0, 2.0, 5.0, 1.0]).reshape(1, 1, 1, 4)
-    np.testing.assert_array_equal(ops.groupwise_cost_volume(left, right, max_disparity=1, groups=2)[0, 0, 0, 0], [4.0, 1.0])
+    np.testing.assert_array_equal(
+        ops.groupwise_cost_volume(left, right, max_disparity=1, groups=2)[0, 0, 0, 0], [4.0, 1.0]
+    )
 
 
 def test_gather_by_hand():
@@ -157,17 +185,23 @@ def test_regression_and_variance_by_hand():
     prob = jax.nn.one_hot(jnp.asarray([[[3, 0, 6]]]), 7, axis=1)  # (1, 7, 1, 3)
     pred = ops.disparity_regression(prob, jnp.arange(7))
     np.testing.assert_array_equal(pred, [[[3, 0, 6]]])
-    np.testing.assert_array_equal(ops.disparity_variance(prob, jnp.arange(7), pred), np.zeros((1, 1, 3)))
+    np.testing.assert_array_equal(
+        ops.disparity_variance(prob, jnp.arange(7), pred), np.zeros((1, 1, 3))
+    )
     # Uniform over 0..D-1: mean (D-1)/2, variance (D^2 - 1)/12.
     uniform = jnp.full((2, 9, 2, 2), 1 / 9)
     mean = ops.disparity_regression(uniform, jnp.arange(9.0))
     np.testing.assert_allclose(mean, 4.0, rtol=1e-6)
-    np.testing.assert_allclose(ops.disparity_variance(uniform, jnp.arange(9.0), mean), 80 / 12, rtol=1e-6)
+    np.testing.assert_allclose(
+        ops.disparity_variance(uniform, jnp.arange(9.0), mean), 80 / 12, rtol=1e-6
+    )
     # Per-pixel hypotheses: 50/50 between 2 and 6 -> 4, variance 4.
     prob = jnp.asarray([0.5, 0.5]).reshape(1, 2, 1, 1)
     hyp = jnp.asarray([2.0, 6.0]).reshape(1, 2, 1, 1)
     np.testing.assert_allclose(ops.disparity_regression(prob, hyp), [[[4.0]]])
-    np.testing.assert_allclose(ops.disparity_variance(prob, hyp, jnp.full((1, 1, 1), 4.0)), [[[4.0]]])
+    np.testing.assert_allclose(
+        ops.disparity_variance(prob, hyp, jnp.full((1, 1, 1), 4.0)), [[[4.0]]]
+    )
 
 
 # --------------------------------------------------------------------------- properties
@@ -178,9 +212,16 @@ def test_jit_equals_eager_and_batch_independence(jit, impl):
     left, right = _random((3, 2, 7, 8), 6), _random((3, 2, 7, 8), 7)
     fn = jit(lambda a, b: ops.groupwise_cost_volume(a, b, max_disparity=4, groups=4, impl=impl))
     batched = fn(left, right)
-    np.testing.assert_allclose(batched, _reference.groupwise_cost_volume(left, right, max_disparity=4, groups=4), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        batched,
+        _reference.groupwise_cost_volume(left, right, max_disparity=4, groups=4),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     for b in range(3):
-        np.testing.assert_allclose(batched[b : b + 1], fn(left[b : b + 1], right[b : b + 1]), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(
+            batched[b : b + 1], fn(left[b : b + 1], right[b : b + 1]), rtol=1e-6, atol=1e-7
+        )
 
 
 def test_bfloat16_group_mean_in_float32():
@@ -194,7 +235,9 @@ def test_bfloat16_group_mean_in_float32():
     prob = jnp.full((1, 512, 1, 1), 1 / 512, jnp.bfloat16)
     # 512 terms d/512 summed to 255.5: a bf16 running sum (8-bit mantissa) loses the
     # late terms, a float32 one is exact; only the final rounding to bf16 remains.
-    np.testing.assert_allclose(float(ops.disparity_regression(prob, jnp.arange(512.0))[0, 0, 0]), 255.5, rtol=2**-8)
+    np.testing.assert_allclose(
+        float(ops.disparity_regression(prob, jnp.arange(512.0))[0, 0, 0]), 255.5, rtol=2**-8
+    )
 
 
 def test_gradients(x64):
@@ -203,21 +246,39 @@ def test_gradients(x64):
     right = jnp.asarray(_random((1, 2, 6, 4), 9, np.float64))
     for impl in GWC_IMPLS:
         check_grads(
-            jax.jit(lambda a, b: ops.groupwise_cost_volume(a, b, max_disparity=3, groups=2, impl=impl)),
+            jax.jit(
+                lambda a, b, impl=impl: ops.groupwise_cost_volume(
+                    a, b, max_disparity=3, groups=2, impl=impl
+                )
+            ),
             (left, right),
             order=1,
             modes=("rev",),
         )
-    check_grads(jax.jit(lambda a, b: ops.concat_cost_volume(a, b, max_disparity=3)), (left, right), order=1, modes=("rev",))
+    check_grads(
+        jax.jit(lambda a, b: ops.concat_cost_volume(a, b, max_disparity=3)),
+        (left, right),
+        order=1,
+        modes=("rev",),
+    )
     d = jnp.asarray(np.random.default_rng(10).integers(-1, 7, (1, 3, 2, 6)), jnp.int32)
-    check_grads(jax.jit(lambda b: ops.gather_by_integer_disparity(b, d)), (right,), order=1, modes=("rev",))
+    check_grads(
+        jax.jit(lambda b: ops.gather_by_integer_disparity(b, d)), (right,), order=1, modes=("rev",)
+    )
     volume = jnp.asarray(_random((1, 3, 2, 6, 4), 11, np.float64))
-    check_grads(lambda a, v: ops.groupwise_correlation(a, v, groups=2), (left, volume), order=1, modes=("rev",))
+    check_grads(
+        lambda a, v: ops.groupwise_correlation(a, v, groups=2),
+        (left, volume),
+        order=1,
+        modes=("rev",),
+    )
     prob = jax.nn.softmax(jnp.asarray(_random((1, 5, 2, 3), 12, np.float64)), axis=1)
     hyp = jnp.asarray(_random((1, 5, 2, 3), 13, np.float64)) + 3.0
     mean = jnp.asarray(_random((1, 2, 3), 14, np.float64))
     check_grads(ops.disparity_regression, (prob, hyp), order=1, modes=("rev",))
-    check_grads(lambda p: ops.disparity_regression(p, jnp.arange(5.0)), (prob,), order=1, modes=("rev",))
+    check_grads(
+        lambda p: ops.disparity_regression(p, jnp.arange(5.0)), (prob,), order=1, modes=("rev",)
+    )
     check_grads(ops.disparity_variance, (prob, hyp, mean), order=1, modes=("rev",))
 
 
