@@ -128,11 +128,17 @@ def preprocess(image1: jax.Array, image2: jax.Array, *, input_norm: InputNorm
 
 
 def network_padding(height: int, width: int, *, family: Family) -> ops.Padding:
-    """Zero padding (top, bottom, left, right) the network input gets for ``family``.
+    """Zero padding the normalised frames get before the network.
 
-    ``fnp`` runs at the native size (``crop_like`` handles odd sizes): no padding.
-    ``nv`` pads at the bottom / right to the next multiple of 64 so that the stride-2
-    sampling grid keeps the top-left origin the unpadded image would have.
+    Args:
+      height: input height H.
+      width: input width W.
+      family: ``"fnp"`` runs at the native size (``crop_like`` handles any size): no
+        padding. ``"nv"`` pads at the bottom / right to the next multiple of 64, so that
+        the stride-2 sampling grid keeps the origin the unpadded image would have.
+
+    Returns:
+      ``ops.Padding(top, bottom, left, right)``; ``ops.unpad`` undoes it.
     """
     if family == "fnp":
         return ops.Padding(0, 0, 0, 0)
@@ -140,10 +146,17 @@ def network_padding(height: int, width: int, *, family: Family) -> ops.Padding:
 
 
 def crop_like(x: jax.Array, target: jax.Array) -> jax.Array:
-    """FNP ``crop_like``: keep the top-left ``target``-sized block of a larger ``x``.
+    """FNP ``crop_like``: keep the top-left block of ``x`` the size of ``target``.
 
-    A stride-2 conv gives ceil(h / 2) rows and the k4 s2 p1 deconvolution gives exactly
-    2x, so after an odd size the upsampled map has one row / column too many.
+    A stride-2 conv gives ceil(h / 2) rows and the k4 s2 p1 deconvolution exactly 2x, so
+    after an odd size the upsampled map has one row / column too many.
+
+    Args:
+      x: ``(b, h, w, c)`` upsampled map.
+      target: ``(b, h', w', c')`` skip feature it is concatenated with.
+
+    Returns:
+      ``x[:, :h', :w']`` (unchanged where ``x`` is not larger).
     """
     return x[:, : target.shape[1], : target.shape[2]]
 
@@ -209,22 +222,23 @@ class FlowNet(nn.Module):
             raise ValueError(f"input_norm must be one of {INPUT_NORMS}, got {self.input_norm!r}")
         if self.channel_divisor not in (1, 2, 4, 8, 16, 32):
             raise ValueError(f"channel_divisor must be a power of two <= 32, got {self.channel_divisor}")
-        width = lambda c: c // self.channel_divisor  # noqa: E731
+        div = self.channel_divisor
         conv = functools.partial(ConvBlock, batch_norm=self.batch_norm)
         nv = self.family == "nv"
-        self.conv1 = conv(width(64), 7, 2)
-        self.conv2 = conv(width(128), 5, 2)
-        self.conv3 = conv(width(256), 5, 2)
+        # Layer names are upstream's (SPECS §1.2-1.3), so the converter table is literal.
+        self.conv1 = conv(64 // div, 7, 2)
+        self.conv2 = conv(128 // div, 5, 2)
+        self.conv3 = conv(256 // div, 5, 2)
         if self.correlation:
-            self.conv_redir = conv(width(32), 1, 1)
-        self.conv3_1 = conv(width(256), 3, 1)
+            self.conv_redir = conv(32 // div, 1, 1)
+        self.conv3_1 = conv(256 // div, 3, 1)
         for name, features, kernel, stride in _ENCODER:
-            setattr(self, name, conv(width(features), kernel, stride))
+            setattr(self, name, conv(features // div, kernel, stride))
         for level in (6, 5, 4, 3, 2):
             setattr(self, f"predict_flow{level}", Conv(2, 3, padding=1, use_bias=nv))
         for level in (5, 4, 3, 2):
             setattr(self, f"deconv{level}", ConvTranspose(
-                width(_DECONV_FEATURES[level]), 4, stride=2, padding=1, use_bias=nv))
+                _DECONV_FEATURES[level] // div, 4, stride=2, padding=1, use_bias=nv))
             # NVIDIA's FlowNetC (not its FlowNetS) gives the flow upsampling a bias.
             setattr(self, f"upsampled_flow{level + 1}_to_{level}", ConvTranspose(
                 2, 4, stride=2, padding=1, use_bias=nv and self.correlation))
