@@ -135,7 +135,8 @@ def spp_kernel_sizes(height: int, width: int) -> list[tuple[int, int]]:
     path 0 gets the smallest kernel. Needs ``min(h, w) >= 2``.
     """
     if min(height, width) < 2:
-        raise ValueError(f"SPP input must be at least 2x2 (1/32 of the image), got {height}x{width}")
+        raise ValueError(
+            f"SPP input must be at least 2x2 (1/32 of the image), got {height}x{width}")
     pool_sizes = np.linspace(2, min(height, width), 4, dtype=int)
     return [(int(height / p), int(width / p)) for p in pool_sizes][::-1]
 
@@ -241,7 +242,8 @@ class HourglassUp(nn.Module):
     channels: int
 
     @nn.compact
-    def __call__(self, x: jax.Array, cost5: jax.Array, cost6: jax.Array, *, train: bool) -> jax.Array:
+    def __call__(self, x: jax.Array, cost5: jax.Array, cost6: jax.Array, *,
+                 train: bool) -> jax.Array:
         c = self.channels
         conv1 = Conv(2 * c, 3, stride=2, padding=1, use_bias=False, ndim=3, name="conv1")(x)
         conv1 = ConvBN(2 * c, ndim=3, name="combine1")(
@@ -422,7 +424,8 @@ def _check_images(image1: jax.Array, image2: jax.Array) -> None:
 
 def _check_padded(left: jax.Array, right: jax.Array, samples_s3: Any, samples_s2: Any) -> None:
     if left.ndim != 4 or left.shape[-1] != 3 or left.shape != right.shape:
-        raise ValueError(f"left and right must both be (B, H, W, 3), got {left.shape} and {right.shape}")
+        raise ValueError(
+            f"left and right must both be (B, H, W, 3), got {left.shape} and {right.shape}")
     batch, height, width, _ = left.shape
     if height % 32 or width % 32 or min(height, width) < 64:
         raise ValueError(f"padded inputs need H, W multiples of 32 and >= 64, got {height}x{width}")
@@ -468,7 +471,8 @@ class CFNet(nn.Module):
         self.gamma_s2 = self.param("gamma_s2", zeros, (1,))
         self.beta_s2 = self.param("beta_s2", zeros, (1,))
 
-    def __call__(self, image1: jax.Array, image2: jax.Array, *, train: bool = False) -> StereoOutput:
+    def __call__(self, image1: jax.Array, image2: jax.Array, *,
+                 train: bool = False) -> StereoOutput:
         """Disparity of the left image; see the module docstring for ``aux``."""
         _check_images(image1, image2)
         left, padding = preprocess(image1)

@@ -97,7 +97,8 @@ def _random_variables(maxdisp: int, seed: int = 0) -> dict:
             # The 1-channel cost heads are scaled down so that the logits are O(1), as in
             # a trained network (He-normal alone gives logits of ~100 and one-hot p(d)).
             gain = 0.02 if s.shape[-1] == 1 else 1.0
-            flat[path] = (gain * rng.standard_normal(s.shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+            std = gain * np.sqrt(2.0 / fan_in)
+            flat[path] = (std * rng.standard_normal(s.shape)).astype(np.float32)
         elif leaf in ("scale", "var"):
             flat[path] = np.ones(s.shape, np.float32)
         else:  # bias, mean, gamma/beta
@@ -216,8 +217,9 @@ def test_stage_volume_matches_fixture(ops_ref, tolerances):
         samples, groups=4)
     volume = np.asarray(volume)
     assert volume.shape == (1, 6, 5, 20, 4 + 12 + 1)
-    assert _max_err(volume[..., :4], _volume(ops_ref["stage_gwc_volume"])) <= tol["stage_gwc_volume"]
-    assert _max_err(volume[..., 4:16], _volume(ops_ref["stage_concat_volume"])) <= tol["stage_concat_volume"]
+    for key, part in (("stage_gwc_volume", volume[..., :4]),
+                      ("stage_concat_volume", volume[..., 4:16])):
+        assert _max_err(part, _volume(ops_ref[key])) <= tol[key], key
     assert _max_err(volume[..., 16:], _volume(ops_ref["stage_samples_out"])) == 0
 
 
@@ -256,7 +258,8 @@ def test_param_count_and_structure():
     params = flatten(shapes["params"])
     count = sum(int(np.prod(s.shape)) for s in params.values())
     assert count == TOTAL_PARAMS - UNUSED_PARAMS == 22_370_948
-    fe = sum(int(np.prod(s.shape)) for k, s in params.items() if k.startswith("feature_extraction/"))
+    fe = sum(int(np.prod(s.shape)) for k, s in params.items()
+             if k.startswith("feature_extraction/"))
     assert fe == 15_088_448  # SPECS §3.6
     assert shapes["params"]["gamma_s3"].shape == (1,)
     # ConvTranspose3d kernels are (*k, in, out) = torch (in, out, *k) moved.
@@ -289,7 +292,8 @@ def test_output_shapes_eval_and_train():
         lambda v, a, b: model.apply(v, a, b, train=True, mutable=["batch_stats"]), variables, a, a)
     assert len(out.aux["train_disparities"]) == 9
     assert all(d.shape == (2, 50, 70) for d in out.aux["train_disparities"])
-    assert jax.tree.structure(updates["batch_stats"]) == jax.tree.structure(variables["batch_stats"])
+    structure = jax.tree.structure
+    assert structure(updates["batch_stats"]) == structure(variables["batch_stats"])
 
 
 def test_bad_inputs():
@@ -307,7 +311,8 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match=r"\(B, H, W, 3\)"):
         run(jax.ShapeDtypeStruct((1, 64, 96, 4), jnp.float32), a)
     with pytest.raises(ValueError, match="float RGB"):
-        run(jax.ShapeDtypeStruct((1, 64, 96, 3), jnp.uint8), jax.ShapeDtypeStruct((1, 64, 96, 3), jnp.uint8))
+        u8 = jax.ShapeDtypeStruct((1, 64, 96, 3), jnp.uint8)
+        run(u8, u8)
     with pytest.raises(ValueError, match="multiple of 32"):
         run(a, a, CFNet(maxdisp=100))
     with pytest.raises(ValueError, match="multiples of 32"):
@@ -356,7 +361,8 @@ def test_small_forward_is_consistent(small_run):
         assert samples.shape[1] == n and samples.min() >= 0 and samples.max() <= upper
         assert np.all(np.diff(samples, axis=1) >= 0)
         pred = np.asarray(out.aux[f"pred1_{stage}"])
-        assert np.all(pred >= samples.min(axis=1) - 1e-4) and np.all(pred <= samples.max(axis=1) + 1e-4)
+        assert np.all(pred >= samples.min(axis=1) - 1e-4)
+        assert np.all(pred <= samples.max(axis=1) + 1e-4)
 
 
 # ------------------------------------------------------------------------ converter
@@ -370,7 +376,8 @@ def test_converter_accounts_for_every_key(state_dict, keys_doc):
     ignored = sum(state_dict[f"module.{k}"].size for k in convert_cfnet.IGNORED
                   if not k.endswith(("running_mean", "running_var")))
     assert ignored == UNUSED_PARAMS and n_params + ignored == keys_doc["num_parameters"]
-    n_buffers = sum(v.size for k, v in state_dict.items() if k.endswith(("running_mean", "running_var")))
+    n_buffers = sum(v.size for k, v in state_dict.items()
+                    if k.endswith(("running_mean", "running_var")))
     assert sum(v.size for v in stats.values()) == n_buffers - 4 * 128  # minus combine3/redir3 BN
     # Spot checks of each layout rule.
     sd = state_dict
@@ -390,7 +397,8 @@ def test_converter_accounts_for_every_key(state_dict, keys_doc):
     np.testing.assert_array_equal(
         stats["feature_extraction/pyramid_pooling/path_3/bn/bn/var"],
         sd["module.feature_extraction.pyramid_pooling.path_module_list.3.cbr_unit.1.running_var"])
-    np.testing.assert_array_equal(params["dres0_6/conv_1/bn/bn/scale"], sd["module.dres0_6.2.1.weight"])
+    np.testing.assert_array_equal(params["dres0_6/conv_1/bn/bn/scale"],
+                                  sd["module.dres0_6.2.1.weight"])
 
 
 def test_converter_unwrap_variants(state_dict):
@@ -506,7 +514,8 @@ def test_parity_end_to_end(full_run, tolerances):
     tol = tolerances[f"cfnet/reference_maxdisp{maxdisp}.npz"]
     aux = free.aux
     for ours, key in (("gw4", "gw4"), ("concat6", "concat_feature6")):
-        assert _max_err(aux["features"]["right"][ours], _nhwc(ref[f"featR_{key}"])) <= tol[f"featR_{key}"]
+        key = f"featR_{key}"
+        assert _max_err(aux["features"]["right"][ours], _nhwc(ref[key])) <= tol[key], key
     # Everything before the first integer cut: plain tolerances.
     for key in ("cost2_s4", "pred2_s4", "range_s3_in_min", "range_s3_in_max", "range_s3_min",
                 "range_s3_max"):
@@ -532,7 +541,8 @@ def test_parity_teacher_forced(full_run, tolerances):
             assert _max_err(forced[key], ref[key][:, 0]) <= tol[key], key
     # With the reference s3 hypotheses the s2 range is computed from matching inputs.
     for key in ("in_min", "in_max", "min", "max"):
-        assert _max_err(forced[f"range_s2_{key}"], ref[f"range_s2_{key}"][:, 0]) <= tol[f"range_s2_{key}"]
+        key = f"range_s2_{key}"
+        assert _max_err(forced[key], ref[key][:, 0]) <= tol[key], key
     assert _max_err(forced["uniform_s2"], ref["uniform_s2"]) <= tol["uniform_s2"]
     _check_samples(forced["samples_s2"], ref, "s2")
     for key in ("disp_final", "disp_s3_up"):
@@ -563,7 +573,8 @@ def test_train_mode_forward(small_run):
     model, variables, (a, b), _ = small_run
     batch = (jnp.concatenate([a, b]), jnp.concatenate([b, a]))
     out, updates = jax.jit(
-        lambda v, x, y: model.apply(v, x, y, train=True, mutable=["batch_stats"]))(variables, *batch)
+        lambda v, x, y: model.apply(v, x, y, train=True, mutable=["batch_stats"])
+    )(variables, *batch)
     disps = out.aux["train_disparities"]
     assert len(disps) == 9 and all(d.shape == (2, 50, 70) for d in disps)
     assert all(bool(jnp.all(jnp.isfinite(d))) for d in disps)
