@@ -20,7 +20,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"io", "metrics", "viz", "ops", "models", "data", "evaluation", "convert", "hub"}
+_SUBMODULES = {"io", "metrics", "viz", "ops", "models", "data", "evaluation", "convert", "hub",
+               "losses", "train", "video"}
 _API = {"estimate", "estimate_disparity", "load_model", "available_models", "Model"}
 
 __all__ = sorted(_API | {"io", "metrics", "viz", "__version__"})

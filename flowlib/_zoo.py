@@ -16,6 +16,8 @@ class ModelEntry:
     """Where a model lives.
 
     Attributes:
+      name: the model's name in :data:`MODELS` (and the prefix of its checkpoint names in a
+        model file shared by several models, e.g. ``"flownetc:chairs"``).
       task: "flow" or "stereo".
       module: import path of the model file.
       factory: attribute of that module building the Flax module from keyword arguments.
@@ -24,6 +26,7 @@ class ModelEntry:
       default_weights: the named checkpoint used when ``weights=None``.
     """
 
+    name: str
     task: str
     module: str
     factory: str
@@ -37,11 +40,21 @@ class ModelEntry:
 
     @property
     def checkpoints(self) -> dict[str, Any]:
-        return dict(getattr(importlib.import_module(self.module), "CHECKPOINTS", {}))
+        """``{variant: hub.Checkpoint}`` of this model (``"<name>:"`` prefixes stripped)."""
+        table = getattr(importlib.import_module(self.module), "CHECKPOINTS", {})
+        out: dict[str, Any] = {}
+        for key, ckpt in table.items():
+            model, sep, variant = key.partition(":")
+            if not sep:
+                out[key] = ckpt
+            elif model == self.name:
+                out[variant] = ckpt
+        return out
 
 
 MODELS: dict[str, ModelEntry] = {
     "spynet": ModelEntry(
+        name="spynet",
         task="flow",
         module="flowlib.models.spynet",
         factory="SpyNet",
@@ -49,6 +62,7 @@ MODELS: dict[str, ModelEntry] = {
         default_weights="sintel-final",
     ),
     "flownets": ModelEntry(
+        name="flownets",
         task="flow",
         module="flowlib.models.flownet",
         factory="FlowNet",
@@ -57,6 +71,7 @@ MODELS: dict[str, ModelEntry] = {
         default_weights="chairs",
     ),
     "flownetc": ModelEntry(
+        name="flownetc",
         task="flow",
         module="flowlib.models.flownet",
         factory="FlowNet",
@@ -65,6 +80,7 @@ MODELS: dict[str, ModelEntry] = {
         default_weights="chairs",
     ),
     "cfnet": ModelEntry(
+        name="cfnet",
         task="stereo",
         module="flowlib.models.cfnet",
         factory="CFNet",

@@ -181,9 +181,12 @@ def load_weights(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any
     """Read a flowlib weight npz -> (nested variables, meta dict)."""
     path = os.fspath(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
+        # Open the file ourselves: np.load leaks its handle when the archive is damaged.
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
             flat = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError) as err:  # zipfile.BadZipFile is an OSError? no: handled below
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, EOFError) as err:
         raise ValueError(f"{path}: not a readable flowlib weight file (.npz): {err}") from err
     except Exception as err:  # zipfile.BadZipFile, zlib.error, KeyError from a damaged archive
         raise ValueError(f"{path}: damaged weight file (.npz): {err}") from err
