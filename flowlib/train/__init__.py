@@ -278,7 +278,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         new = {"params": optax.apply_updates(state["params"], upd),
                "batch_stats": updates.get("batch_stats", state["batch_stats"]),
                "opt_state": opt_state, "step": state["step"] + 1}
-        metrics["grad_norm"] = optax.global_norm(grads)
+        metrics["grad_norm"] = optax.tree.norm(grads)
         return new, metrics
 
     step_jit = jax.jit(step_fn, in_shardings=(replicated, sharded), out_shardings=(replicated, replicated),
@@ -314,6 +314,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             if bar is not None:
                 bar.set_postfix(loss=f"{running['loss']:.4g}", epe=f"{running.get('epe', math.nan):.3g}",
                                 pairs_s=f"{rate:.2f}")
+            elif rank == 0 and cfg.log_every > 0:  # no bar (logs, batch jobs): one line per log step
+                print(f"step {step + 1}/{cfg.steps} loss {running['loss']:.4g} "
+                      f"epe {running.get('epe', math.nan):.3g} {rate:.2f} pairs/s", flush=True)
         if bar is not None:
             bar.update(1)
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:

@@ -67,7 +67,7 @@ def load(path: str | os.PathLike, like: Any) -> tuple[Any, dict[str, Any]]:
     """Restore a state with the structure of ``like`` (e.g. a freshly initialised state)."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
             meta = json.loads(str(data["__meta__"]))
             keys = sorted(k for k in data.files if k != "__meta__")
             leaves = [data[k] for k in keys]
