@@ -21,6 +21,29 @@ def add_common(p: argparse.ArgumentParser, *, default_model: str) -> None:
     p.add_argument("--json", default=None, help="write the result record here")
     p.add_argument("--save-viz", default=None, help="folder for colour-coded predictions")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--resume", action="store_true",
+                   help="skip pairs a previous (killed) run of the same command already evaluated")
+    p.add_argument("--journal-dir", default=None,
+                   help="folder of per-pair results files (default: $FLOWLIB_HOME/eval-journals)")
+
+
+def journal_for(args: argparse.Namespace, benchmark: str, model: Any, root: Any) -> Any:
+    """The journal of this (benchmark, model, weights, root): every run writes one, and
+    ``--resume`` reuses it, so a killed run continues where it stopped."""
+    import hashlib
+
+    from flowlib import hub
+    from flowlib.evaluation import Journal
+
+    identity = {"benchmark": benchmark, "model": model.name, "weights": str(model.meta.get("weights")),
+                "root": str(Path(root).resolve())}
+    digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+    folder = Path(args.journal_dir) if args.journal_dir else hub.cache_dir() / "eval-journals"
+    path = folder / f"{benchmark}-{digest}.jsonl"
+    journal = Journal(path, identity, resume=args.resume)
+    if journal.done:
+        print(f"{benchmark}: resuming, {len(journal.done)} pairs already evaluated ({path})")
+    return journal
 
 
 def write_json(path: str | os.PathLike, text: str) -> None:

@@ -37,6 +37,7 @@ def flow_methods(model: Any) -> dict[str, Callable[[np.ndarray, np.ndarray], np.
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     return {
         f"flowlib {model.name}": lambda a, b: flowlib.estimate(a, b, model),
+        "zero flow (floor)": lambda a, b: np.zeros((*a.shape[:2], 2), np.float32),
         "OpenCV DIS medium": lambda a, b: dis.calc(_grey_u8(a), _grey_u8(b), None),
         "OpenCV Farneback": lambda a, b: cv2.calcOpticalFlowFarneback(
             _grey_u8(a), _grey_u8(b), None, 0.5, 3, 15, 3, 5, 1.2, 0),
@@ -69,6 +70,20 @@ def stereo_methods(model: Any, max_disp: int = 192) -> dict[str, Callable[[np.nd
         return d
 
     return {f"flowlib {model.name}": lambda a, b: flowlib.estimate_disparity(a, b, model), "OpenCV SGBM": sgbm}
+
+
+def flowlib_device() -> str:
+    import jax
+
+    return jax.devices()[0].device_kind
+
+
+def versions() -> dict[str, str]:
+    import cv2
+    import jax
+
+    return {"flowlib": flowlib.__version__, "jax": jax.__version__, "numpy": np.__version__,
+            "opencv": cv2.__version__}
 
 
 def flow_cases(root: Path) -> list[tuple[str, Any]]:
@@ -135,20 +150,27 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     p.add_argument("--flow-model", default="spynet")
+    p.add_argument("--flow-weights", default=None, help="default: the model's default (embedded) weights")
     p.add_argument("--stereo-model", default="cfnet")
+    p.add_argument("--stereo-weights", default=None)
+    p.add_argument("--task", choices=["flow", "stereo", "both"], default="both")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     root = Path(args.data)
-    flow_model = flowlib.load_model(args.flow_model)
-    stereo_model = flowlib.load_model(args.stereo_model)
-    record = {
-        "flow": run(flow_cases(root), flow_methods(flow_model), "flow"),
-        "stereo": run(stereo_cases(root), stereo_methods(stereo_model), "stereo"),
-        "flow_weights": flow_model.meta.get("weights"),
-        "stereo_weights": stereo_model.meta.get("weights"),
-    }
-    print_table("optical flow (EPE px, Fl %)", record["flow"])
-    print_table("stereo (EPE px, D1 %; Middlebury on nonocc)", record["stereo"])
+    if not root.is_dir():
+        p.error(f"--data {root}: not a folder (expected the shared real pairs, see ../shared/data/README.md)")
+    record: dict[str, Any] = {"device": str(flowlib_device()), "versions": versions()}
+    if args.task in ("flow", "both"):
+        flow_model = flowlib.load_model(args.flow_model, args.flow_weights)
+        record["flow"] = run(flow_cases(root), flow_methods(flow_model), "flow")
+        record["flow_weights"] = flow_model.meta.get("weights")
+        print_table(f"optical flow (EPE px, Fl %), flowlib weights {record['flow_weights']}", record["flow"])
+    if args.task in ("stereo", "both"):
+        stereo_model = flowlib.load_model(args.stereo_model, args.stereo_weights)
+        record["stereo"] = run(stereo_cases(root), stereo_methods(stereo_model), "stereo")
+        record["stereo_weights"] = stereo_model.meta.get("weights")
+        print_table(f"stereo (EPE px, D1 %; Middlebury on nonocc), flowlib weights {record['stereo_weights']}",
+                    record["stereo"])
     if args.json:
         from benchmarks._evalcli import write_json
 

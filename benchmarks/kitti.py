@@ -2,7 +2,7 @@
 
     python -m benchmarks.kitti --root PATH [--task flow|stereo|both] [--year 2015|2012]
         [--model M] [--stereo-model M] [--weights W] [--split training|testing]
-        [--limit N] [--json OUT] [--save-viz DIR] [--submission DIR [--zip]]
+        [--limit N] [--json OUT] [--save-viz DIR] [--submission DIR [--zip]] [--resume]
 
 Flow: EPE (mean of per-image means) and Fl (pooled), on ``flow_occ`` ("all") and, when
 present, ``flow_noc``. Stereo: D1 (pooled) and EPE on ``disp_occ`` and ``disp_noc``.
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import flowlib
-from benchmarks._evalcli import add_common, report, viz_saver
+from benchmarks._evalcli import add_common, journal_for, report, viz_saver
 from flowlib import data, evaluation, hub, io
 
 SYNTHETIC_VERSION = "v1"
@@ -105,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"skipping noc: {err}")
                     continue
                 raise
-            results.append(evaluate(model, samples, progress=not args.no_progress,
-                                    on_prediction=viz_saver(args.save_viz, task) if gt == "occ" else None))
+            with journal_for(args, f"kitti{args.year}-{task}-{gt}", model, root) as journal:
+                results.append(evaluate(model, samples, progress=not args.no_progress,
+                                        on_prediction=viz_saver(args.save_viz, task) if gt == "occ" else None,
+                                        journal=journal))
     if args.submission and args.zip:
         print(f"wrote {evaluation.zip_folder(args.submission)}")
     report(results, args.json, {"root": str(base), "synthetic": synthetic})

@@ -1,7 +1,7 @@
 """MPI-Sintel evaluation and submission.
 
     python -m benchmarks.sintel --root PATH [--model M] [--weights W] [--pass clean final]
-        [--split training|test] [--limit N] [--json OUT] [--save-viz DIR]
+        [--split training|test] [--limit N] [--json OUT] [--save-viz DIR] [--resume]
         [--submission DIR [--zip]] [--batch-size B]
 
 Training split: EPE all / matched / unmatched and the speed and distance bins, pixel-pooled
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import flowlib
-from benchmarks._evalcli import add_common, report, viz_saver
+from benchmarks._evalcli import add_common, journal_for, report, viz_saver
 from flowlib import data, evaluation, hub
 
 SYNTHETIC_VERSION = "v1"
@@ -69,9 +69,11 @@ def main(argv: list[str] | None = None) -> int:
                                               progress=not args.no_progress)
             print(f"wrote {len(samples)} flows under {out}/{pass_}")
             continue
-        result = evaluation.evaluate_sintel(model, samples, batch_size=args.batch_size,
-                                            progress=not args.no_progress,
-                                            on_prediction=viz_saver(args.save_viz, "flow"))
+        with journal_for(args, f"sintel-{args.split}-{pass_}", model, root) as journal:
+            result = evaluation.evaluate_sintel(model, samples, batch_size=args.batch_size,
+                                                progress=not args.no_progress,
+                                                on_prediction=viz_saver(args.save_viz, "flow"),
+                                                journal=journal)
         results.append(result)
     if args.submission and args.zip:
         print(f"wrote {evaluation.zip_folder(args.submission)}")

@@ -4,6 +4,7 @@ Protocol only: each evaluator calls a :class:`flowlib.Model` through the batched
 runner and :mod:`flowlib.metrics`; nothing here depends on a model's internals.
 """
 
+from flowlib.evaluation._journal import Journal
 from flowlib.evaluation._result import EvaluationResult, Pool
 from flowlib.evaluation._runner import predict
 from flowlib.evaluation.kitti import evaluate_kitti_flow, evaluate_kitti_stereo
@@ -13,6 +14,7 @@ from flowlib.evaluation.submission import write_submission, zip_folder
 
 __all__ = [
     "EvaluationResult",
+    "Journal",
     "Pool",
     "predict",
     "evaluate_sintel",

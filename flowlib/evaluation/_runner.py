@@ -16,7 +16,7 @@ import numpy as np
 
 from flowlib.data import Sample, load_sample, prefetch
 
-__all__ = ["predict", "allreduce_sums", "device_summary"]
+__all__ = ["predict", "measure_all", "sample_key", "allreduce_sums", "device_summary"]
 
 
 def _mesh():
@@ -98,6 +98,43 @@ def predict(
     finally:
         if bar is not None:
             bar.close()
+
+
+def sample_key(sample: Sample) -> str:
+    """A pair's identity in a journal: its first image's path."""
+    return str(sample.image1)
+
+
+def measure_all(
+    model: Any,
+    samples: Sequence[Sample],
+    measure: Callable[[Sample, dict, np.ndarray], Any],
+    *,
+    journal: Any = None,
+    batch_size: int = 1,
+    progress: bool = True,
+) -> Iterator[tuple[Sample, Any]]:
+    """Yield ``(sample, measure(sample, decoded, prediction))`` for every sample.
+
+    With a :class:`~flowlib.evaluation._journal.Journal`, pairs it already holds are not
+    predicted again (their stored values are yielded first) and each new value is
+    recorded durably before the next pair, so a killed run resumes where it stopped.
+    """
+    import jax
+
+    done = journal.done if journal is not None else {}
+    if done and jax.process_count() > 1:
+        raise ValueError("resuming an evaluation is supported in single-process runs only")
+    for sample in samples:
+        key = sample_key(sample)
+        if key in done:
+            yield sample, done[key]
+    for sample, data, pred in predict(model, samples, batch_size=batch_size, progress=progress,
+                                      skip=lambda s: sample_key(s) in done):
+        value = measure(sample, data, pred)
+        if journal is not None:
+            journal.add(sample_key(sample), value)
+        yield sample, value
 
 
 def allreduce_sums(values: dict[str, float]) -> dict[str, float]:

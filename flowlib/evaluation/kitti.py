@@ -19,9 +19,20 @@ import numpy as np
 from flowlib import metrics
 from flowlib.data import Sample
 from flowlib.evaluation._result import EvaluationResult, Pool
-from flowlib.evaluation._runner import allreduce_sums, device_summary, predict
+from flowlib.evaluation._runner import allreduce_sums, device_summary, measure_all
 
 __all__ = ["evaluate_kitti_flow", "evaluate_kitti_stereo"]
+
+
+def _accumulate(model: Any, samples: Sequence[Sample], measure: Any, journal: Any,
+                progress: bool) -> tuple[Pool, dict, int]:
+    total, groups, n = Pool(), {}, 0
+    for _, value in measure_all(model, samples, measure, journal=journal, progress=progress):
+        for name, (a, b) in value["parts"].items():
+            total.add(name, a, b)
+        groups[value["group"]] = value["values"]
+        n += 1
+    return total, groups, n
 
 
 def _finish(name: str, model: Any, total: Pool, groups: dict, n: int, start: float,
@@ -43,7 +54,7 @@ def _benchmark_name(samples: Sequence[Sample], task: str) -> str:
 
 
 def evaluate_kitti_flow(model: Any, samples: Sequence[Sample], *, progress: bool = True,
-                        on_prediction: Any = None) -> EvaluationResult:
+                        on_prediction: Any = None, journal: Any = None) -> EvaluationResult:
     """Evaluate a flow model on KITTI training samples.
 
     Args:
@@ -51,37 +62,38 @@ def evaluate_kitti_flow(model: Any, samples: Sequence[Sample], *, progress: bool
       samples: from :func:`flowlib.data.index_kitti_flow` (training split).
       progress: progress bar.
       on_prediction: optional callback ``f(sample, flow)``.
+      journal: optional :class:`~flowlib.evaluation._journal.Journal` (resume).
 
     Returns:
       Result with ``epe`` (per-image mean), ``epe_pooled``, ``fl`` (%, pooled) and, when
       object maps exist, ``fl_bg``/``fl_fg``; groups per image.
     """
     start = time.perf_counter()
-    total, groups, n = Pool(), {}, 0
-    for sample, data, flow in predict(model, samples, batch_size=1, progress=progress):
+
+    def measure(sample: Sample, data: dict, flow: np.ndarray) -> dict[str, Any]:
         gt, valid = data["flow"], data["valid"]
         epe = metrics.epe_map(flow, gt)
         out = metrics.fl_outlier_map(flow, gt)
         count = float(valid.sum())
-        total.add_mean("epe", float(epe[valid].sum()), count)
-        total.add("epe_pooled", float(epe[valid].sum()), count)
-        total.add("fl", float(out[valid].sum()), count)
+        parts = {"epe_pooled": [float(epe[valid].sum()), count], "fl": [float(out[valid].sum()), count]}
+        if count:  # per-image mean: one observation per image
+            parts["epe"] = [float(epe[valid].sum()) / count, 1.0]
         if "obj_map" in data:
             for key, region in (("fl_bg", ~data["obj_map"]), ("fl_fg", data["obj_map"])):
                 m = valid & region
-                total.add(key, float(out[m].sum()), float(m.sum()))
-        groups[sample.meta.get("frame", sample.name)] = {
-            "epe": float(epe[valid].mean()) if count else float("nan"),
-            "fl": 100.0 * float(out[valid].mean()) if count else float("nan"),
-        }
+                parts[key] = [float(out[m].sum()), float(m.sum())]
         if on_prediction is not None:
             on_prediction(sample, flow)
-        n += 1
+        return {"group": sample.meta.get("frame", sample.name), "parts": parts, "values": {
+            "epe": float(epe[valid].mean()) if count else float("nan"),
+            "fl": 100.0 * float(out[valid].mean()) if count else float("nan")}}
+
+    total, groups, n = _accumulate(model, samples, measure, journal, progress)
     return _finish(_benchmark_name(samples, "flow"), model, total, groups, n, start, ("fl", "fl_bg", "fl_fg"))
 
 
 def evaluate_kitti_stereo(model: Any, samples: Sequence[Sample], *, progress: bool = True,
-                          on_prediction: Any = None) -> EvaluationResult:
+                        on_prediction: Any = None, journal: Any = None) -> EvaluationResult:
     """Evaluate a stereo model on KITTI training samples.
 
     Args:
@@ -89,30 +101,31 @@ def evaluate_kitti_stereo(model: Any, samples: Sequence[Sample], *, progress: bo
       samples: from :func:`flowlib.data.index_kitti_stereo` (training split).
       progress: progress bar.
       on_prediction: optional callback ``f(sample, disparity)``.
+      journal: optional :class:`~flowlib.evaluation._journal.Journal` (resume).
 
     Returns:
       Result with ``d1`` (%, pooled), ``epe`` (per-image mean), ``epe_pooled`` and, with
       object maps, ``d1_bg``/``d1_fg``; groups per image.
     """
     start = time.perf_counter()
-    total, groups, n = Pool(), {}, 0
-    for sample, data, disp in predict(model, samples, batch_size=1, progress=progress):
+
+    def measure(sample: Sample, data: dict, disp: np.ndarray) -> dict[str, Any]:
         gt, valid = data["disparity"], data["valid"]
         err = np.abs(disp - gt)
         out = metrics.d1_outlier_map(disp, gt)
         count = float(valid.sum())
-        total.add("d1", float(out[valid].sum()), count)
-        total.add_mean("epe", float(err[valid].sum()), count)
-        total.add("epe_pooled", float(err[valid].sum()), count)
+        parts = {"d1": [float(out[valid].sum()), count], "epe_pooled": [float(err[valid].sum()), count]}
+        if count:
+            parts["epe"] = [float(err[valid].sum()) / count, 1.0]
         if "obj_map" in data:
             for key, region in (("d1_bg", ~data["obj_map"]), ("d1_fg", data["obj_map"])):
                 m = valid & region
-                total.add(key, float(out[m].sum()), float(m.sum()))
-        groups[sample.meta.get("frame", sample.name)] = {
-            "d1": 100.0 * float(out[valid].mean()) if count else float("nan"),
-            "epe": float(err[valid].mean()) if count else float("nan"),
-        }
+                parts[key] = [float(out[m].sum()), float(m.sum())]
         if on_prediction is not None:
             on_prediction(sample, disp)
-        n += 1
+        return {"group": sample.meta.get("frame", sample.name), "parts": parts, "values": {
+            "d1": 100.0 * float(out[valid].mean()) if count else float("nan"),
+            "epe": float(err[valid].mean()) if count else float("nan")}}
+
+    total, groups, n = _accumulate(model, samples, measure, journal, progress)
     return _finish(_benchmark_name(samples, "stereo"), model, total, groups, n, start, ("d1", "d1_bg", "d1_fg"))

@@ -17,9 +17,20 @@ import numpy as np
 from flowlib import metrics
 from flowlib.data import Sample
 from flowlib.evaluation._result import EvaluationResult, Pool
-from flowlib.evaluation._runner import allreduce_sums, device_summary, predict
+from flowlib.evaluation._runner import allreduce_sums, device_summary, measure_all
 
 __all__ = ["evaluate_middlebury_flow", "evaluate_middlebury_stereo"]
+
+
+def _accumulate(model: Any, samples: Sequence[Sample], measure: Any, journal: Any,
+                progress: bool) -> tuple[Pool, dict, int]:
+    total, groups, n = Pool(), {}, 0
+    for _, value in measure_all(model, samples, measure, journal=journal, progress=progress):
+        groups[value["group"]] = value["values"]
+        for key, v in value["values"].items():  # scene means, averaged over scenes
+            total.add(key, v, 1)
+        n += 1
+    return total, groups, n
 
 
 def _result(name: str, model: Any, total: Pool, groups: dict, n: int, start: float) -> EvaluationResult:
@@ -29,7 +40,7 @@ def _result(name: str, model: Any, total: Pool, groups: dict, n: int, start: flo
 
 
 def evaluate_middlebury_flow(model: Any, samples: Sequence[Sample], *, progress: bool = True,
-                             on_prediction: Any = None) -> EvaluationResult:
+                             on_prediction: Any = None, journal: Any = None) -> EvaluationResult:
     """EPE and AE per scene and their mean over scenes.
 
     Args:
@@ -37,27 +48,27 @@ def evaluate_middlebury_flow(model: Any, samples: Sequence[Sample], *, progress:
       samples: from :func:`flowlib.data.index_middlebury_flow` (``other`` split).
       progress: progress bar.
       on_prediction: optional callback ``f(sample, flow)``.
+      journal: optional :class:`~flowlib.evaluation._journal.Journal` (resume).
 
     Returns:
       Result with ``epe`` and ``ae`` (scene means); groups per scene.
     """
     start = time.perf_counter()
-    total, groups, n = Pool(), {}, 0
-    for sample, data, flow in predict(model, samples, progress=progress):
+
+    def measure(sample: Sample, data: dict, flow: np.ndarray) -> dict[str, Any]:
         valid = data["valid"]
         epe = float(metrics.epe_map(flow, data["flow"])[valid].mean())
         ae = float(metrics.angular_error_map(flow, data["flow"])[valid].mean())
-        groups[sample.meta["scene"]] = {"epe": epe, "ae": ae}
-        total.add("epe", epe, 1)
-        total.add("ae", ae, 1)
         if on_prediction is not None:
             on_prediction(sample, flow)
-        n += 1
+        return {"group": sample.meta["scene"], "values": {"epe": epe, "ae": ae}}
+
+    total, groups, n = _accumulate(model, samples, measure, journal, progress)
     return _result("middlebury-flow", model, total, groups, n, start)
 
 
 def evaluate_middlebury_stereo(model: Any, samples: Sequence[Sample], *, progress: bool = True,
-                               on_prediction: Any = None) -> EvaluationResult:
+                               on_prediction: Any = None, journal: Any = None) -> EvaluationResult:
     """bad-1/bad-2 on nonocc and all masks, EPE on all, per scene and scene mean.
 
     Args:
@@ -65,14 +76,15 @@ def evaluate_middlebury_stereo(model: Any, samples: Sequence[Sample], *, progres
       samples: from :func:`flowlib.data.index_middlebury_stereo`.
       progress: progress bar.
       on_prediction: optional callback ``f(sample, disparity)``.
+      journal: optional :class:`~flowlib.evaluation._journal.Journal` (resume).
 
     Returns:
       Result with ``bad1_nonocc``, ``bad2_nonocc``, ``bad1_all``, ``bad2_all`` (%),
       ``epe_all``; groups per scene.
     """
     start = time.perf_counter()
-    total, groups, n = Pool(), {}, 0
-    for sample, data, disp in predict(model, samples, progress=progress):
+
+    def measure(sample: Sample, data: dict, disp: np.ndarray) -> dict[str, Any]:
         gt, known = data["disparity"], data["valid"]
         scene: dict[str, float] = {}
         for mask_name in ("nonocc", "all"):
@@ -81,10 +93,9 @@ def evaluate_middlebury_stereo(model: Any, samples: Sequence[Sample], *, progres
                 bad = metrics.bad_n_map(disp, gt, k)
                 scene[f"bad{k}_{mask_name}"] = 100.0 * float(bad[mask].mean())
         scene["epe_all"] = float(np.abs(disp - gt)[known & data.get("all", known)].mean())
-        groups[sample.meta["scene"]] = scene
-        for key, value in scene.items():
-            total.add(key, value, 1)
         if on_prediction is not None:
             on_prediction(sample, disp)
-        n += 1
+        return {"group": sample.meta["scene"], "values": scene}
+
+    total, groups, n = _accumulate(model, samples, measure, journal, progress)
     return _result("middlebury-stereo", model, total, groups, n, start)

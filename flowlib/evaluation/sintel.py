@@ -17,7 +17,7 @@ import numpy as np
 from flowlib import metrics
 from flowlib.data import Sample
 from flowlib.evaluation._result import EvaluationResult, Pool
-from flowlib.evaluation._runner import allreduce_sums, device_summary, predict
+from flowlib.evaluation._runner import allreduce_sums, device_summary, measure_all
 
 __all__ = ["evaluate_sintel"]
 
@@ -29,6 +29,7 @@ def evaluate_sintel(
     batch_size: int = 1,
     progress: bool = True,
     on_prediction: Any = None,
+    journal: Any = None,
 ) -> EvaluationResult:
     """Evaluate a flow model on Sintel training samples (one pass).
 
@@ -38,6 +39,8 @@ def evaluate_sintel(
       batch_size: pairs per forward pass.
       progress: progress bar.
       on_prediction: optional callback ``f(sample, flow)`` (saving visualisations, ...).
+      journal: optional :class:`~flowlib.evaluation._journal.Journal`: pairs it holds are
+        not evaluated again, new ones are recorded (``--resume``).
 
     Returns:
       Result with metrics ``epe`` (all), ``epe_matched``, ``epe_unmatched``, ``s0-10``,
@@ -47,7 +50,8 @@ def evaluate_sintel(
     start = time.perf_counter()
     total, scenes = Pool(), {}
     n = 0
-    for sample, data, flow in predict(model, samples, batch_size=batch_size, progress=progress):
+
+    def measure(sample: Sample, data: dict, flow: np.ndarray) -> dict[str, Any]:
         if "flow" not in data:
             raise ValueError(f"{sample.image1}: Sintel evaluation needs ground truth (training split)")
         valid = data["valid"] & ~data.get("invalid", np.zeros_like(data["valid"]))
@@ -55,12 +59,17 @@ def evaluate_sintel(
         epe = metrics.epe_map(flow, data["flow"])
         for k in (1, 3, 5):
             parts[f"{k}px"] = (float(np.sum((epe < k) & valid)), float(np.sum(valid)))
-        scene = scenes.setdefault(sample.meta.get("scene", "?"), Pool())
-        for name, (s, c) in parts.items():
-            total.add(name, s, c)
-            scene.add(name, s, c)
         if on_prediction is not None:
             on_prediction(sample, flow)
+        return {"scene": sample.meta.get("scene", "?"),
+                "parts": {name: [float(a), float(b)] for name, (a, b) in parts.items()}}
+
+    for _, value in measure_all(model, samples, measure, journal=journal, batch_size=batch_size,
+                                progress=progress):
+        scene = scenes.setdefault(value["scene"], Pool())
+        for name, (a, b) in value["parts"].items():
+            total.add(name, a, b)
+            scene.add(name, a, b)
         n += 1
     pooled = Pool.from_flat(allreduce_sums(total.flat()))
     renamed = {("epe" if k == "all" else f"epe_{k}" if k in ("matched", "unmatched") else k): v
