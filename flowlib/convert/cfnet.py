@@ -13,6 +13,11 @@ Layouts: Conv2d/3d ``(O, I, *k)`` -> ``(*k, I, O)``; ConvTranspose3d ``(I, O, *k
 
 ``maxdisp`` is not stored in the weights (no parameter depends on it); every upstream
 script and both released checkpoints use 256, the default here.
+
+Only the full-width network exists upstream: a reduced-width ``CFNet(channel_divisor=n)``
+(``n > 1``) is flowlib's own and its weights live in flowlib ``.npz`` files (whose metadata
+records ``channel_divisor``); asking for ``channel_divisor != 1`` here, or passing a
+narrower state dict, is refused with a ``ValueError`` that says so.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ __all__ = ["convert_state_dict", "convert_file", "key_table", "unwrap", "IGNORED
            "IGNORED_PATTERN"]
 
 DEFAULT_MAXDISP = 256
+#: Output channels of ``feature_extraction.firstconv.0`` in the full-width network.
+_FIRST_WIDTH = 32
 
 #: ``hourglassup.combine3`` and ``redir3`` are registered but never called by upstream's
 #: forward (680,448 values); the port has no such parameters.
@@ -165,6 +172,23 @@ def unwrap(obj: Any) -> Mapping[str, Any]:
     )
 
 
+def _check_full_width(source: Mapping[str, np.ndarray], channel_divisor: int) -> None:
+    """Refuse reduced-width CFNets (requested or found in the state dict) with a clear
+    message instead of a list of shape mismatches."""
+    hint = ("gallenszl/CFNet checkpoints are the full-width network (channel_divisor=1); a "
+            "reduced-width CFNet(channel_divisor > 1) has no PyTorch counterpart, so load its "
+            "flowlib .npz weights instead")
+    if channel_divisor != 1:
+        raise ValueError(f"cannot convert for channel_divisor={channel_divisor!r}: {hint}")
+    key = "feature_extraction.firstconv.0.0.weight"
+    first = source.get(key)
+    if first is not None and first.ndim == 4 and first.shape[0] != _FIRST_WIDTH:
+        raise ValueError(
+            f"{key} has {first.shape[0]} output channels, the full-width CFNet has "
+            f"{_FIRST_WIDTH} (this looks like channel_divisor={_FIRST_WIDTH / first.shape[0]:g}): "
+            f"{hint}")
+
+
 @functools.lru_cache(maxsize=4)
 def _expected_tree(maxdisp: int) -> Any:
     from flowlib.models.cfnet import CFNet
@@ -173,20 +197,25 @@ def _expected_tree(maxdisp: int) -> Any:
     return jax.eval_shape(lambda: CFNet(maxdisp=maxdisp).init(jax.random.PRNGKey(0), x, x))
 
 
-def convert_state_dict(state: Mapping[str, Any], *, maxdisp: int = DEFAULT_MAXDISP) -> dict:
+def convert_state_dict(state: Mapping[str, Any], *, maxdisp: int = DEFAULT_MAXDISP,
+                       channel_divisor: int = 1) -> dict:
     """CFNet state dict (numpy arrays, any of the layouts :func:`unwrap` accepts) -> variables.
 
     Args:
       state: the checkpoint's state dict or the whole checkpoint dict.
       maxdisp: the model's maximum disparity (not recorded in the weights).
+      channel_divisor: must be 1 (upstream checkpoints are full width); accepted so that
+        a model's keyword arguments can be passed through.
 
     Returns:
       ``{"params": ..., "batch_stats": ...}`` for ``CFNet(maxdisp=maxdisp)``.
 
     Raises:
-      ValueError: a tensor is missing, left over, or has the wrong shape.
+      ValueError: ``channel_divisor != 1`` or a reduced-width state dict; a tensor is
+        missing, left over, or has the wrong shape.
     """
     source = {k: np.asarray(v) for k, v in unwrap(state).items()}
+    _check_full_width(source, channel_divisor)
     mapper = KeyMapper(source, ignore=IGNORED, ignore_pattern=IGNORED_PATTERN)
     for t, f, kind in key_table():
         if kind == "param":
@@ -203,8 +232,13 @@ def convert_state_dict(state: Mapping[str, Any], *, maxdisp: int = DEFAULT_MAXDI
     return mapper.finish(_expected_tree(maxdisp))
 
 
-def convert_file(path: str | os.PathLike, *, maxdisp: int = DEFAULT_MAXDISP) -> tuple[dict, dict]:
+def convert_file(path: str | os.PathLike, *, maxdisp: int = DEFAULT_MAXDISP,
+                 channel_divisor: int = 1) -> tuple[dict, dict]:
     """Read a CFNet ``.ckpt`` / ``.tar`` / ``.pth`` file (no torch needed) and convert it.
+
+    Args:
+      path: the checkpoint file.
+      maxdisp, channel_divisor: as :func:`convert_state_dict` (``channel_divisor`` must be 1).
 
     Returns:
       ``(variables, model_kwargs)`` with ``model_kwargs = {"maxdisp": maxdisp}``.
@@ -213,7 +247,7 @@ def convert_file(path: str | os.PathLike, *, maxdisp: int = DEFAULT_MAXDISP) -> 
 
     obj = read_torch_checkpoint(path)
     try:
-        variables = convert_state_dict(obj, maxdisp=maxdisp)
+        variables = convert_state_dict(obj, maxdisp=maxdisp, channel_divisor=channel_divisor)
     except ValueError as err:
         raise ValueError(f"{os.fspath(path)}: {err}") from err
     return variables, {"maxdisp": maxdisp}

@@ -37,7 +37,9 @@ Deviations / choices: upstream test loaders pad to a fixed size (KITTI 384x1248)
 for KITTI's 375x1242). ``hourglassup.combine3`` / ``redir3`` exist in the checkpoints but
 upstream never calls them; they are not parameters here (the converter lists them as
 ignored, 680,448 values). The Mish network is ported; upstream's ReLU variant
-(``models/relu``) is not.
+(``models/relu``) is not. ``CFNet(channel_divisor=n)`` (not upstream) is the same network
+with every channel width divided by ``n``: a small model to train from scratch (on a CPU);
+the released weights need ``n = 1``.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ __all__ = [
     "preprocess",
     "pad_input",
     "spp_kernel_sizes",
+    "check_channel_divisor",
     "uncertainty_bounds",
     "search_range",
     "disparity_hypotheses",
@@ -72,6 +75,9 @@ SAMPLES_S3 = 14  # uniform interior hypotheses at 1/4 (+ floor(min), ceil(max) =
 SAMPLES_S2 = 10  # ... at 1/2 (12 hypotheses)
 # Cascade stages: (stride, feature level, interior samples N, correlation groups).
 _STAGES = {"s3": (4, 3, SAMPLES_S3, NUM_GROUPS), "s2": (2, 2, SAMPLES_S2, NUM_GROUPS // 2)}
+# Channel widths that ``channel_divisor`` must divide exactly: the encoder/decoder, the
+# group-wise head widths and the 3-D nets (32, 64; 16 in the 1/2 stage).
+_DIVIDED_WIDTHS = (16, 32, 64, 80, 128, 160, 192, 256, 320, 512)
 # Per-stage intermediates reported in the output dict as f"{key}_{stage}" (ranges as
 # f"range_{stage}_{...}", the fixture's names).
 _STAGE_KEYS = ("range_in_min", "range_in_max", "range_min", "range_max", "uniform", "samples",
@@ -173,29 +179,71 @@ _GW_HEADS = {2: (80, 80), 3: (160, 160), 4: (160, 160), 5: (320, 320), 6: (320, 
 _CONCAT_HEADS = {2: (32, 6), 3: (128, 12), 4: (128, 12), 5: (128, 12), 6: (128, 12)}
 
 
+def _reduced_count(n: int, divisor: int) -> int:
+    """``max(1, n // divisor)``: the concatenation-feature widths (6, 12) and correlation
+    groups (40, 20) under ``channel_divisor``, which it need not divide exactly."""
+    return max(1, n // divisor)
+
+
+def check_channel_divisor(divisor: int) -> None:
+    """Raise ``ValueError`` unless ``divisor`` is a valid :attr:`CFNet.channel_divisor`.
+
+    It must be an integer >= 1 that divides every channel width in ``_DIVIDED_WIDTHS``
+    (so 1, 2, 4, 8 or 16), and each reduced group-wise feature width must stay divisible
+    by its reduced number of correlation groups (:func:`_reduced_count`).
+    """
+    if isinstance(divisor, bool) or not isinstance(divisor, (int, np.integer)) or divisor < 1:
+        raise ValueError(f"channel_divisor must be an integer >= 1, got {divisor!r}")
+    if any(w % divisor for w in _DIVIDED_WIDTHS):
+        valid = [d for d in range(1, 17) if not any(w % d for w in _DIVIDED_WIDTHS)]
+        raise ValueError(
+            f"channel_divisor must divide every CFNet channel width {_DIVIDED_WIDTHS}, i.e. be "
+            f"one of {valid}; got {divisor}")
+    # (feature level, groups): the fused volumes at 1/8 ... 1/32, then the cascade stages.
+    volumes = [(level, NUM_GROUPS) for level in (4, 5, 6)]
+    volumes += [(level, groups) for _, level, _, groups in _STAGES.values()]
+    for level, groups in volumes:
+        width, reduced = _GW_HEADS[level][1] // divisor, _reduced_count(groups, divisor)
+        if width % reduced:
+            raise ValueError(
+                f"channel_divisor {divisor}: the gw{level} width {width} is not divisible by "
+                f"its {reduced} correlation groups")
+
+
 class FeatureExtraction(nn.Module):
-    """ResNet-style encoder to 1/32, SPP, nearest-upsampling decoder, per-level heads."""
+    """ResNet-style encoder to 1/32, SPP, nearest-upsampling decoder, per-level heads.
+
+    ``channel_divisor`` divides every width (``CFNet.channel_divisor``; the concatenation
+    heads' 6 / 12 outputs by :func:`_reduced_count`).
+    """
+
+    channel_divisor: int = 1
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> dict[str, jax.Array]:
+        div = self.channel_divisor
         for i in range(3):
-            x = ConvBN(32, stride=2 if i == 0 else 1, name=f"firstconv_{i}")(x, train=train)
-        skips = {2: BasicBlock(64, 1, name="layer2")(x, train=train)}  # 1/2
+            x = ConvBN(32 // div, stride=2 if i == 0 else 1, name=f"firstconv_{i}")(x, train=train)
+        skips = {2: BasicBlock(64 // div, 1, name="layer2")(x, train=train)}  # 1/2
         for level, width in ((3, 128), (4, 192), (5, 256), (6, 512)):   # 1/4 ... 1/32
-            skips[level] = BasicBlock(width, 2, name=f"layer{level}")(skips[level - 1], train=train)
+            skips[level] = BasicBlock(width // div, 2, name=f"layer{level}")(
+                skips[level - 1], train=train)
         decoded = {6: PyramidPooling(name="pyramid_pooling")(skips[6], train=train)}
         for level, width in ((5, 256), (4, 192), (3, 128), (2, 64)):
             coarse = decoded[level + 1]
             # nn.Upsample(scale_factor=2): nearest; the skip comes first in the concat.
             coarse = ops.resize_nearest(coarse, (2 * coarse.shape[1], 2 * coarse.shape[2]))
-            up = ConvBN(width, name=f"upconv{level + 1}")(coarse, train=train)
+            up = ConvBN(width // div, name=f"upconv{level + 1}")(coarse, train=train)
             merged = jnp.concatenate([skips[level], up], axis=-1)
-            decoded[level] = ConvBN(width, name=f"iconv{level}")(merged, train=train)
+            decoded[level] = ConvBN(width // div, name=f"iconv{level}")(merged, train=train)
         out = {}
         for level in range(2, 7):
-            out[f"gw{level}"] = FeatureHead(*_GW_HEADS[level], name=f"gw{level}")(
+            gw_hidden, gw_out = _GW_HEADS[level]
+            cat_hidden, cat_out = _CONCAT_HEADS[level]
+            out[f"gw{level}"] = FeatureHead(gw_hidden // div, gw_out // div, name=f"gw{level}")(
                 decoded[level], train=train)
-            out[f"concat{level}"] = FeatureHead(*_CONCAT_HEADS[level], name=f"concat{level}")(
+            out[f"concat{level}"] = FeatureHead(
+                cat_hidden // div, _reduced_count(cat_out, div), name=f"concat{level}")(
                 decoded[level], train=train)
         return out
 
@@ -446,23 +494,39 @@ def _upsample_disparity(disp: jax.Array, scale: int, size: tuple[int, int]) -> j
 
 
 class CFNet(nn.Module):
-    """CFNet (Mish). ``maxdisp`` must be a multiple of 32; all released weights use 256
-    (upstream's class default is 192)."""
+    """CFNet (Mish); see the module docstring for conventions and ``aux`` keys.
+
+    Attributes:
+      maxdisp: maximum disparity, a multiple of 32; all released weights use 256
+        (upstream's class default is 192).
+      channel_divisor: divide every channel width by this: the feature extractor, the
+        feature heads, the 3-D cost networks, and the correlation groups (40 and 20) and
+        concatenation features (6 and 12) as ``max(1, n // channel_divisor)``. 1 is the
+        paper's network and the only value the released checkpoints fit; 2, 4, 8 (or 16)
+        give a small model with the same code, e.g. one trainable on a CPU (about
+        ``1 / channel_divisor**2`` of the parameters and of the 3-D convolution cost).
+    """
 
     maxdisp: int = 256
+    channel_divisor: int = 1
 
     def setup(self) -> None:
         if self.maxdisp % 32 or self.maxdisp <= 0:
             raise ValueError(f"maxdisp must be a positive multiple of 32, got {self.maxdisp}")
-        self.feature_extraction = FeatureExtraction()
-        self.dres0, self.dres1 = Conv3dPair(32, act_last=True), Conv3dPair(32, act_last=False)
-        self.dres0_5, self.dres1_5 = Conv3dPair(64, act_last=True), Conv3dPair(64, act_last=False)
-        self.dres0_6, self.dres1_6 = Conv3dPair(64, act_last=True), Conv3dPair(64, act_last=False)
-        self.combine1 = HourglassUp(32)
-        self.dres3 = Hourglass(32)
-        self.classif0, self.classif1, self.classif2 = CostHead(32), CostHead(32), CostHead(32)
-        self.stage_s3 = CascadeStage(32)
-        self.stage_s2 = CascadeStage(16)
+        check_channel_divisor(self.channel_divisor)
+        div = self.channel_divisor
+        self.feature_extraction = FeatureExtraction(channel_divisor=div)
+        self.dres0 = Conv3dPair(32 // div, act_last=True)
+        self.dres1 = Conv3dPair(32 // div, act_last=False)
+        self.dres0_5 = Conv3dPair(64 // div, act_last=True)
+        self.dres1_5 = Conv3dPair(64 // div, act_last=False)
+        self.dres0_6 = Conv3dPair(64 // div, act_last=True)
+        self.dres1_6 = Conv3dPair(64 // div, act_last=False)
+        self.combine1 = HourglassUp(32 // div)
+        self.dres3 = Hourglass(32 // div)
+        self.classif0, self.classif1, self.classif2 = [CostHead(32 // div) for _ in range(3)]
+        self.stage_s3 = CascadeStage(32 // div)
+        self.stage_s2 = CascadeStage(16 // div)
         # Learned range scalars, zero-initialised upstream. Upstream's `.long()` cut means
         # no gradient ever reaches them, so training leaves them at their initial value.
         zeros = nn.initializers.zeros
@@ -543,7 +607,7 @@ class CFNet(nn.Module):
             d = self.maxdisp // 2 ** (level - 1)
             volume = jnp.concatenate([
                 ops.groupwise_cost_volume(fl[f"gw{level}"], fr[f"gw{level}"], max_disparity=d,
-                                          groups=NUM_GROUPS),
+                                          groups=_reduced_count(NUM_GROUPS, self.channel_divisor)),
                 ops.concat_cost_volume(fl[f"concat{level}"], fr[f"concat{level}"], max_disparity=d),
             ], axis=-1)
             cost = pre(volume, train=train)
@@ -581,7 +645,7 @@ class CFNet(nn.Module):
         samples = out["samples"] if forced is None else jnp.asarray(forced).astype(jnp.int32)
         volume = stage_volume(feats["left"][f"gw{level}"], feats["right"][f"gw{level}"],
                               feats["left"][f"concat{level}"], feats["right"][f"concat{level}"],
-                              samples, groups=groups)
+                              samples, groups=_reduced_count(groups, self.channel_divisor))
         net = self.stage_s3 if name == "s3" else self.stage_s2
         logits = net(volume, train=train, all_heads=all_heads)
         prob = jax.nn.softmax(logits["cost1"], axis=1)
