@@ -11,10 +11,12 @@ For every model, input size and dtype this measures, in one process:
 * memory: XLA's ``memory_analysis()`` of the compiled executable (arguments + outputs +
   temporaries - aliased) and, as a second figure, the growth of the process's peak RSS
   (``VmHWM``, reset through ``/proc/self/clear_refs``) over the first call after compiling;
-* FLOPs from XLA's ``cost_analysis()`` (padding taps and the zeros of transposed
-  convolutions are not counted), divided by the convolution throughput measured at the
-  start of the same run (a 1x128x128x256 -> 256 3x3 ``conv_general_dilated``): the
-  compute-bound time, and the fraction of it that the model reaches;
+* FLOPs from XLA's ``cost_analysis()`` (padding taps and the zeros of input-dilated
+  convolutions are not counted; the zero taps of CFNet's sub-pixel transposed
+  convolutions, ``flowlib.models._layers.conv_transpose``, are), divided by the
+  convolution throughput measured at the start of the same run (a 1x128x128x256 -> 256
+  3x3 ``conv_general_dilated``): the compute-bound time, and the fraction of it that the
+  model reaches;
 * the eager-PyTorch peer of the same architecture (:mod:`benchmarks._torch_peers`, the
   SPECS parameter counts asserted) under ``torch.inference_mode()`` with
   ``torch.set_num_threads`` = the number of threads XLA's CPU client uses (the
@@ -40,7 +42,10 @@ met / not met; benchmarks never assert on timings (only the peers' parameter cou
 ``--breakdown`` answers "where does the time go": every distinct convolution of the
 lowered program is timed on its own (same shapes, window, dtype), multiplied by its count
 and summed per kind (2-D / 3-D, strided, transposed = input-dilated); the rest of the model
-time is everything else (correlation, cost volumes, gathers, resizes, elementwise).
+time is everything else (correlation, cost volumes, gathers, resizes, elementwise). The
+kinds are those of the lowered program: CFNet's stride-1 3-D convolutions and its
+transposed ones are lowered as 2-D convolutions (depth taps on the channels, depth in the
+batch; :mod:`flowlib.models._layers`), so they count as ``conv2d`` there.
 
 The yardstick is measured before and after the models (best run of each, the faster of
 the two kept): on a shared CPU a median mostly measures the other tenants. Run it on an

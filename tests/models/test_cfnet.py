@@ -5,10 +5,12 @@ synthetic weights of keys.json, seed 6000) and primitives/cfnet_ops.npz. Fixture
 are NCHW / NCDHW; they are transposed to flowlib's NHWC / (B, D, H, W[, C]) here.
 Tolerances are those of fixtures/tolerances.json.
 
-Cost on a 2-core CPU: one CFNet forward at 128x256 takes ~15 s plus ~20 s of compilation
-(most of it in the stride-2 transposed 3-D convolutions), so the end-to-end parity and the
-eager forward are marked ``slow``; the default tier checks the network up to the 1/4-stage
-hypotheses against the fixture and everything else on tiny inputs or by shape.
+Cost on a 2-core CPU (idle): one jitted CFNet forward at 128x256 takes ~0.7 s after ~7 s
+of compilation (~4.6 s after ~5 s before flowlib.models._layers computed the 3-D and
+transposed 3-D convolutions as 2-D ones); the end-to-end parity (two forwards compiled
+together) and the eager forward are marked ``slow``; the default tier checks the network
+up to the 1/4-stage hypotheses against the fixture and everything else on tiny inputs or
+by shape.
 """
 
 from __future__ import annotations
