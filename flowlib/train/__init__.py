@@ -51,6 +51,7 @@ class TrainConfig:
     log_every: int = 10
     init: str | None = None
     model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    data_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     freeze: str | None = None
     workers: int = 2
     progress: bool = True
@@ -82,13 +83,14 @@ def _sample_source(cfg: TrainConfig, task: str) -> Callable[[int, np.random.Gene
         h, w = int(cfg.crop[0] * 1.25), int(cfg.crop[1] * 1.25)
         if task == "flow":
             def render(index: int, rng: np.random.Generator) -> dict[str, Any]:
-                d = synthetic.flow_pair(cfg.seed * 1_000_003 + index, h, w)
+                d = synthetic.flow_pair(cfg.seed * 1_000_003 + index, h, w, **cfg.data_kwargs)
                 return {"image1": d["image1"], "image2": d["image2"], "flow": d["flow"],
                         "valid": np.ones(d["flow"].shape[:2], bool)}
         else:
             maxdisp = float(cfg.model_kwargs.get("maxdisp", 192))
             def render(index: int, rng: np.random.Generator) -> dict[str, Any]:
-                d = synthetic.stereo_pair(cfg.seed * 1_000_003 + index, h, w, max_disparity=min(96.0, maxdisp / 2))
+                kwargs = {"max_disparity": min(96.0, maxdisp / 2), **cfg.data_kwargs}
+                d = synthetic.stereo_pair(cfg.seed * 1_000_003 + index, h, w, **kwargs)
                 return {"image1": d["left"], "image2": d["right"], "disparity": d["disparity"],
                         "valid": np.ones(d["disparity"].shape, bool)}
         return render

@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--init", default=None, help="fine-tune from these weights (name:variant or path)")
     p.add_argument("--model-kwargs", default="{}", help='JSON, e.g. \'{"maxdisp": 192}\'')
+    p.add_argument("--data-kwargs", default="{}",
+                   help='JSON for the synthetic generator, e.g. \'{"motion": 0.5}\' or \'{"max_disparity": 64}\'')
     p.add_argument("--freeze", default=None, help="regex of parameter paths to keep fixed")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--no-progress", action="store_true")
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         model=a.model, data=a.data, root=a.root, steps=a.steps, batch_size=a.batch_size, crop=tuple(a.crop),
         lr=a.lr, schedule=a.schedule, warmup=a.warmup, weight_decay=a.weight_decay, seed=a.seed,
         out=a.out or f"runs/{a.model}", checkpoint_every=a.checkpoint_every, log_every=a.log_every,
-        init=a.init, model_kwargs=json.loads(a.model_kwargs), freeze=a.freeze, workers=a.workers,
+        init=a.init, model_kwargs=json.loads(a.model_kwargs), data_kwargs=json.loads(a.data_kwargs), freeze=a.freeze, workers=a.workers,
         progress=not a.no_progress,
     )
     try:
