@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import flowlib
-from flowlib.convert._common import load_weights
+from flowlib.convert._common import flatten, load_weights
 from flowlib.data import synthetic
 from flowlib.train import TrainConfig, train
 from flowlib.train import _checkpoint
@@ -55,6 +55,26 @@ def test_short_run_learns_and_writes_loadable_weights(tmp_path):
     a = rng.random((40, 56, 3), dtype=np.float32)
     flow = flowlib.estimate(a, np.roll(a, 1, axis=1), model=model)
     assert flow.shape == (40, 56, 2) and np.isfinite(flow).all()
+
+
+def test_export_turns_a_checkpoint_into_the_same_weights(tmp_path):
+    from flowlib.train.export import export, main
+
+    train(TrainConfig(**_TINY, steps=3, checkpoint_every=3, out=str(tmp_path / "run")))
+    want, _ = load_weights(tmp_path / "run" / "weights.npz")
+    info = export(tmp_path / "run", tmp_path / "w.npz", model_kwargs={"max_levels": None, "num_networks": 1})
+    got, meta = load_weights(tmp_path / "w.npz")
+    assert flatten(got).keys() == flatten(want).keys()
+    for k, v in flatten(want).items():
+        np.testing.assert_array_equal(flatten(got)[k], v)
+    # Training settings recorded; the inference override applied (max_levels back to default).
+    assert meta["model_kwargs"] == {"num_networks": 1} == info["model_kwargs"]
+    assert meta["training"]["steps"] == 3 and meta["training"]["crop"] == [32, 48]
+    assert flowlib.load_model("spynet", tmp_path / "w.npz").module.max_levels == 6
+    assert main([str(tmp_path / "nothing"), str(tmp_path / "x.npz")]) == 2
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(ValueError, match="unreadable training checkpoint"):
+        export(tmp_path / "bad.npz", tmp_path / "y.npz")
 
 
 def test_resume_refuses_a_different_configuration(tmp_path):

@@ -12,7 +12,8 @@
   Under ``jax.distributed`` every process renders only its slice of each global batch.
 * Checkpoints every N steps, atomic (temp file + rename), the newest three kept; the loss
   history travels inside them; ``curves.png`` and ``history.json`` are refreshed with each.
-* At the end ``weights.npz`` (flowlib weight format) loads with ``flowlib.load_model``.
+* At the end ``weights.npz`` (flowlib weight format, via :mod:`flowlib.train.export`) loads
+  with ``flowlib.load_model``.
 """
 
 from __future__ import annotations
@@ -232,7 +233,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
     from flowlib import __version__, _zoo
-    from flowlib.convert._common import save_weights
     from flowlib.data import prefetch
     from flowlib.train import _checkpoint
 
@@ -327,13 +327,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         bar.close()
     weights = out / "weights.npz"
     if rank == 0:
-        final = jax.device_get(state)
-        variables = {"params": final["params"]}
-        if final["batch_stats"]:
-            variables["batch_stats"] = final["batch_stats"]
-        save_weights(weights, variables, {
-            "model": cfg.model, "model_kwargs": cfg.model_kwargs, "weights": f"trained:{out.name}",
-            "training": {**cfg.identity(), "steps": cfg.steps}, "flowlib_version": __version__,
-            "license": "MIT (trained by flowlib)", "training_data": cfg.data,
-        })
+        from flowlib.train.export import export
+
+        export(_checkpoint.latest(ckpt_dir), weights)
     return {"history": history, "weights": weights, "steps": cfg.steps}

@@ -81,3 +81,30 @@ def load(path: str | os.PathLike, like: Any) -> tuple[Any, dict[str, Any]]:
             raise ValueError(f"{path}: {k.split(':', 1)[1]} has shape {got.shape}, expected {np.shape(ref)}")
     restored = [np.asarray(g, dtype=np.asarray(r).dtype) for r, g in zip(ref_leaves, leaves)]
     return jax.tree_util.tree_unflatten(treedef, restored), meta
+
+
+def variables(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The model variables (``params``, ``batch_stats``) of a checkpoint, and its meta.
+
+    Reads the leaves by their tree paths, so no model or optimizer needs to be built
+    (used by :mod:`flowlib.train.export` to turn any checkpoint into flowlib weights).
+    """
+    from flowlib.convert._common import unflatten
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
+            meta = json.loads(str(data["__meta__"]))
+            flat = {}
+            for k in data.files:
+                if k == "__meta__":
+                    continue
+                tree_path = k.split(":", 1)[1]
+                if tree_path.split("/", 1)[0] in ("params", "batch_stats"):
+                    flat[tree_path] = data[k]
+    except Exception as err:
+        raise ValueError(f"{path}: unreadable training checkpoint: {err}") from err
+    if not any(k.startswith("params/") for k in flat):
+        raise ValueError(f"{path}: no params/ arrays: not a flowlib training checkpoint")
+    tree = unflatten(flat)
+    return {k: tree[k] for k in ("params", "batch_stats") if tree.get(k)}, meta
