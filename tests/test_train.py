@@ -137,3 +137,16 @@ def _flatten(tree, prefix=""):
             yield from _flatten(value, f"{prefix}{key}/")
         else:
             yield prefix + key, np.asarray(value)
+
+
+def test_synthetic_scene_choice():
+    from flowlib.train import _batch_fn
+
+    cfg = TrainConfig(**{**_TINY, "data_kwargs": {"scene": "translation", "max_shift": 1}})
+    batch = _batch_fn(cfg, "flow", 2, 0)(0)
+    assert batch["flow"].shape == (2, 32, 48, 2)
+    # Augmentation rescales the vectors, but each pair's flow is still one constant vector.
+    for f in batch["flow"]:
+        assert np.allclose(f, f[0, 0]) and np.abs(f).max() <= 1.3 * 1.25 + 1e-5
+    with pytest.raises(ValueError, match="scene must be one of"):
+        _batch_fn(TrainConfig(**{**_TINY, "data_kwargs": {"scene": "moon"}}), "flow", 2, 0)

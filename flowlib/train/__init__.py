@@ -83,8 +83,17 @@ def _sample_source(cfg: TrainConfig, task: str) -> Callable[[int, np.random.Gene
     if cfg.data == "synthetic":
         h, w = int(cfg.crop[0] * 1.25), int(cfg.crop[1] * 1.25)
         if task == "flow":
+            # data_kwargs["scene"]: "chairs" (flow_pair, default), "warp" (warp_pair) or
+            # "translation" (translation_pair, a curriculum's first stage).
+            kwargs = dict(cfg.data_kwargs)
+            scenes = {"chairs": synthetic.flow_pair, "warp": synthetic.warp_pair,
+                      "translation": synthetic.translation_pair}
+            scene = kwargs.pop("scene", "chairs")
+            if scene not in scenes:
+                raise ValueError(f"data_kwargs scene must be one of {sorted(scenes)}, got {scene!r}")
+
             def render(index: int, rng: np.random.Generator) -> dict[str, Any]:
-                d = synthetic.flow_pair(cfg.seed * 1_000_003 + index, h, w, **cfg.data_kwargs)
+                d = scenes[scene](cfg.seed * 1_000_003 + index, h, w, **kwargs)
                 return {"image1": d["image1"], "image2": d["image2"], "flow": d["flow"],
                         "valid": np.ones(d["flow"].shape[:2], bool)}
         else:

@@ -64,3 +64,40 @@ def test_writers_follow_the_official_layouts(tmp_path):
 def test_bad_sizes():
     with pytest.raises(ValueError, match="8x8"):
         synthetic.flow_sequence(0, 4, 4)
+
+
+def test_translation_pair_is_an_exact_integer_shift():
+    d = synthetic.translation_pair(7, 20, 30, max_shift=3)
+    u, v = d["flow"][0, 0].astype(int)
+    assert np.all(d["flow"] == [u, v]) and max(abs(u), abs(v)) <= 3
+    y, x = np.mgrid[0:20, 0:30]
+    inside = ~d["occlusions"]
+    np.testing.assert_array_equal(d["image2"][(y + v)[inside], (x + u)[inside]], d["image1"][inside])
+    assert d["occlusions"].sum() == 20 * 30 - (20 - abs(v)) * (30 - abs(u))
+    shifts = {tuple(synthetic.translation_pair(s, 8, 8)["flow"][0, 0]) for s in range(60)}
+    assert len(shifts) > 15  # the 25 shifts of max_shift=2 are all reachable
+    with pytest.raises(ValueError, match="max_shift"):
+        synthetic.translation_pair(0, 8, 8, max_shift=-1)
+
+
+def test_warp_pair_flow_explains_the_images():
+    d = synthetic.warp_pair(3, 64, 96, motion=0.5)
+    b = synthetic.warp_pair(3, 64, 96, motion=0.5)
+    for k in d:
+        np.testing.assert_array_equal(d[k], b[k])
+    flow, occ = d["flow"], d["occlusions"]
+    assert np.abs(flow).max() > 0.5 and 0.0 <= d["image1"].min() and d["image1"].max() <= 1.0
+    warped = _nearest_warp(d["image2"], flow[..., 0], flow[..., 1])
+    err = np.abs(warped - d["image1"]).mean(-1)
+    zero = np.abs(d["image2"] - d["image1"]).mean(-1)
+    assert err[~occ].mean() < 0.5 * zero[~occ].mean()
+
+
+def test_texture_detail_adds_fine_structure_and_zero_changes_nothing():
+    plain = synthetic.texture(np.random.default_rng(5))
+    np.testing.assert_array_equal(synthetic.texture(np.random.default_rng(5), detail=0.0), plain)
+    fine = synthetic.texture(np.random.default_rng(5), detail=0.5)
+    hf = lambda t: np.abs(np.diff(t, axis=0)).mean()  # noqa: E731
+    assert hf(fine) > 1.5 * hf(plain)
+    np.testing.assert_array_equal(synthetic.flow_pair(11, 32, 40, detail=0.0)["image1"],
+                                  synthetic.flow_pair(11, 32, 40)["image1"])
