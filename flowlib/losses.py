@@ -14,7 +14,9 @@
   0.25, 0.35, 0.5, 0.5, 0.7, 1.0, 1.0, 1.4, 2.0.
 
 Each loss takes the model's training output and the batch, and returns
-``(loss, metrics)`` with metrics a dict of scalars (the full-resolution EPE among them).
+``(loss, metrics)`` with metrics a dict of scalars: the full-resolution ``epe`` and
+``zero_epe``, the EPE a zero prediction would have (a run whose ``epe`` stays at
+``zero_epe`` has not left the zero-flow plateau).
 """
 
 from __future__ import annotations
@@ -64,8 +66,13 @@ def flownet_loss(output: Any, batch: dict[str, jax.Array], *, div_flow: float = 
         total = total + weight * jnp.sum(_epe(pred, gt)) / batch_size
     valid = batch.get("valid")
     epe = _epe(output.flow, batch["flow"])
-    epe = jnp.mean(epe) if valid is None else jnp.sum(epe * valid) / jnp.maximum(jnp.sum(valid), 1)
-    return total, {"loss": total, "epe": epe}
+    zero = jnp.sqrt(jnp.sum(batch["flow"] ** 2, axis=-1))
+    if valid is None:
+        epe, zero = jnp.mean(epe), jnp.mean(zero)
+    else:
+        count = jnp.maximum(jnp.sum(valid), 1)
+        epe, zero = jnp.sum(epe * valid) / count, jnp.sum(zero * valid) / count
+    return total, {"loss": total, "epe": epe, "zero_epe": zero}
 
 
 def spynet_loss(output: Any, batch: dict[str, jax.Array]) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -82,6 +89,7 @@ def spynet_loss(output: Any, batch: dict[str, jax.Array]) -> tuple[jax.Array, di
         total = total + epe
         metrics[f"epe_level{level}"] = epe
     metrics["epe"] = jnp.mean(_epe(output.flow, gt))
+    metrics["zero_epe"] = jnp.mean(jnp.sqrt(jnp.sum(gt**2, axis=-1)))  # the zero-flow floor
     metrics["loss"] = total
     return total, metrics
 
@@ -103,7 +111,7 @@ def cfnet_loss(output: Any, batch: dict[str, jax.Array], *, maxdisp: float,
     for weight, pred in zip(weights, output.aux["train_disparities"]):
         total = total + weight * jnp.sum(_smooth_l1(pred - gt) * mask) / count
     epe = jnp.sum(jnp.abs(output.disparity - gt) * mask) / count
-    return total, {"loss": total, "epe": epe}
+    return total, {"loss": total, "epe": epe, "zero_epe": jnp.sum(jnp.abs(gt) * mask) / count}
 
 
 LOSSES = {"flownets": flownet_loss, "flownetc": flownet_loss, "spynet": spynet_loss, "cfnet": cfnet_loss}

@@ -35,6 +35,7 @@ def test_flownet_loss_is_zero_at_the_target_and_weights_scales():
     out = SimpleNamespace(flow=jnp.asarray(gt), aux={"flows": flows})
     loss, metrics = losses.flownet_loss(out, {"flow": jnp.asarray(gt)})
     assert float(loss) < 1e-3 and float(metrics["epe"]) < 1e-5
+    assert float(metrics["zero_epe"]) == pytest.approx(np.linalg.norm(gt, axis=-1).mean(), rel=1e-5)
     # a unit error on flow6 only (1x1 px per batch element... 1 pixel of 1/64 res) costs its weight
     bad = list(flows)
     bad[4] = bad[4] + jnp.array([1.0, 0.0])
@@ -51,6 +52,7 @@ def test_cfnet_loss_smooth_l1_by_hand():
     per_pixel = (0.5 * 0.5**2 + (3.0 - 0.5)) / 2  # smooth-L1 of 0.5 and 3, mean over the 2 masked pixels
     assert float(loss) == pytest.approx(sum(losses.CFNET_WEIGHTS) * per_pixel)
     assert float(metrics["epe"]) == pytest.approx((0.5 + 3.0) / 2)
+    assert float(metrics["zero_epe"]) == pytest.approx((10.0 + 50.0) / 2)
 
 
 def test_spynet_loss_zero_for_exact_levels():
@@ -63,3 +65,4 @@ def test_spynet_loss_zero_for_exact_levels():
         levels.append(ops.resize_bilinear(gt, (h, w), align_corners=False) * jnp.array([w / 48, h / 32]))
     loss, metrics = losses.spynet_loss(SimpleNamespace(flow=gt, aux={"level_flows": levels}), {"flow": gt})
     assert float(loss) < 1e-4 and set(metrics) >= {"epe_level0", "epe_level2", "epe"}
+    assert float(metrics["zero_epe"]) == pytest.approx(float(jnp.linalg.norm(gt, axis=-1).mean()), rel=1e-5)

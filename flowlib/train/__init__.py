@@ -56,6 +56,7 @@ class TrainConfig:
     freeze: str | None = None
     workers: int = 2
     progress: bool = True
+    photometric: bool = True
 
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the checkpoint."""
@@ -140,7 +141,7 @@ def _batch_fn(cfg: TrainConfig, task: str, local_batch: int, offset: int) -> Cal
         for i in range(offset, offset + local_batch):
             rng = np.random.default_rng([cfg.seed, step, i])
             sample = source(step * cfg.batch_size + i, rng)
-            items.append(transforms.augment(rng, sample, tuple(cfg.crop)))
+            items.append(transforms.augment(rng, sample, tuple(cfg.crop), photometric=cfg.photometric))
         return {k: np.stack([it[k] for it in items]) for k in items[0]}
 
     return make
@@ -324,10 +325,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             history.append({"step": step + 1, **running, "pairs_per_s": rate})
             if bar is not None:
                 bar.set_postfix(loss=f"{running['loss']:.4g}", epe=f"{running.get('epe', math.nan):.3g}",
-                                pairs_s=f"{rate:.2f}")
+                                zero=f"{running.get('zero_epe', math.nan):.3g}", pairs_s=f"{rate:.2f}")
             elif rank == 0 and cfg.log_every > 0:  # no bar (logs, batch jobs): one line per log step
                 print(f"step {step + 1}/{cfg.steps} loss {running['loss']:.4g} "
-                      f"epe {running.get('epe', math.nan):.3g} {rate:.2f} pairs/s", flush=True)
+                      f"epe {running.get('epe', math.nan):.3g} (zero {running.get('zero_epe', math.nan):.3g}) "
+                      f"{rate:.2f} pairs/s", flush=True)
         if bar is not None:
             bar.update(1)
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:

@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--freeze", default=None, help="regex of parameter paths to keep fixed")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-photometric", action="store_true",
+                   help="no colour jitter / noise (geometric augmentation only): an early curriculum stage")
     p.add_argument("--debug", action="store_true")
     a = p.parse_args(argv)
     cfg = TrainConfig(
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         lr=a.lr, schedule=a.schedule, warmup=a.warmup, weight_decay=a.weight_decay, seed=a.seed,
         out=a.out or f"runs/{a.model}", checkpoint_every=a.checkpoint_every, log_every=a.log_every,
         init=a.init, model_kwargs=json.loads(a.model_kwargs), data_kwargs=json.loads(a.data_kwargs), freeze=a.freeze, workers=a.workers,
-        progress=not a.no_progress,
+        progress=not a.no_progress, photometric=not a.no_photometric,
     )
     try:
         result = train(cfg)
