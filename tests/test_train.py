@@ -148,5 +148,7 @@ def test_synthetic_scene_choice():
     # Augmentation rescales the vectors, but each pair's flow is still one constant vector.
     for f in batch["flow"]:
         assert np.allclose(f, f[0, 0]) and np.abs(f).max() <= 1.3 * 1.25 + 1e-5
+    mixed = _batch_fn(TrainConfig(**{**_TINY, "data_kwargs": {"scene": "mix", "motion": 0.3}}), "flow", 2, 0)(0)
+    assert mixed["flow"].shape == (2, 32, 48, 2) and np.isfinite(mixed["flow"]).all()
     with pytest.raises(ValueError, match="scene must be one of"):
         _batch_fn(TrainConfig(**{**_TINY, "data_kwargs": {"scene": "moon"}}), "flow", 2, 0)

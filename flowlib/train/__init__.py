@@ -84,10 +84,15 @@ def _sample_source(cfg: TrainConfig, task: str) -> Callable[[int, np.random.Gene
     if cfg.data == "synthetic":
         h, w = int(cfg.crop[0] * 1.25), int(cfg.crop[1] * 1.25)
         if task == "flow":
-            # data_kwargs["scene"]: "chairs" (flow_pair, default), "warp" (warp_pair) or
-            # "translation" (translation_pair, a curriculum's first stage).
+            # data_kwargs["scene"]: "chairs" (flow_pair, default), "warp" (warp_pair),
+            # "mix" (the two alternately) or "translation" (translation_pair, a
+            # curriculum's first stage).
             kwargs = dict(cfg.data_kwargs)
-            scenes = {"chairs": synthetic.flow_pair, "warp": synthetic.warp_pair,
+
+            def mix(seed: int, h: int, w: int, **kw: Any) -> dict[str, np.ndarray]:
+                return (synthetic.warp_pair if seed % 2 else synthetic.flow_pair)(seed, h, w, **kw)
+
+            scenes = {"chairs": synthetic.flow_pair, "warp": synthetic.warp_pair, "mix": mix,
                       "translation": synthetic.translation_pair}
             scene = kwargs.pop("scene", "chairs")
             if scene not in scenes:
