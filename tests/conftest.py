@@ -4,6 +4,10 @@
   when it is absent (a user's fresh clone has no ``../shared``).
 * ``x64``: a context in which JAX computes in float64 (gradient checks).
 * ``jit``: parametrises a test over eager and ``jax.jit`` execution.
+* ``fuzz_examples(n)``: the example count of the fuzzing tests: ``n`` (derandomised, the
+  CI default) or ``$FLOWLIB_FUZZ_EXAMPLES`` for a campaign, e.g.
+  ``FLOWLIB_FUZZ_EXAMPLES=20000 python -m pytest -k fuzz -p no:randomly``, then with
+  random seeds (``FUZZ_CAMPAIGN`` is True).
 
 Parity tiers run at ``jax.default_matmul_precision("highest")`` (set below), since
 on GPUs/TPUs JAX's default float32 convolutions use TF32/bf16 passes.
@@ -20,6 +24,12 @@ import pytest
 jax.config.update("jax_default_matmul_precision", "highest")
 
 REPO = Path(__file__).resolve().parents[1]
+FUZZ_CAMPAIGN = bool(int(os.environ.get("FLOWLIB_FUZZ_EXAMPLES", "0") or 0))
+
+
+def fuzz_examples(default: int) -> int:
+    """Examples per fuzzing test: ``default`` in normal runs, more in a campaign."""
+    return int(os.environ["FLOWLIB_FUZZ_EXAMPLES"]) if FUZZ_CAMPAIGN else default
 SHARED = Path(os.environ.get("FLOWLIB_SHARED", REPO.parent / "shared"))
 
 

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from flowlib import io
+from tests.conftest import FUZZ_CAMPAIGN, fuzz_examples
 
 
 def _fix_png_crcs(data: bytes) -> bytes:
@@ -148,7 +149,7 @@ _READERS = [
 def test_readers_raise_only_value_error(seeds, work, name, ext, reader, preferred):
     path = work / f"{name}{ext}"
 
-    @settings(max_examples=200, deadline=None, derandomize=True, database=None)
+    @settings(max_examples=fuzz_examples(200), deadline=None, derandomize=not FUZZ_CAMPAIGN, database=None)
     @given(data=_mutated(seeds, preferred))
     def check(data):
         path.write_bytes(data)

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowlib.convert._t7 import T7Object, read_t7, write_t7
+from tests.conftest import fuzz_examples
 
 T7_DIR = "weights/spynet-t7-sintel-final"
 
@@ -247,7 +248,7 @@ def test_truncated_and_bit_flipped_spynet_files(tmp_path, level1_bytes):
     assert refused > flips // 3
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=fuzz_examples(200), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     edits=st.lists(
         st.tuples(st.one_of(st.integers(0, 4095), st.integers(0, 1_927_717)), st.integers(0, 255)), min_size=1, max_size=3

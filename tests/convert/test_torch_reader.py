@@ -25,6 +25,7 @@ from flowlib.convert._torch import (
     unwrap_state_dict,
     write_torch_checkpoint,
 )
+from tests.conftest import fuzz_examples
 
 SPYNET = "weights/spynet-pytorch-sintel-final"
 
@@ -534,7 +535,7 @@ def test_zip_bit_flips_in_tensor_data_are_caught_by_crc(tmp_path, small_checkpoi
 
 
 @pytest.mark.parametrize("fmt", ["zip", "legacy"])
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=fuzz_examples(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=4),
     cut=st.one_of(st.none(), st.floats(0, 1)),
