@@ -103,14 +103,20 @@ def _fine_noise(rng: np.random.Generator, size: int) -> np.ndarray:
     return (out - 0.5)[..., None].astype(np.float32)
 
 
-def texture(rng: np.random.Generator, size: int = 256, *, detail: float = 0.0) -> np.ndarray:
+def texture(rng: np.random.Generator, size: int = 256, *, detail: float = 0.0, flat: float = 0.0) -> np.ndarray:
     """A random (size, size, 3) float32 texture in [0, 1].
 
     ``detail`` > 0 adds fine grey noise of that amplitude (features of 2-4 texels): every
     surface then has texture at the pixel scale, which makes motion observable everywhere
     and lets flow networks leave the zero-flow plateau far sooner when trained from
     scratch. 0 (the default) draws nothing extra from ``rng``, so scenes are unchanged.
+    ``flat`` is the probability of a nearly uniform surface instead (one colour, faint
+    noise): where nothing is observable a trained model should fall back to small flow,
+    not invent motion. 0 (the default) likewise draws nothing.
     """
+    if flat > 0 and rng.random() < flat:
+        tone = rng.random(3)
+        return np.clip(tone + 0.02 * _fine_noise(rng, size), 0, 1).astype(np.float32)
     kind = rng.integers(0, 4)
     photos = _photos()
     if kind == 0 and photos:
@@ -208,6 +214,7 @@ def flow_sequence(
     objects: tuple[int, int] = (3, 8),
     motion: float = 1.0,
     detail: float = 0.0,
+    flat: float = 0.0,
 ) -> dict[str, np.ndarray]:
     """Render a sequence with exact forward flow between consecutive frames.
 
@@ -218,6 +225,7 @@ def flow_sequence(
       objects: (min, max) number of foreground objects.
       motion: scale of the random motions (1.0 ~ FlyingChairs: up to ~20-40 px).
       detail: amplitude of fine texture noise added to every layer (see :func:`texture`).
+      flat: probability of an untextured layer (see :func:`texture`).
 
     Returns:
       dict with ``images`` (frames, H, W, 3) float32 in [0, 1], ``flow``
@@ -233,7 +241,7 @@ def flow_sequence(
     # Background: a large texture plane covering the image at every time.
     bg_scale = diag / 256 * rng.uniform(1.2, 2.0)
     pose = np.array([[bg_scale, 0, centre[0]], [0, bg_scale, centre[1]]], dtype=np.float64)
-    layers.append({"tex": texture(rng, detail=detail), "shape": None, "pose0": pose, "step": _random_affine(rng, small=0.6 * motion)})
+    layers.append({"tex": texture(rng, detail=detail, flat=flat), "shape": None, "pose0": pose, "step": _random_affine(rng, small=0.6 * motion)})
     for _ in range(int(rng.integers(objects[0], objects[1] + 1))):
         size = rng.uniform(0.08, 0.25) * diag
         tex_scale = size / 128 * rng.uniform(0.8, 1.5)
@@ -242,7 +250,7 @@ def flow_sequence(
         pos = rng.uniform([0, 0], [width, height])
         pose = np.array([[c * tex_scale, -s * tex_scale, pos[0]], [s * tex_scale, c * tex_scale, pos[1]]])
         layers.append({
-            "tex": texture(rng, detail=detail),
+            "tex": texture(rng, detail=detail, flat=flat),
             "shape": _random_shape(rng, 128.0),
             "pose0": pose,
             "step": _random_affine(rng, small=1.5 * motion),
@@ -299,7 +307,7 @@ def flow_pair(seed: int, height: int = 384, width: int = 512, **kwargs: Any) -> 
 
 
 def warp_pair(seed: int, height: int = 384, width: int = 512, *, motion: float = 1.0,
-              detail: float = 0.3, textures: int = 3) -> dict[str, np.ndarray]:
+              detail: float = 0.3, textures: int = 3, flat: float = 0.0) -> dict[str, np.ndarray]:
     """A textured surface under a smooth random deformation: exact flow, no occlusions.
 
     ``image1[p] = S(p + f(p))`` and ``image2[q] = S(q)`` for a surface ``S`` (a blend of
@@ -307,7 +315,8 @@ def warp_pair(seed: int, height: int = 384, width: int = 512, *, motion: float =
     exactly with no inversion. ``f`` is a random global affine motion plus a few smooth
     Gaussian bumps (up to ``~10 * motion`` px). Easier than :func:`flow_pair` (no object
     boundaries, no occlusions): a curriculum stage in which flow networks trained from
-    scratch learn local matching in far fewer steps.
+    scratch learn local matching in far fewer steps. ``detail`` and ``flat`` are passed to
+    :func:`texture`.
 
     Returns:
       dict with ``image1``, ``image2`` (H, W, 3) float32, ``flow`` (H, W, 2) float32 and
@@ -330,7 +339,7 @@ def warp_pair(seed: int, height: int = 384, width: int = 512, *, motion: float =
     layers = []
     for _ in range(max(1, textures)):
         angle, scale = rng.uniform(0, 2 * math.pi), rng.uniform(0.5, 2.0)
-        layers.append((texture(rng, detail=detail), angle, scale, rng.uniform(0, 256, 2), rng.random()))
+        layers.append((texture(rng, detail=detail, flat=flat), angle, scale, rng.uniform(0, 256, 2), rng.random()))
     weights = np.array([w for *_, w in layers]) + 0.2
     weights /= weights.sum()
 

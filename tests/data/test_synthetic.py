@@ -101,3 +101,12 @@ def test_texture_detail_adds_fine_structure_and_zero_changes_nothing():
     assert hf(fine) > 1.5 * hf(plain)
     np.testing.assert_array_equal(synthetic.flow_pair(11, 32, 40, detail=0.0)["image1"],
                                   synthetic.flow_pair(11, 32, 40)["image1"])
+
+
+def test_flat_textures_are_nearly_uniform_and_zero_changes_nothing():
+    flat = synthetic.texture(np.random.default_rng(1), flat=1.0)
+    assert flat.shape == (256, 256, 3) and flat.std(axis=(0, 1)).max() < 0.02
+    np.testing.assert_array_equal(synthetic.texture(np.random.default_rng(1), flat=0.0),
+                                  synthetic.texture(np.random.default_rng(1)))
+    scene = synthetic.flow_pair(2, 48, 64, flat=1.0)  # every layer untextured
+    assert scene["image1"].std(axis=(0, 1)).max() < 0.5 and np.isfinite(scene["flow"]).all()
