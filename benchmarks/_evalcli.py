@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +46,11 @@ def journal_for(args: argparse.Namespace, benchmark: str, model: Any, root: Any)
 
 
 def write_json(path: str | os.PathLike, text: str) -> None:
+    from flowlib.io import _atomic_write
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    _atomic_write(path, text.encode("utf-8"))
 
 
 def viz_saver(folder: str | None, task: str):

@@ -70,6 +70,11 @@ def test_export_turns_a_checkpoint_into_the_same_weights(tmp_path):
     # Training settings recorded; the inference override applied (max_levels back to default).
     assert meta["model_kwargs"] == {"num_networks": 1} == info["model_kwargs"]
     assert meta["training"]["steps"] == 3 and meta["training"]["crop"] == [32, 48]
+    # Written atomically but with the permissions a plain open() gives (mkstemp makes 0600).
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for written in (tmp_path / "w.npz", _checkpoint.latest(tmp_path / "run" / "checkpoints")):
+        assert os.stat(written).st_mode & 0o777 == 0o666 & ~umask
     assert flowlib.load_model("spynet", tmp_path / "w.npz").module.max_levels == 6
     assert main([str(tmp_path / "nothing"), str(tmp_path / "x.npz")]) == 2
     (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not really")

@@ -18,7 +18,6 @@ import io
 import json
 import os
 import re
-import tempfile
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
@@ -159,22 +158,13 @@ def save_weights(path: str | os.PathLike, variables: Mapping[str, Any], meta: Ma
     if "__meta__" in flat:
         raise ValueError("'__meta__' is reserved")
     flat["__meta__"] = np.array(json.dumps(dict(meta), sort_keys=True))
+    from flowlib.io import _atomic_write
+
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            buf = io.BytesIO()
-            np.savez(buf, **flat)
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    buf = io.BytesIO()
+    np.savez(buf, **flat)
+    _atomic_write(path, buf.getvalue())
 
 
 def load_weights(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -26,7 +26,6 @@ import dataclasses
 import math
 import os
 import struct
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -385,15 +384,6 @@ def write_t7(path: str | os.PathLike, obj: Any, *, long_size: int = 8) -> None:
     writer = _Writer(long_size)
     writer.write(obj)
     payload = b"".join(writer.parts)
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-", suffix=".t7")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from flowlib.io import _atomic_write
+
+    _atomic_write(os.path.abspath(os.fspath(path)), payload)

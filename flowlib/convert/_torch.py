@@ -34,7 +34,6 @@ import pickle
 import pickletools
 import re
 import struct
-import tempfile
 import zipfile
 from typing import Any, BinaryIO, Mapping
 
@@ -971,23 +970,12 @@ def write_torch_checkpoint(path: str | os.PathLike, obj: Any, *, legacy: bool = 
     if legacy:
         payload = _legacy_bytes(main, storages)
     else:
-        payload = None
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".pth")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if payload is not None:
-                f.write(payload)
-            else:
-                _write_zip(f, main, storages)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        buf = io.BytesIO()
+        _write_zip(buf, main, storages)
+        payload = buf.getvalue()
+    from flowlib.io import _atomic_write
+
+    _atomic_write(os.path.abspath(os.fspath(path)), payload)
 
 
 def _small_pickle(obj: Any) -> bytes:

@@ -348,7 +348,6 @@ def warp_pair(seed: int, height: int = 384, width: int = 512, *, motion: float =
         for (tex, angle, scale, offset, _), weight in zip(layers, weights):
             c, s = math.cos(angle) / scale, math.sin(angle) / scale
             out += weight * _sample_texture(tex, c * qx - s * qy + offset[0], s * qx + c * qy + offset[1])
-        lo, hi = out.min(), out.max()
         return out
 
     image2 = surface(px, py)

@@ -47,6 +47,9 @@ class Journal:
             f.write(json.dumps({"identity": self.identity}, sort_keys=True) + "\n")
             f.flush()
             os.fsync(f.fileno())
+        from flowlib.io import _umask
+
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, self.path)
 
     def _restore(self) -> None:

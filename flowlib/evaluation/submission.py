@@ -73,6 +73,9 @@ def zip_folder(folder: str | os.PathLike) -> Path:
     os.close(fd)
     try:
         made = shutil.make_archive(tmp[: -len(".zip")], "zip", root_dir=folder)
+        from flowlib.io import _umask
+
+        os.chmod(made, 0o666 & ~_umask())  # mkstemp's 0600 is not what a plain open() gives
         os.replace(made, target)
     finally:
         if os.path.exists(tmp):

@@ -14,7 +14,6 @@ import io
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -36,19 +35,11 @@ def save(directory: str | os.PathLike, state: Any, meta: dict[str, Any], *, keep
     arrays = {f"leaf{i:05d}:{_key(path)}": np.asarray(leaf) for i, (path, leaf) in enumerate(leaves)}
     arrays["__meta__"] = np.array(json.dumps(meta, sort_keys=True))
     target = directory / f"step_{int(meta['step']):08d}.npz"
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            buf = io.BytesIO()
-            np.savez(buf, **arrays)
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from flowlib.io import _atomic_write
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    _atomic_write(target, buf.getvalue())
     for old in sorted(p for p in directory.iterdir() if _NAME.match(p.name))[:-keep]:
         old.unlink()
     return target
