@@ -1,6 +1,6 @@
 """The ``flowlib`` command line.
 
-    flowlib demo                                   colour-code the bundled sample (offline)
+    flowlib demo [-o demo.png] [--stereo s.png]    flow (and disparity) on a synthetic pair (offline)
     flowlib estimate IMG1 IMG2 -o flow.flo [--viz flow.png] [--arrows arrows.png]
     flowlib estimate FRAMES_DIR|VIDEO -o OUT_DIR [--video flow.mp4] [--arrows arrows.mp4]
     flowlib stereo LEFT RIGHT -o disp.png [--viz disp_color.png]
@@ -126,16 +126,40 @@ def _flow_png(
 # ----------------------------------------------------------------------------------- commands
 
 
+#: The demo scene: a deterministic synthetic pair (flowlib.data.synthetic), exact ground truth.
+DEMO_SEED, DEMO_SIZE = 20261122, (240, 320)
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
-    from flowlib import io, viz
+    """Estimate flow (and with --stereo, disparity) on a synthetic scene with exact ground
+    truth, using the default (embedded) weights; write a comparison figure. Offline."""
+    import time
+
+    import flowlib
+    from flowlib import viz
+    from flowlib.data import synthetic
 
     _check_output_folder(args.output)
-    flow, valid = io.read_flow(SAMPLE_FLOW)
-    viz.save_png(args.output, _flow_png(flow, valid, None, True))
-    print(
-        f"wrote {args.output}: colour-coded sample flow ({flow.shape[1]}x{flow.shape[0]}) "
-        "with legend"
-    )
+    if args.stereo:
+        _check_output_folder(args.stereo)
+    h, w = DEMO_SIZE
+    t0 = time.perf_counter()
+    pair = synthetic.flow_pair(DEMO_SEED, h, w, motion=0.6)
+    flow = flowlib.estimate(pair["image1"], pair["image2"], model=_load_model(args, "flow"))
+    viz.comparison_figure(pair["image1"], flow, pair["flow"], path=args.output)
+    epe = float(np.mean(np.linalg.norm(flow - pair["flow"], axis=-1)))
+    zero = float(np.mean(np.linalg.norm(pair["flow"], axis=-1)))
+    print(f"wrote {args.output}: {args.model} flow on a synthetic {w}x{h} pair, "
+          f"EPE {epe:.2f} px (zero flow: {zero:.2f} px), {time.perf_counter() - t0:.1f} s")
+    if args.stereo:
+        t0 = time.perf_counter()
+        pair = synthetic.stereo_pair(DEMO_SEED, h, w, max_disparity=48.0)
+        model = flowlib.load_model("cfnet", progress=not args.quiet)
+        disp = flowlib.estimate_disparity(pair["left"], pair["right"], model=model)
+        viz.stereo_figure(pair["left"], disp, pair["disparity"], path=args.stereo)
+        epe = float(np.mean(np.abs(disp - pair["disparity"])))
+        print(f"wrote {args.stereo}: cfnet disparity on a synthetic {w}x{h} pair, "
+              f"EPE {epe:.2f} px, {time.perf_counter() - t0:.1f} s")
 
 
 def _cmd_viz(args: argparse.Namespace) -> None:
@@ -385,16 +409,23 @@ def _cmd_download(args: argparse.Namespace) -> None:
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
-    from flowlib import _zoo
+    from flowlib import _api, _zoo
+    from flowlib.convert._common import load_weights
 
+    print("* = used when no weights are given")
     for name, entry in sorted(_zoo.MODELS.items()):
         try:
             checkpoints = entry.checkpoints
         except ImportError as err:  # a model file missing from a partial install
             print(f"  {name:<24} {entry.task:<6} (unavailable: {err})")
             continue
+        embedded = _api._embedded_default(name)
+        if embedded is not None:
+            meta = load_weights(embedded)[1]
+            data = f"embedded, trained by flowlib on {meta.get('training_data', '?')} data"
+            print(f"* {name + ' (embedded)':<24} {entry.task:<6} {data:<28} {meta.get('license', '?')}")
         for variant, ckpt in checkpoints.items():
-            mark = "*" if variant == entry.default_weights else " "
+            mark = "*" if embedded is None and variant == entry.default_weights else " "
             label = f"{name}:{variant}"
             print(f"{mark} {label:<24} {entry.task:<6} {ckpt.training_data:<28} {ckpt.license}")
 
@@ -451,11 +482,16 @@ def build_parser() -> argparse.ArgumentParser:
     _global_flags(p, device=True, top=True)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("demo", help="colour-code the bundled sample flow to a PNG (offline)")
-    _global_flags(s, device=False, top=False)
+    s = sub.add_parser(
+        "demo",
+        help="estimate flow on a synthetic pair with exact ground truth, write a figure (offline)",
+    )
+    _model_flags(s, "spynet")
     s.add_argument(
         "-o", "--output", default="flowlib-demo.png", help="PNG (default flowlib-demo.png)"
     )
+    s.add_argument("--stereo", metavar="PNG", default=None,
+                   help="also estimate disparity (CFNet) on a synthetic stereo pair, figure here")
     s.set_defaults(func=_cmd_demo)
 
     s = sub.add_parser(

@@ -34,6 +34,7 @@ __all__ = [
     "ERROR_COLORS",
     "draw_arrows",
     "comparison_figure",
+    "stereo_figure",
     "tile",
     "save_png",
 ]
@@ -462,6 +463,12 @@ def comparison_figure(
             title = "error (no valid pixel)"
         panels.append((title, error_to_rgb(flow, gt, known)))
 
+    return _panel_figure(panels, h, w, path=path, dpi=dpi)
+
+
+def _panel_figure(panels: list[tuple[str, np.ndarray]], h: int, w: int, *,
+                  path: str | os.PathLike | None, dpi: float) -> np.ndarray:
+    """Titled ``h x w`` panels in one row, each 4 inches wide (see comparison_figure)."""
     panel_in = 4.0
     title_in = 0.35
     fig_w = panel_in * len(panels)
@@ -478,6 +485,71 @@ def comparison_figure(
     if path is not None:
         save_png(path, out)
     return out
+
+
+def stereo_figure(
+    image: Any,
+    disparity: Any,
+    gt: Any = None,
+    *,
+    valid: Any = None,
+    max_disp: float | None = None,
+    path: str | os.PathLike | None = None,
+    dpi: float = 100.0,
+) -> np.ndarray:
+    """Render left image, estimated disparity, ground truth and error side by side.
+
+    The stereo counterpart of :func:`comparison_figure`: disparity and ground truth share
+    one colour scale (``max_disp``, or the largest valid GT disparity, else the
+    estimate's); the error panel is :func:`error_to_rgb`, titled with the EPE and D1 (KITTI
+    rule: error > 3 px and > 5 % of the GT) over the valid pixels.
+
+    Args:
+      image: ``(H, W, 3)`` RGB or ``(H, W)`` grey left image, or None.
+      disparity: estimated ``(H, W)`` disparity in pixels.
+      gt: optional ground truth ``(H, W)`` (non-finite or <= 0 = unknown, unless ``valid``).
+      valid: optional boolean ``(H, W)`` mask of pixels with ground truth.
+      max_disp: fixed colour scale in pixels (finite, > 0), or None.
+      path: if given, also written there as PNG (atomically).
+      dpi: rendering resolution; each panel is 4 inches wide.
+
+    Returns:
+      uint8 RGB of the whole figure (sizes as :func:`comparison_figure`).
+    """
+    disparity = np.asarray(disparity, np.float64)
+    if disparity.ndim != 2:
+        raise ValueError(f"expected disparity of shape (H, W), got {disparity.shape}")
+    h, w = disparity.shape
+    panels: list[tuple[str, np.ndarray]] = []
+    if image is not None:
+        img = _image_uint8(image)
+        if img.shape[:2] != (h, w):
+            raise ValueError(f"image must be {h}x{w} like the disparity, got {img.shape}")
+        panels.append(("left image", img))
+    if gt is not None:
+        gt = np.asarray(gt, np.float64)
+        if gt.shape != disparity.shape:
+            raise ValueError(f"gt must have the disparity's shape {disparity.shape}, got {gt.shape}")
+        known = np.isfinite(gt) & (gt > 0) if valid is None else np.isfinite(gt) & _check_mask(valid, (h, w))
+    if max_disp is None:
+        ref = np.where(known, gt, 0.0) if gt is not None and known.any() else np.where(
+            np.isfinite(disparity), disparity, 0.0)
+        top = float(ref.max())
+        max_disp = top if top > 0 else 1.0
+    else:
+        max_disp = _check_max(max_disp, "max_disp")
+    panels.append((f"disparity (max {max_disp:.3g} px)", disparity_to_rgb(disparity, max_disp=max_disp)))
+    if gt is not None:
+        panels.append(("ground truth", disparity_to_rgb(gt, max_disp=max_disp, valid=known)))
+        err = np.abs(disparity - np.where(known, gt, 0.0))[known]
+        mag = np.abs(gt[known])
+        if err.size:
+            d1 = np.mean((err > 3.0) & (err > 0.05 * mag))
+            title = f"error (EPE {err.mean():.3g}, D1 {100 * d1:.3g} %)"
+        else:
+            title = "error (no valid pixel)"
+        panels.append((title, error_to_rgb(disparity, np.where(known, gt, 0.0), known)))
+    return _panel_figure(panels, h, w, path=path, dpi=dpi)
 
 
 def tile(images: Sequence[Any], *, columns: int | None = None, padding: int = 0) -> np.ndarray:

@@ -144,3 +144,26 @@ def test_public_surface():
         assert all(p.default is inspect.Parameter.empty or p.kind != p.VAR_POSITIONAL for p in params)
         assert "Args:" in fn.__doc__ and "Returns:" in fn.__doc__
     assert _api.MIN_SIDE == 8
+
+
+def test_embedded_defaults_are_small_recorded_and_used(monkeypatch):
+    """The shipped weights: <= 10 MB in total, their training recorded, used when weights=None."""
+    from pathlib import Path
+
+    from flowlib import _api
+    from flowlib.convert._common import load_weights
+
+    folder = Path(_api.__file__).parent / "assets" / "weights"
+    files = sorted(folder.glob("*.npz"))
+    assert [f.name for f in files] == ["cfnet.npz", "spynet.npz"]
+    assert sum(f.stat().st_size for f in files) <= 10 * 2**20
+    for f in files:
+        meta = load_weights(f)[1]
+        assert meta["license"].startswith("MIT") and meta["training_data"] == "synthetic"
+        for stage in meta["curriculum"]:
+            assert stage["command"].startswith("python -m flowlib.train ") and stage["steps_done"] > 0
+            assert {"seed", "data_kwargs", "crop", "lr"} <= set(stage["config"])
+    flow_model = flowlib.load_model("spynet")
+    assert flow_model.meta["weights"] == "embedded:spynet" and flow_model.module.num_networks == 1
+    stereo_model = flowlib.load_model("cfnet")
+    assert stereo_model.meta["weights"] == "embedded:cfnet" and stereo_model.module.channel_divisor == 8

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowlib import viz
+from flowlib import io, viz
 
 # SPECS §7.1 full table (index: R, G, B), transcribed from the specification text.
 SPECS_WHEEL = [
@@ -454,3 +454,22 @@ def test_real_sintel_flow_renders(data):
     for y, x in [(0, 0), (200, 500), (435, 1023), (300, 420)]:
         u, v = flow[y, x] / scale
         assert np.abs(rgb[y, x].astype(int) - _rgb(u, v, max_norm=1.0)).max() <= 1
+
+
+def test_stereo_figure_panels_and_errors(tmp_path):
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(1, 20, (30, 40))
+    gt[0, 0] = 0.0  # unknown
+    est = gt.copy()
+    est[5, 5] += 10.0  # one outlier
+    image = rng.random((30, 40, 3))
+    out = viz.stereo_figure(image, est, gt, path=tmp_path / "s.png", dpi=50)
+    assert out.shape == (round((4 * 30 / 40 + 0.35) * 50), 4 * 4 * 50, 3)
+    np.testing.assert_array_equal(io.read_image(tmp_path / "s.png", dtype="uint8"), out)
+    assert viz.stereo_figure(None, est, dpi=50).shape[1] == 4 * 50  # disparity panel only
+    with pytest.raises(ValueError, match=r"\(H, W\)"):
+        viz.stereo_figure(image, est[None])
+    with pytest.raises(ValueError, match="gt must have"):
+        viz.stereo_figure(image, est, gt[:-1])
+    with pytest.raises(ValueError, match="image must be 30x40"):
+        viz.stereo_figure(image[:-1], est)
