@@ -29,7 +29,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-SAMPLE_FLOW = Path(__file__).resolve().parent / "assets" / "sample.flo"
 
 #: Benchmarks of ``flowlib evaluate``: task, default model.
 BENCHMARKS = {
