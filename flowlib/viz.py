@@ -430,12 +430,7 @@ def comparison_figure(
     if flow.ndim != 3:
         raise ValueError(f"expected flow of shape (H, W, 2), got {flow.shape}")
     h, w = flow.shape[:2]
-    panels: list[tuple[str, np.ndarray]] = []
-    if image is not None:
-        img = _image_uint8(image)
-        if img.shape[:2] != (h, w):
-            raise ValueError(f"image must be {h}x{w} like the flow, got {img.shape}")
-        panels.append(("image", img))
+    panels = _image_panel(image, h, w, "image", "flow")
     if gt is not None:
         gt = _check_flow(gt, "gt")
         if gt.shape != flow.shape:
@@ -464,6 +459,16 @@ def comparison_figure(
         panels.append((title, error_to_rgb(flow, gt, known)))
 
     return _panel_figure(panels, h, w, path=path, dpi=dpi)
+
+
+def _image_panel(image: Any, h: int, w: int, title: str, like: str) -> list[tuple[str, np.ndarray]]:
+    """The figure's first panel list: ``[(title, uint8 image)]``, or ``[]`` for None."""
+    if image is None:
+        return []
+    img = _image_uint8(image)
+    if img.shape[:2] != (h, w):
+        raise ValueError(f"image must be {h}x{w} like the {like}, got {img.shape}")
+    return [(title, img)]
 
 
 def _panel_figure(panels: list[tuple[str, np.ndarray]], h: int, w: int, *,
@@ -520,12 +525,7 @@ def stereo_figure(
     if disparity.ndim != 2:
         raise ValueError(f"expected disparity of shape (H, W), got {disparity.shape}")
     h, w = disparity.shape
-    panels: list[tuple[str, np.ndarray]] = []
-    if image is not None:
-        img = _image_uint8(image)
-        if img.shape[:2] != (h, w):
-            raise ValueError(f"image must be {h}x{w} like the disparity, got {img.shape}")
-        panels.append(("left image", img))
+    panels = _image_panel(image, h, w, "left image", "disparity")
     if gt is not None:
         gt = np.asarray(gt, np.float64)
         if gt.shape != disparity.shape:

@@ -362,7 +362,7 @@ def warp_pair(seed: int, height: int = 384, width: int = 512, *, motion: float =
 
 
 def translation_pair(seed: int, height: int = 384, width: int = 512, *, max_shift: int = 2,
-                     blur: float = 1.0, **_: Any) -> dict[str, np.ndarray]:
+                     blur: float = 1.0) -> dict[str, np.ndarray]:
     """Blurred colour noise under one integer translation: the easiest matching problem.
 
     ``image1[y, x] = image2[y + v, x + u]`` exactly for one ``(u, v)`` drawn uniformly

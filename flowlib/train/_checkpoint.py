@@ -54,16 +54,23 @@ def latest(directory: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
-def load(path: str | os.PathLike, like: Any) -> tuple[Any, dict[str, Any]]:
-    """Restore a state with the structure of ``like`` (e.g. a freshly initialised state)."""
-    path = Path(path)
+def _read(path: Path, wanted: Any = lambda tree_path: True) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """``{"leafNNNNN:tree/path": array}`` for the tree paths ``wanted`` accepts, and the meta."""
     try:
         with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
             meta = json.loads(str(data["__meta__"]))
-            keys = sorted(k for k in data.files if k != "__meta__")
-            leaves = [data[k] for k in keys]
+            arrays = {k: data[k] for k in data.files if k != "__meta__" and wanted(k.split(":", 1)[1])}
     except Exception as err:  # a damaged file must say so, not crash obscurely
         raise ValueError(f"{path}: unreadable training checkpoint: {err}") from err
+    return arrays, meta
+
+
+def load(path: str | os.PathLike, like: Any) -> tuple[Any, dict[str, Any]]:
+    """Restore a state with the structure of ``like`` (e.g. a freshly initialised state)."""
+    path = Path(path)
+    arrays, meta = _read(path)
+    keys = sorted(arrays)
+    leaves = [arrays[k] for k in keys]
     ref_leaves, treedef = jax.tree_util.tree_flatten(like)
     if len(ref_leaves) != len(leaves):
         raise ValueError(f"{path}: checkpoint has {len(leaves)} arrays, the model/optimizer expects {len(ref_leaves)}")
@@ -83,18 +90,8 @@ def variables(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
     from flowlib.convert._common import unflatten
 
     path = Path(path)
-    try:
-        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
-            meta = json.loads(str(data["__meta__"]))
-            flat = {}
-            for k in data.files:
-                if k == "__meta__":
-                    continue
-                tree_path = k.split(":", 1)[1]
-                if tree_path.split("/", 1)[0] in ("params", "batch_stats"):
-                    flat[tree_path] = data[k]
-    except Exception as err:
-        raise ValueError(f"{path}: unreadable training checkpoint: {err}") from err
+    arrays, meta = _read(path, lambda tree_path: tree_path.split("/", 1)[0] in ("params", "batch_stats"))
+    flat = {k.split(":", 1)[1]: v for k, v in arrays.items()}
     if not any(k.startswith("params/") for k in flat):
         raise ValueError(f"{path}: no params/ arrays: not a flowlib training checkpoint")
     tree = unflatten(flat)
