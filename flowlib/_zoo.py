@@ -53,6 +53,13 @@ class ModelEntry:
 
 
 MODELS: dict[str, ModelEntry] = {
+    "patchflow": ModelEntry(
+        name="patchflow",
+        task="flow",
+        module="flowlib.models.patchflow",
+        factory="PatchFlow",
+        converter="flowlib.convert.patchflow",
+    ),
     "spynet": ModelEntry(
         name="spynet",
         task="flow",

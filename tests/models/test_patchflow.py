@@ -1,0 +1,146 @@
+"""PatchFlow: known motions recovered, refinement behaviour, sizes, settings, zoo wiring."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.ndimage import gaussian_filter, map_coordinates
+
+import flowlib
+from flowlib.models import patchflow
+from flowlib.models.patchflow import PatchFlow, inverse_search, pyramid_depth, variational_refinement
+
+
+def _texture(h: int, w: int, seed: int = 0, blur: float = 1.5) -> np.ndarray:
+    x = gaussian_filter(np.random.default_rng(seed).random((h, w)), blur)
+    return (255 * (x - x.min()) / np.ptp(x)).astype(np.float32)
+
+
+def _translated_pair(h: int, w: int, u: float, v: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Grey frames with image1[y, x] = image2[y + v, x + u] (cubic resampling of a big texture)."""
+    m = int(abs(u) + abs(v)) + 8
+    big = _texture(h + 2 * m, w + 2 * m, seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64) + m
+    i1 = big[m : m + h, m : m + w]
+    # image2 at q holds the texture at q - (u, v)
+    i2 = map_coordinates(big, [yy - v, xx - u], order=3, mode="nearest").astype(np.float32)
+    return i1, i2
+
+
+def _rgb(grey: np.ndarray) -> np.ndarray:
+    return np.repeat((grey / 255.0)[..., None], 3, axis=-1).astype(np.float32)
+
+
+def test_pyramid_depth_by_hand():
+    assert pyramid_depth(384, 512, patch_size=8, min_coarse_side=16) == 4  # 24 x 32 at level 4
+    assert pyramid_depth(31, 500, patch_size=8, min_coarse_side=16) == 0
+    assert pyramid_depth(32, 500, patch_size=8, min_coarse_side=16) == 1
+    assert pyramid_depth(8, 8, patch_size=8, min_coarse_side=16) == 0
+
+
+def test_inverse_search_recovers_a_subpixel_translation():
+    i1, i2 = _translated_pair(48, 64, 1.3, -0.6)
+    flow = inverse_search(jnp.asarray(i1)[None], jnp.asarray(i2)[None], jnp.zeros((1, 48, 64, 2)),
+                          patch_size=8, patch_stride=4, iterations=16, propagation_rounds=1,
+                          jumps=(1,))
+    inner = np.asarray(flow)[0, 8:-8, 8:-8]
+    np.testing.assert_allclose(inner.mean(axis=(0, 1)), [1.3, -0.6], atol=0.03)
+    assert np.abs(inner - [1.3, -0.6]).max() < 0.2
+
+
+def test_exhaustive_search_finds_what_gauss_newton_alone_cannot():
+    i1, i2 = _translated_pair(40, 40, 4.0, -3.0, seed=1)
+    args = dict(patch_size=8, patch_stride=4, iterations=8, propagation_rounds=0, jumps=(1,))
+    a, b, zero = jnp.asarray(i1)[None], jnp.asarray(i2)[None], jnp.zeros((1, 40, 40, 2))
+    searched = np.asarray(inverse_search(a, b, zero, search_radius=5, **args))[0, 8:-8, 8:-8]
+    np.testing.assert_allclose(np.median(searched.reshape(-1, 2), axis=0), [4.0, -3.0], atol=0.05)
+
+
+def test_variational_refinement_keeps_zero_flow_on_identical_frames():
+    i = jnp.asarray(_texture(32, 40))[None]
+    out = variational_refinement(i, i, jnp.zeros((1, 32, 40, 2)), alpha=20.0, delta=5.0, gamma=10.0,
+                                 outer=3, inner=3)
+    np.testing.assert_allclose(np.asarray(out), 0.0, atol=1e-5)
+
+
+def test_variational_refinement_improves_a_perturbed_flow():
+    i1, i2 = _translated_pair(40, 48, 1.0, 0.5, seed=2)
+    truth = np.broadcast_to(np.float32([1.0, 0.5]), (1, 40, 48, 2))
+    noisy = truth + np.random.default_rng(0).normal(0, 0.3, truth.shape).astype(np.float32)
+    out = variational_refinement(jnp.asarray(i1)[None], jnp.asarray(i2)[None], jnp.asarray(noisy),
+                                 alpha=20.0, delta=5.0, gamma=10.0, outer=5, inner=5)
+    err_before = np.linalg.norm(noisy - truth, axis=-1)[:, 4:-4, 4:-4].mean()
+    err_after = np.linalg.norm(np.asarray(out) - truth, axis=-1)[:, 4:-4, 4:-4].mean()
+    assert err_after < 0.5 * err_before
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    # Fewer iterations keep compile and run time small; the algorithm is the same.
+    return PatchFlow(iterations=8, refine_outer=2, refine_inner=2)
+
+
+def test_large_translation_is_recovered(small_model):
+    i1, i2 = _translated_pair(96, 128, 21.0, -9.0, seed=3)
+    out = small_model.apply({}, _rgb(i1)[None], _rgb(i2)[None])
+    inner = np.asarray(out.flow)[0, 16:-16, 24:-24]
+    np.testing.assert_allclose(np.median(inner.reshape(-1, 2), axis=0), [21.0, -9.0], atol=0.1)
+    assert sorted(out.aux["levels"]) == list(range(pyramid_depth(96, 128, patch_size=8, min_coarse_side=16) + 1))
+
+
+@pytest.mark.parametrize("h,w", [(8, 8), (13, 37), (33, 20)])
+def test_odd_and_tiny_sizes(small_model, h, w):
+    rng = np.random.default_rng(h * w)
+    a = rng.random((1, h, w, 3)).astype(np.float32)
+    flow = np.asarray(small_model.apply({}, a, a).flow)
+    assert flow.shape == (1, h, w, 2) and flow.dtype == np.float32
+    assert np.all(np.isfinite(flow)) and np.abs(flow).max() < 1e-3  # identical frames: no motion
+
+
+def test_batch_items_are_independent_and_jit_equals_eager(small_model):
+    i1, i2 = _translated_pair(40, 56, 2.5, 1.0, seed=4)
+    j1, j2 = _translated_pair(40, 56, -1.0, 3.0, seed=5)
+    a = np.stack([_rgb(i1), _rgb(j1)])
+    b = np.stack([_rgb(i2), _rgb(j2)])
+    fn = jax.jit(lambda x, y: small_model.apply({}, x, y).flow)
+    both = np.asarray(fn(a, b))
+    single = np.asarray(fn(a[1:], b[1:]))
+    np.testing.assert_allclose(both[1:], single, atol=1e-4)
+    with jax.disable_jit():
+        eager = np.asarray(small_model.apply({}, a[:1], b[:1]).flow)
+    np.testing.assert_allclose(both[:1], eager, atol=1e-3)
+
+
+@pytest.mark.parametrize("kwargs,match", [({"patch_stride": 3}, "multiple of stride"),
+                                          ({"iterations": -1}, "iterations"),
+                                          ({"refine_inner": 1.5}, "refine_inner")])
+def test_bad_settings_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PatchFlow(**kwargs)
+
+
+def test_bad_input_shapes_are_refused(small_model):
+    with pytest.raises(ValueError, match=r"\(B, H, W, 3\)"):
+        small_model.apply({}, jnp.zeros((1, 16, 16, 3)), jnp.zeros((1, 16, 17, 3)))
+
+
+def test_zoo_loads_the_embedded_settings_and_refuses_checkpoints(tmp_path):
+    m = flowlib.load_model("patchflow")
+    assert m.task == "flow" and m.variables == {}
+    assert m.meta["model_kwargs"] == patchflow.default_settings()
+    fake = tmp_path / "net.pth"
+    fake.write_bytes(b"PK\x03\x04")
+    with pytest.raises(ValueError, match="no learned weights"):
+        flowlib.load_model("patchflow", fake)
+
+
+def test_settings_file_round_trip(tmp_path):
+    path = tmp_path / "pf.npz"
+    patchflow.write_settings(str(path), iterations=12)
+    m = flowlib.load_model("patchflow", path)
+    assert m.module.iterations == 12
+    with pytest.raises(ValueError, match="multiple of stride"):
+        patchflow.write_settings(str(tmp_path / "bad.npz"), patch_stride=3)
+    assert not (tmp_path / "bad.npz").exists()
