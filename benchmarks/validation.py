@@ -1,6 +1,7 @@
 """flowlib's own validation set for choosing default models and settings.
 
-    python -m benchmarks.validation [--model patchflow] [--model-kwargs JSON] [--pairs N]
+    python -m benchmarks.validation [--task flow|stereo] [--model NAME] [--model-kwargs JSON]
+                                    [--pairs N]
 
 The shared real pairs (``../shared/data``) are a test set: nothing is selected on them.
 Settings of the embedded defaults are chosen on these rendered scenes instead
@@ -12,8 +13,13 @@ of ``--pairs`` pairs each at 384x512:
 * ``warp``: smooth deformations of photo/noise textures (~6 px, no occlusions);
 * ``chairs-large``: motion scale 3 (~26 px, up to ~75 px).
 
-Prints mean EPE per group for the flowlib model and for OpenCV DIS (medium preset) when
-OpenCV is installed, so a setting is judged against the same peer in the same run.
+Stereo (``--task stereo``): layered plane scenes (:func:`flowlib.data.synthetic.stereo_pair`,
+seeds 940000+), ``stereo-64`` (256x512, disparities up to 64 px) and ``stereo-160``
+(320x640, up to 160 px, KITTI-like range); EPE and D1 (> 3 px and > 5 %) over all pixels.
+
+Prints mean EPE per group for the flowlib model and for the classical peer (OpenCV DIS
+medium preset for flow, StereoSGBM as in ``benchmarks.defaults`` for stereo) when OpenCV is
+installed, so a setting is judged against the same peer in the same run.
 """
 
 from __future__ import annotations
@@ -39,6 +45,31 @@ GROUPS: dict[str, tuple[Callable[..., dict[str, np.ndarray]], dict[str, Any], in
 }
 
 
+#: stereo group -> (keyword arguments, first seed, height, width)
+STEREO_GROUPS: dict[str, tuple[dict[str, Any], int, int, int]] = {
+    "stereo-64": ({"max_disparity": 64, "detail": 0.1}, 940000, 256, 512),
+    "stereo-160": ({"max_disparity": 160, "detail": 0.1}, 950000, 320, 640),
+}
+
+
+def stereo_pairs(n: int) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+    """The stereo validation pairs, group by group (deterministic)."""
+    for group, (kwargs, seed, h, w) in STEREO_GROUPS.items():
+        for i in range(n):
+            yield group, synthetic.stereo_pair(seed + i, h, w, **kwargs)
+
+
+def evaluate_stereo(method: Callable[[np.ndarray, np.ndarray], np.ndarray], n: int) -> dict[str, str]:
+    """'EPE / D1 %' per group (all pixels)."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    for group, d in stereo_pairs(n):
+        pred = np.asarray(method(d["left"], d["right"]), np.float32)
+        gt = d["disparity"]
+        out.setdefault(group, []).append(
+            (float(np.abs(pred - gt).mean()), 100 * float(metrics.d1_outlier_map(pred, gt).mean())))
+    return {g: "{:.3f} / {:.2f} %".format(*np.mean(v, axis=0)) for g, v in out.items()}
+
+
 def pairs(n: int, height: int = 384, width: int = 512) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
     """The validation pairs, group by group (deterministic)."""
     for group, (make, kwargs, seed) in GROUPS.items():
@@ -58,12 +89,14 @@ def evaluate(method: Callable[[np.ndarray, np.ndarray], np.ndarray], n: int) -> 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.validation", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="patchflow")
+    p.add_argument("--task", choices=["flow", "stereo"], default="flow")
+    p.add_argument("--model", default=None, help="default: patchflow / patchstereo")
     p.add_argument("--weights", default=None)
     p.add_argument("--model-kwargs", default="{}", help="JSON: constructor overrides")
     p.add_argument("--pairs", type=int, default=6, help="pairs per group")
     p.add_argument("--no-opencv", action="store_true")
     args = p.parse_args(argv)
+    args.model = args.model or {"flow": "patchflow", "stereo": "patchstereo"}[args.task]
     model = flowlib.load_model(args.model, args.weights)
     overrides = json.loads(args.model_kwargs)
     if overrides:
@@ -71,10 +104,18 @@ def main(argv: list[str] | None = None) -> int:
                               task=model.task, meta={**model.meta, "overrides": overrides})
     rows = {}
     t = time.perf_counter()
-    rows[f"flowlib {args.model} {args.model_kwargs}"] = evaluate(
-        lambda a, b: flowlib.estimate(a, b, model), args.pairs)
+    if args.task == "stereo":
+        rows[f"flowlib {args.model} {args.model_kwargs}"] = evaluate_stereo(
+            lambda a, b: flowlib.estimate_disparity(a, b, model), args.pairs)
+    else:
+        rows[f"flowlib {args.model} {args.model_kwargs}"] = evaluate(
+            lambda a, b: flowlib.estimate(a, b, model), args.pairs)
     seconds = time.perf_counter() - t
-    if not args.no_opencv:
+    if args.task == "stereo" and not args.no_opencv:
+        from benchmarks.defaults import stereo_methods
+
+        rows["OpenCV SGBM"] = evaluate_stereo(stereo_methods(model)["OpenCV SGBM"], args.pairs)
+    elif not args.no_opencv:
         try:
             import cv2
         except ImportError:
@@ -84,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             grey = lambda x: np.round(255 * (x @ np.float32([0.299, 0.587, 0.114]))).astype(np.uint8)  # noqa: E731
             rows["OpenCV DIS medium"] = evaluate(lambda a, b: dis.calc(grey(a), grey(b), None), args.pairs)
     for name, res in rows.items():
-        print(f"{name:60s} " + "  ".join(f"{g} {v:6.3f}" for g, v in res.items()))
+        print(f"{name:60s} " + "  ".join(f"{g} {v:>6}" if isinstance(v, str) else f"{g} {v:6.3f}"
+                                          for g, v in res.items()))
     print(f"({seconds:.1f} s for the flowlib rows, compilation included)")
     return 0
 

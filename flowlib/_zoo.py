@@ -60,6 +60,13 @@ MODELS: dict[str, ModelEntry] = {
         factory="PatchFlow",
         converter="flowlib.convert.patchflow",
     ),
+    "patchstereo": ModelEntry(
+        name="patchstereo",
+        task="stereo",
+        module="flowlib.models.patchflow",
+        factory="PatchStereo",
+        converter="flowlib.convert.patchflow",
+    ),
     "spynet": ModelEntry(
         name="spynet",
         task="flow",

@@ -44,10 +44,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from flowlib import ops
-from flowlib.models._outputs import FlowOutput
+from flowlib.models._outputs import FlowOutput, StereoOutput
 from flowlib.ops.patches import PatchGrid, extract_patches, overlap_add, patch_grid, sample_patches
 
-__all__ = ["PatchFlow", "inverse_search", "variational_refinement", "pyramid_depth"]
+__all__ = ["PatchFlow", "PatchStereo", "inverse_search", "variational_refinement", "pyramid_depth"]
 
 CHECKPOINTS: dict[str, Any] = {}
 
@@ -107,6 +107,7 @@ def inverse_search(
     propagation_rounds: int,
     jumps: Sequence[int],
     search_radius: int = 0,
+    horizontal: bool = False,
 ) -> jax.Array:
     """One level of patch matching: dense flow ``(B, H, W, 2)`` from grey ``(B, H, W)`` images.
 
@@ -119,6 +120,8 @@ def inverse_search(
       jumps: cell distances a patch looks at in each of the four directions.
       search_radius: > 0: first try every integer offset within +-radius of the initial
         patch flow (exhaustive zero-mean SSD search).
+      horizontal: stereo: the flow is ``(u, 0)`` with ``u <= 0`` (``u = -disparity``); the
+        search tries ``u0 - k`` for ``k = 0 .. search_radius`` and Gauss-Newton moves u only.
     """
     grid = patch_grid(i0.shape[1], i0.shape[2], size=patch_size, stride=patch_stride)
     template = extract_patches(i0, grid)
@@ -148,10 +151,14 @@ def inverse_search(
         origin = u
 
         def search(k: jax.Array, st: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
-            off = jnp.stack([k % n - search_radius, k // n - search_radius]).astype(u.dtype)
+            if horizontal:
+                off = jnp.stack([-k, 0 * k]).astype(u.dtype)
+            else:
+                off = jnp.stack([k % n - search_radius, k // n - search_radius]).astype(u.dtype)
             return keep_better(st, origin + off)
 
-        state = jax.lax.fori_loop(0, n * n, search, state)
+        count = search_radius + 1 if horizontal else n * n
+        state = jax.lax.fori_loop(0, count, search, state)
 
     directions = [(0, j) for j in jumps] + [(0, -j) for j in jumps]
     directions += [(j, 0) for j in jumps] + [(-j, 0) for j in jumps]
@@ -169,7 +176,10 @@ def inverse_search(
             r = _zero_mean(sample_patches(i1, grid, u)) - t0
             bx = jnp.sum(gx * r, axis=(-2, -1))
             by = jnp.sum(gy * r, axis=(-2, -1))
-            delta = jnp.stack([(hyy * bx - hxy * by) / det, (hxx * by - hxy * bx) / det], -1)
+            if horizontal:
+                delta = jnp.stack([bx / hxx, jnp.zeros_like(bx)], -1)
+            else:
+                delta = jnp.stack([(hyy * bx - hxy * by) / det, (hxx * by - hxy * bx) / det], -1)
             norm = jnp.linalg.norm(delta, axis=-1, keepdims=True)
             return u - delta / jnp.maximum(1.0, norm)  # at most one pixel per step
 
@@ -216,6 +226,7 @@ def variational_refinement(
     inner: int,
     omega: float = 1.6,
     zeta: float = 0.1,
+    horizontal: bool = False,
 ) -> jax.Array:
     """Refine a dense flow ``(B, H, W, 2)`` by minimising DIS's variational energy.
 
@@ -224,7 +235,8 @@ def variational_refinement(
     local gradient magnitude (``E_I = (I_z + I_x du + I_y dv)^2 / (|grad I|^2 + zeta^2)``),
     ``Psi(s^2) = sqrt(s^2 + 1e-6)``. Solved by ``outer`` lagged-weight fixed-point
     iterations, each ``inner`` red-black SOR sweeps (relaxation ``omega``) of the 2x2
-    per-pixel Euler-Lagrange system; Neumann boundaries.
+    per-pixel Euler-Lagrange system; Neumann boundaries. ``horizontal``: stereo, v stays 0
+    and only the u equation is solved.
     """
     b, h, w = i0.shape
     warped = ops.backward_warp(i1[..., None], flow, padding="border", align_corners=True)[..., 0]
@@ -276,7 +288,10 @@ def variational_refinement(
             du, dv = duv
             for colour in (red, ~red):
                 ru, rv = base_u + neighbours(du), base_v + neighbours(dv)
-                nu, nv = (m22 * ru - a12 * rv) / det, (m11 * rv - a12 * ru) / det
+                if horizontal:
+                    nu, nv = ru / m11, jnp.zeros_like(rv)
+                else:
+                    nu, nv = (m22 * ru - a12 * rv) / det, (m11 * rv - a12 * ru) / det
                 du = jnp.where(colour, (1 - omega) * du + omega * nu, du)
                 dv = jnp.where(colour, (1 - omega) * dv + omega * nv, dv)
             return du, dv
@@ -332,9 +347,7 @@ class PatchFlow(nn.Module):
         if image1.ndim != 4 or image1.shape[-1] != 3 or image1.shape != image2.shape:
             raise ValueError(f"expected two (B, H, W, 3) images of one shape, got {image1.shape}"
                              f" and {image2.shape}")
-        luma = jnp.asarray(_LUMA, jnp.float32)
-        grey = [255.0 * jnp.einsum("bhwc,c->bhw", x.astype(jnp.float32), luma)
-                for x in (image1, image2)]
+        grey = [_grey(image1), _grey(image2)]
         _, h, w = grey[0].shape
         depth = pyramid_depth(h, w, patch_size=self.patch_size, min_coarse_side=self.min_coarse_side)
         pyr0 = [p[..., 0] for p in ops.image_pyramid(grey[0][..., None], levels=depth + 1)]
@@ -362,23 +375,105 @@ class PatchFlow(nn.Module):
         return FlowOutput(flow=flow, aux={"levels": levels})
 
 
-def default_settings() -> dict[str, Any]:
-    """The constructor's defaults as a plain dict (what the embedded settings file records)."""
-    return {f: getattr(PatchFlow, f) for f in PatchFlow.__dataclass_fields__
-            if f not in ("parent", "name")}
+class PatchStereo(nn.Module):
+    """PatchFlow's matching restricted to rectified stereo: flow ``(-d, 0)``, ``d >= 0``.
+
+    Same steps as :class:`PatchFlow` with a horizontal-only search, Gauss-Newton and
+    refinement. The pyramid has ``levels`` levels below full size (fewer on small images);
+    at the coarsest one every disparity in ``0 .. max_disparity`` (scaled to that level) is
+    tried exhaustively, so KITTI-range disparities (~200 px) are found however far they are.
+
+    Attributes:
+      max_disparity: largest disparity searched, full-resolution pixels.
+      levels: pyramid levels below full resolution (the coarsest is at 1 / 2**levels).
+      others: as :class:`PatchFlow`.
+    """
+
+    max_disparity: int = 192
+    levels: int = 3
+    patch_size: int = 8
+    patch_stride: int = 4
+    iterations: int = 16
+    propagation_rounds: int = 2
+    long_jump_levels: int = 2
+    alpha: float = 20.0
+    delta: float = 5.0
+    gamma: float = 10.0
+    refine_outer: int = 5
+    refine_inner: int = 5
+
+    def __post_init__(self) -> None:
+        patch_grid(self.patch_size, self.patch_size, size=self.patch_size, stride=self.patch_stride)
+        for name in ("max_disparity", "levels", "iterations", "propagation_rounds",
+                     "long_jump_levels", "refine_outer", "refine_inner"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"PatchStereo.{name} must be an int >= 0, got {value!r}")
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, left: jax.Array, right: jax.Array, *, train: bool = False) -> StereoOutput:
+        """Disparity of the left view: RGB ``(B, H, W, 3)`` in [0, 1] -> StereoOutput."""
+        del train
+        if left.ndim != 4 or left.shape[-1] != 3 or left.shape != right.shape:
+            raise ValueError(f"expected two (B, H, W, 3) images of one shape, got {left.shape}"
+                             f" and {right.shape}")
+        i0, i1 = _grey(left), _grey(right)
+        _, h, w = i0.shape
+        depth = min(self.levels, pyramid_depth(h, w, patch_size=self.patch_size,
+                                               min_coarse_side=self.patch_size))
+        pyr0 = [p[..., 0] for p in ops.image_pyramid(i0[..., None], levels=depth + 1)]
+        pyr1 = [p[..., 0] for p in ops.image_pyramid(i1[..., None], levels=depth + 1)]
+        flow = jnp.zeros((*pyr0[depth].shape, 2), jnp.float32)
+        for level in range(depth, -1, -1):
+            a, b = pyr0[level], pyr1[level]
+            if level < depth:
+                flow = ops.upsample_flow(flow, a.shape[1:], align_corners=False)
+                flow = flow.at[..., 1].set(0.0)
+            long = depth - level < self.long_jump_levels
+            flow = inverse_search(
+                a, b, flow,
+                patch_size=self.patch_size, patch_stride=self.patch_stride,
+                iterations=self.iterations, propagation_rounds=self.propagation_rounds,
+                jumps=(4, 2, 1) if long else (1,),
+                search_radius=-(-self.max_disparity // 2**depth) if level == depth else 0,
+                horizontal=True,
+            )
+            if self.refine_outer:
+                flow = variational_refinement(
+                    a, b, flow, alpha=self.alpha, delta=self.delta, gamma=self.gamma,
+                    outer=self.refine_outer, inner=self.refine_inner, horizontal=True,
+                )
+        disparity = jnp.clip(-flow[..., 0], 0.0, float(self.max_disparity))
+        return StereoOutput(disparity=disparity, aux={})
+
+
+def _grey(x: jax.Array) -> jax.Array:
+    luma = jnp.asarray(_LUMA, jnp.float32)
+    return 255.0 * jnp.einsum("bhwc,c->bhw", x.astype(jnp.float32), luma)
+
+
+def default_settings(module: type = None) -> dict[str, Any]:  # type: ignore[assignment]
+    """A module's constructor defaults as a plain dict (what its settings file records)."""
+    module = PatchFlow if module is None else module
+    return {f: getattr(module, f) for f in module.__dataclass_fields__ if f not in ("parent", "name")}
 
 
 
-def write_settings(path: str, **overrides: Any) -> None:
-    """Write a PatchFlow settings file (a flowlib ``.npz`` with no arrays, only ``__meta__``)."""
+def write_settings(path: str, model: str = "patchflow", **overrides: Any) -> None:
+    """Write a settings file (a flowlib ``.npz`` with no arrays, only ``__meta__``).
+
+    ``model`` is ``"patchflow"`` or ``"patchstereo"``; ``overrides`` change its defaults.
+    """
     from flowlib import __version__
     from flowlib.convert._common import save_weights
 
-    settings = {**default_settings(), **overrides}
-    PatchFlow(**settings)  # validate
+    module = {"patchflow": PatchFlow, "patchstereo": PatchStereo}[model]
+    settings = {**default_settings(module), **overrides}
+    module(**settings)  # validate
     meta = {
-        "model": "patchflow",
-        "weights": "embedded:patchflow",
+        "model": model,
+        "weights": f"embedded:{model}",
         "model_kwargs": settings,
         "license": "MIT",
         "training_data": "none (no learned parameters); settings chosen on benchmarks/validation.py",
@@ -391,4 +486,5 @@ if __name__ == "__main__":
     import json
     import sys
 
-    write_settings(sys.argv[1], **(json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}))
+    # python -m flowlib.models.patchflow OUT.npz [patchflow|patchstereo] [JSON overrides]
+    write_settings(sys.argv[1], *sys.argv[2:3], **(json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}))

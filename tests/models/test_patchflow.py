@@ -144,3 +144,23 @@ def test_settings_file_round_trip(tmp_path):
     with pytest.raises(ValueError, match="multiple of stride"):
         patchflow.write_settings(str(tmp_path / "bad.npz"), patch_stride=3)
     assert not (tmp_path / "bad.npz").exists()
+
+
+def test_patch_stereo_recovers_a_large_disparity_and_stays_in_range():
+    from flowlib.models.patchflow import PatchStereo
+
+    i1, i2 = _translated_pair(48, 160, -37.0, 0.0, seed=6)  # left[x] = right[x - 37]
+    model = PatchStereo(max_disparity=64, iterations=8, refine_outer=2, refine_inner=2)
+    out = model.apply({}, _rgb(i1)[None], _rgb(i2)[None])
+    disp = np.asarray(out.disparity)[0]
+    assert disp.shape == (48, 160) and disp.min() >= 0 and disp.max() <= 64
+    assert np.median(disp[8:-8, 48:-8]) == pytest.approx(37.0, abs=0.1)
+
+
+def test_patch_stereo_settings_and_zoo():
+    from flowlib.models.patchflow import PatchStereo
+
+    with pytest.raises(ValueError, match="max_disparity"):
+        PatchStereo(max_disparity=-1)
+    m = flowlib.load_model("patchstereo")
+    assert m.task == "stereo" and m.meta["model_kwargs"] == patchflow.default_settings(PatchStereo)
