@@ -11,6 +11,7 @@ import io
 import json
 import os
 import pickle
+import re
 import urllib.error
 import urllib.parse
 import zipfile
@@ -18,7 +19,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from flowlib import _download, hub
+from flowlib import _download, cli, hub
 from flowlib.convert._torch import write_torch_checkpoint
 from tests._fake_hosts import LFS_POINTER, QUOTA, FakeHosts
 
@@ -757,3 +758,106 @@ def test_the_zoo_uses_only_imitated_hosts():
     assert hosts <= {"drive.google.com", "media.githubusercontent.com", "content.sniklaus.com"}, (
         hosts
     )
+
+
+# ------------------------------------------------------------------------------ the CLI
+
+
+def test_cli_download_prints_the_whole_message_and_says_what_it_did(
+    home, hosts, capsys, monkeypatch, tmp_path
+):
+    from flowlib import _zoo
+
+    ckpt = _zoo.get("spynet").checkpoints["kitti-final"]
+    path = hub.checkpoint_path(ckpt)
+    monkeypatch.setenv("FLOWLIB_OFFLINE", "1")
+    assert cli.main(["download", "spynet:kitti-final"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ckpt.url in err and f"save the file as {path}" in err
+    # the file put there by hand: found, not "downloaded"
+    _fake_checkpoint("spynet", ckpt, tmp_path / "fake")
+    path.parent.mkdir(parents=True)
+    os.replace(tmp_path / "fake", path)
+    assert cli.main(["download", "spynet:kitti-final", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"spynet:kitti-final: found {path} in the cache") and "ready" not in out
+    assert str(hub.converted_path("spynet", "kitti-final")) in out
+    assert cli.main(["download", "spynet:kitti-final", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("spynet:kitti-final: found in the cache") and ckpt.url in out
+    # downloaded: says so, from where, and how the file was checked
+    monkeypatch.delenv("FLOWLIB_OFFLINE")
+    ckpt2 = _zoo.get("spynet").checkpoints["sintel-clean"]
+    _fake_checkpoint("spynet", ckpt2, tmp_path / "fake2")
+    hosts.add(ckpt2.url, (tmp_path / "fake2").read_bytes())
+    assert cli.main(["download", "spynet:sintel-clean", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(
+        f"spynet:sintel-clean: downloaded {ckpt2.url} to {hub.checkpoint_path(ckpt2)}"
+    )
+    assert "SHA-256 recorded" in out
+
+
+def test_cli_estimate_offline_prints_the_whole_message(home, tmp_path, capsys, monkeypatch):
+    from flowlib import _zoo
+    from flowlib import io as fio
+
+    monkeypatch.setenv("FLOWLIB_OFFLINE", "1")
+    img = np.zeros((32, 32, 3), np.uint8)
+    for n in ("a.png", "b.png"):
+        fio.write_image(tmp_path / n, img)
+    ckpt = _zoo.get("spynet").checkpoints["sintel-final"]
+    code = cli.main(
+        [
+            "estimate",
+            str(tmp_path / "a.png"),
+            str(tmp_path / "b.png"),
+            "--model",
+            "spynet:sintel-final",
+            "-o",
+            str(tmp_path / "f.flo"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and ckpt.url in err and f"save the file as {hub.checkpoint_path(ckpt)}" in err
+
+
+def test_cli_models_table(home, capsys, ckpt_bytes):
+    from flowlib import _zoo
+
+    spy = _zoo.get("spynet").checkpoints["sintel-final"]
+    path = hub.checkpoint_path(spy)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(ckpt_bytes)
+    hub.fetch(spy, offline=True)  # records its checksum
+    assert cli.main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.lstrip("* ").startswith("MODEL"))
+    columns = [m.start() for m in re.finditer(r"\S+", lines[header])]
+    assert lines[header].split() == [
+        "MODEL",
+        "TASK",
+        "CACHED",
+        "SHA-256",
+        "LICENCE",
+        "TRAINED",
+        "ON",
+    ]
+    end = lines.index("", header)
+    rows = lines[header + 1 : end]
+    names = {f"{n}:{v}" for n, v in _variants()}
+    assert {r[2:].split()[0] for r in rows} >= names
+    for row in rows:  # every column starts where its header does
+        for start in columns[1:6]:
+            assert row[start - 1] == " " and row[start] != " ", (row, start)
+    by_name = {r[2:].split()[0]: r for r in rows}
+    assert by_name["spynet:sintel-final"][columns[2] : columns[4]].split() == [
+        "checkpoint",
+        "recorded",
+    ]
+    assert by_name["spynet:kitti-final"][columns[2] : columns[4]].split() == ["no", "none"]
+    assert by_name["flownetc:chairs"][columns[2] : columns[4]].split() == ["no", "published"]
+    assert by_name["cfnet:sceneflow"][columns[2] : columns[4]].split() == ["no", "none"]
+    text = "\n".join(lines)
+    assert str(hub.cache_dir()) in text and "FLOWLIB_HOME" in text
+    assert "* spynet (embedded)" in text and "* spynet:sintel-final" not in text
