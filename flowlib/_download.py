@@ -349,6 +349,7 @@ def _open(url: str, start: int, timeout: float) -> _Answer:
     """
     opener = urllib.request.build_opener(_NoRedirect(), urllib.request.HTTPCookieProcessor())
     redirects = pages = 0
+    first = url
     while True:
         try:
             response = _request(opener, url, start, timeout)
@@ -360,7 +361,7 @@ def _open(url: str, start: int, timeout: float) -> _Answer:
             redirects += 1
             if redirects > _MAX_REDIRECTS:
                 raise ConnectionError(
-                    f"more than {_MAX_REDIRECTS} redirects (last to {nxt})"
+                    f"{first}: more than {_MAX_REDIRECTS} redirects (the last to {nxt})"
                 ) from None
             url = nxt
             continue
