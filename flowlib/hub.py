@@ -174,6 +174,8 @@ def _write_record(
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(json.dumps(record, indent=1) + "\n")
     os.replace(tmp, target)
+    # flowlib <= 0.1 kept "<file>.sha256" sidecars; the record replaces them.
+    path.with_name(path.name + ".sha256").unlink(missing_ok=True)
 
 
 def _expected_digest(checkpoint: Checkpoint, record: dict[str, Any] | None) -> str | None:

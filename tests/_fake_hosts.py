@@ -82,6 +82,7 @@ class FakeHosts:
         self.drop_after: int | None = None
         self.drive_quota = False
         self.drive_accepts = True  # False: the confirmation never works (page again)
+        self.drive_small: set[str] = set()  # ids Drive serves without the warning page
         self.uuids: set[str] = set()
         self.requests: list[tuple[str, str, str | None]] = []
         self._lock = threading.Lock()
@@ -171,6 +172,8 @@ class FakeHosts:
             return self._send(h, 404, b"<html><title>Not Found</title></html>", "text/html")
         if self.drive_quota:
             return self._send(h, 200, QUOTA_PAGE.encode(), "text/html; charset=utf-8")
+        if query.get("id") in self.drive_small:
+            return self._file(h, body, range_ok=True, disposition=f'attachment; filename="{name}"')
         if (
             self.drive_accepts
             and query.get("confirm") == "t"

@@ -284,6 +284,14 @@ def test_drive_confirmation_page_is_followed(tmp_path, hosts, ckpt_bytes):
     ]
 
 
+def test_small_drive_files_come_without_the_page(tmp_path, hosts, ckpt_bytes):
+    hosts.add(DRIVE_URL, ckpt_bytes)
+    hosts.drive_small.add(DRIVE_ID)
+    hub.download(DRIVE_URL, tmp_path / "w.ckpt", source_format="pytorch", progress=False)
+    assert (tmp_path / "w.ckpt").read_bytes() == ckpt_bytes
+    assert [h for h, _, _ in hosts.requests] == ["drive.google.com", "drive.usercontent.google.com"]
+
+
 def test_drive_download_resumes_through_the_confirmation_page(tmp_path, hosts, ckpt_bytes):
     hosts.add(DRIVE_URL, ckpt_bytes)
     hosts.drop_after = 40_000
@@ -343,7 +351,10 @@ def test_confirmation_parser_today_legacy_and_foreign_pages():
     assert _download._drive_confirmation(_download._parse_page(foreign.encode()), page_url) is None
     post = today.replace('method="get"', 'method="post"')
     assert _download._drive_confirmation(_download._parse_page(post.encode()), page_url) is None
-    assert _download._drive_confirmation(_download._parse_page(b"<html><p>hi</p></html>"), page_url) is None
+    assert (
+        _download._drive_confirmation(_download._parse_page(b"<html><p>hi</p></html>"), page_url)
+        is None
+    )
 
 
 # ---------------------------------------------------------------- download: file content
@@ -396,7 +407,9 @@ def test_content_check_per_format(tmp_path):
         zf.writestr("__meta__.npy", b"x")
     assert _download.content_problem(npz, "flowlib-npz") is None
     (tmp_path / "a.npz").write_bytes(_npz_bytes())
-    assert "without flowlib's __meta__" in _download.content_problem(tmp_path / "a.npz", "flowlib-npz")
+    assert "without flowlib's __meta__" in _download.content_problem(
+        tmp_path / "a.npz", "flowlib-npz"
+    )
     (tmp_path / "w.t7").write_bytes(b"\x03\x00\x00\x00rest")
     assert _download.content_problem(tmp_path / "w.t7", "t7") is None
     assert "HTML" in _download.content_problem(_write(tmp_path / "h", b"\n  <HTML><body>"), "t7")
@@ -424,6 +437,10 @@ def test_fetch_downloads_once_and_verifies_the_cache_once(home, hosts, ckpt_byte
         len(ckpt_bytes),
         "published",
     )
+    assert _cache_files(home) == ["w.pth", "w.pth.json"]
+    (home / "checkpoints" / "w.pth.sha256").write_text(f"{sha}  w.pth\n1 2\n")  # old sidecar
+    os.utime(path, ns=(5, 5))
+    hub.fetch(ckpt, progress=False)  # re-hashed, recorded, old sidecar gone
     assert _cache_files(home) == ["w.pth", "w.pth.json"]
     hashed = []
     real = hub._sha256_file
