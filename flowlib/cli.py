@@ -400,33 +400,85 @@ def _cmd_convert(args: argparse.Namespace) -> None:
 
 def _cmd_download(args: argparse.Namespace) -> None:
     import flowlib
+    from flowlib import _zoo, hub
 
     _select_device(args.device)
     for name in args.names:
+        model_name, _, variant = name.partition(":")
+        ckpt = _zoo.get(model_name).checkpoints.get(variant) if variant else None
+        if ckpt is None:  # the embedded default, a local path or an unknown variant
+            model = flowlib.load_model(name, progress=not args.quiet)
+            print(f"{model.meta.get('weights')}: ready ({model.meta.get('source_url', 'local')})")
+            continue
+        converted = hub.converted_path(model_name, variant)
+        had_converted, had_file = converted.is_file(), hub.cache_info(ckpt).present
         model = flowlib.load_model(name, progress=not args.quiet)
-        print(f"{model.meta.get('weights')}: ready ({model.meta.get('source_url', 'local')})")
+        if had_converted:
+            source = model.meta.get("source_url", ckpt.url)
+            print(f"{name}: found in the cache ({converted}; from {source})")
+            continue
+        info = hub.cache_info(ckpt)
+        if had_file:
+            done = f"found {info.path} in the cache"
+        else:
+            done = f"downloaded {ckpt.url} to {info.path}"
+        print(f"{name}: {done} (SHA-256 {info.sha256_source}: {info.sha256}); converted to "
+              f"{converted}")
 
 
-def _cmd_models(args: argparse.Namespace) -> None:
-    from flowlib import _api, _zoo
+def _cache_origin() -> str:
+    if os.environ.get("FLOWLIB_HOME"):
+        return "$FLOWLIB_HOME"
+    if os.environ.get("XDG_CACHE_HOME"):
+        return "$XDG_CACHE_HOME/flowlib"
+    return "default; set FLOWLIB_HOME to move it"
+
+
+def _model_rows() -> list[tuple[str, ...]]:
+    """``(mark, name, task, cached, sha-256, licence, trained on)`` per model and variant."""
+    from flowlib import _api, _zoo, hub
     from flowlib.convert._common import load_weights
 
-    print("* = used when no weights are given")
+    rows = []
     for name, entry in sorted(_zoo.MODELS.items()):
         try:
             checkpoints = entry.checkpoints
         except ImportError as err:  # a model file missing from a partial install
-            print(f"  {name:<24} {entry.task:<6} (unavailable: {err})")
+            rows.append((" ", name, entry.task, "-", "-", f"(unavailable: {err})", ""))
             continue
         embedded = _api._embedded_default(name)
         if embedded is not None:
             meta = load_weights(embedded)[1]
-            data = f"embedded, trained by flowlib on {meta.get('training_data', '?')} data"
-            print(f"* {name + ' (embedded)':<24} {entry.task:<6} {data:<28} {meta.get('license', '?')}")
+            rows.append(("*", f"{name} (embedded)", entry.task, "package", "-",
+                         meta.get("license", "?"), f"{meta.get('training_data', '?')} (flowlib)"))
         for variant, ckpt in checkpoints.items():
             mark = "*" if embedded is None and variant == entry.default_weights else " "
-            label = f"{name}:{variant}"
-            print(f"{mark} {label:<24} {entry.task:<6} {ckpt.training_data:<28} {ckpt.license}")
+            info = hub.cache_info(ckpt)
+            cached = ("converted" if hub.converted_path(name, variant).is_file()
+                      else "checkpoint" if info.present else "no")
+            licence = ckpt.license.split(" (")[0]
+            rows.append((mark, f"{name}:{variant}", entry.task, cached,
+                         info.sha256_source or "none", licence, ckpt.training_data))
+    return rows
+
+
+def _cmd_models(args: argparse.Namespace) -> None:
+    from flowlib import hub
+
+    rows = [("", "MODEL", "TASK", "CACHED", "SHA-256", "LICENCE", "TRAINED ON"), *_model_rows()]
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    for row in rows:
+        cells = [row[0] or " "] + [c.ljust(w) for c, w in zip(row[1:6], widths[1:6])]
+        print(" ".join(cells + [row[6]]).rstrip())
+    cache = hub.cache_dir()
+    print()
+    print("* = used when no weights are given (embedded: shipped inside the package)")
+    print("CACHED: converted = ready to load; checkpoint = downloaded, converted on first load; "
+          "no = downloaded on first use (flowlib download NAME)")
+    print("SHA-256: published = checked against the authors' hash; recorded = checked against "
+          "the first copy downloaded here; none = recorded at the first download")
+    print(f"cache: {cache} ({_cache_origin()}): checkpoints in {cache / 'checkpoints'}, "
+          f"converted weights in {cache / 'converted'}")
 
 
 # ------------------------------------------------------------------------------------- parser
@@ -621,7 +673,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=_cmd_download)
 
-    s = sub.add_parser("models", help="list models and their named weights")
+    s = sub.add_parser(
+        "models", help="list models, their named weights, what is cached and where"
+    )
     _global_flags(s, device=False, top=False)
     s.set_defaults(func=_cmd_models)
     return p

@@ -9,25 +9,46 @@ The cache lives in ``$FLOWLIB_HOME`` if set, else ``$XDG_CACHE_HOME/flowlib``, e
 ``FLOWLIB_OFFLINE=1`` nothing is downloaded: a missing file raises
 :class:`WeightsUnavailableError`, whose message gives the URL and the exact path to put the
 file at (any local checkpoint path can also be passed to ``flowlib.load_model`` directly).
+
+What arrives is checked before it is renamed into the cache:
+
+* an answer that is an HTML page (``Content-Type: text/html`` or a body that starts like
+  one) is never written as a checkpoint. Google Drive answers large files with such a page
+  (a virus-scan warning holding a confirmation form); :func:`download` follows that form the
+  way Drive serves it (``drive.usercontent.google.com/download`` with the form's hidden
+  ``id/export/confirm/uuid`` fields) and refuses any other page with a one-line
+  :class:`UnexpectedContentError` naming the URL and what came back;
+* the file must be what the converter reads (a PyTorch zip archive with intact CRCs, the
+  legacy PyTorch pickle, a flowlib ``.npz``), else :class:`UnexpectedContentError`;
+* its SHA-256 must equal the published one, or, where none is published, the one recorded
+  when the file was first downloaded (trust on first use). The record,
+  ``<cache>/checkpoints/<filename>.json``, holds the size and SHA-256 and outlives the file,
+  so a later copy (a re-download, a file put there by hand) is verified against it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import datetime
 import http.client
+import json
 import os
-import re
-import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
+from typing import Any
+
+from flowlib._download import EXPECTED, UnexpectedContentError, content_problem, download
+from flowlib._download import download_checked as _download_checked
+from flowlib._download import sha256_file as _sha256_file
 
 __all__ = [
+    "CacheInfo",
     "Checkpoint",
+    "UnexpectedContentError",
     "WeightsUnavailableError",
     "cache_dir",
+    "cache_info",
     "checkpoint_path",
+    "converted_path",
     "download",
     "fetch",
 ]
@@ -63,6 +84,27 @@ class WeightsUnavailableError(FileNotFoundError, RuntimeError):
     """The weights are not in the cache and cannot be downloaded (offline or network error)."""
 
 
+@dataclasses.dataclass(frozen=True)
+class CacheInfo:
+    """What the cache holds for one checkpoint (see :func:`cache_info`).
+
+    Attributes:
+      path: where the checkpoint file is (or would be) kept.
+      present: whether it is there now.
+      sha256: the digest a copy is verified against, or ``None`` (none published and none
+        recorded yet: the first download records one).
+      sha256_source: ``"published"`` (from the model's table), ``"recorded"`` (from the
+        first copy seen, in ``<path>.json``) or ``None``.
+      record: ``<path>.json``, the cache metadata (size, SHA-256, URL, when recorded).
+    """
+
+    path: Path
+    present: bool
+    sha256: str | None
+    sha256_source: str | None
+    record: Path
+
+
 def cache_dir() -> Path:
     """The flowlib cache folder (not created here).
 
@@ -83,185 +125,150 @@ def checkpoint_path(checkpoint: Checkpoint) -> Path:
     return cache_dir() / "checkpoints" / checkpoint.filename
 
 
+def converted_path(model: str, variant: str) -> Path:
+    """Where the converted weights of ``model:variant`` are kept:
+    ``cache_dir()/converted/<model>-<variant>.npz``."""
+    return cache_dir() / "converted" / f"{model}-{variant}.npz"
+
+
 def _offline_from_env() -> bool:
     return os.environ.get("FLOWLIB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+# ------------------------------------------------------------------------ cache metadata
 
 
-def _progress_bar(total: int | None, initial: int, name: str, enabled: bool):
-    from tqdm import tqdm
-
-    stream = sys.stderr
-    on = enabled and hasattr(stream, "isatty") and stream.isatty()
-    return tqdm(
-        total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024,
-        desc=name, disable=not on, file=stream, dynamic_ncols=True, leave=False,
-    )
+def _record_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
 
 
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
-
-
-def _open(url: str, start: int, timeout: float):
-    headers = {"User-Agent": "flowlib-hub", "Accept-Encoding": "identity"}
-    if start:
-        headers["Range"] = f"bytes={start}-"
-    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
-
-
-def download(
-    url: str,
-    dest: str | os.PathLike,
-    *,
-    sha256: str | None = None,
-    progress: bool = True,
-    timeout: float = 30,
-) -> Path:
-    """Download ``url`` to ``dest``, resumably and atomically.
-
-    Bytes stream into ``dest + ".part"``. If a ``.part`` file is already there (an earlier
-    interrupted download) the request asks for the rest with an HTTP ``Range`` header and
-    appends; a server that answers with the whole file instead (no Range support,
-    ``file://``) restarts the ``.part`` from scratch. Only a complete download whose
-    SHA-256 matches is fsynced and renamed to ``dest``, so ``dest`` is never a partial file.
-
-    Args:
-      url: ``http://``, ``https://`` or ``file://`` address.
-      dest: final path (parent folders are created).
-      sha256: expected hex digest, or ``None`` to skip the check.
-      progress: show a tqdm bar (bytes, rate, ETA) on a terminal's stderr.
-      timeout: socket timeout in seconds for connecting and for each read.
-
-    Returns:
-      ``dest`` as a :class:`~pathlib.Path`.
-
-    Raises:
-      ValueError: the downloaded file's SHA-256 differs from ``sha256`` (the bad file is
-        deleted; the message gives both digests).
-      ConnectionError: the transfer failed or ended early (the ``.part`` file is kept for
-        the next attempt to resume).
-      OSError: other network or disk errors (``urllib.error.URLError``, ``HTTPError``).
-    """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    start = part.stat().st_size if part.is_file() else 0
+def _read_record(path: Path) -> dict[str, Any] | None:
     try:
-        response = _open(url, start, timeout)
-    except urllib.error.HTTPError as err:
-        if err.code != 416 or not start:
-            raise
-        # 416 Range Not Satisfiable: the .part is not a prefix of this file; start over.
-        err.close()
-        part.unlink()
-        start = 0
-        response = _open(url, 0, timeout)
-    with response:
-        status = getattr(response, "status", None) or 200
-        total: int | None = None
-        if start and status == 206:
-            m = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
-            if not m or int(m.group(1)) != start:
-                raise ConnectionError(f"{url}: server answered a range request with Content-Range {response.headers.get('Content-Range')!r}")
-            total = int(m.group(3)) if m.group(3) != "*" else None
-            mode = "ab"
-        else:
-            # The whole file (a 200 to a range request means: no Range support).
-            start = 0
-            mode = "wb"
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-        received = start
-        with open(part, mode) as out, _progress_bar(total, start, dest.name, progress) as bar:
-            try:
-                while True:
-                    block = response.read(1 << 16)
-                    if not block:
-                        break
-                    out.write(block)
-                    received += len(block)
-                    bar.update(len(block))
-            except (OSError, http.client.HTTPException) as err:
-                out.flush()
-                raise ConnectionError(
-                    f"download of {url} interrupted after {received} bytes ({err}); run again to resume from {part}"
-                ) from err
-            out.flush()
-            os.fsync(out.fileno())
-    if total is not None and received != total:
-        raise ConnectionError(
-            f"download of {url} ended after {received} of {total} bytes; run again to resume from {part}"
-        )
-    if sha256 is not None:
-        actual = _sha256_file(part)
-        if actual.lower() != sha256.lower():
-            part.unlink()
-            raise ValueError(
-                f"SHA-256 mismatch for {url}: expected {sha256.lower()}, got {actual} "
-                f"({received} bytes); the download was deleted"
-            )
-    os.replace(part, dest)
-    _fsync_dir(dest.parent)
-    return dest
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
+        record = json.loads(_record_path(path).read_text())
+        if isinstance(record.get("sha256"), str) and isinstance(record.get("size"), int):
+            return record
+    except (OSError, ValueError, AttributeError):
         pass
-    finally:
-        os.close(fd)
+    return None
 
 
-def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
-def _verified_before(path: Path, sha256: str) -> bool:
-    """True if the sidecar records ``sha256`` for this exact file (same size and mtime)."""
-    try:
-        digest, stamp = _sidecar(path).read_text().split("\n")[:2]
-        st = path.stat()
-        return digest.split()[0].lower() == sha256.lower() and stamp == f"{st.st_size} {st.st_mtime_ns}"
-    except (OSError, ValueError, IndexError):
-        return False
-
-
-def _record_verified(path: Path, sha256: str) -> None:
+def _write_record(
+    path: Path, checkpoint: Checkpoint, digest: str, origin: str, old: dict[str, Any] | None
+) -> None:
+    """Record size, SHA-256 and the file's stat (to skip re-hashing an unchanged file)."""
     st = path.stat()
-    tmp = _sidecar(path).with_name(_sidecar(path).name + ".tmp")
-    tmp.write_text(f"{sha256.lower()}  {path.name}\n{st.st_size} {st.st_mtime_ns}\n")
-    os.replace(tmp, _sidecar(path))
+    keep = old is not None and old["sha256"] == digest
+    record = {
+        "filename": checkpoint.filename,
+        "url": checkpoint.url,
+        "size": st.st_size,
+        "sha256": digest,
+        "sha256_source": "published" if checkpoint.sha256 else "recorded",
+        "origin": old["origin"] if keep and "origin" in old else origin,
+        "recorded": old["recorded"]
+        if keep and "recorded" in old
+        else datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "checked": [st.st_size, st.st_mtime_ns],
+    }
+    target = _record_path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, target)
+    # flowlib <= 0.1 kept "<file>.sha256" sidecars; the record replaces them.
+    path.with_name(path.name + ".sha256").unlink(missing_ok=True)
+
+
+def _expected_digest(checkpoint: Checkpoint, record: dict[str, Any] | None) -> str | None:
+    if checkpoint.sha256 is not None:
+        return checkpoint.sha256.lower()
+    return record["sha256"] if record is not None else None
+
+
+def cache_info(checkpoint: Checkpoint) -> CacheInfo:
+    """What the cache holds for ``checkpoint`` (reads no checkpoint data, no network)."""
+    path = checkpoint_path(checkpoint)
+    record = _read_record(path)
+    digest = _expected_digest(checkpoint, record)
+    source = "published" if checkpoint.sha256 else ("recorded" if record else None)
+    present = path.is_dir() if checkpoint.source_format == "t7-dir" else path.is_file()
+    return CacheInfo(path, present, digest, source, _record_path(path))
+
+
+# ------------------------------------------------------------------------------ fetch
 
 
 def _unavailable(checkpoint: Checkpoint, path: Path, reason: str) -> WeightsUnavailableError:
-    what = "folder" if checkpoint.source_format == "t7-dir" else "file"
+    """One line: what went wrong, then the manual steps (the CLI prints it whole)."""
+    if checkpoint.source_format == "t7-dir":
+        steps = f"download the folder {checkpoint.url} and save the folder"
+    else:
+        steps = (
+            f"open {checkpoint.url} in a browser (confirm the download if it asks) and "
+            "save the file"
+        )
     return WeightsUnavailableError(
-        f"weights {checkpoint.filename!r} are not available: {reason}.\n"
-        f"Download {checkpoint.url}\n"
-        f"and save the {what} as {path}\n"
-        f"(or pass the path of a local copy instead of the named weights, e.g. "
+        f"weights {checkpoint.filename!r} are not available: {reason}. "
+        f"To install them by hand, {steps} "
+        f"as {path} (or pass the path of a local copy instead of the named weights, e.g. "
         f"flowlib.load_model(name, '/path/to/{checkpoint.filename}'))."
     )
+
+
+def _recorded_note(checkpoint: Checkpoint, record: dict[str, Any]) -> str:
+    return (
+        f"{record['size']:,} bytes, SHA-256 {record['sha256']} were recorded from the "
+        f"{record.get('origin', 'first copy')} on {record.get('recorded', '?')}; if the file "
+        f"was replaced upstream, delete {_record_path(checkpoint_path(checkpoint))} to accept "
+        "the new one"
+    )
+
+
+def _mismatch(
+    checkpoint: Checkpoint, record: dict[str, Any] | None, digest: str, path: Path
+) -> ValueError:
+    if checkpoint.sha256 is not None:
+        return ValueError(
+            f"{path}: SHA-256 is {digest}, expected {checkpoint.sha256.lower()} for "
+            f"{checkpoint.url}; delete the file to download it again, or pass its path "
+            "directly to use it anyway"
+        )
+    assert record is not None
+    return ValueError(
+        f"{path}: SHA-256 is {digest}, not the recorded one ({_recorded_note(checkpoint, record)})"
+    )
+
+
+def _check_cached(checkpoint: Checkpoint, path: Path, record: dict[str, Any] | None) -> Path:
+    """Verify a file found in the cache (hashing it only if it changed since last time)."""
+    expected = _expected_digest(checkpoint, record)
+    st = path.stat()
+    if (
+        record is not None
+        and record["sha256"] == expected
+        and record.get("checked") == [st.st_size, st.st_mtime_ns]
+    ):
+        return path
+    if expected is None:  # first sight of a file put there by hand: is it a checkpoint?
+        problem = content_problem(path, checkpoint.source_format)
+        if problem is not None:
+            raise _unavailable(
+                checkpoint,
+                path,
+                f"{path} is {problem}, not {EXPECTED[checkpoint.source_format]}; delete it",
+            )
+    digest = _sha256_file(path)
+    if expected is not None and digest != expected:
+        raise _mismatch(checkpoint, record, digest, path)
+    _write_record(path, checkpoint, digest, "copy found in the cache", record)
+    return path
 
 
 def fetch(checkpoint: Checkpoint, *, offline: bool | None = None, progress: bool = True) -> Path:
     """Return the local path of ``checkpoint``, downloading it into the cache if needed.
 
-    A cached file is checked against ``checkpoint.sha256`` once; the result is remembered
-    in a ``<file>.sha256`` sidecar (re-checked if the file's size or mtime changes).
+    A file is verified against ``checkpoint.sha256``, or where that is ``None`` against the
+    size and SHA-256 recorded (in ``<file>.json``) from the first copy downloaded or found
+    in the cache. A cached file is hashed again only if its size or mtime changed.
 
     Args:
       checkpoint: the entry from a model's ``CHECKPOINTS`` table.
@@ -273,9 +280,11 @@ def fetch(checkpoint: Checkpoint, *, offline: bool | None = None, progress: bool
 
     Raises:
       WeightsUnavailableError: not cached and offline, not downloadable (a ``t7-dir``
-        folder), or the download failed; the message names the URL and the exact path to
+        folder), the download failed or brought something other than the file (an HTML
+        page); the one-line message names the URL, what happened and the exact path to
         put the file at.
-      ValueError: the cached or downloaded file's SHA-256 differs from ``checkpoint.sha256``.
+      ValueError: the cached or downloaded file's SHA-256 differs from the published or
+        recorded one.
     """
     if offline is None:
         offline = _offline_from_env()
@@ -283,24 +292,37 @@ def fetch(checkpoint: Checkpoint, *, offline: bool | None = None, progress: bool
     if checkpoint.source_format == "t7-dir":
         if path.is_dir():
             return path
-        raise _unavailable(checkpoint, path, "a folder of Torch7 files is not downloaded automatically")
+        raise _unavailable(
+            checkpoint, path, "a folder of Torch7 files is not downloaded automatically"
+        )
+    record = _read_record(path)
     if path.is_file():
-        if checkpoint.sha256 is None or _verified_before(path, checkpoint.sha256):
-            return path
-        actual = _sha256_file(path)
-        if actual.lower() != checkpoint.sha256.lower():
-            raise ValueError(
-                f"{path}: SHA-256 is {actual}, expected {checkpoint.sha256.lower()} for {checkpoint.url}; "
-                "delete the file to download it again, or pass its path directly to use it anyway"
-            )
-        _record_verified(path, checkpoint.sha256)
-        return path
+        return _check_cached(checkpoint, path, record)
     if offline:
-        raise _unavailable(checkpoint, path, "offline mode (FLOWLIB_OFFLINE or offline=True) and not in the cache")
+        raise _unavailable(
+            checkpoint, path, "offline mode (FLOWLIB_OFFLINE or offline=True) and not in the cache"
+        )
+    expected = _expected_digest(checkpoint, record)
+    size = record["size"] if record is not None and checkpoint.sha256 is None else None
     try:
-        download(checkpoint.url, path, sha256=checkpoint.sha256, progress=progress)
+        digest = _download_checked(
+            checkpoint.url,
+            path,
+            sha256=expected,
+            size=size,
+            source_format=checkpoint.source_format,
+            progress=progress,
+            timeout=30,
+        )
+    except UnexpectedContentError as err:
+        raise _unavailable(checkpoint, path, str(err)) from err
+    except ValueError as err:
+        if checkpoint.sha256 is None and record is not None:
+            raise ValueError(f"{err} ({_recorded_note(checkpoint, record)})") from err
+        raise
     except (OSError, http.client.HTTPException) as err:
-        raise _unavailable(checkpoint, path, f"download failed ({type(err).__name__}: {err})") from err
-    if checkpoint.sha256 is not None:
-        _record_verified(path, checkpoint.sha256)
+        raise _unavailable(
+            checkpoint, path, f"download failed ({type(err).__name__}: {err})"
+        ) from err
+    _write_record(path, checkpoint, digest, "first download", record)
     return path

@@ -259,7 +259,8 @@ def test_download_reports_cached_weights_and_offline_misses(capsys, spynet_weigh
     save_weights(hub.cache_dir() / "converted" / "spynet-sintel-final.npz", variables, meta)
     assert cli.main(["download", "spynet:sintel-final", "-q"]) == 0
     assert (
-        capsys.readouterr().out == "spynet:sintel-final: ready (https://example.invalid/spynet)\n"
+        capsys.readouterr().out == "spynet:sintel-final: found in the cache "
+        f"({hub.converted_path('spynet', 'sintel-final')}; from https://example.invalid/spynet)\n"
     )
 
 
