@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 import flowlib
-from flowlib import data, metrics
+from flowlib import _zoo, data, metrics
 
 
 def _grey_u8(img: np.ndarray) -> np.ndarray:
@@ -149,9 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.defaults", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    p.add_argument("--flow-model", default="spynet")
+    p.add_argument("--flow-model", default=_zoo.DEFAULT_FLOW_MODEL)
     p.add_argument("--flow-weights", default=None, help="default: the model's default (embedded) weights")
-    p.add_argument("--stereo-model", default="cfnet")
+    p.add_argument("--stereo-model", default=_zoo.DEFAULT_STEREO_MODEL)
     p.add_argument("--stereo-weights", default=None)
     p.add_argument("--task", choices=["flow", "stereo", "both"], default="both")
     p.add_argument("--json", default=None)

@@ -5,8 +5,8 @@
 
 One figure per dataset (image, estimate, ground truth, KITTI-style error map with EPE and
 Fl / D1 in the title), made by flowlib's own readers, models and ``viz``: flow with the
-default (embedded) SpyNet, and with the official SpyNet Sintel weights when a local copy is
-given; disparity with the default CFNet. Nothing here is pasted: rerun it after changing a
+default (embedded PatchFlow), and with the official SpyNet Sintel weights when a local copy is
+given; disparity with the default (embedded PatchStereo). Nothing here is pasted: rerun it after changing a
 model or the weights and commit the PNGs it writes.
 """
 
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import flowlib  # noqa: E402
 from benchmarks.defaults import flow_cases, stereo_cases  # noqa: E402
-from flowlib import data, viz  # noqa: E402
+from flowlib import _zoo, data, viz  # noqa: E402
 
 _DPI = 56  # 4-inch panels -> 224 px each: small PNGs, still readable
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     root, out = Path(a.data), Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    models = {"default": flowlib.load_model("spynet")}
+    models = {"default": flowlib.load_model(_zoo.DEFAULT_FLOW_MODEL)}
     if a.spynet_official:
         models["official-sintel"] = flowlib.load_model("spynet", a.spynet_official)
     seen: set[str] = set()
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             path = out / f"flow-{_slug(group)}-{tag}.png"
             viz.comparison_figure(d["image1"], flow, d["flow"], valid=d["valid"], path=path, dpi=_DPI)
             print("wrote", path)
-    stereo = flowlib.load_model("cfnet")
+    stereo = flowlib.load_model(_zoo.DEFAULT_STEREO_MODEL)
     seen.clear()
     for group, sample in stereo_cases(root):
         if group in seen:

@@ -52,6 +52,11 @@ class ModelEntry:
         return out
 
 
+#: What ``flowlib.estimate`` / ``flowlib.estimate_disparity`` (and the CLI, the demo and the
+#: benchmarks) use when no model is named: flowlib's own, embedded, no download.
+DEFAULT_FLOW_MODEL = "patchflow"
+DEFAULT_STEREO_MODEL = "patchstereo"
+
 MODELS: dict[str, ModelEntry] = {
     "patchflow": ModelEntry(
         name="patchflow",
