@@ -12,7 +12,8 @@ import functools
 import importlib
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -82,17 +83,109 @@ def _embedded_default(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def _load_npz(entry: _zoo.ModelEntry, path: Path) -> tuple[Any, dict[str, Any]]:
+# ------------------------------------------------------------------------- model options
+
+def _int_option(lo: int, hi: int, *, multiple: int = 1) -> Callable[[str, Any], int]:
+    def check(key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not (
+            lo <= value <= hi and value % multiple == 0
+        ):
+            step = f" and a multiple of {multiple}" if multiple > 1 else ""
+            raise ValueError(f"{key} must be an integer in [{lo}, {hi}]{step}, got {value!r}")
+        return int(value)
+
+    return check
+
+
+def _positive_float(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
+        np.isfinite(value) and value > 0
+    ):
+        raise ValueError(f"{key} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+#: The user-facing settings of each model: ``load_model`` keyword -> validator. They change
+#: how the network runs, not its parameters, so any weights of the model accept them.
+MODEL_OPTIONS: dict[str, dict[str, Callable[[str, Any], Any]]] = {
+    # Pyramid levels (upstream 6; the embedded default was trained with 3).
+    "spynet": {"max_levels": _int_option(1, 10)},
+    # Factor between the raw predictions and pixels, for checkpoints that do not store it.
+    "flownets": {"div_flow": _positive_float},
+    "flownetc": {"div_flow": _positive_float},
+    # Largest disparity searched (released weights: 256; the embedded default: 192).
+    "cfnet": {"maxdisp": _int_option(32, 1024, multiple=32)},
+}
+
+
+def _check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    allowed = MODEL_OPTIONS.get(name, {})
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        accepted = ", ".join(sorted(allowed)) or "none"
+        raise TypeError(f"load_model({name!r}): unknown option(s) {', '.join(unknown)}; "
+                        f"{name} accepts: {accepted}")
+    return {key: allowed[key](key, value) for key, value in options.items()}
+
+
+# ----------------------------------------------------------------- weight sources (resolvers)
+
+#: Suffixes that make a string a file name rather than a variant name.
+_FILE_SUFFIXES = (".npz", ".pth", ".pt", ".pytorch", ".tar", ".t7", ".ckpt", ".bin", ".pkl")
+
+
+def _looks_like_path(weights: Any) -> bool:
+    if isinstance(weights, os.PathLike):
+        return True
+    text = str(weights)
+    return os.sep in text or "/" in text or text.lower().endswith(_FILE_SUFFIXES)
+
+
+def _load_npz(name: str, entry: _zoo.ModelEntry, path: Any, **_: Any) -> tuple[Any, dict[str, Any]]:
     from flowlib.convert._common import load_weights
 
+    path = Path(path)
     variables, meta = load_weights(path)
+    owner = meta.get("model")
+    if owner is not None and owner != name:
+        raise ValueError(f"{path} holds {owner} weights, not {name} ones; "
+                         f"use load_model({owner!r}, {os.fspath(path)!r})")
     return variables, meta
 
 
-def _convert_local(entry: _zoo.ModelEntry, path: Path) -> tuple[Any, dict[str, Any]]:
+def _convert_local(name: str, entry: _zoo.ModelEntry, path: Any,
+                   **_: Any) -> tuple[Any, dict[str, Any]]:
+    path = Path(path)
     converter = importlib.import_module(entry.converter)
-    variables, kwargs = converter.convert_file(path)
+    try:
+        variables, kwargs = converter.convert_file(path)
+    except (ValueError, KeyError) as err:
+        owner = _identify_checkpoint(path, skip=entry.converter)
+        if owner is not None:
+            raise ValueError(f"{path} is a {owner} checkpoint, not a {name} one; "
+                             f"use load_model({owner!r}, {os.fspath(path)!r})") from err
+        raise
     return variables, {"model_kwargs": kwargs, "source": str(path), "weights": str(path)}
+
+
+def _identify_checkpoint(path: Path, *, skip: str) -> str | None:
+    """The zoo model whose converter accepts ``path`` (only on the error path: slow)."""
+    tried = {skip}
+    for other in _zoo.MODELS.values():
+        if other.converter in tried:
+            continue
+        tried.add(other.converter)
+        if _converts(other.converter, path):
+            return other.name
+    return None
+
+
+def _converts(converter: str, path: Path) -> bool:
+    try:
+        importlib.import_module(converter).convert_file(path)
+    except Exception:  # noqa: BLE001 - any failure means "not this model's checkpoint"
+        return False
+    return True
 
 
 def _resolve_named(name: str, entry: _zoo.ModelEntry, variant: str, *, offline: bool | None,
@@ -109,7 +202,7 @@ def _resolve_named(name: str, entry: _zoo.ModelEntry, variant: str, *, offline: 
     ckpt = checkpoints[variant]
     converted = hub.cache_dir() / "converted" / f"{name}-{variant}.npz"
     if converted.is_file():
-        return _load_npz(entry, converted)
+        return _load_npz(name, entry, converted)
     source = hub.fetch(ckpt, offline=offline, progress=progress)
     converter = importlib.import_module(entry.converter)
     variables, kwargs = converter.convert_file(source, **dict(ckpt.model_kwargs))
@@ -130,50 +223,107 @@ def _resolve_named(name: str, entry: _zoo.ModelEntry, variant: str, *, offline: 
     return variables, meta
 
 
+def _missing_file(name: str, entry: _zoo.ModelEntry, weights: Any, **_: Any) -> Any:
+    raise FileNotFoundError(f"weights file {os.fspath(weights)}: no such file or folder")
+
+
+def _bad_weights(name: str, entry: _zoo.ModelEntry, weights: Any, **_: Any) -> Any:
+    raise ValueError(f"weights must be None, a variant name or a path, got {weights!r}")
+
+
+def _is_file(suffix: str | None) -> Callable[[Any], bool]:
+    def match(weights: Any) -> bool:
+        if not isinstance(weights, (str, os.PathLike)) or not Path(weights).exists():
+            return False
+        return suffix is None or Path(weights).suffix.lower() == suffix
+
+    return match
+
+
+#: Where weights come from, first match wins: (what, matches(weights), load).
+#: ``weights=None`` was already replaced by the embedded file or the default variant.
+_RESOLVERS: tuple[tuple[str, Callable[[Any], bool], Callable[..., Any]], ...] = (
+    ("flowlib .npz (embedded, exported or converted)", _is_file(".npz"), _load_npz),
+    ("PyTorch checkpoint or Torch7 folder (converted on load)", _is_file(None), _convert_local),
+    ("missing file", _looks_like_path, _missing_file),
+    ("named variant", lambda w: isinstance(w, str), _resolve_named),
+    ("anything else", lambda w: True, _bad_weights),
+)
+
+
+def _default_weights(name: str, entry: _zoo.ModelEntry) -> Any:
+    embedded = _embedded_default(name)
+    if embedded is not None:
+        return embedded
+    if entry.default_weights is not None:
+        return entry.default_weights
+    raise ValueError(f"model {name!r} has no default weights; pass weights=...")
+
+
+def _model_name(name: Any, weights: Any) -> tuple[str, Any]:
+    """``(zoo name, weights)``; a flowlib .npz given as the name names its own model."""
+    text = os.fspath(name) if isinstance(name, os.PathLike) else str(name)
+    if text.split(":", 1)[0] in _zoo.MODELS or not _looks_like_path(text):
+        return _parse_name(text, weights)
+    if weights is not None:
+        raise ValueError(f"load_model({text!r}, ...): the first argument is a model name "
+                         f"({', '.join(available_models())}), not a file")
+    if not Path(text).exists():
+        raise FileNotFoundError(f"weights file {text}: no such file or folder")
+    if Path(text).suffix.lower() == ".npz":
+        from flowlib.convert._common import load_weights
+
+        owner = load_weights(text)[1].get("model")
+        if owner in _zoo.MODELS:
+            return owner, Path(text)
+    raise ValueError(f"{text} is a file, not a model name: pass the model too, e.g. "
+                     f"load_model('spynet', {text!r}) (models: {', '.join(available_models())})")
+
+
 def load_model(
-    name: str = "spynet",
+    name: str | os.PathLike = "spynet",
     weights: str | os.PathLike | None = None,
     *,
     offline: bool | None = None,
     progress: bool = True,
+    **options: Any,
 ) -> Model:
     """Build a model with its weights.
 
     Args:
       name: a zoo name (``available_models()``), optionally with a variant
-        (``"spynet:sintel-final"``).
+        (``"spynet:sintel-final"``), or the path of a flowlib ``.npz`` (which records its
+        model).
       weights: ``None`` for the default (the embedded weights shipped with flowlib when
         present, else the model's default named variant), a named variant, or a path to a
         flowlib ``.npz``, a PyTorch checkpoint or (SpyNet) a folder of Torch7 files.
       offline: never touch the network (default: ``$FLOWLIB_OFFLINE``).
       progress: show a download progress bar.
+      **options: the model's settings (:data:`MODEL_OPTIONS`): ``max_levels`` (SpyNet
+        pyramid levels), ``div_flow`` (FlowNet output scale), ``maxdisp`` (CFNet largest
+        disparity, a multiple of 32). They override what the weights record.
 
     Returns:
       A :class:`Model` accepted by :func:`estimate` / :func:`estimate_disparity`.
     """
-    name, weights = _parse_name(str(name), weights)
+    name, weights = _model_name(name, weights)
     entry = _zoo.get(name)
+    options = _check_options(name, options)
     if weights is None:
-        embedded = _embedded_default(name)
-        if embedded is not None:
-            weights = embedded
-        elif entry.default_weights is not None:
-            weights = entry.default_weights
-        else:
-            raise ValueError(f"model {name!r} has no default weights; pass weights=...")
+        weights = _default_weights(name, entry)
+    load = next(load for _, match, load in _RESOLVERS if match(weights))
+    variables, meta = load(name, entry, weights, offline=offline, progress=progress)
     if isinstance(weights, (str, os.PathLike)) and Path(weights).exists():
-        path = Path(weights)
-        if path.suffix == ".npz":
-            variables, meta = _load_npz(entry, path)
-        else:
-            variables, meta = _convert_local(entry, path)
-        meta.setdefault("weights", str(path))
-    elif isinstance(weights, str):
-        variables, meta = _resolve_named(name, entry, weights, offline=offline, progress=progress)
-    else:
-        raise ValueError(f"weights must be None, a variant name or a path, got {weights!r}")
-    module = entry.build(**dict(meta.get("model_kwargs", {})))
+        meta.setdefault("weights", str(weights))
+    kwargs = {**dict(meta.get("model_kwargs", {})), **options}
+    try:
+        module = entry.build(**kwargs)
+    except TypeError as err:
+        raise ValueError(f"weights {meta.get('weights', weights)} were not made for {name}: "
+                         f"their settings {sorted(kwargs)} are not {name}'s ({err})") from err
     _check_variables(name, module, variables)
+    if options:
+        meta["model_options"] = options
     return Model(name, module, variables, task=entry.task, meta=meta)
 
 
@@ -217,12 +367,27 @@ def _model_for(model: Any, weights: Any, task: str) -> Model:
     return m
 
 
+def _pil_to_array(image: Any) -> np.ndarray:
+    """A PIL image as its samples: 8-bit modes as uint8, 16-bit grey as uint16."""
+    if image.mode in ("1", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
+        image = image.convert("RGB")
+    if image.mode.startswith("I;16"):
+        return np.asarray(image).astype(np.uint16)
+    if image.mode == "LA":
+        image = image.convert("L")
+    if image.mode not in ("L", "RGB", "RGBA"):
+        raise ValueError(f"PIL image mode {image.mode!r} is not supported; convert it to 'RGB'")
+    return np.asarray(image)
+
+
 def _to_float_image(x: Any, what: str) -> np.ndarray:
     """Path or array -> float32 RGB in [0, 1], (H, W, 3) or (B, H, W, 3)."""
     if isinstance(x, (str, os.PathLike)):
         from flowlib import io
 
         return io.read_image(x)
+    if type(x).__module__.startswith("PIL."):
+        x = _pil_to_array(x)
     if hasattr(x, "__array__") and not isinstance(x, np.ndarray):
         x = np.asarray(x)
     if not isinstance(x, np.ndarray):
@@ -244,14 +409,16 @@ def _to_float_image(x: Any, what: str) -> np.ndarray:
         x = np.clip(x, 0.0, 1.0)
     else:
         raise ValueError(f"{what}: expected uint8, uint16 or float pixels, got dtype {x.dtype}")
+    if x.ndim in (3, 4) and x.shape[-1] == 4:
+        x = x[..., :3]  # drop alpha, as reading an RGBA file does
     if x.ndim == 2:
         x = np.repeat(x[..., None], 3, axis=-1)
-    elif x.ndim == 3 and x.shape[-1] == 1:
+    elif x.ndim in (3, 4) and x.shape[-1] == 1:
         x = np.repeat(x, 3, axis=-1)
     if x.ndim not in (3, 4) or x.shape[-1] != 3:
         raise ValueError(
-            f"{what}: expected an image of shape (H, W, 3), (H, W) grey or a batch (B, H, W, 3),"
-            f" got shape {x.shape}"
+            f"{what}: expected an image of shape (H, W, 3), (H, W, 4) RGBA, (H, W) grey or a"
+            f" batch (B, H, W, 3), got shape {x.shape}"
         )
     return x
 

@@ -80,7 +80,7 @@ def test_paths_are_accepted(spynet_model, tmp_path):
     "a, b, message",
     [
         (np.zeros((20, 20, 3), np.uint8), np.zeros((20, 21, 3), np.uint8), "same shape"),
-        (np.zeros((20, 20, 4), np.uint8), np.zeros((20, 20, 4), np.uint8), "(H, W, 3)"),
+        (np.zeros((20, 20, 5), np.uint8), np.zeros((20, 20, 5), np.uint8), "(H, W, 3)"),
         (np.zeros((20, 20, 2), np.uint8), np.zeros((20, 20, 2), np.uint8), "(H, W, 3)"),
         (np.zeros((0, 20, 3), np.uint8), np.zeros((0, 20, 3), np.uint8), "at least 8x8"),
         (np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1, 3), np.uint8), "at least 8x8"),
@@ -167,3 +167,112 @@ def test_embedded_defaults_are_small_recorded_and_used(monkeypatch):
     assert flow_model.meta["weights"] == "embedded:spynet" and flow_model.module.num_networks == 1
     stereo_model = flowlib.load_model("cfnet")
     assert stereo_model.meta["weights"] == "embedded:cfnet" and stereo_model.module.channel_divisor == 8
+
+
+# ------------------------------------------------------------- model options and weight sources
+
+
+def _random_npz(path, name, meta_model=True, **kwargs):
+    """Random weights for zoo model ``name`` from the shapes of its init (no forward pass)."""
+    from flowlib import _zoo
+    from flowlib.convert._common import flatten, unflatten
+
+    x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
+    shapes = jax.eval_shape(_zoo.get(name).build(**kwargs).init, jax.random.PRNGKey(0), x, x)
+    rng = np.random.default_rng(0)
+    flat = {k: (0.05 * rng.standard_normal(v.shape)).astype(np.float32)
+            for k, v in flatten(dict(shapes)).items()}
+    meta = {"model_kwargs": kwargs, **({"model": name} if meta_model else {})}
+    save_weights(path, unflatten(flat), meta)
+    return path
+
+
+def _spynet_pytorch(path):
+    """A one-level SpyNet checkpoint in the official PyTorch layout (random values)."""
+    from flowlib.convert import spynet as convert_spynet
+    from flowlib.convert._common import flatten
+    from flowlib.convert._torch import write_torch_checkpoint
+
+    tree = flatten(dict(convert_spynet._expected_tree(1)))
+    rng = np.random.default_rng(1)
+    state = {}
+    for stem, flax in convert_spynet.key_table(1, prefix="moduleBasic"):
+        k = tree[f"{flax}/kernel"].shape  # (kh, kw, in, out) -> torch (out, in, kh, kw)
+        state[f"{stem}.weight"] = rng.standard_normal((k[3], k[2], k[0], k[1])).astype(np.float32)
+        state[f"{stem}.bias"] = np.zeros(k[3], np.float32)
+    write_torch_checkpoint(path, state)
+    return path
+
+
+def test_model_options_are_keywords_of_load_model():
+    cfnet = flowlib.load_model("cfnet", maxdisp=128)
+    assert cfnet.module.maxdisp == 128 and cfnet.meta["model_options"] == {"maxdisp": 128}
+    assert flowlib.load_model("cfnet").module.maxdisp == 192  # what the embedded weights record
+    spynet = flowlib.load_model("spynet", max_levels=2)
+    assert spynet.module.max_levels == 2
+    a, b = _pair(96, 128, seed=4)
+    assert not np.array_equal(flowlib.estimate(a, b, spynet), flowlib.estimate(a, b, "spynet"))
+
+
+def test_flownet_div_flow_scales_the_output(tmp_path):
+    path = _random_npz(tmp_path / "fs.npz", "flownets", channel_divisor=16)
+    a, b = _pair(64, 64, seed=2)
+    ref = flowlib.estimate(a, b, flowlib.load_model("flownets", path))
+    half = flowlib.estimate(a, b, flowlib.load_model("flownets", path, div_flow=10.0))
+    np.testing.assert_allclose(half, ref / 2, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, options, error, message", [
+    ("cfnet", {"maxdisp": 100}, ValueError,
+     "maxdisp must be an integer in [32, 1024] and a multiple of 32, got 100"),
+    ("cfnet", {"maxdisp": 192.0}, ValueError, "maxdisp must be an integer"),
+    ("spynet", {"max_levels": 0}, ValueError, "max_levels must be an integer in [1, 10]"),
+    ("flownets", {"div_flow": -1}, ValueError, "div_flow must be a finite number > 0"),
+    ("spynet", {"maxdisp": 192}, TypeError, "unknown option(s) maxdisp; spynet accepts: max_levels"),
+])
+def test_model_options_are_validated(name, options, error, message):
+    with pytest.raises(error) as err:
+        flowlib.load_model(name, **options)
+    assert message in str(err.value)
+
+
+def test_load_model_takes_a_weights_file_as_the_name(tmp_path):
+    path = _random_npz(tmp_path / "mine.npz", "spynet", num_networks=1)
+    m = flowlib.load_model(path)
+    assert m.name == "spynet" and m.meta["weights"] == str(path)
+    with pytest.raises(ValueError, match="is a file, not a model name: pass the model too"):
+        flowlib.load_model(_spynet_pytorch(tmp_path / "network-sintel-final.pytorch"))
+    with pytest.raises(FileNotFoundError, match="weights file .*nothere.npz: no such file"):
+        flowlib.load_model(tmp_path / "nothere.npz")
+
+
+def test_missing_weights_file_is_not_an_unknown_variant(tmp_path):
+    for missing in (tmp_path / "w.npz", "checkpoints/network-sintel-final.pytorch", "w.pth"):
+        with pytest.raises(FileNotFoundError, match="no such file or folder"):
+            flowlib.load_model("spynet", missing)
+
+
+def test_weights_of_another_model_are_named(tmp_path):
+    cfnet = _random_npz(tmp_path / "cfnet.npz", "cfnet", channel_divisor=16)
+    with pytest.raises(ValueError, match=r"holds cfnet weights, not spynet ones; use load_model\('cfnet'"):
+        flowlib.load_model("spynet", cfnet)
+    anonymous = _random_npz(tmp_path / "anon.npz", "cfnet", meta_model=False, channel_divisor=16)
+    with pytest.raises(ValueError, match="were not made for spynet: their settings"):
+        flowlib.load_model("spynet", anonymous)
+    spy = _spynet_pytorch(tmp_path / "spynet.pytorch")
+    assert flowlib.load_model("spynet", spy).module.num_networks == 1
+    with pytest.raises(ValueError, match="is a spynet checkpoint, not a cfnet one"):
+        flowlib.load_model("cfnet", spy)
+
+
+def test_pil_images_and_rgba_arrays_are_accepted(spynet_model):
+    from PIL import Image
+
+    a, b = _pair(40, 48, seed=5)
+    ref = flowlib.estimate(a, b, spynet_model)
+    alpha = np.full((40, 48, 1), 7, np.uint8)
+    rgba = flowlib.estimate(np.concatenate([a, alpha], -1), np.concatenate([b, alpha], -1),
+                            spynet_model)
+    np.testing.assert_array_equal(rgba, ref)
+    pil = flowlib.estimate(Image.fromarray(a), Image.fromarray(b).convert("RGBA"), spynet_model)
+    np.testing.assert_array_equal(pil, ref)
