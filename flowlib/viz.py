@@ -29,7 +29,11 @@ __all__ = [
     "make_colorwheel",
     "flow_to_rgb",
     "colorwheel_legend",
+    "flow_legend",
     "disparity_to_rgb",
+    "disparity_range",
+    "colorbar",
+    "arrow_scale",
     "error_to_rgb",
     "ERROR_COLORS",
     "draw_arrows",
@@ -202,19 +206,113 @@ def colorwheel_legend(size: int = 256) -> np.ndarray:
     return flow_to_rgb(flow, max_norm=1.0, valid=inside)
 
 
+def disparity_range(disp: Any, valid: Any = None, *, percentiles: tuple[float, float] = (1, 99)
+                    ) -> tuple[float, float]:
+    """A robust colour range for a disparity map: its 1st and 99th percentiles.
+
+    A few far-out estimates (or one near object) then do not leave the rest of the map dark.
+
+    Args:
+      disp: ``(..., H, W)`` disparity.
+      valid: optional boolean mask of the same shape; non-finite values are always ignored.
+      percentiles: the lower and upper percentile.
+
+    Returns:
+      ``(low, high)`` with ``high > low`` (``(0, 1)`` for an empty or constant map near 0).
+    """
+    disp = np.asarray(disp, np.float64)
+    known = np.isfinite(disp)
+    if valid is not None:
+        known &= _check_mask(valid, disp.shape)
+    if not known.any():
+        return 0.0, 1.0
+    low, high = (float(x) for x in np.percentile(disp[known], percentiles))
+    if high - low < 1e-6:
+        low, high = max(0.0, low - 0.5), low + 0.5
+    return low, high
+
+
+def colorbar(height: int, low: float, high: float, *, cmap: str = "magma", unit: str = "px",
+             width: int = 72) -> np.ndarray:
+    """A vertical colour bar with tick labels: the key to :func:`disparity_to_rgb`.
+
+    Args:
+      height: panel height in pixels (that of the image it goes beside, >= 32).
+      low, high: the values at the bottom and the top of the colour map.
+      cmap: the matplotlib colour map.
+      unit: appended to the top label.
+      width: panel width in pixels.
+
+    Returns:
+      ``(height, width, 3)`` uint8 RGB on white.
+    """
+    import matplotlib
+
+    if int(height) < 32:
+        raise ValueError(f"a colour bar needs a height of at least 32 px, got {height}")
+    height, dpi = int(height), 64.0
+    fig = _agg_figure(width, height, dpi)
+    ax = fig.add_axes((0.08, 6 / height, 0.22, 1 - 12 / height))
+    ramp = np.linspace(high, low, 256)[:, None]
+    ax.imshow(ramp, aspect="auto", cmap=matplotlib.colormaps[cmap], vmin=low, vmax=high,
+              extent=(0, 1, low, high))
+    ax.set_xticks([])
+    ax.yaxis.tick_right()
+    ax.tick_params(labelsize=7, length=2, pad=1)
+    ticks = ax.get_yticks()
+    ax.set_yticks([t for t in ticks if low <= t <= high] or [low, high])
+    ax.set_yticklabels([f"{t:g}" for t in ax.get_yticks()])
+    ax.set_title(unit, fontsize=7, pad=1, loc="left")
+    return _render(fig)
+
+
+def flow_legend(height: int, max_norm: float, *, size: int | None = None) -> np.ndarray:
+    """The colour-wheel key on white with its scale: "max |flow| N px" under the wheel.
+
+    Args:
+      height: panel height in pixels (that of the flow image it goes beside, >= 16).
+      max_norm: the flow magnitude at the rim of the wheel (the normalisation used).
+      size: wheel diameter in pixels; default ``min(height - 16, 256)``, at least 16.
+
+    Returns:
+      ``(height, max(size, 96), 3)`` uint8 RGB.
+    """
+    height = int(height)
+    if height < 16:
+        raise ValueError(f"a legend needs a height of at least 16 px, got {height}")
+    side = size if size is not None else max(16, min(height - 16, 256))
+    width = max(side, 96)
+    fig = _agg_figure(width, height, 64.0)
+    fig.patch.set_facecolor("white")
+    wheel = colorwheel_legend(side)
+    outside = ~np.any(wheel > 0, axis=-1)
+    wheel[outside] = 255
+    panel = np.full((height, width, 3), 255, np.uint8)
+    top = max(0, (height - side - 14) // 2)
+    left = (width - side) // 2
+    rows = min(side, height - top)
+    panel[top:top + rows, left:left + side] = wheel[:rows]
+    fig.figimage(panel, 0, 0, origin="upper")
+    fig.text(0.5, 1 - min(height, top + side + 2) / height, f"max |flow| {max_norm:.3g} px",
+             ha="center", va="top", fontsize=7)
+    return _render(fig)
+
+
 def disparity_to_rgb(
-    disp: Any, *, max_disp: float | None = None, valid: Any = None, cmap: str = "magma"
+    disp: Any, *, max_disp: float | None = None, valid: Any = None, cmap: str = "magma",
+    min_disp: float = 0.0,
 ) -> np.ndarray:
     """Colour-code disparity with a matplotlib colour map (large disparity = near = bright).
 
     Args:
       disp: ``(H, W)`` or ``(B, H, W)`` disparity in pixels.
-      max_disp: disparity mapped to the top of the colour map (finite, > 0); None = the
-        largest valid disparity of each image (1 if that is <= 0). Values are clipped to
-        ``[0, max_disp]``.
+      max_disp: disparity mapped to the top of the colour map (finite, > min_disp); None =
+        the largest valid disparity of each image (1 if that is <= 0). Values are clipped to
+        ``[min_disp, max_disp]``; :func:`disparity_range` gives a robust range.
       valid: optional boolean mask, same shape. Non-finite disparities are always invalid.
         Invalid pixels are black.
       cmap: any matplotlib colour-map name.
+      min_disp: disparity mapped to the bottom of the colour map (default 0).
 
     Returns:
       ``(H, W, 3)`` or ``(B, H, W, 3)`` uint8 RGB.
@@ -229,16 +327,21 @@ def disparity_to_rgb(
     if valid is not None:
         known &= _check_mask(valid, disp.shape)
     disp = np.where(known, disp, 0.0)
+    low = float(min_disp)
+    if not np.isfinite(low):
+        raise ValueError(f"min_disp must be finite, got {min_disp}")
     if max_disp is not None:
+        if not float(max_disp) > low:
+            raise ValueError(f"max_disp must be larger than min_disp ({low:g}), got {max_disp}")
         top = np.full(disp.shape[:-2] + (1, 1), _check_max(max_disp, "max_disp"))
     else:
         top = np.max(disp, axis=(-2, -1), keepdims=True, initial=0.0)
-        top = np.where(top > 0, top, 1.0)
+        top = np.where(top > low, top, low + 1.0)
     try:
         colormap = matplotlib.colormaps[cmap]
     except KeyError:
         raise ValueError(f"unknown matplotlib colour map {cmap!r}") from None
-    rgb = colormap(np.clip(disp / top, 0.0, 1.0), bytes=True)[..., :3]
+    rgb = colormap(np.clip((disp - low) / (top - low), 0.0, 1.0), bytes=True)[..., :3]
     rgb[~known] = 0
     return np.ascontiguousarray(rgb, dtype=np.uint8)
 
@@ -331,7 +434,7 @@ def draw_arrows(
     flow: Any,
     *,
     step: int = 16,
-    scale: float = 1.0,
+    scale: float | None = None,
     color: Any = "black",
     width: float = 1.5,
     valid: Any = None,
@@ -348,7 +451,9 @@ def draw_arrows(
       image: ``(H, W, 3)`` RGB or ``(H, W)`` grey, uint8 or float in [0, 1].
       flow: ``(H, W, 2)`` flow in pixels.
       step: grid spacing in pixels (>= 1).
-      scale: arrow length per pixel of flow (> 0).
+      scale: arrow length per pixel of flow (> 0); None = :func:`arrow_scale`, so that the
+        longer arrows (95th percentile of the drawn ones) are 0.9 ``step`` long: tiny motion
+        stays visible and large motion does not draw long overlapping lines.
       color: any matplotlib colour ("black", "#ff0000", (1, 0, 0)).
       width: shaft width in pixels (> 0).
       valid: optional boolean ``(H, W)`` mask.
@@ -362,7 +467,6 @@ def draw_arrows(
         raise ValueError(f"flow must have shape {base.shape[:2] + (2,)} to match the image, got {flow.shape}")
     if int(step) != step or step < 1:
         raise ValueError(f"step must be an integer >= 1, got {step}")
-    scale = _check_max(scale, "scale")
     width = _check_max(width, "width")
     h, w = base.shape[:2]
     known = np.all(np.abs(flow) <= _UNKNOWN_FLOW, axis=-1)
@@ -372,6 +476,9 @@ def draw_arrows(
     keep = known[ys, xs]
     xs, ys = xs[keep], ys[keep]
     u, v = flow[ys, xs, 0], flow[ys, xs, 1]
+    if scale is None:
+        scale = arrow_scale(np.hypot(u, v), step)
+    scale = _check_max(scale, "scale")
 
     # dpi 64 (a power of two) makes W/dpi*dpi exact, so the canvas is exactly W x H pixels.
     dpi = 64.0
@@ -394,6 +501,25 @@ def draw_arrows(
     # matplotlib's Agg buffer holds straight (not premultiplied) alpha.
     out = alpha * rgba[..., :3] + (1.0 - alpha) * base
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def arrow_scale(magnitudes: Any, step: int) -> float:
+    """Arrow length per pixel of flow that makes the longer arrows ``0.9 * step`` long.
+
+    "Longer" is the 95th percentile of ``magnitudes`` (the flow lengths at the arrow
+    positions), so a few outliers do not shrink every arrow; no motion gives 1.
+
+    Args:
+      magnitudes: flow lengths in pixels (any shape; non-finite values ignored).
+      step: arrow spacing in pixels.
+
+    Returns:
+      The scale (> 0).
+    """
+    magnitudes = np.asarray(magnitudes, np.float64)
+    magnitudes = magnitudes[np.isfinite(magnitudes)]
+    top = float(np.percentile(magnitudes, 95)) if magnitudes.size else 0.0
+    return 0.9 * step / top if top > 1e-6 else 1.0
 
 
 def comparison_figure(

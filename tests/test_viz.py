@@ -339,7 +339,7 @@ def _one_arrow_case(u, v):
 
 def test_arrows_change_only_the_arrow_pixels():
     image, flow = _one_arrow_case(10.0, 0.0)
-    out = viz.draw_arrows(image, flow, step=40, color="red", width=1.0)
+    out = viz.draw_arrows(image, flow, step=40, scale=1.0, color="red", width=1.0)
     assert out.shape == image.shape and out.dtype == np.uint8
     ys, xs = np.nonzero(np.any(out != image, axis=-1))
     assert ys.size > 10  # something was drawn
@@ -473,3 +473,70 @@ def test_stereo_figure_panels_and_errors(tmp_path):
         viz.stereo_figure(image, est, gt[:-1])
     with pytest.raises(ValueError, match="image must be 30x40"):
         viz.stereo_figure(image[:-1], est)
+
+
+# ----------------------------------------------------------------- issue 13: pictures to look at
+
+
+def _arrow_extent(u):
+    image = np.full((64, 64, 3), 255, np.uint8)
+    flow = np.zeros((64, 64, 2))
+    flow[..., 0] = u
+    out = viz.draw_arrows(image, flow, step=32, width=1.0)
+    xs = np.nonzero(np.any(out[16] != 255, axis=-1))[0]
+    return xs[xs < 48].max() - xs[xs < 48].min()  # the arrow starting at x = 16
+
+
+@pytest.mark.parametrize("u", [0.2, 3.0, 150.0])
+def test_default_arrow_length_follows_the_spacing_not_the_motion(u):
+    # 0.9 * step = 28.8 px whatever the motion: no dots for tiny flow, no lines across the
+    # image for large flow.
+    assert 24 <= _arrow_extent(u) <= 32, u
+
+
+def test_arrow_scale_uses_a_robust_percentile():
+    mags = np.concatenate([np.full(99, 2.0), [500.0]])
+    assert viz.arrow_scale(mags, 10) == pytest.approx(9.0 / 2.0)
+    assert viz.arrow_scale(np.zeros(5), 10) == 1.0
+    assert viz.arrow_scale(np.array([np.nan]), 10) == 1.0
+
+
+def test_flow_legend_has_a_label_and_no_black_padding():
+    legend = viz.flow_legend(120, 7.5)
+    assert legend.shape == (120, 104, 3)
+    corners = legend[[0, 0, -1, -1], [0, -1, 0, -1]]
+    assert (corners == 255).all()
+    # the label under the wheel: dark text pixels below the wheel's bottom edge
+    assert (legend[110:, :].min(axis=-1) < 100).any()
+    assert not (legend[110:, :].min(axis=-1) < 100).all()
+
+
+def test_disparity_range_ignores_outliers_and_invalid_pixels():
+    disp = np.linspace(0, 100, 9999).reshape(101, 99)
+    assert viz.disparity_range(disp) == pytest.approx((1.0, 99.0))
+    disp[0, 0] = 1e6
+    valid = np.ones(disp.shape, bool)
+    valid[:50] = False
+    low, high = viz.disparity_range(disp, valid)
+    assert 49 < low < 51 and high < 100
+    assert viz.disparity_range(np.full((4, 4), 5.0)) == (4.5, 5.5)
+    assert viz.disparity_range(np.full((4, 4), np.nan)) == (0.0, 1.0)
+
+
+def test_disparity_to_rgb_min_disp_and_colorbar():
+    disp = np.array([[10.0, 20.0, 30.0]])
+    rgb = viz.disparity_to_rgb(disp, min_disp=10.0, max_disp=30.0)
+    ref = viz.disparity_to_rgb(disp - 10.0, max_disp=20.0)
+    np.testing.assert_array_equal(rgb, ref)
+    with pytest.raises(ValueError, match="larger than min_disp"):
+        viz.disparity_to_rgb(disp, min_disp=30.0, max_disp=10.0)
+    bar = viz.colorbar(100, 10.0, 30.0)
+    assert bar.shape == (100, 72, 3)
+    # the bar's column holds the colour map from the top (30) to the bottom (10)
+    import matplotlib
+
+    top = np.array(matplotlib.colormaps["magma"](1.0, bytes=True)[:3])
+    column = bar[10:90, 12].astype(int)
+    assert np.abs(column[0] - top).max() < 40
+    with pytest.raises(ValueError, match="at least 32"):
+        viz.colorbar(20, 0, 1)
