@@ -11,8 +11,8 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-from pathlib import Path
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np

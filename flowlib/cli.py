@@ -3,41 +3,37 @@
     flowlib demo [-o demo.png] [--stereo s.png]    flow (and disparity) on a synthetic pair (offline)
     flowlib estimate IMG1 IMG2 -o flow.flo [--viz flow.png] [--arrows arrows.png]
     flowlib estimate FRAMES_DIR|VIDEO -o OUT_DIR [--video flow.mp4] [--arrows arrows.mp4]
-    flowlib stereo LEFT RIGHT -o disp.png [--viz disp_color.png]
-    flowlib viz flow.flo -o flow.png [--max-norm N] [--legend]
+    flowlib stereo LEFT RIGHT -o disp.pfm [--viz disp_color.png] [--max-disp 192]
+    flowlib viz flow.flo|disp.pfm -o flow.png [--max-norm N] [--legend]
     flowlib evaluate sintel|kitti-flow|kitti-stereo|middlebury-flow|middlebury-stereo --root PATH
     flowlib train MODEL [...]                      (python -m flowlib.train's arguments)
     flowlib convert MODEL SRC DST | download NAME | models
 
-Flags shared by every command that runs a model: ``--model``, ``--weights``, ``--device
-cpu|gpu|tpu``, ``--batch-size``; on every command: ``--quiet`` (no progress bars) and
-``--debug``. The last three may also come before the command. A failure prints one line on
+Flags of the commands that run a model (demo, estimate, stereo, evaluate): ``--model``,
+``--weights``, ``--device cpu|gpu|tpu``, ``--batch-size``, and the model's settings
+(``--pyramid-levels``, ``--div-flow``, ``--max-disp``); on every command: ``--quiet`` (no
+progress bars) and ``--debug``. The last three may also come before the command. Every output
+name is checked (folder, extension) before anything is computed. A failure prints one line on
 stderr and exits 1 (usage errors exit 2); ``--debug`` shows the full traceback instead.
 
-JAX is imported only after the arguments are parsed, so ``--device`` can still choose the
-platform (``JAX_PLATFORMS``) before JAX initialises.
+Each command has its own ``add_<command>_parser``; argument values are checked by their
+``type=`` functions, so a bad value is a usage error before any work starts. JAX is imported
+only after the arguments are parsed, so ``--device`` can still choose the platform
+(``JAX_PLATFORMS``) before JAX initialises.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
-
-
-#: Benchmarks of ``flowlib evaluate``: task, default model.
-BENCHMARKS = {
-    "sintel": ("flow", "spynet"),
-    "kitti-flow": ("flow", "spynet"),
-    "kitti-stereo": ("stereo", "cfnet"),
-    "middlebury-flow": ("flow", "spynet"),
-    "middlebury-stereo": ("stereo", "cfnet"),
-}
 
 _INSTALL_HINT = {
     "gpu": "install a GPU build of JAX, e.g. pip install -U 'jax[cuda12]'",
@@ -45,12 +41,86 @@ _INSTALL_HINT = {
     "cpu": "check the JAX installation",
 }
 
+#: What each kind of output may be written as (by extension). Flow and disparity ``.npy``
+#: files hold the float32 array as returned by flowlib.estimate / estimate_disparity.
+FLOW_FORMATS = (".flo", ".pfm", ".png", ".npy")
+DISPARITY_FORMATS = (".pfm", ".png", ".npy")
+PICTURE_FORMATS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm")
+VIDEO_FORMATS = (".mp4", ".mov", ".mkv", ".webm")  # = flowlib.video.VIDEO_EXTENSIONS
+_FORMAT_NOTES = {
+    FLOW_FORMATS: ".flo, .pfm, KITTI 16-bit .png or .npy",
+    DISPARITY_FORMATS: ".pfm, KITTI 16-bit .png or .npy",
+    PICTURE_FORMATS: ", ".join(PICTURE_FORMATS),
+    VIDEO_FORMATS: ", ".join(VIDEO_FORMATS),
+}
+
+#: Model settings on the command line: load_model keyword -> (flag, models that take it).
+MODEL_OPTION_FLAGS = {
+    "max_levels": ("--pyramid-levels", ("spynet",)),
+    "div_flow": ("--div-flow", ("flownets", "flownetc")),
+    "maxdisp": ("--max-disp", ("cfnet",)),
+}
+
 
 class UsageError(Exception):
     """Arguments that parse but do not fit together (exit status 2, like argparse)."""
 
 
-# ------------------------------------------------------------------------------------ helpers
+# ------------------------------------------------------------------------- argument types
+
+
+def positive_int(text: str) -> int:
+    """``type=`` for counts and sizes: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """``type=`` for scales and norms: a finite number > 0."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """``type=`` for a finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return value
+
+
+def output_file(formats: tuple[str, ...]) -> Callable[[str], str]:
+    """``type=`` for an output file: its extension must be one of ``formats``."""
+
+    def check(text: str) -> str:
+        _check_extension(text, formats)
+        return text
+
+    check.__name__ = "output file"
+    return check
+
+
+def _check_extension(path: str, formats: tuple[str, ...], what: str = "") -> None:
+    ext = Path(path).suffix.lower()
+    if ext not in formats:
+        found = f"extension {ext!r}" if ext else "no extension"
+        prefix = f"{what}: " if what else ""
+        raise argparse.ArgumentTypeError(
+            f"{prefix}{path} has {found}; write {_FORMAT_NOTES.get(formats, ', '.join(formats))}"
+        )
+
+
+# ---------------------------------------------------------------------------------- helpers
 
 
 def _select_device(device: str | None) -> None:
@@ -81,18 +151,33 @@ def _progress(quiet: bool, **kwargs: Any) -> Any:
     return tqdm(disable=quiet, delay=1.0, dynamic_ncols=True, **kwargs)
 
 
+def _model_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    """The model settings given on the command line, checked against the model."""
+    options = {}
+    for keyword, (flag, models) in MODEL_OPTION_FLAGS.items():
+        value = getattr(args, keyword, None)
+        if value is None:
+            continue
+        if name not in models:
+            raise UsageError(f"{flag} applies to {' and '.join(models)}, not {name}")
+        options[keyword] = value
+    return options
+
+
 def _load_model(args: argparse.Namespace, task: str) -> Any:
     import flowlib
     from flowlib import _zoo
 
     # The task is known from the zoo table: fail before any download or weight loading.
-    entry = _zoo.get(args.model.split(":", 1)[0])
+    name = args.model.split(":", 1)[0]
+    entry = _zoo.get(name)
     if entry.task != task:
         raise ValueError(
             f"--model {args.model} is a {entry.task} model; this command needs a {task} model"
         )
+    options = _model_options(args, name)
     _select_device(args.device)
-    return flowlib.load_model(args.model, args.weights, progress=not args.quiet)
+    return flowlib.load_model(args.model, args.weights, progress=not args.quiet, **options)
 
 
 def _check_input(path: str, what: str) -> None:
@@ -104,21 +189,84 @@ def _check_output_folder(path: str) -> None:
     folder = Path(path).resolve().parent
     if not folder.is_dir():
         raise FileNotFoundError(f"output {path}: folder {folder} does not exist")
+    if Path(path).is_dir():
+        raise IsADirectoryError(f"output {path} is a folder; name a file")
 
 
-def _flow_png(
-    flow: np.ndarray, valid: np.ndarray | None, max_norm: float | None, legend: bool
-) -> np.ndarray:
+def _check_outputs(*outputs: tuple[str | None, tuple[str, ...], str]) -> None:
+    """Check ``(path, formats, flag)`` outputs before any work: extension, then folder."""
+    for path, formats, flag in outputs:
+        if path is None:
+            continue
+        try:
+            _check_extension(path, formats, flag)
+        except argparse.ArgumentTypeError as err:
+            raise UsageError(str(err)) from None
+        _check_output_folder(path)
+
+
+def _write_array(path: str | Path, array: np.ndarray) -> None:
+    """``.npy`` output, atomically like every other writer."""
+    import io as _bytes
+
+    from flowlib import io
+
+    buffer = _bytes.BytesIO()
+    np.save(buffer, np.asarray(array, np.float32))
+    io._atomic_write(path, buffer.getvalue())
+
+
+def _write_flow(path: str | Path, flow: np.ndarray) -> None:
+    from flowlib import io
+
+    _write_array(path, flow) if Path(path).suffix.lower() == ".npy" else io.write_flow(path, flow)
+
+
+def _write_disparity(path: str | Path, disp: np.ndarray) -> None:
+    from flowlib import io
+
+    if Path(path).suffix.lower() == ".npy":
+        _write_array(path, disp)
+    else:
+        io.write_disparity(path, disp)
+
+
+def _flow_picture(flow: np.ndarray, valid: np.ndarray | None, max_norm: float | None,
+                  legend: bool) -> np.ndarray:
     from flowlib import viz
 
     rgb = viz.flow_to_rgb(flow, max_norm=max_norm, valid=valid)
-    if legend:
-        h = rgb.shape[0]
-        side = max(32, min(h, 256))
-        wheel = viz.colorwheel_legend(side)
-        pad = np.zeros((h, side, 3), np.uint8)
-        pad[: min(h, side), :] = wheel[: min(h, side)]
-        rgb = np.concatenate([rgb, pad], axis=1)
+    if not legend:
+        return rgb
+    if max_norm is None:
+        known = np.ones(flow.shape[:2], bool) if valid is None else valid
+        norms = np.linalg.norm(flow[known], axis=-1)
+        max_norm = float(norms.max()) if norms.size and norms.max() > 0 else 1.0
+    return _beside(rgb, viz.flow_legend(max(rgb.shape[0], 64), max_norm))
+
+
+def _beside(picture: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """``key`` to the right of ``picture``; a picture shorter than the key is padded white."""
+    pad = key.shape[0] - picture.shape[0]
+    if pad > 0:
+        picture = np.pad(picture, ((0, pad), (0, 0), (0, 0)), constant_values=255)
+    return np.concatenate([picture, key], axis=1)
+
+
+def _disparity_picture(disp: np.ndarray, valid: np.ndarray | None, args: argparse.Namespace
+                       ) -> np.ndarray:
+    """Colour-coded disparity over ``--viz-min/--viz-max`` (default: 1st-99th percentile)."""
+    from flowlib import viz
+
+    low, high = viz.disparity_range(disp, valid)
+    low = low if args.viz_min is None else args.viz_min
+    high = high if args.viz_max is None else args.viz_max
+    if high <= low:
+        raise ValueError(f"the colour range is empty: min {low:g} >= max {high:g} "
+                         "(set --viz-min / --viz-max)")
+    rgb = viz.disparity_to_rgb(disp, valid=valid, min_disp=low, max_disp=high)
+    if args.legend:
+        rgb = _beside(rgb, viz.colorbar(max(rgb.shape[0], 96), low, high))
     return rgb
 
 
@@ -138,9 +286,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     from flowlib import viz
     from flowlib.data import synthetic
 
-    _check_output_folder(args.output)
-    if args.stereo:
-        _check_output_folder(args.stereo)
+    _check_outputs((args.output, (".png",), "-o"), (args.stereo, (".png",), "--stereo"))
     h, w = DEMO_SIZE
     t0 = time.perf_counter()
     pair = synthetic.flow_pair(DEMO_SEED, h, w, motion=0.6)
@@ -161,14 +307,52 @@ def _cmd_demo(args: argparse.Namespace) -> None:
               f"EPE {epe:.2f} px, {time.perf_counter() - t0:.1f} s")
 
 
-def _cmd_viz(args: argparse.Namespace) -> None:
-    from flowlib import io, viz
+def _read_map(path: str, force_disparity: bool) -> tuple[str, np.ndarray, np.ndarray]:
+    """``(kind, values, valid)`` of a flow or disparity file, by its content: a 1-channel
+    PFM, a 16-bit grey KITTI PNG or an (H, W) .npy is a disparity map."""
+    from flowlib import io
 
-    _check_input(args.input, "flow file")
-    _check_output_folder(args.output)
-    flow, valid = io.read_flow(args.input)
-    viz.save_png(args.output, _flow_png(flow, valid, args.max_norm, args.legend))
-    print(f"wrote {args.output} ({flow.shape[1]}x{flow.shape[0]} flow from {args.input})")
+    ext = Path(path).suffix.lower()
+    if ext == ".npy":
+        values = np.load(path, allow_pickle=False)
+        if values.ndim == 3 and values.shape[-1] == 2 and not force_disparity:
+            return "flow", values, np.isfinite(values).all(axis=-1)
+        if values.ndim != 2:
+            raise ValueError(f"{path}: expected an (H, W) disparity or (H, W, 2) flow array, "
+                             f"got shape {values.shape}")
+        return "disparity", values, np.isfinite(values)
+    if ext in (".pfm", ".png") and (force_disparity or _is_one_channel(path, ext)):
+        return ("disparity", *io.read_disparity(path))
+    return ("flow", *io.read_flow(path))
+
+
+def _is_one_channel(path: str, ext: str) -> bool:
+    from flowlib import io
+
+    if ext == ".pfm":
+        with open(path, "rb") as f:
+            return f.read(2) == b"Pf"
+    return io.read_image_raw(path).ndim == 2
+
+
+def _cmd_viz(args: argparse.Namespace) -> None:
+    from flowlib import io
+
+    _check_input(args.input, "flow or disparity file")
+    _check_outputs((args.output, PICTURE_FORMATS, "-o"))
+    kind, values, valid = _read_map(args.input, args.disparity)
+    if kind == "flow":
+        if args.viz_min is not None or args.viz_max is not None:
+            raise UsageError("--min-disp / --max-disp are for disparity maps; flow takes "
+                             "--max-norm")
+        rgb = _flow_picture(values, valid, args.max_norm, args.legend)
+    else:
+        if args.max_norm is not None:
+            raise UsageError("--max-norm is for flow; a disparity map takes --min-disp / "
+                             "--max-disp")
+        rgb = _disparity_picture(values, valid, args)
+    io.write_image(args.output, rgb)
+    print(f"wrote {args.output} ({values.shape[1]}x{values.shape[0]} {kind} from {args.input})")
 
 
 def _cmd_estimate(args: argparse.Namespace) -> None:
@@ -185,192 +369,214 @@ def _cmd_estimate(args: argparse.Namespace) -> None:
         _estimate_sequence(args)
 
 
+def _read_pair(first: str, second: str) -> tuple[np.ndarray, np.ndarray]:
+    from flowlib import io
+
+    # float32 keeps 16-bit images' precision; the model sees exactly what estimate(path) sees.
+    image1, image2 = io.read_image(first), io.read_image(second)
+    if image1.shape != image2.shape:
+        raise ValueError(
+            f"{second}: size {image2.shape[1]}x{image2.shape[0]} differs from "
+            f"{first} ({image1.shape[1]}x{image1.shape[0]})"
+        )
+    return image1, image2
+
+
 def _estimate_pair(args: argparse.Namespace) -> None:
     import flowlib
     from flowlib import io, viz
 
-    misplaced = [
-        flag
-        for flag, value in (("--video", args.video), ("--every", args.every), ("--fps", args.fps))
-        if value is not None
-    ]
+    misplaced = [flag for flag, value in (("--video", args.video), ("--every", args.every),
+                                          ("--fps", args.fps), ("--format", args.format))
+                 if value is not None]
     if misplaced:
         raise UsageError(f"{', '.join(misplaced)}: only for a folder of frames or a video file")
     if args.output is None:
-        raise UsageError("the two-image form needs -o OUT (.flo, .pfm or KITTI .png)")
-    for path in (args.output, args.viz, args.arrows):
-        if path is not None:
-            _check_output_folder(path)
-    # float32 keeps 16-bit images' precision; the model sees exactly what estimate(path) sees.
-    image1 = io.read_image(args.sources[0])
-    image2 = io.read_image(args.sources[1])
-    if image1.shape != image2.shape:
-        raise ValueError(
-            f"{args.sources[1]}: size {image2.shape[1]}x{image2.shape[0]} differs from "
-            f"{args.sources[0]} ({image1.shape[1]}x{image1.shape[0]})"
-        )
+        raise UsageError("the two-image form needs -o OUT (.flo, .pfm, KITTI .png or .npy)")
+    _check_outputs((args.output, FLOW_FORMATS, "-o"), (args.viz, PICTURE_FORMATS, "--viz"),
+                   (args.arrows, PICTURE_FORMATS, "--arrows (an image for a pair)"))
+    image1, image2 = _read_pair(*args.sources)
     model = _load_model(args, "flow")
     flow = flowlib.estimate(image1, image2, model)
-    io.write_flow(args.output, flow)
+    _write_flow(args.output, flow)
     written = [args.output]
     if args.viz:
-        viz.save_png(args.viz, viz.flow_to_rgb(flow, max_norm=args.max_norm))
+        io.write_image(args.viz, _flow_picture(flow, None, args.max_norm, args.legend))
         written.append(args.viz)
     if args.arrows:
-        viz.save_png(args.arrows, viz.draw_arrows(image1, flow, step=args.arrow_step))
+        arrows = viz.draw_arrows(image1, flow, step=args.arrow_step, scale=args.arrow_scale)
+        io.write_image(args.arrows, arrows)
         written.append(args.arrows)
     print(f"wrote {' and '.join(written)}")
 
 
-def _estimate_sequence(args: argparse.Namespace) -> None:
-    import flowlib
-    from flowlib import io, video, viz
+def _check_sequence_args(args: argparse.Namespace) -> None:
+    from flowlib import video
 
     if Path(args.sources[0]).suffix.lower() in video.IMAGE_EXTENSIONS:
-        raise UsageError(
-            f"{args.sources[0]} is a single image: pass two images (IMG1 IMG2), "
-            "a folder of frames or a video"
-        )
+        raise UsageError(f"{args.sources[0]} is a single image: pass two images (IMG1 IMG2), "
+                         "a folder of frames or a video")
     if args.viz is not None:
-        raise UsageError(
-            "--viz writes one PNG for an image pair; for a sequence use --video OUT.mp4"
-        )
+        raise UsageError("--viz writes one picture for an image pair; for a sequence use "
+                         "--video OUT.mp4")
     if not (args.output or args.video or args.arrows):
         raise UsageError("nothing to write: pass -o OUT_DIR (flow files), --video and/or --arrows")
-    for path in (args.video, args.arrows):
-        if path is not None:
-            ext = Path(path).suffix.lower()
-            if ext not in video.VIDEO_EXTENSIONS:
-                raise UsageError(
-                    f"{path}: videos are written as {', '.join(video.VIDEO_EXTENSIONS)}"
-                )
-            _check_output_folder(path)
+    _check_outputs((args.video, VIDEO_FORMATS, "--video"),
+                   (args.arrows, VIDEO_FORMATS, "--arrows (a video for a sequence)"))
+    if args.output is not None and Path(args.output).exists() and not Path(args.output).is_dir():
+        raise ValueError(f"-o {args.output}: exists and is not a folder "
+                         "(a sequence writes one flow file per pair)")
+    if args.output is not None and Path(args.output).suffix.lower() in FLOW_FORMATS:
+        raise UsageError(f"-o {args.output}: a sequence writes one flow file per pair into a "
+                         "folder; name a folder (and --format for the file type)")
     if args.video or args.arrows:
         video.require_video_backend()  # before a model is loaded, not after
-    every = 1 if args.every is None else args.every
-    if every < 1:
-        raise UsageError(f"--every must be >= 1, got {every}")
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+
+
+def _estimate_sequence(args: argparse.Namespace) -> None:
+    import flowlib
+    from flowlib import video
+
+    _check_sequence_args(args)
+    every = args.every or 1
     source = video.open_frames(args.sources[0])
     pairs = None if source.count is None else (source.count - 1) // every
     if pairs == 0:
-        raise ValueError(
-            f"{source.path}: needs at least 2 frames"
-            f"{f' (with --every {every})' if every > 1 else ''}, "
-            f"found {source.count}"
-        )
-    out_dir = None
-    if args.output is not None:
-        out_dir = Path(args.output)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise ValueError(
-                f"-o {out_dir}: exists and is not a folder "
-                "(a sequence writes one flow file per pair)"
-            )
+        raise ValueError(f"{source.path}: needs at least 2 frames"
+                         f"{f' (with --every {every})' if every > 1 else ''}, found {source.count}")
+    source.check_sizes()  # a folder's frames all have one size: fail before any output
+    out_dir = None if args.output is None else Path(args.output)
+    if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     fps = args.fps if args.fps is not None else (source.fps or 24.0) / every
     model = _load_model(args, "flow")
+    written: list[Path] = []
+    try:
+        n = _stream_flows(args, source, lambda a, b: flowlib.estimate(a, b, model), out_dir,
+                          fps, pairs, written)
+    except Exception as err:
+        if not written:
+            raise
+        done = written[0].name + (f" ... {written[-1].name}" if len(written) > 1 else "")
+        message = (f"{str(err).strip().splitlines()[0]} (before it, {len(written)} complete flow "
+                   f"files were written to {out_dir}: {done}; no video was written)")
+        raise RuntimeError(message) from err
+    if n == 0:
+        raise ValueError(f"{source.path}: needs at least 2 frames"
+                         f"{f' (with --every {every})' if every > 1 else ''}")
+    report = [f"{n} flow files to {out_dir}"] if out_dir is not None else []
+    report += [f"{p} ({n} frames at {fps:g} fps)" for p in (args.video, args.arrows) if p]
+    print(f"wrote {', '.join(report)}")
 
-    def predict(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return flowlib.estimate(a, b, model)
+
+def _stream_flows(args: argparse.Namespace, source: Any, predict: Callable[..., Any],
+                  out_dir: Path | None, fps: float, pairs: int | None,
+                  written: list[Path]) -> int:
+    """Flow of every pair into the flow files and videos; returns the number of pairs.
+    Flow files are named after the pair's first frame and appended to ``written``."""
+    from flowlib import video, viz
 
     n = 0
     with contextlib.ExitStack() as stack:
         colour = stack.enter_context(video.VideoWriter(args.video, fps=fps)) if args.video else None
-        arrows = (
-            stack.enter_context(video.VideoWriter(args.arrows, fps=fps)) if args.arrows else None
-        )
+        arrows = stack.enter_context(video.VideoWriter(args.arrows, fps=fps)) if args.arrows \
+            else None
         bar = stack.enter_context(_progress(args.quiet, total=pairs, unit="frame", desc="flow"))
-        for index, frame, flow in video.pairwise_flow(
-            source, predict, batch_size=args.batch_size, every=every
-        ):
-            if out_dir is not None:
-                io.write_flow(out_dir / f"flow_{index:06d}.{args.format}", flow)
-            if colour is not None:
-                colour.write(viz.flow_to_rgb(flow, max_norm=args.max_norm))
-            if arrows is not None:
-                arrows.write(viz.draw_arrows(frame, flow, step=args.arrow_step))
-            n += 1
-            bar.update(1)
-        if n == 0:
-            raise ValueError(
-                f"{source.path}: needs at least 2 frames"
-                f"{f' (with --every {every})' if every > 1 else ''}"
-            )
-    written = []
-    if out_dir is not None:
-        written.append(f"{n} flow files to {out_dir}")
-    written += [f"{p} ({n} frames at {fps:g} fps)" for p in (args.video, args.arrows) if p]
-    print(f"wrote {', '.join(written)}")
+        try:
+            for index, frame, flow in video.pairwise_flow(
+                source, predict, batch_size=args.batch_size, every=args.every or 1
+            ):
+                if out_dir is not None:
+                    path = out_dir / f"{source.frame_name(index)}.{args.format or 'flo'}"
+                    _write_flow(path, flow)
+                    written.append(path)
+                if colour is not None:
+                    colour.write(viz.flow_to_rgb(flow, max_norm=args.max_norm))
+                if arrows is not None:
+                    arrows.write(viz.draw_arrows(frame, flow, step=args.arrow_step,
+                                                 scale=args.arrow_scale))
+                n += 1
+                bar.update(1)
+        except BaseException:
+            bar.leave = False  # the error, not a half-finished bar, is the last line
+            raise
+    return n
 
 
 def _cmd_stereo(args: argparse.Namespace) -> None:
     import flowlib
-    from flowlib import io, viz
+    from flowlib import io
 
     for path, what in ((args.left, "left image"), (args.right, "right image")):
         _check_input(path, what)
-    for path in (args.output, args.viz):
-        if path is not None:
-            _check_output_folder(path)
-    left = io.read_image(args.left)
-    right = io.read_image(args.right)
-    if left.shape != right.shape:
-        raise ValueError(
-            f"{args.right}: size {right.shape[1]}x{right.shape[0]} differs from "
-            f"{args.left} ({left.shape[1]}x{left.shape[0]})"
-        )
+    _check_outputs((args.output, DISPARITY_FORMATS, "-o"), (args.viz, PICTURE_FORMATS, "--viz"))
+    left, right = _read_pair(args.left, args.right)
     model = _load_model(args, "stereo")
     disp = flowlib.estimate_disparity(left, right, model)
-    io.write_disparity(args.output, disp)
+    _write_disparity(args.output, disp)
     msg = f"wrote {args.output}"
     if args.viz:
-        viz.save_png(args.viz, viz.disparity_to_rgb(disp))
+        io.write_image(args.viz, _disparity_picture(disp, None, args))
         msg += f" and {args.viz}"
     print(msg)
+
+
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+    """One benchmark of ``flowlib evaluate``.
+
+    Attributes:
+      task: "flow" or "stereo".
+      default_model: the model used without --model.
+      index: ``index(data_module, args) -> samples`` of the training split.
+      evaluator: name of the :mod:`flowlib.evaluation` function.
+      batched: whether the evaluator takes ``batch_size`` (same-sized images).
+    """
+
+    task: str
+    default_model: str
+    index: Callable[[Any, argparse.Namespace], list]
+    evaluator: str
+    batched: bool = False
+
+
+def _index_kitti(task: str) -> Callable[[Any, argparse.Namespace], list]:
+    def index(data: Any, args: argparse.Namespace) -> list:
+        from flowlib.evaluation.kitti import index_kitti
+
+        return index_kitti(args.root, task=task, year=args.year, split="training", gt=args.gt)
+
+    return index
+
+
+BENCHMARKS = {
+    "sintel": Benchmark(
+        "flow", "spynet", lambda data, a: data.index_sintel(a.root, split="training",
+                                                            pass_=a.pass_),
+        "evaluate_sintel", batched=True),
+    "kitti-flow": Benchmark("flow", "spynet", _index_kitti("flow"), "evaluate_kitti_flow"),
+    "kitti-stereo": Benchmark("stereo", "cfnet", _index_kitti("stereo"), "evaluate_kitti_stereo"),
+    "middlebury-flow": Benchmark("flow", "spynet", lambda data, a: data.index_middlebury_flow(
+        a.root), "evaluate_middlebury_flow"),
+    "middlebury-stereo": Benchmark("stereo", "cfnet", lambda data, a: data.index_middlebury_stereo(
+        a.root), "evaluate_middlebury_stereo"),
+}
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from flowlib import data, evaluation, io
 
-    task, default_model = BENCHMARKS[args.benchmark]
-    args.model = args.model or default_model
-    if args.limit is not None and args.limit < 1:
-        raise UsageError(f"--limit must be >= 1, got {args.limit}")
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.json is not None:
-        _check_output_folder(args.json)
+    bench = BENCHMARKS[args.benchmark]
+    args.model = args.model or bench.default_model
+    _check_outputs((args.json, (".json",), "--json"))
     if not os.path.isdir(args.root):
         raise FileNotFoundError(f"--root {args.root}: no such folder")
     # Index first: a wrong root fails before a model is loaded or downloaded.
-    bench = args.benchmark
-    if bench == "sintel":
-        samples = data.index_sintel(args.root, split="training", pass_=args.pass_)
-    elif bench == "kitti-flow":
-        samples = data.index_kitti_flow(args.root, year=args.year, split="training", gt=args.gt)
-    elif bench == "kitti-stereo":
-        samples = data.index_kitti_stereo(args.root, year=args.year, split="training", gt=args.gt)
-    elif bench == "middlebury-flow":
-        samples = data.index_middlebury_flow(args.root)
-    else:
-        samples = data.index_middlebury_stereo(args.root)
-    samples = samples[: args.limit]
-    model = _load_model(args, task)
-    progress = not args.quiet
-    if bench == "sintel":
-        result = evaluation.evaluate_sintel(
-            model, samples, batch_size=args.batch_size, progress=progress
-        )
-    elif bench == "kitti-flow":
-        result = evaluation.evaluate_kitti_flow(model, samples, progress=progress)
-    elif bench == "kitti-stereo":
-        result = evaluation.evaluate_kitti_stereo(model, samples, progress=progress)
-    elif bench == "middlebury-flow":
-        result = evaluation.evaluate_middlebury_flow(model, samples, progress=progress)
-    else:
-        result = evaluation.evaluate_middlebury_stereo(model, samples, progress=progress)
+    samples = bench.index(data, args)[: args.limit]
+    model = _load_model(args, bench.task)
+    batch = {"batch_size": args.batch_size} if bench.batched else {}
+    evaluate = getattr(evaluation, bench.evaluator)
+    result = evaluate(model, samples, progress=not args.quiet, **batch)
     result.record["root"] = os.path.abspath(args.root)
     print(result.table())
     if args.json is not None:
@@ -393,7 +599,7 @@ def _cmd_convert(args: argparse.Namespace) -> None:
     from flowlib.convert.__main__ import convert
 
     _check_input(args.src, "checkpoint")
-    _check_output_folder(args.dst)
+    _check_outputs((args.dst, (".npz",), "DST"))
     convert(args.model, args.src, args.dst)
     print(f"wrote {args.dst}")
 
@@ -501,9 +707,10 @@ def _global_flags(p: argparse.ArgumentParser, *, device: bool, top: bool) -> Non
         )
 
 
-def _model_flags(
-    p: argparse.ArgumentParser, default_model: str | None, *, batch: str | None = None
-) -> None:
+def _model_flags(p: argparse.ArgumentParser, default_model: str | None, *, tasks: Sequence[str],
+                 batch: str | None = None) -> None:
+    """--model, --weights, --device, the global flags, [--batch-size] and the settings of
+    the models of ``tasks`` (flow: --pyramid-levels, --div-flow; stereo: --max-disp)."""
     _global_flags(p, device=True, top=False)
     p.add_argument(
         "--model",
@@ -517,7 +724,183 @@ def _model_flags(
         "default: the model's default",
     )
     if batch is not None:
-        p.add_argument("--batch-size", type=int, default=1, help=batch)
+        p.add_argument("--batch-size", type=positive_int, default=1, help=batch)
+    if "flow" in tasks:
+        p.add_argument("--pyramid-levels", dest="max_levels", type=positive_int, default=None,
+                       metavar="N", help="SpyNet: pyramid levels (upstream 6; default: what the "
+                       "weights record)")
+        p.add_argument("--div-flow", dest="div_flow", type=positive_float, default=None,
+                       metavar="X", help="FlowNet: prediction-to-pixels factor, for checkpoints "
+                       "that do not store it (default 20)")
+    if "stereo" in tasks:
+        p.add_argument("--max-disp", dest="maxdisp", type=positive_int, default=None,
+                       metavar="D", help="CFNet: largest disparity searched, a multiple of 32 "
+                       "(default: what the weights record)")
+
+
+def _picture_flags(p: argparse.ArgumentParser, *, flow: bool, disparity: bool,
+                   disparity_aliases: bool = False) -> None:
+    """Colour-coding options: --max-norm (flow), --viz-min/--viz-max (disparity), --legend."""
+    if flow:
+        p.add_argument("--max-norm", type=positive_float, default=None,
+                       help="flow colours: fixed normalisation in pixels (default: per image, "
+                       "its largest motion)")
+    if disparity:
+        low = ["--viz-min"] + (["--min-disp"] if disparity_aliases else [])
+        high = ["--viz-max"] + (["--max-disp"] if disparity_aliases else [])
+        p.add_argument(*low, dest="viz_min", type=finite_float, default=None, metavar="D",
+                       help="disparity colours: value at the bottom of the colour map "
+                       "(default: 1st percentile)")
+        p.add_argument(*high, dest="viz_max", type=finite_float, default=None, metavar="D",
+                       help="disparity colours: value at the top (default: 99th percentile)")
+    p.add_argument("--legend", action="store_true",
+                   help="append the key: the colour wheel with its max-norm (flow) or a colour "
+                   "bar (disparity)")
+
+
+def add_demo_parser(sub: Any) -> None:
+    s = sub.add_parser(
+        "demo",
+        help="estimate flow on a synthetic pair with exact ground truth, write a figure (offline)",
+    )
+    _model_flags(s, "spynet", tasks=("flow",))
+    s.add_argument("-o", "--output", default="flowlib-demo.png",
+                   help="PNG (default flowlib-demo.png)")
+    s.add_argument("--stereo", metavar="PNG", default=None,
+                   help="also estimate disparity (CFNet) on a synthetic stereo pair, figure here")
+    s.set_defaults(func=_cmd_demo)
+
+
+_ESTIMATE_DESCRIPTION = (
+    "Two images:     flowlib estimate IMG1 IMG2 -o flow.flo [--viz flow.png]\n"
+    "                    [--arrows arrows.png]\n"
+    "Frames / video: flowlib estimate FRAMES_DIR|VIDEO -o OUT_DIR [--video flow.mp4]\n"
+    "                    [--arrows arrows.mp4] [--every K] [--batch-size B]\n\n"
+    "A sequence is streamed: frames are decoded as needed and only a batch of them is in\n"
+    "memory. OUT_DIR gets one flow file per pair, named after the pair's first frame\n"
+    "(frame_0002.png -> frame_0002.flo; video frames: frame_000000.flo ...). A folder's frames\n"
+    "are checked for one size before anything is written; if a run fails later, the error\n"
+    "names the flow files written (all complete) and no video is left behind. Colours are\n"
+    "normalised per frame by its largest motion unless --max-norm fixes the scale (then\n"
+    "colours are comparable across frames). Video files need 'flowlib[video]'."
+)
+
+
+def add_estimate_parser(sub: Any) -> None:
+    s = sub.add_parser("estimate", help="optical flow: an image pair, a folder of frames or a "
+                       "video", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description=_ESTIMATE_DESCRIPTION)
+    _model_flags(s, "spynet", tasks=("flow",),
+                 batch="sequence: pairs per forward pass (default 1); more is faster on "
+                 "accelerators and holds batch+1 frames in memory")
+    s.add_argument("sources", nargs="+", metavar="SOURCE",
+                   help="IMG1 IMG2, or a folder of frames, or a video")
+    s.add_argument("-o", "--output", default=None,
+                   help="pair: flow file (.flo, .pfm, KITTI .png, .npy); sequence: folder")
+    s.add_argument("--viz", default=None, help="pair: also write a colour-coded picture "
+                   f"({', '.join(PICTURE_FORMATS)})")
+    s.add_argument("--video", default=None,
+                   help=f"sequence: colour-coded flow video ({', '.join(VIDEO_FORMATS)})")
+    s.add_argument("--arrows", default=None,
+                   help="arrow overlay on the first image: a picture (pair) or a video (sequence)")
+    _picture_flags(s, flow=True, disparity=False)
+    s.add_argument("--arrow-step", type=positive_int, default=16,
+                   help="pixels between arrows (default 16)")
+    s.add_argument("--arrow-scale", type=positive_float, default=None,
+                   help="arrow length per pixel of flow (default: from the flow's magnitude, "
+                   "so the longer arrows are about one step long)")
+    s.add_argument("--every", type=positive_int, default=None,
+                   help="sequence: use every K-th frame (default 1)")
+    s.add_argument("--fps", type=positive_float, default=None,
+                   help="sequence: output frame rate (default: the video's / K, 24 / K for frames)")
+    s.add_argument("--format", default=None, choices=["flo", "pfm", "png", "npy"],
+                   help="sequence: flow file format (default flo; png = KITTI 16-bit)")
+    s.set_defaults(func=_cmd_estimate)
+
+
+def add_stereo_parser(sub: Any) -> None:
+    s = sub.add_parser("stereo", help="disparity of a rectified stereo pair")
+    _model_flags(s, "cfnet", tasks=("stereo",))
+    s.add_argument("left")
+    s.add_argument("right")
+    s.add_argument("-o", "--output", required=True, type=output_file(DISPARITY_FORMATS),
+                   help="disparity file: .pfm, KITTI 16-bit .png or .npy")
+    s.add_argument("--viz", default=None, type=output_file(PICTURE_FORMATS),
+                   help="also write a colour-coded picture")
+    _picture_flags(s, flow=False, disparity=True)
+    s.set_defaults(func=_cmd_stereo)
+
+
+def add_viz_parser(sub: Any) -> None:
+    s = sub.add_parser("viz", help="colour-code a flow or disparity file")
+    _global_flags(s, device=False, top=False)
+    s.add_argument("input", help="flow (.flo, 3-channel .pfm, KITTI 16-bit RGB .png, (H, W, 2) "
+                   ".npy) or disparity (1-channel .pfm, KITTI 16-bit grey .png, (H, W) .npy)")
+    s.add_argument("-o", "--output", required=True, type=output_file(PICTURE_FORMATS),
+                   help=f"picture ({', '.join(PICTURE_FORMATS)})")
+    s.add_argument("--disparity", action="store_true",
+                   help="read the input as a disparity map (default: detected from the file)")
+    _picture_flags(s, flow=True, disparity=True, disparity_aliases=True)
+    s.set_defaults(func=_cmd_viz)
+
+
+def add_evaluate_parser(sub: Any) -> None:
+    s = sub.add_parser("evaluate", aliases=["benchmark"],
+                       help="evaluate on a benchmark's training split",
+                       description="Print the benchmark's metrics for a model (training split, "
+                       "which has ground truth) and optionally save the result record as JSON.")
+    _model_flags(s, None, tasks=("flow", "stereo"),
+                 batch="Sintel: pairs per forward pass (default 1); KITTI and Middlebury images "
+                 "differ in size, so their evaluators run one pair at a time")
+    s.add_argument("benchmark", choices=sorted(BENCHMARKS))
+    s.add_argument("--root", required=True, help="the dataset folder (official layout)")
+    s.add_argument("--limit", type=positive_int, default=None, help="only the first N pairs")
+    s.add_argument("--json", default=None, type=output_file((".json",)),
+                   help="write the result record here")
+    s.add_argument("--pass", dest="pass_", default="final", choices=["clean", "final"],
+                   help="Sintel pass")
+    s.add_argument("--year", type=int, default=2015, choices=[2012, 2015], help="KITTI year")
+    s.add_argument("--gt", default="occ", choices=["occ", "noc"],
+                   help="KITTI ground truth: all or non-occluded")
+    s.set_defaults(func=_cmd_evaluate)
+
+
+def add_train_parser(sub: Any) -> None:
+    s = sub.add_parser("train", help="train or fine-tune a model (flowlib train --help)",
+                       add_help=False, allow_abbrev=False)
+    _global_flags(s, device=True, top=False)
+    s.set_defaults(func=None)
+
+
+def add_convert_parser(sub: Any) -> None:
+    s = sub.add_parser("convert", help="convert official weights to a flowlib .npz")
+    _global_flags(s, device=False, top=False)
+    s.add_argument("model")
+    s.add_argument("src")
+    s.add_argument("dst", type=output_file((".npz",)))
+    s.set_defaults(func=_cmd_convert)
+
+
+def add_download_parser(sub: Any) -> None:
+    s = sub.add_parser("download", help="download and convert named weights into the cache")
+    _global_flags(s, device=True, top=False)
+    s.add_argument(
+        "names", nargs="+", metavar="NAME", help="model:variant, e.g. spynet:sintel-final"
+    )
+    s.set_defaults(func=_cmd_download)
+
+
+def add_models_parser(sub: Any) -> None:
+    s = sub.add_parser(
+        "models", help="list models, their named weights, what is cached and where"
+    )
+    _global_flags(s, device=False, top=False)
+    s.set_defaults(func=_cmd_models)
+
+
+COMMAND_PARSERS = (add_demo_parser, add_estimate_parser, add_stereo_parser, add_viz_parser,
+                   add_evaluate_parser, add_train_parser, add_convert_parser,
+                   add_download_parser, add_models_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -532,152 +915,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"flowlib {__version__}")
     _global_flags(p, device=True, top=True)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    s = sub.add_parser(
-        "demo",
-        help="estimate flow on a synthetic pair with exact ground truth, write a figure (offline)",
-    )
-    _model_flags(s, "spynet")
-    s.add_argument(
-        "-o", "--output", default="flowlib-demo.png", help="PNG (default flowlib-demo.png)"
-    )
-    s.add_argument("--stereo", metavar="PNG", default=None,
-                   help="also estimate disparity (CFNet) on a synthetic stereo pair, figure here")
-    s.set_defaults(func=_cmd_demo)
-
-    s = sub.add_parser(
-        "estimate",
-        help="optical flow: an image pair, a folder of frames or a video",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=(
-            "Two images:     flowlib estimate IMG1 IMG2 -o flow.flo [--viz flow.png]\n"
-            "                    [--arrows arrows.png]\n"
-            "Frames / video: flowlib estimate FRAMES_DIR|VIDEO -o OUT_DIR [--video flow.mp4]\n"
-            "                    [--arrows arrows.mp4] [--every K] [--batch-size B]\n\n"
-            "A sequence is streamed: frames are decoded as needed and only a batch of them is in\n"
-            "memory. OUT_DIR gets flow_%06d.flo, numbered by the pair's first frame. Colours are\n"
-            "normalised per frame by its largest motion unless --max-norm fixes the scale\n"
-            "(then colours are comparable across frames). Video files need 'flowlib[video]'."
-        ),
-    )
-    _model_flags(
-        s,
-        "spynet",
-        batch="sequence: pairs per forward pass (default 1); more is faster on "
-        "accelerators and holds batch+1 frames in memory",
-    )
-    s.add_argument(
-        "sources", nargs="+", metavar="SOURCE", help="IMG1 IMG2, or a folder of frames, or a video"
-    )
-    s.add_argument(
-        "-o",
-        "--output",
-        default=None,
-        help="pair: flow file (.flo, .pfm, KITTI .png); sequence: folder for the flow files",
-    )
-    s.add_argument("--viz", default=None, help="pair: also write a colour-coded PNG")
-    s.add_argument(
-        "--video", default=None, help="sequence: colour-coded flow video (.mp4, .mkv, .mov, .webm)"
-    )
-    s.add_argument(
-        "--arrows",
-        default=None,
-        help="arrow overlay on the first image: PNG (pair) or video (sequence)",
-    )
-    s.add_argument(
-        "--max-norm", type=float, default=None, help="fixed colour normalisation in pixels"
-    )
-    s.add_argument("--arrow-step", type=int, default=16, help="pixels between arrows (default 16)")
-    s.add_argument(
-        "--every", type=int, default=None, help="sequence: use every K-th frame (default 1)"
-    )
-    s.add_argument(
-        "--fps",
-        type=float,
-        default=None,
-        help="sequence: output frame rate (default: the video's / K, 24 / K for frames)",
-    )
-    s.add_argument(
-        "--format",
-        default="flo",
-        choices=["flo", "pfm", "png"],
-        help="sequence: flow file format (default flo; png = KITTI 16-bit)",
-    )
-    s.set_defaults(func=_cmd_estimate)
-
-    s = sub.add_parser("stereo", help="disparity of a rectified stereo pair")
-    _model_flags(s, "cfnet")
-    s.add_argument("left")
-    s.add_argument("right")
-    s.add_argument("-o", "--output", required=True, help="KITTI .png (16-bit) or .pfm")
-    s.add_argument("--viz", default=None, help="also write a colour-coded PNG")
-    s.set_defaults(func=_cmd_stereo)
-
-    s = sub.add_parser("viz", help="colour-code a flow file (.flo, .pfm, KITTI .png)")
-    _global_flags(s, device=False, top=False)
-    s.add_argument("input")
-    s.add_argument("-o", "--output", required=True, help="PNG")
-    s.add_argument("--max-norm", type=float, default=None, help="fixed normalisation (pixels)")
-    s.add_argument("--legend", action="store_true", help="append the colour-wheel legend")
-    s.set_defaults(func=_cmd_viz)
-
-    s = sub.add_parser(
-        "evaluate",
-        aliases=["benchmark"],
-        help="evaluate on a benchmark's training split",
-        description="Print the benchmark's metrics for a model (training split, which has "
-        "ground truth) and optionally save the result record as JSON.",
-    )
-    _model_flags(
-        s,
-        None,
-        batch="Sintel: pairs per forward pass (default 1); KITTI and Middlebury images "
-        "differ in size, so their evaluators run one pair at a time",
-    )
-    s.add_argument("benchmark", choices=sorted(BENCHMARKS))
-    s.add_argument("--root", required=True, help="the dataset folder (official layout)")
-    s.add_argument("--limit", type=int, default=None, help="only the first N pairs")
-    s.add_argument("--json", default=None, help="write the result record here")
-    s.add_argument(
-        "--pass", dest="pass_", default="final", choices=["clean", "final"], help="Sintel pass"
-    )
-    s.add_argument("--year", type=int, default=2015, choices=[2012, 2015], help="KITTI year")
-    s.add_argument(
-        "--gt",
-        default="occ",
-        choices=["occ", "noc"],
-        help="KITTI ground truth: all or non-occluded",
-    )
-    s.set_defaults(func=_cmd_evaluate)
-
-    s = sub.add_parser(
-        "train",
-        help="train or fine-tune a model (flowlib train --help)",
-        add_help=False,
-        allow_abbrev=False,
-    )
-    _global_flags(s, device=True, top=False)
-    s.set_defaults(func=None)
-
-    s = sub.add_parser("convert", help="convert official weights to a flowlib .npz")
-    _global_flags(s, device=False, top=False)
-    s.add_argument("model")
-    s.add_argument("src")
-    s.add_argument("dst")
-    s.set_defaults(func=_cmd_convert)
-
-    s = sub.add_parser("download", help="download and convert named weights into the cache")
-    _global_flags(s, device=True, top=False)
-    s.add_argument(
-        "names", nargs="+", metavar="NAME", help="model:variant, e.g. spynet:sintel-final"
-    )
-    s.set_defaults(func=_cmd_download)
-
-    s = sub.add_parser(
-        "models", help="list models, their named weights, what is cached and where"
-    )
-    _global_flags(s, device=False, top=False)
-    s.set_defaults(func=_cmd_models)
+    for add_parser in COMMAND_PARSERS:
+        add_parser(sub)
     return p
 
 

@@ -108,6 +108,37 @@ class FrameSource:
     def __repr__(self) -> str:
         return f"FrameSource({str(self.path)!r}, kind={self.kind!r}, count={self.count})"
 
+    def frame_name(self, index: int) -> str:
+        """A name for outputs derived from frame ``index``: the frame file's name without
+        its extension (``frame_0002.png`` -> ``frame_0002``); ``frame_%06d`` for videos.
+        Frame files that share a stem (``a.png``, ``a.jpg``) keep their extension too."""
+        if self.kind != "folder":
+            return f"frame_{index:06d}"
+        path = self.files[index]
+        stems = [p.stem for p in self.files]
+        return path.stem if stems.count(path.stem) == 1 else path.name.replace(".", "_")
+
+    def check_sizes(self) -> None:
+        """Check that a folder's frames all have the first one's size, reading only the
+        files' headers where Pillow can (fully decoding otherwise); videos pass.
+
+        Raises:
+          ValueError: naming the first frame of another size.
+        """
+        if self.kind != "folder":
+            return
+        first = None
+        for path in self.files:
+            size = _frame_size(path)
+            if first is None:
+                first = size
+            elif size != first:
+                raise ValueError(
+                    f"{path}: frame is {size[0]}x{size[1]} but the earlier frames in "
+                    f"{self.path} are {first[0]}x{first[1]} (all frames must have the same "
+                    "size); nothing was written"
+                )
+
     def _iter_folder(self) -> Iterator[np.ndarray]:
         from flowlib import io
 
@@ -143,6 +174,20 @@ class FrameSource:
                     yield frame
         except av.FFmpegError as err:
             raise ValueError(f"{self.path}: cannot decode video frame {index}: {err}") from err
+
+
+def _frame_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` of an image file from its header (Pillow opens lazily)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError, ValueError):
+        from flowlib import io
+
+        frame = io.read_image(path, dtype="uint8")  # the reader's own, precise error
+        return frame.shape[1], frame.shape[0]
 
 
 def open_frames(source: str | os.PathLike) -> FrameSource:

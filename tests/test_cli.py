@@ -349,7 +349,7 @@ def test_file_errors_name_the_file(tmp_path, capsys, frames_dir, spynet_weights,
         ],
         "frame_3.png: frame is 92x64",
     )
-    assert os.listdir(tmp_path / "out") == ["flow_000000.flo"]  # the pair before it was written
+    assert not (tmp_path / "out").exists()  # checked before anything was written
     one = tmp_path / "one"
     one.mkdir()
     io.write_image(one / "0.png", np.zeros((H, W, 3), np.uint8))
@@ -566,16 +566,19 @@ def test_estimate_folder_writes_flows_and_playable_videos(
         "2",
         "--max-norm",
         "2",
+        "--arrow-scale",
+        "1",
         "--quiet",
     ]
     assert cli.main(argv) == 0
     captured = capsys.readouterr()
     assert captured.err == ""  # --quiet: no progress bar
     assert "4 flow files" in captured.out
-    assert sorted(os.listdir(out)) == [f"flow_{i:06d}.flo" for i in range(4)]
+    # Named after each pair's first frame (frames_dir holds frame_1.png ... frame_5.png).
+    assert sorted(os.listdir(out)) == [f"frame_{i}.flo" for i in range(1, 5)]
     frames = list(video.iter_frames(frames_dir))
     expected = _pairs_reference(frames, model_cache("spynet", spynet_weights), 1, 2)
-    flows = np.stack([io.read_flow(out / f"flow_{i:06d}.flo")[0] for i in range(4)])
+    flows = np.stack([io.read_flow(out / f"frame_{i}.flo")[0] for i in range(1, 5)])
     np.testing.assert_allclose(flows, expected, rtol=0, atol=1e-5)
 
     for path in (colour, arrows):
@@ -592,7 +595,8 @@ def test_estimate_folder_writes_flows_and_playable_videos(
         bound=14,
     )
     _assert_video_shows(
-        arrows, [viz.draw_arrows(a, f) for a, f in zip(frames, flows)], frames[:-1], bound=16
+        arrows, [viz.draw_arrows(a, f, scale=1.0) for a, f in zip(frames, flows)], frames[:-1],
+        bound=16,
     )
     assert [p for p in os.listdir(tmp_path) if p.startswith(".")] == []  # no temporary files left
 
@@ -622,10 +626,10 @@ def test_estimate_video_file_with_every(tmp_path, capsys, clip, spynet_weights, 
         "-q",
     ]
     assert cli.main(argv) == 0
-    assert sorted(os.listdir(out)) == ["flow_000000.pfm", "flow_000002.pfm"]  # frames 0->2, 2->4
+    assert sorted(os.listdir(out)) == ["frame_000000.pfm", "frame_000002.pfm"]  # 0->2, 2->4
     frames = list(video.iter_frames(source))
     expected = _pairs_reference(frames, model_cache("spynet", spynet_weights), 2, 2)
-    for k, name in enumerate(["flow_000000.pfm", "flow_000002.pfm"]):
+    for k, name in enumerate(["frame_000000.pfm", "frame_000002.pfm"]):
         np.testing.assert_allclose(io.read_flow(out / name)[0], expected[k], rtol=0, atol=1e-5)
     result = video.open_frames(colour)
     assert result.fps == pytest.approx(5.0)  # the source's 10 fps / every 2
@@ -718,3 +722,215 @@ def test_evaluate_sintel_layout_prints_table_and_writes_json(
         count += valid.sum()
     assert result["metrics"]["epe"] == pytest.approx(total / count, rel=1e-5)
     assert result["record"]["model"] == "spynet" and result["record"]["root"] == str(root.resolve())
+
+
+# ------------------------------------------------------------------------------ issue 13
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fail the test if a command gets as far as loading a model (i.e. computing)."""
+
+    def refuse(args, task):
+        raise AssertionError("a model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(cli, "_load_model", refuse)
+
+
+@pytest.fixture
+def loads(monkeypatch):
+    """Record load_model's arguments; return a stand-in model that estimates zero flow."""
+    from flowlib import _api
+
+    seen = []
+
+    def load(name="spynet", weights=None, **kwargs):
+        seen.append((name, weights, kwargs))
+        raise RuntimeError("stand-in: not loaded")
+
+    monkeypatch.setattr(_api, "load_model", load)
+    return seen
+
+
+def test_model_options_on_the_command_line(tmp_path, capsys, loads):
+    a = str(tmp_path / "a.png")
+    io.write_image(a, np.zeros((H, W, 3), np.uint8))
+    d, f = str(tmp_path / "d.pfm"), str(tmp_path / "f.flo")
+    _run_error(capsys, ["stereo", a, a, "-o", d, "--max-disp", "128"], "stand-in")
+    _run_error(capsys, ["estimate", a, a, "-o", f, "--pyramid-levels", "4"], "stand-in")
+    _run_error(capsys, ["estimate", a, a, "-o", f, "--model", "flownets", "--div-flow", "10"],
+               "stand-in")
+    options = [{k: v for k, v in x[2].items() if k != "progress"} for x in loads]
+    assert options == [{"maxdisp": 128}, {"max_levels": 4}, {"div_flow": 10.0}]
+    _usage_error(capsys, ["estimate", a, a, "-o", f, "--div-flow", "10"],
+                 "--div-flow applies to flownets and flownetc, not spynet")
+    _usage_error(capsys, ["stereo", a, a, "-o", d, "--max-disp", "0"], "must be >= 1")
+    _usage_error(capsys, ["estimate", a, a, "-o", f, "--max-disp", "64"], "--max-disp")
+    assert len(loads) == 3
+
+
+def test_bad_model_option_values_are_one_line(tmp_path, capsys):
+    a = str(tmp_path / "a.png")
+    io.write_image(a, np.zeros((H, W, 3), np.uint8))
+    _run_error(capsys, ["stereo", a, a, "-o", str(tmp_path / "d.pfm"), "--max-disp", "100"],
+               "maxdisp must be an integer in [32, 1024] and a multiple of 32, got 100")
+
+
+def test_outputs_are_checked_before_computing(tmp_path, capsys, frames_dir, no_model):
+    a = str(tmp_path / "a.png")
+    io.write_image(a, np.zeros((H, W, 3), np.uint8))
+    folder = tmp_path / "somefolder"
+    folder.mkdir()
+    f = str(tmp_path / "f.flo")
+    _usage_error(capsys, ["stereo", a, a, "-o", str(tmp_path / "d.txt")], "d.txt has extension")
+    _usage_error(capsys, ["stereo", a, a, "-o", str(folder)], "somefolder has no extension")
+    (tmp_path / "dir.pfm").mkdir()
+    _run_error(capsys, ["stereo", a, a, "-o", str(tmp_path / "dir.pfm")], "dir.pfm is a folder")
+    _run_error(capsys, ["stereo", a, a, "-o", str(tmp_path / "no" / "d.pfm")], "does not exist")
+    _usage_error(capsys, ["stereo", a, a, "-o", str(tmp_path / "d.pfm"), "--viz", "x.txt"],
+                 "x.txt has extension '.txt'; write .png, .jpg")
+    _usage_error(capsys, ["estimate", a, a, "-o", f, "--arrows", "arrows.mp4"],
+                 "--arrows (an image for a pair): arrows.mp4 has extension '.mp4'")
+    _usage_error(capsys, ["estimate", a, a, "-o", f, "--viz", "v.txt"], "v.txt")
+    _usage_error(capsys, ["estimate", a, a, "-o", str(tmp_path / "f.txt")], "f.txt")
+    _usage_error(capsys, ["estimate", a, a, "-o", f, "--format", "pfm"], "--format")
+    _usage_error(capsys, ["estimate", str(frames_dir), "--arrows", "a.png"],
+                 "--arrows (a video for a sequence)")
+    _usage_error(capsys, ["estimate", str(frames_dir), "-o", str(tmp_path / "o.flo")],
+                 "name a folder")
+    _usage_error(capsys, ["viz", f, "-o", str(tmp_path / "v.gif")], "v.gif")
+    _usage_error(capsys, ["evaluate", "sintel", "--root", ".", "--json", "r.txt"], "r.txt")
+    _usage_error(capsys, ["convert", "spynet", a, str(tmp_path / "w.pth")], "w.pth")
+    assert set(os.listdir(tmp_path)) - {"flowlib-home"} == {"a.png", "dir.pfm", "frames",
+                                                            "somefolder"}
+
+
+def test_outputs_are_written_as_their_extension_says(tmp_path, capsys):
+    flow = np.random.default_rng(0).normal(size=(20, 24, 2)).astype(np.float32)
+    io.write_flow(tmp_path / "f.flo", flow)
+    for name, magic in (("v.jpg", b"\xff\xd8"), ("v.bmp", b"BM"), ("v.png", b"\x89PNG")):
+        assert cli.main(["viz", str(tmp_path / "f.flo"), "-o", str(tmp_path / name)]) == 0
+        assert (tmp_path / name).read_bytes().startswith(magic), name
+    np.testing.assert_array_equal(io.read_image(tmp_path / "v.bmp", dtype="uint8"),
+                                  viz.flow_to_rgb(flow))
+
+
+def test_stereo_writes_npy_and_a_disparity_picture(tmp_path, capsys, monkeypatch):
+    from flowlib import _api
+
+    disp = np.linspace(0, 40, H * W, dtype=np.float32).reshape(H, W)
+    monkeypatch.setattr(cli, "_load_model", lambda args, task: None)
+    monkeypatch.setattr(_api, "estimate_disparity", lambda a, b, model: disp)
+    a = str(tmp_path / "a.png")
+    io.write_image(a, np.zeros((H, W, 3), np.uint8))
+    out, png = tmp_path / "d.npy", tmp_path / "d.jpg"
+    argv = ["stereo", a, a, "-o", str(out), "--viz", str(png), "--legend"]
+    assert cli.main(argv) == 0
+    np.testing.assert_array_equal(np.load(out), disp)
+    picture = io.read_image(png, dtype="uint8")
+    assert picture.shape[0] == 96 and picture.shape[1] > W  # the colour bar beside it
+
+
+def test_folder_failure_names_what_was_written(tmp_path, capsys, frames_dir, monkeypatch):
+    from flowlib import _api
+
+    calls = []
+
+    def estimate(a, b, model, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise ValueError("device out of memory")
+        return np.zeros((*a.shape[:-1], 2), np.float32)
+
+    monkeypatch.setattr(cli, "_load_model", lambda args, task: None)
+    monkeypatch.setattr(_api, "estimate", estimate)
+    out = tmp_path / "out"
+    err = _run_error(capsys, ["estimate", str(frames_dir), "-o", str(out)],
+                     "device out of memory (before it, 2 complete flow files were written")
+    assert f"to {out}: frame_1.flo ... frame_2.flo" in err
+    assert sorted(os.listdir(out)) == ["frame_1.flo", "frame_2.flo"]
+    assert all(io.read_flow(out / n)[0].shape == (H, W, 2) for n in os.listdir(out))
+
+
+def test_frame_names_follow_the_source_frames(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for name in ("frame_0010.png", "frame_0002.png", "a.png", "a.jpg"):
+        io.write_image(folder / name, np.zeros((8, 8, 3), np.uint8))
+    source = video.open_frames(folder)
+    assert [source.frame_name(i) for i in range(4)] == ["a_jpg", "a_png", "frame_0002",
+                                                       "frame_0010"]
+    source.check_sizes()
+    io.write_image(folder / "frame_0003.png", np.zeros((8, 9, 3), np.uint8))
+    with pytest.raises(ValueError, match="frame_0003.png: frame is 9x8 .* nothing was written"):
+        video.open_frames(folder).check_sizes()
+
+
+def test_arrow_scale_option(tmp_path, capsys, monkeypatch):
+    from flowlib import _api
+
+    flow = np.zeros((H, W, 2), np.float32)
+    flow[..., 0] = 0.5
+    monkeypatch.setattr(cli, "_load_model", lambda args, task: None)
+    monkeypatch.setattr(_api, "estimate", lambda a, b, model: flow)
+    a = str(tmp_path / "a.png")
+    io.write_image(a, np.full((H, W, 3), 255, np.uint8))
+    for scale in (None, "6"):
+        arrows = tmp_path / f"arrows{scale}.png"
+        argv = ["estimate", a, a, "-o", str(tmp_path / "f.flo"), "--arrows", str(arrows)]
+        assert cli.main(argv + (["--arrow-scale", scale] if scale else [])) == 0
+        expected = viz.draw_arrows(io.read_image(a), flow,
+                                   scale=None if scale is None else float(scale))
+        np.testing.assert_array_equal(io.read_image(arrows, dtype="uint8"), expected)
+
+
+def test_viz_legend_is_labelled_and_on_white(tmp_path, capsys):
+    flow = np.zeros((80, 100, 2), np.float32)
+    flow[..., 0] = np.linspace(-3, 3, 100)
+    io.write_flow(tmp_path / "f.flo", flow)
+    out = tmp_path / "v.png"
+    assert cli.main(["viz", str(tmp_path / "f.flo"), "-o", str(out), "--legend"]) == 0
+    rgb = io.read_image(out, dtype="uint8")
+    np.testing.assert_array_equal(rgb[:, :100], viz.flow_to_rgb(flow))
+    key = rgb[:, 100:]
+    np.testing.assert_array_equal(key, viz.flow_legend(80, 3.0))
+    assert tuple(key[0, 0]) == (255, 255, 255) and tuple(key[-1, -1]) == (255, 255, 255)
+
+
+def test_viz_shows_disparity_files(tmp_path, capsys):
+    disp = np.tile(np.linspace(1, 50, 40, dtype=np.float32), (30, 1))
+    disp[0, 0] = 1000.0  # one far-out estimate must not darken the rest
+    io.write_disparity(tmp_path / "d.pfm", disp)
+    io.write_disparity(tmp_path / "d.png", disp)  # KITTI 16-bit grey
+    for name in ("d.pfm", "d.png"):
+        out = tmp_path / f"{name}.png"
+        assert cli.main(["viz", str(tmp_path / name), "-o", str(out)]) == 0
+        assert "disparity" in capsys.readouterr().out
+        rgb = io.read_image(out, dtype="uint8")
+        low, high = viz.disparity_range(disp)
+        assert high < 60  # the 99th percentile, not the outlier
+        np.testing.assert_array_equal(rgb, viz.disparity_to_rgb(disp, min_disp=low,
+                                                                 max_disp=high))
+    fixed = tmp_path / "fixed.png"
+    argv = ["viz", str(tmp_path / "d.pfm"), "-o", str(fixed), "--min-disp", "0", "--max-disp",
+            "100", "--legend"]
+    assert cli.main(argv) == 0
+    rgb = io.read_image(fixed, dtype="uint8")
+    assert rgb.shape == (96, 40 + 72, 3)
+    np.testing.assert_array_equal(rgb[:30, :40], viz.disparity_to_rgb(disp, max_disp=100.0))
+    _usage_error(capsys, ["viz", str(tmp_path / "d.pfm"), "-o", str(fixed), "--max-norm", "3"],
+                 "--max-norm is for flow")
+    # A 1-channel map read as flow is refused by the reader; --disparity forces it.
+    np.save(tmp_path / "d.npy", disp)
+    assert cli.main(["viz", str(tmp_path / "d.npy"), "-o", str(fixed), "--disparity"]) == 0
+
+
+def test_weights_of_another_model_are_named_on_the_command_line(tmp_path, capsys):
+    a = str(tmp_path / "a.png")
+    io.write_image(a, np.zeros((H, W, 3), np.uint8))
+    cfnet = tmp_path / "cfnet.npz"
+    from flowlib.convert._common import save_weights
+
+    save_weights(cfnet, {"params": {}}, {"model": "cfnet", "model_kwargs": {"channel_divisor": 8}})
+    _run_error(capsys, ["estimate", a, a, "-o", str(tmp_path / "f.flo"), "--weights", str(cfnet)],
+               "holds cfnet weights, not spynet ones")
