@@ -12,14 +12,24 @@ import numpy as np
 
 
 def add_common(p: argparse.ArgumentParser, *, default_model: str) -> None:
+    from flowlib.cli import output_file, positive_int
+
     p.add_argument("--root", default=None, help="dataset root (default: a synthetic set flowlib generates)")
     p.add_argument("--model", default=default_model)
     p.add_argument("--weights", default=None, help="named variant or checkpoint path (default: embedded)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N pairs")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--json", default=None, help="write the result record here")
+    p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N pairs")
+    p.add_argument("--batch-size", type=positive_int, default=1)
+    p.add_argument("--json", default=None, type=output_file((".json",)),
+                   help="write the result record here")
     p.add_argument("--save-viz", default=None, help="folder for colour-coded predictions")
-    p.add_argument("--no-progress", action="store_true")
+    add_run_flags(p)
+
+
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    """-q/--quiet (as in the flowlib command line; --no-progress is the old spelling),
+    --resume and --journal-dir."""
+    p.add_argument("-q", "--quiet", "--no-progress", dest="no_progress", action="store_true",
+                   help="no progress bars")
     p.add_argument("--resume", action="store_true",
                    help="skip pairs a previous (killed) run of the same command already evaluated")
     p.add_argument("--journal-dir", default=None,

@@ -13,6 +13,7 @@ itself (not KITTI numbers).
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -20,7 +21,8 @@ import numpy as np
 
 import flowlib
 from benchmarks._evalcli import add_common, journal_for, report, viz_saver
-from flowlib import data, evaluation, hub, io
+from flowlib import evaluation, hub, io
+from flowlib.evaluation.kitti import index_kitti
 
 SYNTHETIC_VERSION = "v1"
 
@@ -86,10 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         root = base / task if synthetic else base
         if task == "flow":
             model = flowlib.load_model(args.model, args.weights)
-            index, evaluate = data.index_kitti_flow, evaluation.evaluate_kitti_flow
+            evaluate = evaluation.evaluate_kitti_flow
         else:
             model = flowlib.load_model(args.stereo_model, args.stereo_weights)
-            index, evaluate = data.index_kitti_stereo, evaluation.evaluate_kitti_stereo
+            evaluate = evaluation.evaluate_kitti_stereo
+        # index_kitti: a tree with only the non-occluded ground truth is told to use noc.
+        index = functools.partial(index_kitti, task=task)
         if args.split == "testing" or args.submission:
             if not args.submission:
                 raise SystemExit("the testing split has no ground truth: pass --submission DIR")

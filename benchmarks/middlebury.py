@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 
 import flowlib
-from benchmarks._evalcli import journal_for, report, viz_saver
+from benchmarks._evalcli import add_run_flags, journal_for, report, viz_saver
 from flowlib import data, evaluation, hub, io
+from flowlib.cli import output_file
 
 SYNTHETIC_VERSION = "v1"
 _STEREO_SCALE = 8  # grey level = disparity * 8, as Middlebury 2001's venus
@@ -74,12 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", default=None)
     p.add_argument("--stereo-model", default="cfnet")
     p.add_argument("--stereo-weights", default=None)
-    p.add_argument("--json", default=None)
+    p.add_argument("--json", default=None, type=output_file((".json",)))
     p.add_argument("--save-viz", default=None)
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--resume", action="store_true", help="skip scenes a killed run already evaluated")
-    p.add_argument("--journal-dir", default=None,
-                   help="folder of per-scene results files (default: $FLOWLIB_HOME/eval-journals)")
+    add_run_flags(p)
     args = p.parse_args(argv)
     synthetic = not (args.flow_root or args.stereo_root)
     flow_root, stereo_root = args.flow_root, args.stereo_root

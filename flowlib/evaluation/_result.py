@@ -42,6 +42,43 @@ class Pool:
         return pool
 
 
+#: Column order of every table and record, whatever order the statistics arrived in (a
+#: resumed run restores them from its journal in another order); other names follow sorted.
+METRIC_ORDER = (
+    "epe", "epe_pooled", "epe_nonocc", "epe_all", "epe_matched", "epe_unmatched", "ae",
+    "fl", "fl_bg", "fl_fg", "d1", "bad1_nonocc", "bad2_nonocc", "bad1_all", "bad2_all",
+    "1px", "3px", "5px", "s0-10", "s10-40", "s40+", "d0-10", "d10-60", "d60-140",
+)
+
+#: What the less obvious columns hold, printed under the table.
+METRIC_NOTES = {
+    "epe": "epe: end-point error in px (lower is better)",
+    "epe_pooled": "epe_pooled: over all pixels of all images (epe: mean of per-image means)",
+    "1px": "1px/3px/5px: fraction (0-1) of pixels with EPE below 1/3/5 px",
+    "fl": "fl: % of pixels with EPE > 3 px and > 5 % of |gt| (KITTI Fl)",
+    "d1": "d1: % of pixels with error > 3 px and > 5 % of gt (KITTI D1)",
+    "bad1_nonocc": "badN_mask: % of pixels with error > N px on the mask (nonocc / all)",
+    "s0-10": "sA-B: EPE of pixels moving A-B px; dA-B: A-B px from an occlusion boundary",
+}
+
+
+def ordered(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with its keys in :data:`METRIC_ORDER`, unknown keys sorted after them."""
+    rank = {name: i for i, name in enumerate(METRIC_ORDER)}
+    return {k: values[k] for k in sorted(values, key=lambda k: (rank.get(k, len(rank)), k))}
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities as null: bare NaN is not JSON, and strict parsers refuse it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 @dataclasses.dataclass
 class EvaluationResult:
     """Metrics of one benchmark run.
@@ -60,20 +97,29 @@ class EvaluationResult:
     num_pairs: int
     record: dict[str, Any] = dataclasses.field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.metrics = ordered(self.metrics)
+        self.groups = {name: ordered(values) for name, values in self.groups.items()}
+
     def to_json(self, **kwargs: Any) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True, **kwargs)
+        """The result as strict JSON: non-finite numbers are written as null."""
+        return json.dumps(_json_safe(dataclasses.asdict(self)), sort_keys=True, allow_nan=False,
+                          **kwargs)
 
     def table(self, max_groups: int = 30) -> str:
-        """A plain-text table: one row per group, then the overall row."""
+        """A plain-text table: one row per group, then the overall row, then what the columns
+        mean. A figure a group does not have (e.g. pooled ones per image) is left blank."""
         names = list(self.metrics)
         width = max([len("overall")] + [len(g) for g in list(self.groups)[:max_groups]]) + 2
         head = "".ljust(width) + "".join(n.rjust(max(10, len(n) + 2)) for n in names)
         rows = [f"{self.benchmark}  ({self.num_pairs} pairs)", head]
 
         def fmt(values: dict[str, float]) -> str:
-            return "".join(f"{values.get(n, math.nan):.4f}".rjust(max(10, len(n) + 2)) for n in names)
+            cells = (f"{values[n]:.4f}" if n in values else "" for n in names)
+            return "".join(c.rjust(max(10, len(n) + 2)) for c, n in zip(cells, names))
 
         for group, values in list(self.groups.items())[:max_groups]:
             rows.append(group.ljust(width) + fmt(values))
         rows.append("overall".ljust(width) + fmt(self.metrics))
+        rows += [f"  {note}" for name, note in METRIC_NOTES.items() if name in self.metrics]
         return "\n".join(rows)

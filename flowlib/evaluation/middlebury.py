@@ -4,7 +4,7 @@ Flow (``other`` set): EPE and angular error (degrees) per scene over pixels with
 ground truth; the overall figures are the **mean over scenes** (as the Middlebury table).
 Stereo (2001): bad-1 and bad-2 (% of pixels with |error| > 1 / 2 px) on the ``nonocc`` and
 ``all`` masks per scene (ground-truth 0 = unknown is always excluded) and their mean over
-scenes, plus EPE on ``all``.
+scenes, plus EPE on ``nonocc`` and ``all``.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def evaluate_middlebury_flow(model: Any, samples: Sequence[Sample], *, progress:
 
 def evaluate_middlebury_stereo(model: Any, samples: Sequence[Sample], *, progress: bool = True,
                                on_prediction: Any = None, journal: Any = None) -> EvaluationResult:
-    """bad-1/bad-2 on nonocc and all masks, EPE on all, per scene and scene mean.
+    """bad-1/bad-2 and EPE on the nonocc and all masks, per scene and scene mean.
 
     Args:
       model: a stereo :class:`flowlib.Model`.
@@ -80,7 +80,7 @@ def evaluate_middlebury_stereo(model: Any, samples: Sequence[Sample], *, progres
 
     Returns:
       Result with ``bad1_nonocc``, ``bad2_nonocc``, ``bad1_all``, ``bad2_all`` (%),
-      ``epe_all``; groups per scene.
+      ``epe_nonocc``, ``epe_all``; groups per scene.
     """
     start = time.perf_counter()
 
@@ -92,7 +92,9 @@ def evaluate_middlebury_stereo(model: Any, samples: Sequence[Sample], *, progres
             for k in (1, 2):
                 bad = metrics.bad_n_map(disp, gt, k)
                 scene[f"bad{k}_{mask_name}"] = 100.0 * float(bad[mask].mean())
-        scene["epe_all"] = float(np.abs(disp - gt)[known & data.get("all", known)].mean())
+        error = np.abs(disp - gt)
+        scene["epe_nonocc"] = float(error[known & data.get("nonocc", known)].mean())
+        scene["epe_all"] = float(error[known & data.get("all", known)].mean())
         if on_prediction is not None:
             on_prediction(sample, disp)
         return {"group": sample.meta["scene"], "values": scene}

@@ -184,3 +184,72 @@ def test_sharded_evaluation_equals_single_device(sintel_tree):
     assert out["devices"] == 4
     for k, v in single.metrics.items():
         assert out["metrics"][k] == pytest.approx(v, rel=1e-6, nan_ok=True), k
+
+
+# ------------------------------------------------------------------- issue 13 point 9
+
+
+def test_middlebury_stereo_reports_a_non_occluded_epe(tmp_path):
+    scene = tmp_path / "mb" / "scene"
+    scene.mkdir(parents=True)
+    img = np.full((16, 24, 3), 90, np.uint8)
+    io.write_image(scene / "imL.png", img)
+    io.write_image(scene / "imR.png", img)
+    gt = np.full((16, 24), 8 * 8, np.uint8)  # scale 8: 8 px on the left, 12 px on the right
+    gt[:, 12:] = 12 * 8
+    io.write_image(scene / "groundtruth.png", gt)
+    nonocc = np.zeros((16, 24), np.uint8)
+    nonocc[:, :12] = 255
+    io.write_image(scene / "nonocc.png", nonocc)
+    io.write_image(scene / "all.png", np.full((16, 24), 255, np.uint8))
+    (scene / "info.txt").write_text("8\n16\n")
+    result = evaluation.evaluate_middlebury_stereo(_model(ConstantDisparity(d=5.0), "stereo"),
+                                                   data.index_middlebury_stereo(tmp_path / "mb"),
+                                                   progress=False)
+    assert result.metrics["epe_nonocc"] == pytest.approx(3.0)  # |5 - 8| on the left half
+    assert result.metrics["epe_all"] == pytest.approx(5.0)  # (3 + 7) / 2
+
+
+def test_kitti_noc_only_tree_suggests_gt_noc(tmp_path):
+    root = tmp_path / "kitti"
+    for folder in ("image_2", "flow_noc"):
+        (root / "training" / folder).mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"flow_occ.*only non-occluded ground truth \(flow_noc\)"
+                                         r": use gt='noc' \(--gt noc\)"):
+        evaluation.kitti.index_kitti(root, task="flow")
+    with pytest.raises(ValueError, match="image_2") as err:  # other layout errors unchanged
+        evaluation.kitti.index_kitti(tmp_path, task="flow")
+    assert "--gt noc" not in str(err.value)
+
+
+def _result(metrics, groups):
+    return evaluation.EvaluationResult("demo", metrics, groups, 2, {})
+
+
+def test_table_columns_do_not_depend_on_arrival_order():
+    a = _result({"1px": 0.5, "epe_pooled": 2.0, "epe": 1.0, "zz": 3.0},
+                {"0": {"1px": 0.4, "epe": 1.5}, "1": {"epe": 0.5, "1px": 0.6}})
+    b = _result({"zz": 3.0, "epe": 1.0, "1px": 0.5, "epe_pooled": 2.0},
+                {"0": {"epe": 1.5, "1px": 0.4}, "1": {"1px": 0.6, "epe": 0.5}})
+    assert a.table() == b.table() and a.to_json() == b.to_json()
+    assert list(a.metrics) == ["epe", "epe_pooled", "1px", "zz"]
+
+
+def test_table_labels_fractions_and_leaves_missing_figures_blank():
+    table = _result({"epe": 1.0, "epe_pooled": 2.0, "1px": 0.5, "3px": 0.7, "5px": 0.9},
+                    {"000000": {"epe": 1.0}}).table()
+    row = next(line for line in table.splitlines() if line.startswith("000000"))
+    assert "nan" not in table and row.split() == ["000000", "1.0000"]
+    assert "1px/3px/5px: fraction (0-1) of pixels with EPE below 1/3/5 px" in table
+
+
+def test_json_has_null_not_nan():
+    text = _result({"epe": float("nan"), "fl": float("inf"), "d1": 1.0},
+                   {"g": {"epe": float("nan")}}).to_json()
+
+    def refuse(name):
+        raise AssertionError(f"bare {name} in the JSON")
+
+    record = json.loads(text, parse_constant=refuse)
+    assert record["metrics"] == {"d1": 1.0, "epe": None, "fl": None}
+    assert record["groups"]["g"]["epe"] is None
