@@ -222,8 +222,8 @@ def test_kitti_noc_only_tree_suggests_gt_noc(tmp_path):
     assert "--gt noc" not in str(err.value)
 
 
-def _result(metrics, groups):
-    return evaluation.EvaluationResult("demo", metrics, groups, 2, {})
+def _result(figures, groups):
+    return evaluation.EvaluationResult("demo", figures, groups, 2, {})
 
 
 def test_table_columns_do_not_depend_on_arrival_order():
