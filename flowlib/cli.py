@@ -35,23 +35,22 @@ from typing import Any
 
 import numpy as np
 
+from flowlib import _cli_args as cli_args
+from flowlib._cli_args import (  # the argument types are part of the command line's API
+    UsageError,
+    finite_float,
+    output_file,
+    positive_float,
+    positive_int,
+)
+
+__all__ = ["BENCHMARKS", "COMMAND_PARSERS", "UsageError", "build_parser", "finite_float", "main",
+           "output_file", "positive_float", "positive_int"]
+
 _INSTALL_HINT = {
     "gpu": "install a GPU build of JAX, e.g. pip install -U 'jax[cuda12]'",
     "tpu": "install JAX's TPU support: pip install -U 'jax[tpu]'",
     "cpu": "check the JAX installation",
-}
-
-#: What each kind of output may be written as (by extension). Flow and disparity ``.npy``
-#: files hold the float32 array as returned by flowlib.estimate / estimate_disparity.
-FLOW_FORMATS = (".flo", ".pfm", ".png", ".npy")
-DISPARITY_FORMATS = (".pfm", ".png", ".npy")
-PICTURE_FORMATS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm")
-VIDEO_FORMATS = (".mp4", ".mov", ".mkv", ".webm")  # = flowlib.video.VIDEO_EXTENSIONS
-_FORMAT_NOTES = {
-    FLOW_FORMATS: ".flo, .pfm, KITTI 16-bit .png or .npy",
-    DISPARITY_FORMATS: ".pfm, KITTI 16-bit .png or .npy",
-    PICTURE_FORMATS: ", ".join(PICTURE_FORMATS),
-    VIDEO_FORMATS: ", ".join(VIDEO_FORMATS),
 }
 
 #: Model settings on the command line: load_model keyword -> (flag, models that take it).
@@ -60,64 +59,6 @@ MODEL_OPTION_FLAGS = {
     "div_flow": ("--div-flow", ("flownets", "flownetc")),
     "maxdisp": ("--max-disp", ("cfnet",)),
 }
-
-
-class UsageError(Exception):
-    """Arguments that parse but do not fit together (exit status 2, like argparse)."""
-
-
-# ------------------------------------------------------------------------- argument types
-
-
-def positive_int(text: str) -> int:
-    """``type=`` for counts and sizes: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """``type=`` for scales and norms: a finite number > 0."""
-    value = finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def finite_float(text: str) -> float:
-    """``type=`` for a finite number."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not np.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
-    return value
-
-
-def output_file(formats: tuple[str, ...]) -> Callable[[str], str]:
-    """``type=`` for an output file: its extension must be one of ``formats``."""
-
-    def check(text: str) -> str:
-        _check_extension(text, formats)
-        return text
-
-    check.__name__ = "output file"
-    return check
-
-
-def _check_extension(path: str, formats: tuple[str, ...], what: str = "") -> None:
-    ext = Path(path).suffix.lower()
-    if ext not in formats:
-        found = f"extension {ext!r}" if ext else "no extension"
-        prefix = f"{what}: " if what else ""
-        raise argparse.ArgumentTypeError(
-            f"{prefix}{path} has {found}; write {_FORMAT_NOTES.get(formats, ', '.join(formats))}"
-        )
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -180,96 +121,6 @@ def _load_model(args: argparse.Namespace, task: str) -> Any:
     return flowlib.load_model(args.model, args.weights, progress=not args.quiet, **options)
 
 
-def _check_input(path: str, what: str) -> None:
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{what} {path}: no such file or folder")
-
-
-def _check_output_folder(path: str) -> None:
-    folder = Path(path).resolve().parent
-    if not folder.is_dir():
-        raise FileNotFoundError(f"output {path}: folder {folder} does not exist")
-    if Path(path).is_dir():
-        raise IsADirectoryError(f"output {path} is a folder; name a file")
-
-
-def _check_outputs(*outputs: tuple[str | None, tuple[str, ...], str]) -> None:
-    """Check ``(path, formats, flag)`` outputs before any work: extension, then folder."""
-    for path, formats, flag in outputs:
-        if path is None:
-            continue
-        try:
-            _check_extension(path, formats, flag)
-        except argparse.ArgumentTypeError as err:
-            raise UsageError(str(err)) from None
-        _check_output_folder(path)
-
-
-def _write_array(path: str | Path, array: np.ndarray) -> None:
-    """``.npy`` output, atomically like every other writer."""
-    import io as _bytes
-
-    from flowlib import io
-
-    buffer = _bytes.BytesIO()
-    np.save(buffer, np.asarray(array, np.float32))
-    io._atomic_write(path, buffer.getvalue())
-
-
-def _write_flow(path: str | Path, flow: np.ndarray) -> None:
-    from flowlib import io
-
-    _write_array(path, flow) if Path(path).suffix.lower() == ".npy" else io.write_flow(path, flow)
-
-
-def _write_disparity(path: str | Path, disp: np.ndarray) -> None:
-    from flowlib import io
-
-    if Path(path).suffix.lower() == ".npy":
-        _write_array(path, disp)
-    else:
-        io.write_disparity(path, disp)
-
-
-def _flow_picture(flow: np.ndarray, valid: np.ndarray | None, max_norm: float | None,
-                  legend: bool) -> np.ndarray:
-    from flowlib import viz
-
-    rgb = viz.flow_to_rgb(flow, max_norm=max_norm, valid=valid)
-    if not legend:
-        return rgb
-    if max_norm is None:
-        known = np.ones(flow.shape[:2], bool) if valid is None else valid
-        norms = np.linalg.norm(flow[known], axis=-1)
-        max_norm = float(norms.max()) if norms.size and norms.max() > 0 else 1.0
-    return _beside(rgb, viz.flow_legend(max(rgb.shape[0], 64), max_norm))
-
-
-def _beside(picture: np.ndarray, key: np.ndarray) -> np.ndarray:
-    """``key`` to the right of ``picture``; a picture shorter than the key is padded white."""
-    pad = key.shape[0] - picture.shape[0]
-    if pad > 0:
-        picture = np.pad(picture, ((0, pad), (0, 0), (0, 0)), constant_values=255)
-    return np.concatenate([picture, key], axis=1)
-
-
-def _disparity_picture(disp: np.ndarray, valid: np.ndarray | None, args: argparse.Namespace
-                       ) -> np.ndarray:
-    """Colour-coded disparity over ``--viz-min/--viz-max`` (default: 1st-99th percentile)."""
-    from flowlib import viz
-
-    low, high = viz.disparity_range(disp, valid)
-    low = low if args.viz_min is None else args.viz_min
-    high = high if args.viz_max is None else args.viz_max
-    if high <= low:
-        raise ValueError(f"the colour range is empty: min {low:g} >= max {high:g} "
-                         "(set --viz-min / --viz-max)")
-    rgb = viz.disparity_to_rgb(disp, valid=valid, min_disp=low, max_disp=high)
-    if args.legend:
-        rgb = _beside(rgb, viz.colorbar(max(rgb.shape[0], 96), low, high))
-    return rgb
-
-
 # ----------------------------------------------------------------------------------- commands
 
 
@@ -286,7 +137,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     from flowlib import viz
     from flowlib.data import synthetic
 
-    _check_outputs((args.output, (".png",), "-o"), (args.stereo, (".png",), "--stereo"))
+    cli_args.check_outputs((args.output, (".png",), "-o"), (args.stereo, (".png",), "--stereo"))
     h, w = DEMO_SIZE
     t0 = time.perf_counter()
     pair = synthetic.flow_pair(DEMO_SEED, h, w, motion=0.6)
@@ -307,50 +158,22 @@ def _cmd_demo(args: argparse.Namespace) -> None:
               f"EPE {epe:.2f} px, {time.perf_counter() - t0:.1f} s")
 
 
-def _read_map(path: str, force_disparity: bool) -> tuple[str, np.ndarray, np.ndarray]:
-    """``(kind, values, valid)`` of a flow or disparity file, by its content: a 1-channel
-    PFM, a 16-bit grey KITTI PNG or an (H, W) .npy is a disparity map."""
-    from flowlib import io
-
-    ext = Path(path).suffix.lower()
-    if ext == ".npy":
-        values = np.load(path, allow_pickle=False)
-        if values.ndim == 3 and values.shape[-1] == 2 and not force_disparity:
-            return "flow", values, np.isfinite(values).all(axis=-1)
-        if values.ndim != 2:
-            raise ValueError(f"{path}: expected an (H, W) disparity or (H, W, 2) flow array, "
-                             f"got shape {values.shape}")
-        return "disparity", values, np.isfinite(values)
-    if ext in (".pfm", ".png") and (force_disparity or _is_one_channel(path, ext)):
-        return ("disparity", *io.read_disparity(path))
-    return ("flow", *io.read_flow(path))
-
-
-def _is_one_channel(path: str, ext: str) -> bool:
-    from flowlib import io
-
-    if ext == ".pfm":
-        with open(path, "rb") as f:
-            return f.read(2) == b"Pf"
-    return io.read_image_raw(path).ndim == 2
-
-
 def _cmd_viz(args: argparse.Namespace) -> None:
     from flowlib import io
 
-    _check_input(args.input, "flow or disparity file")
-    _check_outputs((args.output, PICTURE_FORMATS, "-o"))
-    kind, values, valid = _read_map(args.input, args.disparity)
+    cli_args.check_input(args.input, "flow or disparity file")
+    cli_args.check_outputs((args.output, cli_args.PICTURE_FORMATS, "-o"))
+    kind, values, valid = cli_args.read_map(args.input, args.disparity)
     if kind == "flow":
         if args.viz_min is not None or args.viz_max is not None:
             raise UsageError("--min-disp / --max-disp are for disparity maps; flow takes "
                              "--max-norm")
-        rgb = _flow_picture(values, valid, args.max_norm, args.legend)
+        rgb = cli_args.flow_picture(values, valid, args.max_norm, args.legend)
     else:
         if args.max_norm is not None:
             raise UsageError("--max-norm is for flow; a disparity map takes --min-disp / "
                              "--max-disp")
-        rgb = _disparity_picture(values, valid, args)
+        rgb = cli_args.disparity_picture(values, valid, args)
     io.write_image(args.output, rgb)
     print(f"wrote {args.output} ({values.shape[1]}x{values.shape[0]} {kind} from {args.input})")
 
@@ -362,24 +185,11 @@ def _cmd_estimate(args: argparse.Namespace) -> None:
             f"got {len(args.sources)} inputs"
         )
     for source in args.sources:
-        _check_input(source, "input")
+        cli_args.check_input(source, "input")
     if len(args.sources) == 2:
         _estimate_pair(args)
     else:
         _estimate_sequence(args)
-
-
-def _read_pair(first: str, second: str) -> tuple[np.ndarray, np.ndarray]:
-    from flowlib import io
-
-    # float32 keeps 16-bit images' precision; the model sees exactly what estimate(path) sees.
-    image1, image2 = io.read_image(first), io.read_image(second)
-    if image1.shape != image2.shape:
-        raise ValueError(
-            f"{second}: size {image2.shape[1]}x{image2.shape[0]} differs from "
-            f"{first} ({image1.shape[1]}x{image1.shape[0]})"
-        )
-    return image1, image2
 
 
 def _estimate_pair(args: argparse.Namespace) -> None:
@@ -393,15 +203,15 @@ def _estimate_pair(args: argparse.Namespace) -> None:
         raise UsageError(f"{', '.join(misplaced)}: only for a folder of frames or a video file")
     if args.output is None:
         raise UsageError("the two-image form needs -o OUT (.flo, .pfm, KITTI .png or .npy)")
-    _check_outputs((args.output, FLOW_FORMATS, "-o"), (args.viz, PICTURE_FORMATS, "--viz"),
-                   (args.arrows, PICTURE_FORMATS, "--arrows (an image for a pair)"))
-    image1, image2 = _read_pair(*args.sources)
+    cli_args.check_outputs((args.output, cli_args.FLOW_FORMATS, "-o"), (args.viz, cli_args.PICTURE_FORMATS, "--viz"),
+                   (args.arrows, cli_args.PICTURE_FORMATS, "--arrows (an image for a pair)"))
+    image1, image2 = cli_args.read_pair(*args.sources)
     model = _load_model(args, "flow")
     flow = flowlib.estimate(image1, image2, model)
-    _write_flow(args.output, flow)
+    cli_args.write_flow(args.output, flow)
     written = [args.output]
     if args.viz:
-        io.write_image(args.viz, _flow_picture(flow, None, args.max_norm, args.legend))
+        io.write_image(args.viz, cli_args.flow_picture(flow, None, args.max_norm, args.legend))
         written.append(args.viz)
     if args.arrows:
         arrows = viz.draw_arrows(image1, flow, step=args.arrow_step, scale=args.arrow_scale)
@@ -421,12 +231,12 @@ def _check_sequence_args(args: argparse.Namespace) -> None:
                          "--video OUT.mp4")
     if not (args.output or args.video or args.arrows):
         raise UsageError("nothing to write: pass -o OUT_DIR (flow files), --video and/or --arrows")
-    _check_outputs((args.video, VIDEO_FORMATS, "--video"),
-                   (args.arrows, VIDEO_FORMATS, "--arrows (a video for a sequence)"))
+    cli_args.check_outputs((args.video, cli_args.VIDEO_FORMATS, "--video"),
+                   (args.arrows, cli_args.VIDEO_FORMATS, "--arrows (a video for a sequence)"))
     if args.output is not None and Path(args.output).exists() and not Path(args.output).is_dir():
         raise ValueError(f"-o {args.output}: exists and is not a folder "
                          "(a sequence writes one flow file per pair)")
-    if args.output is not None and Path(args.output).suffix.lower() in FLOW_FORMATS:
+    if args.output is not None and Path(args.output).suffix.lower() in cli_args.FLOW_FORMATS:
         raise UsageError(f"-o {args.output}: a sequence writes one flow file per pair into a "
                          "folder; name a folder (and --format for the file type)")
     if args.video or args.arrows:
@@ -488,7 +298,7 @@ def _stream_flows(args: argparse.Namespace, source: Any, predict: Callable[..., 
             ):
                 if out_dir is not None:
                     path = out_dir / f"{source.frame_name(index)}.{args.format or 'flo'}"
-                    _write_flow(path, flow)
+                    cli_args.write_flow(path, flow)
                     written.append(path)
                 if colour is not None:
                     colour.write(viz.flow_to_rgb(flow, max_norm=args.max_norm))
@@ -508,15 +318,15 @@ def _cmd_stereo(args: argparse.Namespace) -> None:
     from flowlib import io
 
     for path, what in ((args.left, "left image"), (args.right, "right image")):
-        _check_input(path, what)
-    _check_outputs((args.output, DISPARITY_FORMATS, "-o"), (args.viz, PICTURE_FORMATS, "--viz"))
-    left, right = _read_pair(args.left, args.right)
+        cli_args.check_input(path, what)
+    cli_args.check_outputs((args.output, cli_args.DISPARITY_FORMATS, "-o"), (args.viz, cli_args.PICTURE_FORMATS, "--viz"))
+    left, right = cli_args.read_pair(args.left, args.right)
     model = _load_model(args, "stereo")
     disp = flowlib.estimate_disparity(left, right, model)
-    _write_disparity(args.output, disp)
+    cli_args.write_disparity(args.output, disp)
     msg = f"wrote {args.output}"
     if args.viz:
-        io.write_image(args.viz, _disparity_picture(disp, None, args))
+        io.write_image(args.viz, cli_args.disparity_picture(disp, None, args))
         msg += f" and {args.viz}"
     print(msg)
 
@@ -568,7 +378,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
     bench = BENCHMARKS[args.benchmark]
     args.model = args.model or bench.default_model
-    _check_outputs((args.json, (".json",), "--json"))
+    cli_args.check_outputs((args.json, (".json",), "--json"))
     if not os.path.isdir(args.root):
         raise FileNotFoundError(f"--root {args.root}: no such folder")
     # Index first: a wrong root fails before a model is loaded or downloaded.
@@ -598,8 +408,8 @@ def _cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
 def _cmd_convert(args: argparse.Namespace) -> None:
     from flowlib.convert.__main__ import convert
 
-    _check_input(args.src, "checkpoint")
-    _check_outputs((args.dst, (".npz",), "DST"))
+    cli_args.check_input(args.src, "checkpoint")
+    cli_args.check_outputs((args.dst, (".npz",), "DST"))
     convert(args.model, args.src, args.dst)
     print(f"wrote {args.dst}")
 
@@ -690,80 +500,12 @@ def _cmd_models(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------------- parser
 
 
-def _global_flags(p: argparse.ArgumentParser, *, device: bool, top: bool) -> None:
-    # On the sub-commands the defaults are SUPPRESSed so that a flag given before the command
-    # is not overwritten by the sub-parser's default.
-    d = (lambda value: value) if top else (lambda value: argparse.SUPPRESS)
-    p.add_argument(
-        "--debug", action="store_true", default=d(False), help="show full tracebacks on errors"
-    )
-    p.add_argument("-q", "--quiet", action="store_true", default=d(False), help="no progress bars")
-    if device:
-        p.add_argument(
-            "--device",
-            choices=["cpu", "gpu", "tpu"],
-            default=d(None),
-            help="JAX platform to run on (default: JAX's choice)",
-        )
-
-
-def _model_flags(p: argparse.ArgumentParser, default_model: str | None, *, tasks: Sequence[str],
-                 batch: str | None = None) -> None:
-    """--model, --weights, --device, the global flags, [--batch-size] and the settings of
-    the models of ``tasks`` (flow: --pyramid-levels, --div-flow; stereo: --max-disp)."""
-    _global_flags(p, device=True, top=False)
-    p.add_argument(
-        "--model",
-        default=default_model,
-        help=f"model name, optionally name:variant (default: {default_model or 'per benchmark'})",
-    )
-    p.add_argument(
-        "--weights",
-        default=None,
-        help="named variant or a checkpoint path (.npz, PyTorch file); "
-        "default: the model's default",
-    )
-    if batch is not None:
-        p.add_argument("--batch-size", type=positive_int, default=1, help=batch)
-    if "flow" in tasks:
-        p.add_argument("--pyramid-levels", dest="max_levels", type=positive_int, default=None,
-                       metavar="N", help="SpyNet: pyramid levels (upstream 6; default: what the "
-                       "weights record)")
-        p.add_argument("--div-flow", dest="div_flow", type=positive_float, default=None,
-                       metavar="X", help="FlowNet: prediction-to-pixels factor, for checkpoints "
-                       "that do not store it (default 20)")
-    if "stereo" in tasks:
-        p.add_argument("--max-disp", dest="maxdisp", type=positive_int, default=None,
-                       metavar="D", help="CFNet: largest disparity searched, a multiple of 32 "
-                       "(default: what the weights record)")
-
-
-def _picture_flags(p: argparse.ArgumentParser, *, flow: bool, disparity: bool,
-                   disparity_aliases: bool = False) -> None:
-    """Colour-coding options: --max-norm (flow), --viz-min/--viz-max (disparity), --legend."""
-    if flow:
-        p.add_argument("--max-norm", type=positive_float, default=None,
-                       help="flow colours: fixed normalisation in pixels (default: per image, "
-                       "its largest motion)")
-    if disparity:
-        low = ["--viz-min"] + (["--min-disp"] if disparity_aliases else [])
-        high = ["--viz-max"] + (["--max-disp"] if disparity_aliases else [])
-        p.add_argument(*low, dest="viz_min", type=finite_float, default=None, metavar="D",
-                       help="disparity colours: value at the bottom of the colour map "
-                       "(default: 1st percentile)")
-        p.add_argument(*high, dest="viz_max", type=finite_float, default=None, metavar="D",
-                       help="disparity colours: value at the top (default: 99th percentile)")
-    p.add_argument("--legend", action="store_true",
-                   help="append the key: the colour wheel with its max-norm (flow) or a colour "
-                   "bar (disparity)")
-
-
 def add_demo_parser(sub: Any) -> None:
     s = sub.add_parser(
         "demo",
         help="estimate flow on a synthetic pair with exact ground truth, write a figure (offline)",
     )
-    _model_flags(s, "spynet", tasks=("flow",))
+    cli_args.model_flags(s, "spynet", tasks=("flow",))
     s.add_argument("-o", "--output", default="flowlib-demo.png",
                    help="PNG (default flowlib-demo.png)")
     s.add_argument("--stereo", metavar="PNG", default=None,
@@ -790,7 +532,7 @@ def add_estimate_parser(sub: Any) -> None:
     s = sub.add_parser("estimate", help="optical flow: an image pair, a folder of frames or a "
                        "video", formatter_class=argparse.RawDescriptionHelpFormatter,
                        description=_ESTIMATE_DESCRIPTION)
-    _model_flags(s, "spynet", tasks=("flow",),
+    cli_args.model_flags(s, "spynet", tasks=("flow",),
                  batch="sequence: pairs per forward pass (default 1); more is faster on "
                  "accelerators and holds batch+1 frames in memory")
     s.add_argument("sources", nargs="+", metavar="SOURCE",
@@ -798,20 +540,20 @@ def add_estimate_parser(sub: Any) -> None:
     s.add_argument("-o", "--output", default=None,
                    help="pair: flow file (.flo, .pfm, KITTI .png, .npy); sequence: folder")
     s.add_argument("--viz", default=None, help="pair: also write a colour-coded picture "
-                   f"({', '.join(PICTURE_FORMATS)})")
+                   f"({', '.join(cli_args.PICTURE_FORMATS)})")
     s.add_argument("--video", default=None,
-                   help=f"sequence: colour-coded flow video ({', '.join(VIDEO_FORMATS)})")
+                   help=f"sequence: colour-coded flow video ({', '.join(cli_args.VIDEO_FORMATS)})")
     s.add_argument("--arrows", default=None,
                    help="arrow overlay on the first image: a picture (pair) or a video (sequence)")
-    _picture_flags(s, flow=True, disparity=False)
-    s.add_argument("--arrow-step", type=positive_int, default=16,
+    cli_args.picture_flags(s, flow=True, disparity=False)
+    s.add_argument("--arrow-step", type=cli_args.positive_int, default=16,
                    help="pixels between arrows (default 16)")
-    s.add_argument("--arrow-scale", type=positive_float, default=None,
+    s.add_argument("--arrow-scale", type=cli_args.positive_float, default=None,
                    help="arrow length per pixel of flow (default: from the flow's magnitude, "
                    "so the longer arrows are about one step long)")
-    s.add_argument("--every", type=positive_int, default=None,
+    s.add_argument("--every", type=cli_args.positive_int, default=None,
                    help="sequence: use every K-th frame (default 1)")
-    s.add_argument("--fps", type=positive_float, default=None,
+    s.add_argument("--fps", type=cli_args.positive_float, default=None,
                    help="sequence: output frame rate (default: the video's / K, 24 / K for frames)")
     s.add_argument("--format", default=None, choices=["flo", "pfm", "png", "npy"],
                    help="sequence: flow file format (default flo; png = KITTI 16-bit)")
@@ -820,27 +562,27 @@ def add_estimate_parser(sub: Any) -> None:
 
 def add_stereo_parser(sub: Any) -> None:
     s = sub.add_parser("stereo", help="disparity of a rectified stereo pair")
-    _model_flags(s, "cfnet", tasks=("stereo",))
+    cli_args.model_flags(s, "cfnet", tasks=("stereo",))
     s.add_argument("left")
     s.add_argument("right")
-    s.add_argument("-o", "--output", required=True, type=output_file(DISPARITY_FORMATS),
+    s.add_argument("-o", "--output", required=True, type=cli_args.output_file(cli_args.DISPARITY_FORMATS),
                    help="disparity file: .pfm, KITTI 16-bit .png or .npy")
-    s.add_argument("--viz", default=None, type=output_file(PICTURE_FORMATS),
+    s.add_argument("--viz", default=None, type=cli_args.output_file(cli_args.PICTURE_FORMATS),
                    help="also write a colour-coded picture")
-    _picture_flags(s, flow=False, disparity=True)
+    cli_args.picture_flags(s, flow=False, disparity=True)
     s.set_defaults(func=_cmd_stereo)
 
 
 def add_viz_parser(sub: Any) -> None:
     s = sub.add_parser("viz", help="colour-code a flow or disparity file")
-    _global_flags(s, device=False, top=False)
+    cli_args.global_flags(s, device=False, top=False)
     s.add_argument("input", help="flow (.flo, 3-channel .pfm, KITTI 16-bit RGB .png, (H, W, 2) "
                    ".npy) or disparity (1-channel .pfm, KITTI 16-bit grey .png, (H, W) .npy)")
-    s.add_argument("-o", "--output", required=True, type=output_file(PICTURE_FORMATS),
-                   help=f"picture ({', '.join(PICTURE_FORMATS)})")
+    s.add_argument("-o", "--output", required=True, type=cli_args.output_file(cli_args.PICTURE_FORMATS),
+                   help=f"picture ({', '.join(cli_args.PICTURE_FORMATS)})")
     s.add_argument("--disparity", action="store_true",
                    help="read the input as a disparity map (default: detected from the file)")
-    _picture_flags(s, flow=True, disparity=True, disparity_aliases=True)
+    cli_args.picture_flags(s, flow=True, disparity=True, disparity_aliases=True)
     s.set_defaults(func=_cmd_viz)
 
 
@@ -849,13 +591,13 @@ def add_evaluate_parser(sub: Any) -> None:
                        help="evaluate on a benchmark's training split",
                        description="Print the benchmark's metrics for a model (training split, "
                        "which has ground truth) and optionally save the result record as JSON.")
-    _model_flags(s, None, tasks=("flow", "stereo"),
+    cli_args.model_flags(s, None, tasks=("flow", "stereo"),
                  batch="Sintel: pairs per forward pass (default 1); KITTI and Middlebury images "
                  "differ in size, so their evaluators run one pair at a time")
     s.add_argument("benchmark", choices=sorted(BENCHMARKS))
     s.add_argument("--root", required=True, help="the dataset folder (official layout)")
-    s.add_argument("--limit", type=positive_int, default=None, help="only the first N pairs")
-    s.add_argument("--json", default=None, type=output_file((".json",)),
+    s.add_argument("--limit", type=cli_args.positive_int, default=None, help="only the first N pairs")
+    s.add_argument("--json", default=None, type=cli_args.output_file((".json",)),
                    help="write the result record here")
     s.add_argument("--pass", dest="pass_", default="final", choices=["clean", "final"],
                    help="Sintel pass")
@@ -868,22 +610,22 @@ def add_evaluate_parser(sub: Any) -> None:
 def add_train_parser(sub: Any) -> None:
     s = sub.add_parser("train", help="train or fine-tune a model (flowlib train --help)",
                        add_help=False, allow_abbrev=False)
-    _global_flags(s, device=True, top=False)
+    cli_args.global_flags(s, device=True, top=False)
     s.set_defaults(func=None)
 
 
 def add_convert_parser(sub: Any) -> None:
     s = sub.add_parser("convert", help="convert official weights to a flowlib .npz")
-    _global_flags(s, device=False, top=False)
+    cli_args.global_flags(s, device=False, top=False)
     s.add_argument("model")
     s.add_argument("src")
-    s.add_argument("dst", type=output_file((".npz",)))
+    s.add_argument("dst", type=cli_args.output_file((".npz",)))
     s.set_defaults(func=_cmd_convert)
 
 
 def add_download_parser(sub: Any) -> None:
     s = sub.add_parser("download", help="download and convert named weights into the cache")
-    _global_flags(s, device=True, top=False)
+    cli_args.global_flags(s, device=True, top=False)
     s.add_argument(
         "names", nargs="+", metavar="NAME", help="model:variant, e.g. spynet:sintel-final"
     )
@@ -894,7 +636,7 @@ def add_models_parser(sub: Any) -> None:
     s = sub.add_parser(
         "models", help="list models, their named weights, what is cached and where"
     )
-    _global_flags(s, device=False, top=False)
+    cli_args.global_flags(s, device=False, top=False)
     s.set_defaults(func=_cmd_models)
 
 
@@ -913,7 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'flowlib COMMAND --help' for a command's options.",
     )
     p.add_argument("--version", action="version", version=f"flowlib {__version__}")
-    _global_flags(p, device=True, top=True)
+    cli_args.global_flags(p, device=True, top=True)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_parser in COMMAND_PARSERS:
         add_parser(sub)

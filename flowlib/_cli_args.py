@@ -1,0 +1,292 @@
+"""The command line's arguments and files: ``type=`` validators, the output formats and
+their checks (run before anything is computed), writers by extension, and the colour-coded
+pictures of flow and disparity. Used by :mod:`flowlib.cli` and the ``benchmarks`` scripts."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "DISPARITY_FORMATS", "FLOW_FORMATS", "PICTURE_FORMATS", "VIDEO_FORMATS", "UsageError",
+    "check_input", "check_output_folder", "check_outputs", "disparity_picture", "finite_float",
+    "flow_picture", "global_flags", "model_flags", "output_file", "picture_flags", "positive_float", "positive_int", "read_map", "read_pair",
+    "write_disparity", "write_flow",
+]
+
+
+class UsageError(Exception):
+    """Arguments that parse but do not fit together (exit status 2, like argparse)."""
+
+
+#: What each kind of output may be written as (by extension). Flow and disparity ``.npy``
+#: files hold the float32 array as returned by flowlib.estimate / estimate_disparity.
+FLOW_FORMATS = (".flo", ".pfm", ".png", ".npy")
+DISPARITY_FORMATS = (".pfm", ".png", ".npy")
+PICTURE_FORMATS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm")
+VIDEO_FORMATS = (".mp4", ".mov", ".mkv", ".webm")  # = flowlib.video.VIDEO_EXTENSIONS
+_FORMAT_NOTES = {
+    FLOW_FORMATS: ".flo, .pfm, KITTI 16-bit .png or .npy",
+    DISPARITY_FORMATS: ".pfm, KITTI 16-bit .png or .npy",
+    PICTURE_FORMATS: ", ".join(PICTURE_FORMATS),
+    VIDEO_FORMATS: ", ".join(VIDEO_FORMATS),
+}
+
+# ------------------------------------------------------------------------- argument types
+
+
+def positive_int(text: str) -> int:
+    """``type=`` for counts and sizes: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """``type=`` for scales and norms: a finite number > 0."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """``type=`` for a finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return value
+
+
+def output_file(formats: tuple[str, ...]) -> Callable[[str], str]:
+    """``type=`` for an output file: its extension must be one of ``formats``."""
+
+    def check(text: str) -> str:
+        _check_extension(text, formats)
+        return text
+
+    check.__name__ = "output file"
+    return check
+
+
+def _check_extension(path: str, formats: tuple[str, ...], what: str = "") -> None:
+    ext = Path(path).suffix.lower()
+    if ext not in formats:
+        found = f"extension {ext!r}" if ext else "no extension"
+        prefix = f"{what}: " if what else ""
+        raise argparse.ArgumentTypeError(
+            f"{prefix}{path} has {found}; write {_FORMAT_NOTES.get(formats, ', '.join(formats))}"
+        )
+
+
+def check_input(path: str, what: str) -> None:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{what} {path}: no such file or folder")
+
+
+def check_output_folder(path: str) -> None:
+    folder = Path(path).resolve().parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"output {path}: folder {folder} does not exist")
+    if Path(path).is_dir():
+        raise IsADirectoryError(f"output {path} is a folder; name a file")
+
+
+def check_outputs(*outputs: tuple[str | None, tuple[str, ...], str]) -> None:
+    """Check ``(path, formats, flag)`` outputs before any work: extension, then folder."""
+    for path, formats, flag in outputs:
+        if path is None:
+            continue
+        try:
+            _check_extension(path, formats, flag)
+        except argparse.ArgumentTypeError as err:
+            raise UsageError(str(err)) from None
+        check_output_folder(path)
+
+
+def _write_array(path: str | Path, array: np.ndarray) -> None:
+    """``.npy`` output, atomically like every other writer."""
+    import io as _bytes
+
+    from flowlib import io
+
+    buffer = _bytes.BytesIO()
+    np.save(buffer, np.asarray(array, np.float32))
+    io._atomic_write(path, buffer.getvalue())
+
+
+def write_flow(path: str | Path, flow: np.ndarray) -> None:
+    from flowlib import io
+
+    _write_array(path, flow) if Path(path).suffix.lower() == ".npy" else io.write_flow(path, flow)
+
+
+def write_disparity(path: str | Path, disp: np.ndarray) -> None:
+    from flowlib import io
+
+    if Path(path).suffix.lower() == ".npy":
+        _write_array(path, disp)
+    else:
+        io.write_disparity(path, disp)
+
+
+def flow_picture(flow: np.ndarray, valid: np.ndarray | None, max_norm: float | None,
+                  legend: bool) -> np.ndarray:
+    from flowlib import viz
+
+    rgb = viz.flow_to_rgb(flow, max_norm=max_norm, valid=valid)
+    if not legend:
+        return rgb
+    if max_norm is None:
+        known = np.ones(flow.shape[:2], bool) if valid is None else valid
+        norms = np.linalg.norm(flow[known], axis=-1)
+        max_norm = float(norms.max()) if norms.size and norms.max() > 0 else 1.0
+    return _beside(rgb, viz.flow_legend(max(rgb.shape[0], 64), max_norm))
+
+
+def _beside(picture: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """``key`` to the right of ``picture``; a picture shorter than the key is padded white."""
+    pad = key.shape[0] - picture.shape[0]
+    if pad > 0:
+        picture = np.pad(picture, ((0, pad), (0, 0), (0, 0)), constant_values=255)
+    return np.concatenate([picture, key], axis=1)
+
+
+def disparity_picture(disp: np.ndarray, valid: np.ndarray | None, args: argparse.Namespace
+                       ) -> np.ndarray:
+    """Colour-coded disparity over ``--viz-min/--viz-max`` (default: 1st-99th percentile)."""
+    from flowlib import viz
+
+    low, high = viz.disparity_range(disp, valid)
+    low = low if args.viz_min is None else args.viz_min
+    high = high if args.viz_max is None else args.viz_max
+    if high <= low:
+        raise ValueError(f"the colour range is empty: min {low:g} >= max {high:g} "
+                         "(set --viz-min / --viz-max)")
+    rgb = viz.disparity_to_rgb(disp, valid=valid, min_disp=low, max_disp=high)
+    if args.legend:
+        rgb = _beside(rgb, viz.colorbar(max(rgb.shape[0], 96), low, high))
+    return rgb
+
+
+def read_map(path: str, force_disparity: bool) -> tuple[str, np.ndarray, np.ndarray]:
+    """``(kind, values, valid)`` of a flow or disparity file, by its content: a 1-channel
+    PFM, a 16-bit grey KITTI PNG or an (H, W) .npy is a disparity map."""
+    from flowlib import io
+
+    ext = Path(path).suffix.lower()
+    if ext == ".npy":
+        values = np.load(path, allow_pickle=False)
+        if values.ndim == 3 and values.shape[-1] == 2 and not force_disparity:
+            return "flow", values, np.isfinite(values).all(axis=-1)
+        if values.ndim != 2:
+            raise ValueError(f"{path}: expected an (H, W) disparity or (H, W, 2) flow array, "
+                             f"got shape {values.shape}")
+        return "disparity", values, np.isfinite(values)
+    if ext in (".pfm", ".png") and (force_disparity or _is_one_channel(path, ext)):
+        return ("disparity", *io.read_disparity(path))
+    return ("flow", *io.read_flow(path))
+
+
+def _is_one_channel(path: str, ext: str) -> bool:
+    from flowlib import io
+
+    if ext == ".pfm":
+        with open(path, "rb") as f:
+            return f.read(2) == b"Pf"
+    return io.read_image_raw(path).ndim == 2
+
+
+def read_pair(first: str, second: str) -> tuple[np.ndarray, np.ndarray]:
+    from flowlib import io
+
+    # float32 keeps 16-bit images' precision; the model sees exactly what estimate(path) sees.
+    image1, image2 = io.read_image(first), io.read_image(second)
+    if image1.shape != image2.shape:
+        raise ValueError(
+            f"{second}: size {image2.shape[1]}x{image2.shape[0]} differs from "
+            f"{first} ({image1.shape[1]}x{image1.shape[0]})"
+        )
+    return image1, image2
+
+
+# ------------------------------------------------------------------------------ shared flags
+
+
+def global_flags(p: argparse.ArgumentParser, *, device: bool, top: bool) -> None:
+    # On the sub-commands the defaults are SUPPRESSed so that a flag given before the command
+    # is not overwritten by the sub-parser's default.
+    d = (lambda value: value) if top else (lambda value: argparse.SUPPRESS)
+    p.add_argument(
+        "--debug", action="store_true", default=d(False), help="show full tracebacks on errors"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", default=d(False), help="no progress bars")
+    if device:
+        p.add_argument(
+            "--device",
+            choices=["cpu", "gpu", "tpu"],
+            default=d(None),
+            help="JAX platform to run on (default: JAX's choice)",
+        )
+
+
+def model_flags(p: argparse.ArgumentParser, default_model: str | None, *, tasks: Sequence[str],
+                 batch: str | None = None) -> None:
+    """--model, --weights, --device, the global flags, [--batch-size] and the settings of
+    the models of ``tasks`` (flow: --pyramid-levels, --div-flow; stereo: --max-disp)."""
+    global_flags(p, device=True, top=False)
+    p.add_argument(
+        "--model",
+        default=default_model,
+        help=f"model name, optionally name:variant (default: {default_model or 'per benchmark'})",
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="named variant or a checkpoint path (.npz, PyTorch file); "
+        "default: the model's default",
+    )
+    if batch is not None:
+        p.add_argument("--batch-size", type=positive_int, default=1, help=batch)
+    if "flow" in tasks:
+        p.add_argument("--pyramid-levels", dest="max_levels", type=positive_int, default=None,
+                       metavar="N", help="SpyNet: pyramid levels (upstream 6; default: what the "
+                       "weights record)")
+        p.add_argument("--div-flow", dest="div_flow", type=positive_float, default=None,
+                       metavar="X", help="FlowNet: prediction-to-pixels factor, for checkpoints "
+                       "that do not store it (default 20)")
+    if "stereo" in tasks:
+        p.add_argument("--max-disp", dest="maxdisp", type=positive_int, default=None,
+                       metavar="D", help="CFNet: largest disparity searched, a multiple of 32 "
+                       "(default: what the weights record)")
+
+
+def picture_flags(p: argparse.ArgumentParser, *, flow: bool, disparity: bool,
+                   disparity_aliases: bool = False) -> None:
+    """Colour-coding options: --max-norm (flow), --viz-min/--viz-max (disparity), --legend."""
+    if flow:
+        p.add_argument("--max-norm", type=positive_float, default=None,
+                       help="flow colours: fixed normalisation in pixels (default: per image, "
+                       "its largest motion)")
+    if disparity:
+        low = ["--viz-min"] + (["--min-disp"] if disparity_aliases else [])
+        high = ["--viz-max"] + (["--max-disp"] if disparity_aliases else [])
+        p.add_argument(*low, dest="viz_min", type=finite_float, default=None, metavar="D",
+                       help="disparity colours: value at the bottom of the colour map "
+                       "(default: 1st percentile)")
+        p.add_argument(*high, dest="viz_max", type=finite_float, default=None, metavar="D",
+                       help="disparity colours: value at the top (default: 99th percentile)")
+    p.add_argument("--legend", action="store_true",
+                   help="append the key: the colour wheel with its max-norm (flow) or a colour "
+                   "bar (disparity)")
