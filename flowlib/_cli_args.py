@@ -14,8 +14,9 @@ import numpy as np
 __all__ = [
     "DISPARITY_FORMATS", "FLOW_FORMATS", "PICTURE_FORMATS", "VIDEO_FORMATS", "UsageError",
     "check_input", "check_output_folder", "check_outputs", "disparity_picture", "finite_float",
-    "flow_picture", "global_flags", "model_flags", "output_file", "picture_flags", "positive_float", "positive_int", "read_map", "read_pair",
-    "write_disparity", "write_flow",
+    "flow_picture", "global_flags", "model_flags", "output_file", "picture_flags",
+    "positive_float", "positive_int", "read_map", "read_pair", "write_bytes", "write_disparity",
+    "write_flow",
 ]
 
 
@@ -115,15 +116,22 @@ def check_outputs(*outputs: tuple[str | None, tuple[str, ...], str]) -> None:
         check_output_folder(path)
 
 
+def write_bytes(path: str | Path, payload: bytes) -> None:
+    """Write a file atomically (temporary file + rename), through flowlib's one writer."""
+    try:
+        from flowlib._files import atomic_write  # its home once issue 14's move lands
+    except ImportError:
+        from flowlib.io import _atomic_write as atomic_write
+    atomic_write(path, payload)
+
+
 def _write_array(path: str | Path, array: np.ndarray) -> None:
     """``.npy`` output, atomically like every other writer."""
     import io as _bytes
 
-    from flowlib import io
-
     buffer = _bytes.BytesIO()
     np.save(buffer, np.asarray(array, np.float32))
-    io._atomic_write(path, buffer.getvalue())
+    write_bytes(path, buffer.getvalue())
 
 
 def write_flow(path: str | Path, flow: np.ndarray) -> None:

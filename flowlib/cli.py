@@ -374,7 +374,7 @@ BENCHMARKS = {
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from flowlib import data, evaluation, io
+    from flowlib import data, evaluation
 
     bench = BENCHMARKS[args.benchmark]
     args.model = args.model or bench.default_model
@@ -390,7 +390,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     result.record["root"] = os.path.abspath(args.root)
     print(result.table())
     if args.json is not None:
-        io._atomic_write(args.json, (result.to_json(indent=1) + "\n").encode("utf-8"))
+        cli_args.write_bytes(args.json, (result.to_json(indent=1) + "\n").encode("utf-8"))
         print(f"wrote {args.json}")
 
 
