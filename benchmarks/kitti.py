@@ -21,7 +21,7 @@ import numpy as np
 
 import flowlib
 from benchmarks._evalcli import add_common, journal_for, report, viz_saver
-from flowlib import evaluation, hub, io
+from flowlib import _zoo, evaluation, hub, io
 from flowlib.evaluation.kitti import index_kitti
 
 SYNTHETIC_VERSION = "v1"
@@ -70,10 +70,10 @@ def synthetic_root() -> Path:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.kitti", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common(p, default_model="spynet")
+    add_common(p, default_model=_zoo.DEFAULT_FLOW_MODEL)
     p.add_argument("--task", default="both", choices=["flow", "stereo", "both"])
     p.add_argument("--year", type=int, default=2015, choices=[2012, 2015])
-    p.add_argument("--stereo-model", default="cfnet")
+    p.add_argument("--stereo-model", default=_zoo.DEFAULT_STEREO_MODEL)
     p.add_argument("--stereo-weights", default=None)
     p.add_argument("--split", default="training", choices=["training", "testing"])
     p.add_argument("--submission", default=None)

@@ -20,7 +20,7 @@ import numpy as np
 
 import flowlib
 from benchmarks._evalcli import add_run_flags, journal_for, report, viz_saver
-from flowlib import data, evaluation, hub, io
+from flowlib import _zoo, data, evaluation, hub, io
 from flowlib.cli import output_file
 
 SYNTHETIC_VERSION = "v1"
@@ -71,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--flow-root", default=None, help="folder with other-data/ and other-gt-flow/")
     p.add_argument("--stereo-root", default=None, help="folder of 2001 scenes (tsukuba/, venus/, ...)")
-    p.add_argument("--model", default="spynet")
+    p.add_argument("--model", default=_zoo.DEFAULT_FLOW_MODEL)
     p.add_argument("--weights", default=None)
-    p.add_argument("--stereo-model", default="cfnet")
+    p.add_argument("--stereo-model", default=_zoo.DEFAULT_STEREO_MODEL)
     p.add_argument("--stereo-weights", default=None)
     p.add_argument("--json", default=None, type=output_file((".json",)))
     p.add_argument("--save-viz", default=None)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import flowlib
 from benchmarks._evalcli import add_common, journal_for, report, viz_saver
-from flowlib import data, evaluation, hub
+from flowlib import _zoo, data, evaluation, hub
 
 SYNTHETIC_VERSION = "v1"
 
@@ -49,7 +49,7 @@ def synthetic_root() -> Path:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.sintel", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common(p, default_model="spynet")
+    add_common(p, default_model=_zoo.DEFAULT_FLOW_MODEL)
     p.add_argument("--pass", dest="passes", nargs="+", default=["clean", "final"], choices=["clean", "final"])
     p.add_argument("--split", default="training", choices=["training", "test"])
     p.add_argument("--submission", default=None, help="write the test submission layout here")

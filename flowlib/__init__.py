@@ -2,8 +2,8 @@
 
 Public surface::
 
-    flowlib.estimate(img1, img2, model="spynet", weights=None)      -> (H, W, 2) flow
-    flowlib.estimate_disparity(left, right, model="cfnet")           -> (H, W) disparity
+    flowlib.estimate(img1, img2, model="patchflow", weights=None)   -> (H, W, 2) flow
+    flowlib.estimate_disparity(left, right, model="patchstereo")     -> (H, W) disparity
     flowlib.load_model(name, weights=...)                            -> Model
     flowlib.available_models()
     flowlib.io, flowlib.metrics, flowlib.viz                          file formats, metrics, colour coding

@@ -281,7 +281,7 @@ def _model_name(name: Any, weights: Any) -> tuple[str, Any]:
 
 
 def load_model(
-    name: str | os.PathLike = "spynet",
+    name: str | os.PathLike = _zoo.DEFAULT_FLOW_MODEL,
     weights: str | os.PathLike | None = None,
     *,
     offline: bool | None = None,
@@ -455,7 +455,7 @@ def _run(m: Model, a: np.ndarray, b: np.ndarray, batch_size: int | None) -> np.n
 def estimate(
     image1: Any,
     image2: Any,
-    model: str | Model = "spynet",
+    model: str | Model = _zoo.DEFAULT_FLOW_MODEL,
     weights: str | os.PathLike | None = None,
     *,
     batch_size: int | None = None,
@@ -465,7 +465,8 @@ def estimate(
     Args:
       image1, image2: file paths or arrays: uint8 (0..255), uint16, or float in [0, 1];
         (H, W, 3) RGB, (H, W) grey, or a batch (B, H, W, 3). Any size >= 8x8.
-      model: a zoo name (default "spynet") or a :class:`Model` from :func:`load_model`.
+      model: a zoo name (default ``"patchflow"``, embedded: no download) or a :class:`Model`
+        from :func:`load_model`.
       weights: weights for a model given by name (see :func:`load_model`).
       batch_size: split a batch into chunks of this many pairs (bounds memory).
 
@@ -482,7 +483,7 @@ def estimate(
 def estimate_disparity(
     left: Any,
     right: Any,
-    model: str | Model = "cfnet",
+    model: str | Model = _zoo.DEFAULT_STEREO_MODEL,
     weights: str | os.PathLike | None = None,
     *,
     batch_size: int | None = None,
@@ -491,7 +492,7 @@ def estimate_disparity(
 
     Args:
       left, right: as ``image1``/``image2`` of :func:`estimate` (rectified pair).
-      model: a zoo name (default "cfnet") or a :class:`Model`.
+      model: a zoo name (default ``"patchstereo"``, embedded) or a :class:`Model`.
       weights: weights for a model given by name (see :func:`load_model`).
       batch_size: split a batch into chunks of this many pairs.
 

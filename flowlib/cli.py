@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from flowlib import _zoo
 from flowlib import _cli_args as cli_args
 from flowlib._cli_args import (  # the argument types are part of the command line's API
     UsageError,
@@ -150,7 +151,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     if args.stereo:
         t0 = time.perf_counter()
         pair = synthetic.stereo_pair(DEMO_SEED, h, w, max_disparity=48.0)
-        model = flowlib.load_model("cfnet", progress=not args.quiet)
+        model = flowlib.load_model(_zoo.DEFAULT_STEREO_MODEL, progress=not args.quiet)
         disp = flowlib.estimate_disparity(pair["left"], pair["right"], model=model)
         viz.stereo_figure(pair["left"], disp, pair["disparity"], path=args.stereo)
         epe = float(np.mean(np.abs(disp - pair["disparity"])))
@@ -361,14 +362,14 @@ def _index_kitti(task: str) -> Callable[[Any, argparse.Namespace], list]:
 
 BENCHMARKS = {
     "sintel": Benchmark(
-        "flow", "spynet", lambda data, a: data.index_sintel(a.root, split="training",
+        "flow", _zoo.DEFAULT_FLOW_MODEL, lambda data, a: data.index_sintel(a.root, split="training",
                                                             pass_=a.pass_),
         "evaluate_sintel", batched=True),
-    "kitti-flow": Benchmark("flow", "spynet", _index_kitti("flow"), "evaluate_kitti_flow"),
-    "kitti-stereo": Benchmark("stereo", "cfnet", _index_kitti("stereo"), "evaluate_kitti_stereo"),
-    "middlebury-flow": Benchmark("flow", "spynet", lambda data, a: data.index_middlebury_flow(
+    "kitti-flow": Benchmark("flow", _zoo.DEFAULT_FLOW_MODEL, _index_kitti("flow"), "evaluate_kitti_flow"),
+    "kitti-stereo": Benchmark("stereo", _zoo.DEFAULT_STEREO_MODEL, _index_kitti("stereo"), "evaluate_kitti_stereo"),
+    "middlebury-flow": Benchmark("flow", _zoo.DEFAULT_FLOW_MODEL, lambda data, a: data.index_middlebury_flow(
         a.root), "evaluate_middlebury_flow"),
-    "middlebury-stereo": Benchmark("stereo", "cfnet", lambda data, a: data.index_middlebury_stereo(
+    "middlebury-stereo": Benchmark("stereo", _zoo.DEFAULT_STEREO_MODEL, lambda data, a: data.index_middlebury_stereo(
         a.root), "evaluate_middlebury_stereo"),
 }
 
@@ -505,7 +506,7 @@ def add_demo_parser(sub: Any) -> None:
         "demo",
         help="estimate flow on a synthetic pair with exact ground truth, write a figure (offline)",
     )
-    cli_args.model_flags(s, "spynet", tasks=("flow",))
+    cli_args.model_flags(s, _zoo.DEFAULT_FLOW_MODEL, tasks=("flow",))
     s.add_argument("-o", "--output", default="flowlib-demo.png",
                    help="PNG (default flowlib-demo.png)")
     s.add_argument("--stereo", metavar="PNG", default=None,
@@ -532,7 +533,7 @@ def add_estimate_parser(sub: Any) -> None:
     s = sub.add_parser("estimate", help="optical flow: an image pair, a folder of frames or a "
                        "video", formatter_class=argparse.RawDescriptionHelpFormatter,
                        description=_ESTIMATE_DESCRIPTION)
-    cli_args.model_flags(s, "spynet", tasks=("flow",),
+    cli_args.model_flags(s, _zoo.DEFAULT_FLOW_MODEL, tasks=("flow",),
                  batch="sequence: pairs per forward pass (default 1); more is faster on "
                  "accelerators and holds batch+1 frames in memory")
     s.add_argument("sources", nargs="+", metavar="SOURCE",
@@ -562,7 +563,7 @@ def add_estimate_parser(sub: Any) -> None:
 
 def add_stereo_parser(sub: Any) -> None:
     s = sub.add_parser("stereo", help="disparity of a rectified stereo pair")
-    cli_args.model_flags(s, "cfnet", tasks=("stereo",))
+    cli_args.model_flags(s, _zoo.DEFAULT_STEREO_MODEL, tasks=("stereo",))
     s.add_argument("left")
     s.add_argument("right")
     s.add_argument("-o", "--output", required=True, type=cli_args.output_file(cli_args.DISPARITY_FORMATS),

@@ -155,11 +155,17 @@ def test_embedded_defaults_are_small_recorded_and_used(monkeypatch):
 
     folder = Path(_api.__file__).parent / "assets" / "weights"
     files = sorted(folder.glob("*.npz"))
-    assert [f.name for f in files] == ["cfnet.npz", "spynet.npz"]
+    names = [f.name for f in files]
+    assert names == ["cfnet.npz", "patchflow.npz", "patchstereo.npz", "spynet.npz"]
     assert sum(f.stat().st_size for f in files) <= 10 * 2**20
     for f in files:
         meta = load_weights(f)[1]
-        assert meta["license"].startswith("MIT") and meta["training_data"] == "synthetic"
+        assert meta["license"].startswith("MIT")
+        if f.stem.startswith("patch"):  # settings only: nothing learned, selection recorded
+            variables = load_weights(f)[0]
+            assert variables == {} and "validation" in meta["training_data"]
+            continue
+        assert meta["training_data"] == "synthetic"
         for stage in meta["curriculum"]:
             assert stage["command"].startswith("python -m flowlib.train ") and stage["steps_done"] > 0
             assert {"seed", "data_kwargs", "crop", "lr"} <= set(stage["config"])
@@ -167,6 +173,9 @@ def test_embedded_defaults_are_small_recorded_and_used(monkeypatch):
     assert flow_model.meta["weights"] == "embedded:spynet" and flow_model.module.num_networks == 1
     stereo_model = flowlib.load_model("cfnet")
     assert stereo_model.meta["weights"] == "embedded:cfnet" and stereo_model.module.channel_divisor == 8
+    # What estimate / estimate_disparity use when no model is named.
+    assert _api._model_for(_api.estimate.__defaults__[0], None, "flow").name == "patchflow"
+    assert _api._model_for(_api.estimate_disparity.__defaults__[0], None, "stereo").name == "patchstereo"
 
 
 # ------------------------------------------------------------- model options and weight sources

@@ -401,9 +401,12 @@ class PatchStereo(nn.Module):
     gamma: float = 10.0
     refine_outer: int = 5
     refine_inner: int = 5
+    consistency: float = 1.0
 
     def __post_init__(self) -> None:
         patch_grid(self.patch_size, self.patch_size, size=self.patch_size, stride=self.patch_stride)
+        if not self.consistency >= 0:
+            raise ValueError(f"PatchStereo.consistency must be >= 0, got {self.consistency!r}")
         for name in ("max_disparity", "levels", "iterations", "propagation_rounds",
                      "long_jump_levels", "refine_outer", "refine_inner"):
             value = getattr(self, name)
@@ -418,7 +421,16 @@ class PatchStereo(nn.Module):
         if left.ndim != 4 or left.shape[-1] != 3 or left.shape != right.shape:
             raise ValueError(f"expected two (B, H, W, 3) images of one shape, got {left.shape}"
                              f" and {right.shape}")
-        i0, i1 = _grey(left), _grey(right)
+        disparity = self._match(_grey(left), _grey(right))
+        if not self.consistency:
+            return StereoOutput(disparity=disparity, aux={})
+        # The right view's disparity: the same matching on the mirrored pair.
+        right_disp = self._match(_grey(right)[:, :, ::-1], _grey(left)[:, :, ::-1])[:, :, ::-1]
+        valid = left_right_consistent(disparity, right_disp, self.consistency)
+        return StereoOutput(disparity=fill_from_background(disparity, valid),
+                            aux={"raw": disparity, "consistent": valid})
+
+    def _match(self, i0: jax.Array, i1: jax.Array) -> jax.Array:
         _, h, w = i0.shape
         depth = min(self.levels, pyramid_depth(h, w, patch_size=self.patch_size,
                                                min_coarse_side=self.patch_size))
@@ -444,8 +456,31 @@ class PatchStereo(nn.Module):
                     a, b, flow, alpha=self.alpha, delta=self.delta, gamma=self.gamma,
                     outer=self.refine_outer, inner=self.refine_inner, horizontal=True,
                 )
-        disparity = jnp.clip(-flow[..., 0], 0.0, float(self.max_disparity))
-        return StereoOutput(disparity=disparity, aux={})
+        return jnp.clip(-flow[..., 0], 0.0, float(self.max_disparity))
+
+
+def left_right_consistent(left: jax.Array, right: jax.Array, tolerance: float) -> jax.Array:
+    """Pixels whose left disparity d agrees with the right view's at ``x - d`` (``(B, H, W)``)."""
+    w = left.shape[-1]
+    xs = jnp.arange(w, dtype=left.dtype)
+    target = jnp.clip(jnp.round(xs - left), 0, w - 1).astype(jnp.int32)
+    back = jnp.take_along_axis(right, target, axis=-1)
+    return (jnp.abs(back - left) <= tolerance) & (xs - left >= 0)
+
+
+def fill_from_background(disparity: jax.Array, valid: jax.Array) -> jax.Array:
+    """Replace invalid pixels by the smaller of the nearest valid disparities left and right
+    in their row (occlusions belong to the farther surface); rows with none keep theirs."""
+    w = disparity.shape[-1]
+    idx = jnp.arange(w)
+    left_idx = jax.lax.cummax(jnp.where(valid, idx, -1), axis=disparity.ndim - 1)
+    right_idx = jax.lax.cummin(jnp.where(valid, idx, w), axis=disparity.ndim - 1, reverse=True)
+    inf = jnp.asarray(jnp.inf, disparity.dtype)
+    from_left = jnp.where(left_idx >= 0, jnp.take_along_axis(disparity, jnp.clip(left_idx, 0, w - 1), -1), inf)
+    from_right = jnp.where(right_idx < w,
+                           jnp.take_along_axis(disparity, jnp.clip(right_idx, 0, w - 1), -1), inf)
+    fill = jnp.minimum(from_left, from_right)
+    return jnp.where(valid | ~jnp.isfinite(fill), disparity, fill)
 
 
 def _grey(x: jax.Array) -> jax.Array:
