@@ -136,6 +136,7 @@ def load_model(
     *,
     offline: bool | None = None,
     progress: bool = True,
+    dtype: str | None = None,
 ) -> Model:
     """Build a model with its weights.
 
@@ -147,11 +148,19 @@ def load_model(
         flowlib ``.npz``, a PyTorch checkpoint or (SpyNet) a folder of Torch7 files.
       offline: never touch the network (default: ``$FLOWLIB_OFFLINE``).
       progress: show a download progress bar.
+      dtype: ``None`` or ``"float32"`` (default), or ``"bfloat16"``: convolutions multiply
+        in bfloat16 and accumulate in float32; parameters and outputs stay float32. Opt-in:
+        faster only on CPUs/accelerators with bfloat16 units (README "Speed").
 
     Returns:
       A :class:`Model` accepted by :func:`estimate` / :func:`estimate_disparity`.
     """
+    from flowlib import _compilation_cache
+    from flowlib.models._layers import compute_dtype
+
     name, weights = _parse_name(str(name), weights)
+    compute = compute_dtype(dtype)  # validate before any download
+    _compilation_cache.enable()
     entry = _zoo.get(name)
     if weights is None:
         embedded = _embedded_default(name)
@@ -173,6 +182,10 @@ def load_model(
     else:
         raise ValueError(f"weights must be None, a variant name or a path, got {weights!r}")
     module = entry.build(**dict(meta.get("model_kwargs", {})))
+    if compute is not None:
+        if "dtype" not in getattr(module, "__dataclass_fields__", {}):
+            raise ValueError(f"model {name!r} has no dtype option (float32 only)")
+        module, meta = module.clone(dtype=compute.name), {**meta, "dtype": compute.name}
     _check_variables(name, module, variables)
     return Model(name, module, variables, task=entry.task, meta=meta)
 

@@ -90,7 +90,8 @@ def cache_path() -> Path:
 
     from flowlib import hub
 
-    return hub.cache_dir() / "xla" / f"jax-{jax.__version__}-{platform.machine()}-{_host_fingerprint()}"
+    host = f"{platform.machine()}-{_host_fingerprint()}"
+    return hub.cache_dir() / "xla" / f"jax-{jax.__version__}-{host}"
 
 
 class _AtomicFileCache:
@@ -121,7 +122,7 @@ class _AtomicFileCache:
             return None
         try:
             cc.decompress_executable(value)
-        except Exception as e:  # zlib.error, zstd errors: any undecodable entry
+        except Exception as e:  # noqa: BLE001  zlib.error, zstd errors: any undecodable entry
             warnings.warn(
                 f"flowlib: corrupt compilation cache entry {file} ({type(e).__name__}: {e});"
                 " compiling again" + ("" if self.read_only else " and replacing it"),

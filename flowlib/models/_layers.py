@@ -43,7 +43,8 @@ Measured on a 2-core AMD EPYC (AVX-512), idle, float32, jitted, best of 3 (jax 0
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -277,7 +278,8 @@ def compute_dtype(dtype: Any) -> jnp.dtype | None:
     raise ValueError(f"dtype must be None, 'float32' or 'bfloat16', got {dtype!r}")
 
 
-def _mixed_conv(conv: Callable[..., jax.Array], dtype: jnp.dtype | None) -> Callable[..., jax.Array]:
+def _mixed_conv(conv: Callable[..., jax.Array],
+                dtype: jnp.dtype | None) -> Callable[..., jax.Array]:
     """``conv`` (a ``lax.conv_general_dilated``-like function) with its two operands cast to
     ``dtype`` and the products accumulated into a float32 result.
 

@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flowlib import hub, ops
-from flowlib.models._layers import BatchNorm, Conv, ConvTranspose, mish
+from flowlib.models._layers import BatchNorm, Conv, ConvTranspose, compute_dtype, mish
 from flowlib.models._outputs import StereoOutput
 
 __all__ = [
@@ -97,10 +97,12 @@ class ConvBN(nn.Module):
     ndim: int = 2
     act: bool = True
 
+    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         x = Conv(self.features, self.kernel_size, stride=self.stride, padding=self.padding,
-                 use_bias=False, ndim=self.ndim, name="conv")(x)
+                 use_bias=False, ndim=self.ndim, dtype=self.dtype, name="conv")(x)
         x = BatchNorm(name="bn")(x, train=train)
         return mish(x) if self.act else x
 
@@ -110,10 +112,12 @@ class DeconvBN(nn.Module):
 
     features: int
 
+    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         x = ConvTranspose(self.features, 3, stride=2, padding=1, output_padding=1,
-                          use_bias=False, ndim=3, name="deconv")(x)
+                          use_bias=False, ndim=3, dtype=self.dtype, name="deconv")(x)
         return BatchNorm(name="bn")(x, train=train)
 
 
@@ -123,13 +127,16 @@ class BasicBlock(nn.Module):
     features: int
     stride: int
 
+    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        out = ConvBN(self.features, stride=self.stride, name="conv1")(x, train=train)
-        out = ConvBN(self.features, act=False, name="conv2")(out, train=train)
+        out = ConvBN(self.features, stride=self.stride,
+                     dtype=self.dtype, name="conv1")(x, train=train)
+        out = ConvBN(self.features, act=False, dtype=self.dtype, name="conv2")(out, train=train)
         # Every CFNet layer changes width or stride, so each block has the projection.
         shortcut = ConvBN(self.features, 1, self.stride, 0, act=False,
-                          name="downsample")(x, train=train)
+                          dtype=self.dtype, name="downsample")(x, train=train)
         return out + shortcut
 
 
@@ -150,13 +157,15 @@ def spp_kernel_sizes(height: int, width: int) -> list[tuple[int, int]]:
 class PyramidPooling(nn.Module):
     """SPP at 1/32 (``pyramidPooling(512, None, fusion_mode='sum', model_name='icnet')``)."""
 
+    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         height, width, channels = x.shape[1:]
         total = x
         for i, kernel in enumerate(spp_kernel_sizes(height, width)):
             y = ops.avg_pool(x, kernel, stride=kernel, count_include_pad=True)
-            y = ConvBN(channels, 1, padding=0, name=f"path_{i}")(y, train=train)
+            y = ConvBN(channels, 1, padding=0, dtype=self.dtype, name=f"path_{i}")(y, train=train)
             # F.upsample(mode="bilinear") without align_corners: False.
             total = total + 0.25 * ops.resize_bilinear(y, (height, width), align_corners=False)
         return mish(total / 2.0)
@@ -168,10 +177,12 @@ class FeatureHead(nn.Module):
     hidden: int
     features: int
 
+    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        x = ConvBN(self.hidden, name="convbn")(x, train=train)
-        return Conv(self.features, 1, use_bias=False, name="proj")(x)
+        x = ConvBN(self.hidden, dtype=self.dtype, name="convbn")(x, train=train)
+        return Conv(self.features, 1, use_bias=False, dtype=self.dtype, name="proj")(x)
 
 
 # (hidden, out) widths of the group-wise and concatenation feature heads per level.
@@ -219,31 +230,40 @@ class FeatureExtraction(nn.Module):
 
     channel_divisor: int = 1
 
+    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> dict[str, jax.Array]:
         div = self.channel_divisor
         for i in range(3):
-            x = ConvBN(32 // div, stride=2 if i == 0 else 1, name=f"firstconv_{i}")(x, train=train)
-        skips = {2: BasicBlock(64 // div, 1, name="layer2")(x, train=train)}  # 1/2
+            x = ConvBN(32 // div, stride=2 if i == 0 else 1,
+                       dtype=self.dtype, name=f"firstconv_{i}")(x, train=train)
+        skips = {2: BasicBlock(64 // div, 1,
+                               dtype=self.dtype, name="layer2")(x, train=train)}  # 1/2
         for level, width in ((3, 128), (4, 192), (5, 256), (6, 512)):   # 1/4 ... 1/32
-            skips[level] = BasicBlock(width // div, 2, name=f"layer{level}")(
+            skips[level] = BasicBlock(width // div, 2, dtype=self.dtype, name=f"layer{level}")(
                 skips[level - 1], train=train)
-        decoded = {6: PyramidPooling(name="pyramid_pooling")(skips[6], train=train)}
+        decoded = {6: PyramidPooling(
+            dtype=self.dtype, name="pyramid_pooling")(skips[6], train=train)}
         for level, width in ((5, 256), (4, 192), (3, 128), (2, 64)):
             coarse = decoded[level + 1]
             # nn.Upsample(scale_factor=2): nearest; the skip comes first in the concat.
             coarse = ops.resize_nearest(coarse, (2 * coarse.shape[1], 2 * coarse.shape[2]))
-            up = ConvBN(width // div, name=f"upconv{level + 1}")(coarse, train=train)
+            up = ConvBN(width // div,
+                        dtype=self.dtype, name=f"upconv{level + 1}")(coarse, train=train)
             merged = jnp.concatenate([skips[level], up], axis=-1)
-            decoded[level] = ConvBN(width // div, name=f"iconv{level}")(merged, train=train)
+            decoded[level] = ConvBN(width // div,
+                                    dtype=self.dtype, name=f"iconv{level}")(merged, train=train)
         out = {}
         for level in range(2, 7):
             gw_hidden, gw_out = _GW_HEADS[level]
             cat_hidden, cat_out = _CONCAT_HEADS[level]
-            out[f"gw{level}"] = FeatureHead(gw_hidden // div, gw_out // div, name=f"gw{level}")(
+            out[f"gw{level}"] = FeatureHead(gw_hidden // div, gw_out // div,
+                                            dtype=self.dtype, name=f"gw{level}")(
                 decoded[level], train=train)
             out[f"concat{level}"] = FeatureHead(
-                cat_hidden // div, _reduced_count(cat_out, div), name=f"concat{level}")(
+                cat_hidden // div, _reduced_count(cat_out, div),
+                    dtype=self.dtype, name=f"concat{level}")(
                 decoded[level], train=train)
         return out
 
@@ -255,10 +275,13 @@ class Conv3dPair(nn.Module):
     features: int
     act_last: bool
 
+    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        x = ConvBN(self.features, ndim=3, name="conv_0")(x, train=train)
-        return ConvBN(self.features, ndim=3, act=self.act_last, name="conv_1")(x, train=train)
+        x = ConvBN(self.features, ndim=3, dtype=self.dtype, name="conv_0")(x, train=train)
+        return ConvBN(self.features, ndim=3, act=self.act_last,
+                      dtype=self.dtype, name="conv_1")(x, train=train)
 
 
 class Hourglass(nn.Module):
@@ -266,17 +289,21 @@ class Hourglass(nn.Module):
 
     channels: int
 
+    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         c = self.channels
-        conv2 = ConvBN(2 * c, stride=2, ndim=3, name="conv1")(x, train=train)
-        conv2 = ConvBN(2 * c, ndim=3, name="conv2")(conv2, train=train)
-        conv4 = ConvBN(4 * c, stride=2, ndim=3, name="conv3")(conv2, train=train)
-        conv4 = ConvBN(4 * c, ndim=3, name="conv4")(conv4, train=train)
-        redir2 = ConvBN(2 * c, 1, padding=0, ndim=3, act=False, name="redir2")(conv2, train=train)
-        conv5 = mish(DeconvBN(2 * c, name="conv5")(conv4, train=train) + redir2)
-        redir1 = ConvBN(c, 1, padding=0, ndim=3, act=False, name="redir1")(x, train=train)
-        return mish(DeconvBN(c, name="conv6")(conv5, train=train) + redir1)
+        conv2 = ConvBN(2 * c, stride=2, ndim=3, dtype=self.dtype, name="conv1")(x, train=train)
+        conv2 = ConvBN(2 * c, ndim=3, dtype=self.dtype, name="conv2")(conv2, train=train)
+        conv4 = ConvBN(4 * c, stride=2, ndim=3, dtype=self.dtype, name="conv3")(conv2, train=train)
+        conv4 = ConvBN(4 * c, ndim=3, dtype=self.dtype, name="conv4")(conv4, train=train)
+        redir2 = ConvBN(2 * c, 1, padding=0, ndim=3, act=False,
+                        dtype=self.dtype, name="redir2")(conv2, train=train)
+        conv5 = mish(DeconvBN(2 * c, dtype=self.dtype, name="conv5")(conv4, train=train) + redir2)
+        redir1 = ConvBN(c, 1, padding=0, ndim=3, act=False,
+                        dtype=self.dtype, name="redir1")(x, train=train)
+        return mish(DeconvBN(c, dtype=self.dtype, name="conv6")(conv5, train=train) + redir1)
 
 
 class HourglassUp(nn.Module):
@@ -289,22 +316,28 @@ class HourglassUp(nn.Module):
 
     channels: int
 
+    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+
     @nn.compact
     def __call__(self, x: jax.Array, cost5: jax.Array, cost6: jax.Array, *,
                  train: bool) -> jax.Array:
         c = self.channels
-        conv1 = Conv(2 * c, 3, stride=2, padding=1, use_bias=False, ndim=3, name="conv1")(x)
-        conv1 = ConvBN(2 * c, ndim=3, name="combine1")(
+        conv1 = Conv(2 * c, 3, stride=2, padding=1, use_bias=False, ndim=3,
+                     dtype=self.dtype, name="conv1")(x)
+        conv1 = ConvBN(2 * c, ndim=3, dtype=self.dtype, name="combine1")(
             jnp.concatenate([conv1, cost5], axis=-1), train=train)
-        conv2 = ConvBN(2 * c, ndim=3, name="conv2")(conv1, train=train)
-        conv3 = Conv(4 * c, 3, stride=2, padding=1, use_bias=False, ndim=3, name="conv3")(conv2)
-        conv3 = ConvBN(4 * c, ndim=3, name="combine2")(
+        conv2 = ConvBN(2 * c, ndim=3, dtype=self.dtype, name="conv2")(conv1, train=train)
+        conv3 = Conv(4 * c, 3, stride=2, padding=1, use_bias=False, ndim=3,
+                     dtype=self.dtype, name="conv3")(conv2)
+        conv3 = ConvBN(4 * c, ndim=3, dtype=self.dtype, name="combine2")(
             jnp.concatenate([conv3, cost6], axis=-1), train=train)
-        conv4 = ConvBN(4 * c, ndim=3, name="conv4")(conv3, train=train)
-        redir2 = ConvBN(2 * c, 1, padding=0, ndim=3, act=False, name="redir2")(conv2, train=train)
-        conv8 = mish(DeconvBN(2 * c, name="conv8")(conv4, train=train) + redir2)
-        redir1 = ConvBN(c, 1, padding=0, ndim=3, act=False, name="redir1")(x, train=train)
-        return mish(DeconvBN(c, name="conv9")(conv8, train=train) + redir1)
+        conv4 = ConvBN(4 * c, ndim=3, dtype=self.dtype, name="conv4")(conv3, train=train)
+        redir2 = ConvBN(2 * c, 1, padding=0, ndim=3, act=False,
+                        dtype=self.dtype, name="redir2")(conv2, train=train)
+        conv8 = mish(DeconvBN(2 * c, dtype=self.dtype, name="conv8")(conv4, train=train) + redir2)
+        redir1 = ConvBN(c, 1, padding=0, ndim=3, act=False,
+                        dtype=self.dtype, name="redir1")(x, train=train)
+        return mish(DeconvBN(c, dtype=self.dtype, name="conv9")(conv8, train=train) + redir1)
 
 
 class CostHead(nn.Module):
@@ -315,10 +348,13 @@ class CostHead(nn.Module):
 
     channels: int
 
+    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        x = ConvBN(self.channels, ndim=3, name="convbn")(x, train=train)
-        return Conv(1, 3, padding=1, use_bias=False, ndim=3, name="proj")(x)[..., 0]
+        x = ConvBN(self.channels, ndim=3, dtype=self.dtype, name="convbn")(x, train=train)
+        return Conv(1, 3, padding=1, use_bias=False, ndim=3,
+                    dtype=self.dtype, name="proj")(x)[..., 0]
 
 
 # ------------------------------------------------------------- cascade search range
@@ -417,17 +453,21 @@ class CascadeStage(nn.Module):
 
     channels: int
 
+    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+
     @nn.compact
     def __call__(self, volume: jax.Array, *, train: bool, all_heads: bool) -> dict[str, jax.Array]:
         c = self.channels
-        cost0 = Conv3dPair(c, act_last=True, name="confidence0")(volume, train=train)
-        cost0 = Conv3dPair(c, act_last=False, name="confidence1")(cost0, train=train) + cost0
-        out1 = Hourglass(c, name="confidence2")(cost0, train=train)
-        out2 = Hourglass(c, name="confidence3")(out1, train=train)
-        logits = {"cost1": CostHead(c, name="classif1")(out2, train=train)}
+        cost0 = Conv3dPair(c, act_last=True,
+                           dtype=self.dtype, name="confidence0")(volume, train=train)
+        cost0 = Conv3dPair(c, act_last=False,
+                           dtype=self.dtype, name="confidence1")(cost0, train=train) + cost0
+        out1 = Hourglass(c, dtype=self.dtype, name="confidence2")(cost0, train=train)
+        out2 = Hourglass(c, dtype=self.dtype, name="confidence3")(out1, train=train)
+        logits = {"cost1": CostHead(c, dtype=self.dtype, name="classif1")(out2, train=train)}
         if all_heads:
-            logits["cost0"] = CostHead(c, name="classif0")(cost0, train=train)
-            logits["costmid"] = CostHead(c, name="classifmid")(out1, train=train)
+            logits["cost0"] = CostHead(c, dtype=self.dtype, name="classif0")(cost0, train=train)
+            logits["costmid"] = CostHead(c, dtype=self.dtype, name="classifmid")(out1, train=train)
         return logits
 
 
@@ -499,6 +539,10 @@ class CFNet(nn.Module):
     Attributes:
       maxdisp: maximum disparity, a multiple of 32; all released weights use 256
         (upstream's class default is 192).
+      dtype: ``None`` / ``"float32"``, or ``"bfloat16"``: every 2-D and 3-D convolution
+        multiplies in bfloat16 and accumulates in float32 (:func:`~flowlib.models._layers.
+        compute_dtype`); parameters, BatchNorm, cost volumes, softmax and the regression
+        stay float32, and so do the outputs.
       channel_divisor: divide every channel width by this: the feature extractor, the
         feature heads, the 3-D cost networks, and the correlation groups (40 and 20) and
         concatenation features (6 and 12) as ``max(1, n // channel_divisor)``. 1 is the
@@ -509,24 +553,27 @@ class CFNet(nn.Module):
 
     maxdisp: int = 256
     channel_divisor: int = 1
+    dtype: Any = None
 
     def setup(self) -> None:
         if self.maxdisp % 32 or self.maxdisp <= 0:
             raise ValueError(f"maxdisp must be a positive multiple of 32, got {self.maxdisp}")
         check_channel_divisor(self.channel_divisor)
         div = self.channel_divisor
-        self.feature_extraction = FeatureExtraction(channel_divisor=div)
-        self.dres0 = Conv3dPair(32 // div, act_last=True)
-        self.dres1 = Conv3dPair(32 // div, act_last=False)
-        self.dres0_5 = Conv3dPair(64 // div, act_last=True)
-        self.dres1_5 = Conv3dPair(64 // div, act_last=False)
-        self.dres0_6 = Conv3dPair(64 // div, act_last=True)
-        self.dres1_6 = Conv3dPair(64 // div, act_last=False)
-        self.combine1 = HourglassUp(32 // div)
-        self.dres3 = Hourglass(32 // div)
-        self.classif0, self.classif1, self.classif2 = [CostHead(32 // div) for _ in range(3)]
-        self.stage_s3 = CascadeStage(32 // div)
-        self.stage_s2 = CascadeStage(16 // div)
+        dt = compute_dtype(self.dtype)
+        self.feature_extraction = FeatureExtraction(channel_divisor=div, dtype=dt)
+        self.dres0 = Conv3dPair(32 // div, act_last=True, dtype=dt)
+        self.dres1 = Conv3dPair(32 // div, act_last=False, dtype=dt)
+        self.dres0_5 = Conv3dPair(64 // div, act_last=True, dtype=dt)
+        self.dres1_5 = Conv3dPair(64 // div, act_last=False, dtype=dt)
+        self.dres0_6 = Conv3dPair(64 // div, act_last=True, dtype=dt)
+        self.dres1_6 = Conv3dPair(64 // div, act_last=False, dtype=dt)
+        self.combine1 = HourglassUp(32 // div, dtype=dt)
+        self.dres3 = Hourglass(32 // div, dtype=dt)
+        self.classif0, self.classif1, self.classif2 = [CostHead(32 // div, dtype=dt)
+                                                       for _ in range(3)]
+        self.stage_s3 = CascadeStage(32 // div, dtype=dt)
+        self.stage_s2 = CascadeStage(16 // div, dtype=dt)
         # Learned range scalars, zero-initialised upstream. Upstream's `.long()` cut means
         # no gradient ever reaches them, so training leaves them at their initial value.
         zeros = nn.initializers.zeros
@@ -542,7 +589,7 @@ class CFNet(nn.Module):
         left, padding = preprocess(image1)
         right, _ = preprocess(image2)
         out = self.forward_padded(left, right, train=train)
-        crop = lambda d: ops.unpad(d, padding)  # noqa: E731
+        crop = lambda d: ops.unpad(d, padding)
         aux = {k: v for k, v in out.items() if k != "disp_final"}
         aux["disp_s3_up"], aux["disp_s4_up"] = crop(out["disp_s3_up"]), crop(out["disp_s4_up"])
         if train:

@@ -264,8 +264,8 @@ def test_bfloat16_dtype(ndim):
     products are exact in float32, only the summation order differs)."""
     x, _ = _arrays(10, (1, 4, 6, 8, 4)[-ndim - 2:], (1, 1), jnp.float32)
     for kind in (Conv, ConvTranspose):
-        kw = dict(padding=1, ndim=ndim) if kind is Conv else dict(
-            stride=2, padding=1, output_padding=1, ndim=ndim)
+        kw = {"padding": 1, "ndim": ndim} if kind is Conv else {
+            "stride": 2, "padding": 1, "output_padding": 1, "ndim": ndim}
         mod = kind(4, 3, dtype="bfloat16", **kw)
         variables = mod.init(jax.random.PRNGKey(0), x)
         assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(variables))
