@@ -25,7 +25,7 @@ Choices:
   is used (still no crash: JAX turns unreadable entries into a warning and recompiles).
 * Degrades, never fails: a cache directory that cannot be created disables the cache with a
   warning; a read-only one is read but not written (one warning); a corrupt entry is reported
-  with a warning, recompiled and replaced.
+  with a warning, removed and recompiled.
 * Thresholds: entries are written for computations that took at least
   :data:`MIN_COMPILE_SECS` to compile, whatever their size (JAX's default is 1 s, which a
   small model on a fast machine can miss; the tiny eager ops compile in milliseconds and are
@@ -97,9 +97,9 @@ def cache_path() -> Path:
 class _AtomicFileCache:
     """JAX ``CacheInterface``: one file per key, written by temp file + ``os.replace``.
 
-    ``get`` checks that the entry decompresses (JAX would otherwise warn with a traceback-like
-    message and keep the bad file forever, since its writer skips existing keys); ``put``
-    always replaces, which also repairs an entry that failed to read.
+    ``get`` checks that the entry decompresses and removes it where it does not (JAX would
+    otherwise warn with a traceback-like message in every process and keep the bad file,
+    since its writer skips existing keys); ``put`` always replaces.
     """
 
     _SUFFIX = "-cache"
@@ -125,9 +125,13 @@ class _AtomicFileCache:
         except Exception as e:  # noqa: BLE001  zlib.error, zstd errors: any undecodable entry
             warnings.warn(
                 f"flowlib: corrupt compilation cache entry {file} ({type(e).__name__}: {e});"
-                " compiling again" + ("" if self.read_only else " and replacing it"),
+                " compiling again" + ("" if self.read_only else " and removing it"),
                 stacklevel=2,
             )
+            if not self.read_only:
+                # JAX writes back only what took MIN_COMPILE_SECS to compile: without this a
+                # bad entry of a quick computation would warn in every process.
+                file.unlink(missing_ok=True)
             return None
         return value
 
