@@ -18,7 +18,7 @@ bfloat16 parity is covered by ``tests/models/test_dtype.py`` on random weights.
 from __future__ import annotations
 
 import argparse
-import json
+import functools
 import os
 import sys
 import time
@@ -76,6 +76,12 @@ def stereo_pairs() -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.nda
     return out
 
 
+def _error(out: np.ndarray, *, gt: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Per-pixel end-point error (flow) or absolute error (disparity) over valid pixels."""
+    err = np.abs(out - gt)
+    return (np.sqrt(np.sum(err**2, axis=-1)) if err.ndim == 3 else err)[valid]
+
+
 def _timed(model: Any, a: np.ndarray, b: np.ndarray, repeats: int) -> tuple[np.ndarray, float]:
     import jax
 
@@ -99,8 +105,7 @@ def compare(label: str, name: str, weights: Any, pairs: list, repeats: int) -> l
         (o32, t32), (o16, t16) = (_timed(models[dt], a, b, repeats) for dt in models)
         diff = np.abs(o16 - o32)
         diff = np.sqrt(np.sum(diff**2, axis=-1)) if diff.ndim == 3 else diff
-        err = lambda o: np.abs(o - gt)  # noqa: E731
-        epe = lambda o: (np.sqrt(np.sum(err(o) ** 2, -1)) if o.ndim == 3 else err(o))[valid]  # noqa: E731
+        epe = functools.partial(_error, gt=gt, valid=valid)
         row = {"model": label, "pair": pair, "mean_change_px": float(diff.mean()),
                "p99_change_px": float(np.percentile(diff, 99)), "max_change_px": float(diff.max()),
                "error_f32": float(epe(o32).mean()), "error_bf16": float(epe(o16).mean()),

@@ -50,7 +50,7 @@ def run(request):
 
 
 def test_parameters_and_outputs_stay_float32(run):
-    name, model, bf16, variables, a, b, _, out = run
+    name, _, bf16, variables, a, b, _, out = run
     init = jax.eval_shape(bf16.init, jax.random.PRNGKey(1), a, b)
     assert {v.dtype for v in jax.tree.leaves(init)} == {jnp.dtype(jnp.float32)}, name
     assert out.dtype == jnp.float32, name
