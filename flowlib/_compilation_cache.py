@@ -143,6 +143,8 @@ class _AtomicFileCache:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(value)
+            # mkstemp makes 0600 files; a cache shared by a group needs open()'s permissions.
+            os.chmod(tmp, 0o666 & ~_umask())
             os.replace(tmp, file)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -150,6 +152,12 @@ class _AtomicFileCache:
 
     def clear(self) -> None:  # CacheInterface; flowlib never clears a shared cache
         raise NotImplementedError("remove the cache directory by hand")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _writable(path: Path) -> bool:

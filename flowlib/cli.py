@@ -10,8 +10,8 @@
     flowlib convert MODEL SRC DST | download NAME | models
 
 Flags shared by every command that runs a model: ``--model``, ``--weights``, ``--device
-cpu|gpu|tpu``, ``--batch-size``; on every command: ``--quiet`` (no progress bars) and
-``--debug``. The last three may also come before the command. A failure prints one line on
+cpu|gpu|tpu``, ``--dtype float32|bfloat16``, ``--batch-size``; on every command:
+``--quiet`` (no progress bars) and ``--debug``. The last three may also come before the command. A failure prints one line on
 stderr and exits 1 (usage errors exit 2); ``--debug`` shows the full traceback instead.
 
 JAX is imported only after the arguments are parsed, so ``--device`` can still choose the
@@ -92,7 +92,8 @@ def _load_model(args: argparse.Namespace, task: str) -> Any:
             f"--model {args.model} is a {entry.task} model; this command needs a {task} model"
         )
     _select_device(args.device)
-    return flowlib.load_model(args.model, args.weights, progress=not args.quiet)
+    return flowlib.load_model(args.model, args.weights, progress=not args.quiet,
+                              dtype=args.dtype)
 
 
 def _check_input(path: str, what: str) -> None:
@@ -515,6 +516,13 @@ def _model_flags(
         default=None,
         help="named variant or a checkpoint path (.npz, PyTorch file); "
         "default: the model's default",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="bfloat16: convolutions in bfloat16, float32 accumulation and output (faster "
+        "only with bfloat16 hardware; see README 'Speed')",
     )
     if batch is not None:
         p.add_argument("--batch-size", type=int, default=1, help=batch)

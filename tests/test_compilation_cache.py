@@ -70,6 +70,10 @@ def test_second_process_finds_the_cache(tmp_path):
     assert first["hits"] == 0 and first["misses"] >= 1
     entries = _entries(tmp_path)
     assert entries and all(n.endswith("-cache") for n in entries)  # no temp files left
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (tmp_path / "xla").rglob("*-cache"):  # as open() makes them, not mkstemp's 0600
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask
     assert Path(first["path"]).parent == tmp_path / "xla"
     second, _ = _run(tmp_path)
     assert second["hits"] >= 1 and second["misses"] == 0

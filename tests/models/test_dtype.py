@@ -46,7 +46,8 @@ def run(request):
     variables = jax.jit(model.init)(jax.random.PRNGKey(1), a, b)
     bf16 = model.clone(dtype="bfloat16")
     fwd = jax.jit(lambda m, v, x, y: getattr(m.apply(v, x, y), field), static_argnums=0)
-    return name, model, bf16, variables, a, b, fwd(model, variables, a, b), fwd(bf16, variables, a, b)
+    return (name, model, bf16, variables, a, b, fwd(model, variables, a, b),
+            fwd(bf16, variables, a, b))
 
 
 def test_parameters_and_outputs_stay_float32(run):
@@ -84,3 +85,26 @@ def test_invalid_dtype_is_rejected(bad):
                   CFNet(maxdisp=64, channel_divisor=8, dtype=bad)):
         with pytest.raises(ValueError, match="dtype must be None, 'float32' or 'bfloat16'"):
             jax.eval_shape(model.init, jax.random.PRNGKey(0), a, b)
+
+
+def test_load_model_dtype(tmp_path, monkeypatch):
+    """``flowlib.load_model(..., dtype=...)``: validated before any weights are touched,
+    float32 outputs, recorded in ``meta``; the CLI's ``--dtype`` reaches it."""
+    import flowlib
+    from flowlib import cli
+
+    monkeypatch.setenv("FLOWLIB_COMPILATION_CACHE", "0")
+    with pytest.raises(ValueError, match="dtype must be None, 'float32' or 'bfloat16'"):
+        flowlib.load_model("spynet", tmp_path / "does-not-exist.npz", dtype="float16")
+    m32 = flowlib.load_model("spynet")
+    m16 = flowlib.load_model("spynet", dtype="bfloat16")
+    assert m16.meta["dtype"] == "bfloat16" and "dtype" not in m32.meta
+    assert flowlib.load_model("spynet", dtype="float32").module == m32.module
+    a, b = (np.asarray(x) for x in _pair((40, 56, 3)))
+    f32, f16 = flowlib.estimate(a, b, model=m32), flowlib.estimate(a, b, model=m16)
+    assert f16.dtype == np.float32 and f16.shape == f32.shape
+    assert 0 < np.abs(f16 - f32).max() <= _REL_TOL * max(np.abs(f32).max(), 1.0)
+    args = cli.build_parser().parse_args(["estimate", "--dtype", "bfloat16", "a.png", "b.png"])
+    assert args.dtype == "bfloat16"
+    args = cli.build_parser().parse_args(["stereo", "l.png", "r.png", "-o", "d.pfm"])
+    assert args.dtype == "float32"
