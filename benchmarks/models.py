@@ -231,8 +231,11 @@ def _best_peak(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
 def _conv_dtypes(hlo: str) -> tuple[int, int]:
     """(convolutions with bf16 operands, all convolutions) in an optimised HLO module's
     text (flowlib's bfloat16 convolutions take bf16 operands and give float32 results)."""
-    convs = re.findall(r"\bconvolution\((\w+)\[", hlo)
-    return sum(t == "bf16" for t in convs), len(convs)
+    # Optimised HLO names its operands without their types: look them up by name.
+    types = dict(re.findall(r"^\s*(?:ROOT\s+)?%?([\w.-]+)\s*=\s*(\w+)\[", hlo, re.M))
+    convs = re.findall(r"\bconvolution\(\s*(?:(\w+)\[[^\]]*\]\S*\s+)?%?([\w.-]+)", hlo)
+    kinds = [inline or types.get(name, "") for inline, name in convs]
+    return sum(t == "bf16" for t in kinds), len(kinds)
 
 
 def _requested_conv_dtypes(stablehlo: str) -> tuple[int, int]:

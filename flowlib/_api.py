@@ -149,8 +149,8 @@ def load_model(
       offline: never touch the network (default: ``$FLOWLIB_OFFLINE``).
       progress: show a download progress bar.
       dtype: ``None`` or ``"float32"`` (default), or ``"bfloat16"``: convolutions multiply
-        in bfloat16 and accumulate in float32; parameters and outputs stay float32. Opt-in:
-        faster only on CPUs/accelerators with bfloat16 units (README "Speed").
+        in bfloat16 and accumulate in float32; parameters and outputs stay float32. Opt-in,
+        for accelerators: XLA:CPU runs it in float32 (no faster; README "Speed").
 
     Returns:
       A :class:`Model` accepted by :func:`estimate` / :func:`estimate_disparity`.

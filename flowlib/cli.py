@@ -521,8 +521,8 @@ def _model_flags(
         "--dtype",
         choices=["float32", "bfloat16"],
         default="float32",
-        help="bfloat16: convolutions in bfloat16, float32 accumulation and output (faster "
-        "only with bfloat16 hardware; see README 'Speed')",
+        help="bfloat16: convolutions in bfloat16, float32 accumulation and output (for "
+        "accelerators; no faster on CPUs, see README 'Speed')",
     )
     if batch is not None:
         p.add_argument("--batch-size", type=int, default=1, help=batch)

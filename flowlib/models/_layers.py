@@ -283,8 +283,10 @@ def _mixed_conv(conv: Callable[..., jax.Array],
     """``conv`` (a ``lax.conv_general_dilated``-like function) with its two operands cast to
     ``dtype`` and the products accumulated into a float32 result.
 
-    On XLA:CPU (AVX-512 BF16, no AMX) a 7x7 32->64 convolution ran ~1.5x faster this way
-    than in float32, while bfloat16 in and bfloat16 out ran at float32 speed.
+    Accelerators run such a convolution on their bfloat16 units. XLA:CPU (jax 0.10.2) does
+    not: its optimised HLO converts both operands back to float32 and runs a float32
+    convolution (``convert_convert_fusion`` feeding ``convolution``), so on a CPU this only
+    rounds the operands and is no faster (``benchmarks.models`` prints "bf16 convs ... run").
     """
     if dtype is None:
         return conv
