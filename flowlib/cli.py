@@ -10,9 +10,10 @@
     flowlib convert MODEL SRC DST | download NAME | models
 
 Flags shared by every command that runs a model: ``--model``, ``--weights``, ``--device
-cpu|gpu|tpu``, ``--dtype float32|bfloat16``, ``--batch-size``; on every command:
-``--quiet`` (no progress bars) and ``--debug``. The last three may also come before the command. A failure prints one line on
-stderr and exits 1 (usage errors exit 2); ``--debug`` shows the full traceback instead.
+cpu|gpu|tpu``, ``--batch-size``, ``--dtype float32|bfloat16``; on every command: ``--quiet``
+(no progress bars) and ``--debug``. ``--device``, ``--quiet`` and ``--debug`` may also come
+before the command. A failure prints one line on stderr and exits 1 (usage errors exit 2);
+``--debug`` shows the full traceback instead.
 
 JAX is imported only after the arguments are parsed, so ``--device`` can still choose the
 platform (``JAX_PLATFORMS``) before JAX initialises.
