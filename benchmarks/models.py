@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import importlib
 import importlib.metadata
 import json
@@ -117,6 +116,15 @@ def _cpu_flags() -> list[str]:
     except OSError:
         pass
     return []
+
+
+def cpu_description() -> str:
+    """One line naming the CPU and its bfloat16 ISA, printed with every table (sessions run
+    on different CPUs: bfloat16 speed depends on AVX-512 BF16 and AMX)."""
+    flags = set(_cpu_flags())
+    isa = ", ".join(f"{f} {'yes' if f in flags else 'no'}"
+                    for f in ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile"))
+    return f"CPU: {_cpu_model()}; {isa}; {os.cpu_count()} cores, jax threads {jax_threads()}"
 
 
 def jax_threads() -> int:
@@ -221,15 +229,19 @@ def _best_peak(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
 
 
 def _conv_dtypes(hlo: str) -> tuple[int, int]:
-    """(bf16 convolutions, all convolutions) in an optimised HLO module's text."""
-    convs = re.findall(r"=\s*(\w+)\[[^\]]*\][^=]*?\bconvolution\(", hlo)
-    return sum(t == "bf16" for t in convs), len(convs)
+    """(convolutions with bf16 operands, all convolutions) in an optimised HLO module's
+    text (flowlib's bfloat16 convolutions take bf16 operands and give float32 results)."""
+    # Optimised HLO names its operands without their types: look them up by name.
+    types = dict(re.findall(r"^\s*(?:ROOT\s+)?%?([\w.-]+)\s*=\s*(\w+)\[", hlo, re.M))
+    convs = re.findall(r"\bconvolution\(\s*(?:(\w+)\[[^\]]*\]\S*\s+)?%?([\w.-]+)", hlo)
+    kinds = [inline or types.get(name, "") for inline, name in convs]
+    return sum(t == "bf16" for t in kinds), len(kinds)
 
 
 def _requested_conv_dtypes(stablehlo: str) -> tuple[int, int]:
-    """(bf16 convolutions, all convolutions) as the program asks for them (StableHLO,
-    before XLA's CPU pipeline, which may run a bf16 convolution in float32)."""
-    convs = re.findall(r"stablehlo\.convolution.*->\s*tensor<(?:\d+x)*(\w+)>\s*$", stablehlo, re.M)
+    """(convolutions with bf16 operands, all convolutions) as the program asks for them
+    (StableHLO, before XLA's CPU pipeline, which may run a bf16 convolution in float32)."""
+    convs = re.findall(r"stablehlo\.convolution.*:\s*\(tensor<(?:\d+x)*(\w+)>", stablehlo)
     return sum(t == "bf16" for t in convs), len(convs)
 
 
@@ -481,13 +493,10 @@ def flowlib_model(name: str, dtype: str) -> tuple[FlowlibModel, str]:
         raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
     mode = "-"
     if dtype == "bfloat16":
-        base = cls.func if isinstance(cls, functools.partial) else cls
-        fields = {f.name for f in dataclasses.fields(base)} if dataclasses.is_dataclass(base) else set()
-        if "dtype" in fields:
-            kwargs = {**kwargs, "dtype": jnp.bfloat16}
-            mode = "module dtype=bfloat16, bf16 inputs"
-        else:
-            mode = "params + inputs cast to bf16"
+        # flowlib.load_model(..., dtype="bfloat16"): bf16 products, float32 accumulation,
+        # float32 parameters, inputs and outputs.
+        kwargs = {**kwargs, "dtype": "bfloat16"}
+        mode = "module dtype=bfloat16 (bf16 conv operands, f32 accumulation; f32 params/inputs)"
     return FlowlibModel(cls(**kwargs), output, init), mode
 
 
@@ -551,9 +560,9 @@ def bench_one(name: str, size_name: str, dtype: str, args: argparse.Namespace,
               peaks: dict[str, dict]) -> dict[str, Any]:
     size = SIZES[size_name]
     model, bf16_mode = flowlib_model(name, dtype)
-    variables = _init_variables(model, dtype)
+    variables = _init_variables(model, "float32")
     im1, im2 = _images(size, 1), _images(size, 2)
-    x1, x2 = jnp.asarray(im1).astype(dtype), jnp.asarray(im2).astype(dtype)
+    x1, x2 = jnp.asarray(im1), jnp.asarray(im2)
     output = model.output
 
     def forward(variables, a, b):
@@ -706,6 +715,7 @@ def report(result: dict[str, Any]) -> str:
     if modes:
         lines.append(f"flowlib bfloat16: {'; '.join(sorted(modes))}; torch bfloat16: CPU autocast")
     lines.append("")
+    lines.append(cpu_description())
     lines.append(format_table([_display(r) for r in result["results"]], COLUMNS))
     params = sorted({(r["model"], r["flowlib_params"], r.get("torch_params")) for r in result["results"]})
     lines.append("")
@@ -723,6 +733,7 @@ def report(result: dict[str, Any]) -> str:
             continue
         b = r["breakdown"]
         lines.append("")
+        lines.append(cpu_description())
         lines.append(f"where the time goes: {r['model']} {r['size']} {r['dtype']} "
                      f"({r['flowlib_ms']:.0f} ms; each distinct convolution timed alone x its count)")
         lines.append(format_table(b["kinds"], [("kind", "kind"), ("count", "n"), ("ms", "ms"),

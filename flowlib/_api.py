@@ -115,6 +115,8 @@ MODEL_OPTIONS: dict[str, dict[str, Callable[[str, Any], Any]]] = {
     "flownetc": {"div_flow": _positive_float},
     # Largest disparity searched (released weights: 256; the embedded default: 192).
     "cfnet": {"maxdisp": _int_option(32, 1024, multiple=32)},
+    # Largest disparity searched exhaustively at the coarsest level (default 192).
+    "patchstereo": {"maxdisp": _int_option(1, 1024)},
 }
 
 
@@ -286,6 +288,7 @@ def load_model(
     *,
     offline: bool | None = None,
     progress: bool = True,
+    dtype: str | None = None,
     **options: Any,
 ) -> Model:
     """Build a model with its weights.
@@ -299,14 +302,22 @@ def load_model(
         flowlib ``.npz``, a PyTorch checkpoint or (SpyNet) a folder of Torch7 files.
       offline: never touch the network (default: ``$FLOWLIB_OFFLINE``).
       progress: show a download progress bar.
+      dtype: ``None`` or ``"float32"`` (default), or ``"bfloat16"``: convolutions multiply
+        in bfloat16 and accumulate in float32; parameters and outputs stay float32. Opt-in,
+        for accelerators: XLA:CPU runs it in float32 (no faster; README "Speed").
       **options: the model's settings (:data:`MODEL_OPTIONS`): ``max_levels`` (SpyNet
-        pyramid levels), ``div_flow`` (FlowNet output scale), ``maxdisp`` (CFNet largest
-        disparity, a multiple of 32). They override what the weights record.
+        pyramid levels), ``div_flow`` (FlowNet output scale), ``maxdisp`` (largest disparity:
+        CFNet, a multiple of 32; PatchStereo). They override what the weights record.
 
     Returns:
       A :class:`Model` accepted by :func:`estimate` / :func:`estimate_disparity`.
     """
+    from flowlib import _compilation_cache
+    from flowlib.models._layers import compute_dtype
+
     name, weights = _model_name(name, weights)
+    compute = compute_dtype(dtype)  # validate before any download
+    _compilation_cache.enable()
     entry = _zoo.get(name)
     options = _check_options(name, options)
     if weights is None:
@@ -321,6 +332,10 @@ def load_model(
     except TypeError as err:
         raise ValueError(f"weights {meta.get('weights', weights)} were not made for {name}: "
                          f"their settings {sorted(kwargs)} are not {name}'s ({err})") from err
+    if compute is not None:
+        if "dtype" not in getattr(module, "__dataclass_fields__", {}):
+            raise ValueError(f"model {name!r} has no dtype option (float32 only)")
+        module, meta = module.clone(dtype=compute.name), {**meta, "dtype": compute.name}
     _check_variables(name, module, variables)
     if options:
         meta["model_options"] = options

@@ -267,6 +267,13 @@ def model_flags(p: argparse.ArgumentParser, default_model: str | None, *, tasks:
     )
     if batch is not None:
         p.add_argument("--batch-size", type=positive_int, default=1, help=batch)
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="bfloat16: convolutions in bfloat16, float32 accumulation and output (for "
+        "accelerators; no faster on CPUs, see README 'Speed')",
+    )
     if "flow" in tasks:
         p.add_argument("--pyramid-levels", dest="max_levels", type=positive_int, default=None,
                        metavar="N", help="SpyNet: pyramid levels (upstream 6; default: what the "
@@ -276,7 +283,7 @@ def model_flags(p: argparse.ArgumentParser, default_model: str | None, *, tasks:
                        "that do not store it (default 20)")
     if "stereo" in tasks:
         p.add_argument("--max-disp", dest="maxdisp", type=positive_int, default=None,
-                       metavar="D", help="CFNet: largest disparity searched, a multiple of 32 "
+                       metavar="D", help="CFNet (a multiple of 32) and PatchStereo: largest disparity searched "
                        "(default: what the weights record)")
 
 

@@ -10,7 +10,8 @@
     flowlib convert MODEL SRC DST | download NAME | models
 
 Flags of the commands that run a model (demo, estimate, stereo, evaluate): ``--model``,
-``--weights``, ``--device cpu|gpu|tpu``, ``--batch-size``, and the model's settings
+``--weights``, ``--device cpu|gpu|tpu``, ``--batch-size``, ``--dtype float32|bfloat16``,
+and the model's settings
 (``--pyramid-levels``, ``--div-flow``, ``--max-disp``); on every command: ``--quiet`` (no
 progress bars) and ``--debug``. The last three may also come before the command. Every output
 name is checked (folder, extension) before anything is computed. A failure prints one line on
@@ -58,7 +59,7 @@ _INSTALL_HINT = {
 MODEL_OPTION_FLAGS = {
     "max_levels": ("--pyramid-levels", ("spynet",)),
     "div_flow": ("--div-flow", ("flownets", "flownetc")),
-    "maxdisp": ("--max-disp", ("cfnet",)),
+    "maxdisp": ("--max-disp", ("cfnet", "patchstereo")),
 }
 
 
@@ -119,7 +120,8 @@ def _load_model(args: argparse.Namespace, task: str) -> Any:
         )
     options = _model_options(args, name)
     _select_device(args.device)
-    return flowlib.load_model(args.model, args.weights, progress=not args.quiet, **options)
+    return flowlib.load_model(args.model, args.weights, progress=not args.quiet,
+                              dtype=args.dtype, **options)
 
 
 # ----------------------------------------------------------------------------------- commands

@@ -43,14 +43,15 @@ Measured on a 2-core AMD EPYC (AVX-512), idle, float32, jitted, best of 3 (jax 0
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 __all__ = ["Conv", "ConvTranspose", "BatchNorm", "leaky_relu", "mish", "conv3d",
-           "conv_transpose"]
+           "conv_transpose", "compute_dtype"]
 
 
 def leaky_relu(x: jax.Array) -> jax.Array:
@@ -83,7 +84,8 @@ def _pad_axes(x: jax.Array, pads: dict[int, tuple[int, int]]) -> jax.Array:
 
 
 def _conv3d_stride1(x: jax.Array, kernel: jax.Array, padding: Sequence[tuple[int, int]],
-                    precision: jax.lax.PrecisionLike = None) -> jax.Array:
+                    precision: jax.lax.PrecisionLike = None,
+                    preferred_element_type: jnp.dtype | None = None) -> jax.Array:
     """Stride-1 3-D convolution as one 2-D convolution over the stacked depth taps.
 
     ``y[d] = sum_dz conv2d(x_pad[d + dz], kernel[dz])``: the ``kd`` depth-shifted inputs are
@@ -100,13 +102,15 @@ def _conv3d_stride1(x: jax.Array, kernel: jax.Array, padding: Sequence[tuple[int
     kernel2d = jnp.moveaxis(kernel, 0, 2).reshape(kh, kw, kd * cin, cout)
     y = jax.lax.conv_general_dilated(
         stacked, kernel2d, (1, 1), [tuple(p) for p in padding[1:]],
-        dimension_numbers=_layout(2), precision=precision)
+        dimension_numbers=_layout(2), precision=precision,
+        preferred_element_type=preferred_element_type)
     return y.reshape(n, out_depth, *y.shape[1:])
 
 
 def conv3d(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
            padding: Sequence[tuple[int, int]],
-           precision: jax.lax.PrecisionLike = None) -> jax.Array:
+           precision: jax.lax.PrecisionLike = None,
+           preferred_element_type: jnp.dtype | None = None) -> jax.Array:
     """3-D convolution, NDHWC x DHWIO, explicit padding; fast on XLA:CPU.
 
     Equals ``lax.conv_general_dilated(x, kernel, strides, padding,
@@ -119,7 +123,7 @@ def conv3d(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
       kernel: ``(kd, kh, kw, C, F)``.
       strides: three window strides.
       padding: three ``(low, high)`` zero paddings (negative values crop).
-      precision: passed to ``lax.conv_general_dilated``.
+      precision, preferred_element_type: passed to ``lax.conv_general_dilated``.
 
     Returns:
       ``(N, D', H', W', F)``.
@@ -138,10 +142,11 @@ def conv3d(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
         raise ValueError(f"convolution output would be empty: {out} for input {x.shape}, "
                          f"kernel {kernel.shape[:3]}, padding {padding}")
     if strides == (1, 1, 1) and kernel.shape[0] > 1:
-        return _conv3d_stride1(x, kernel, padding, precision)
+        return _conv3d_stride1(x, kernel, padding, precision, preferred_element_type)
     # Strided (space-to-depth, strided depth taps) and 1x1x1 rewrites measured no faster.
     return jax.lax.conv_general_dilated(x, kernel, strides, padding,
-                                        dimension_numbers=_layout(3), precision=precision)
+                                        dimension_numbers=_layout(3), precision=precision,
+                                        preferred_element_type=preferred_element_type)
 
 
 def _conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
@@ -156,12 +161,11 @@ def _conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
         and all(d == 1 for d in (rhs_dilation or (1,) * 3))
         and feature_group_count == 1
         and batch_group_count == 1
-        and preferred_element_type is None
         and dimension_numbers
         == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _layout(3))
     )
     if fast:
-        return conv3d(lhs, rhs, window_strides, padding, precision)
+        return conv3d(lhs, rhs, window_strides, padding, precision, preferred_element_type)
     return jax.lax.conv_general_dilated(
         lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
         rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
@@ -172,7 +176,8 @@ def _conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
 def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
                    padding: Sequence[int], output_padding: Sequence[int],
                    precision: jax.lax.PrecisionLike = None, *,
-                   method: str = "auto") -> jax.Array:
+                   method: str = "auto",
+                   preferred_element_type: jnp.dtype | None = None) -> jax.Array:
     """PyTorch ``conv_transpose{n}d`` (no bias), channels last.
 
     ``method="phases"``: sub-pixel phases. For output ``o`` with ``q = o + padding = m s +
@@ -192,7 +197,7 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
       kernel: ``(*k, C, F)`` = PyTorch's ``(C, F, *k)`` with the two leading axes moved to
         the end, not flipped.
       strides, padding, output_padding: per spatial dimension, as in PyTorch.
-      precision: passed to the convolution.
+      precision, preferred_element_type: passed to the convolution.
       method: ``"auto"``, ``"phases"`` or ``"dilated"``.
 
     Returns:
@@ -220,7 +225,8 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
         return jax.lax.conv_general_dilated(
             x, jnp.flip(kernel, axis=tuple(range(nd))), (1,) * nd,
             [(ki - 1 - p, ki - 1 - p + op) for ki, p, op in zip(k, padding, output_padding)],
-            lhs_dilation=strides, dimension_numbers=_layout(nd), precision=precision)
+            lhs_dilation=strides, dimension_numbers=_layout(nd), precision=precision,
+            preferred_element_type=preferred_element_type)
     taps = [-(-ki // s) for ki, s in zip(k, strides)]
     # Phase rows needed: the fine grid [0, m * s) must cover [padding, padding + out).
     rows = [-(-(p + o) // s) for p, o, s in zip(padding, out, strides)]
@@ -237,10 +243,11 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
     kernel = kernel.transpose(perm).reshape(*taps, cin, -1)
     pads = [(t - 1, max(0, m - n)) for t, m, n in zip(taps, rows, size)]
     if nd == 3:
-        z = conv3d(x, kernel, (1, 1, 1), pads, precision)
+        z = conv3d(x, kernel, (1, 1, 1), pads, precision, preferred_element_type)
     else:
         z = jax.lax.conv_general_dilated(x, kernel, (1,) * nd, pads,
-                                         dimension_numbers=_layout(nd), precision=precision)
+                                         dimension_numbers=_layout(nd), precision=precision,
+                                         preferred_element_type=preferred_element_type)
     grid = z.shape[1:-1]
     z = z.reshape(z.shape[0], *grid, *strides, cout)
     perm = [0]
@@ -251,11 +258,53 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
     return z[(slice(None), *[slice(p, p + o) for p, o in zip(padding, out)])]
 
 
+def compute_dtype(dtype: Any) -> jnp.dtype | None:
+    """Validate a model's ``dtype`` option: ``None`` / ``"float32"`` (plain float32, returned
+    as ``None``) or ``"bfloat16"`` (convolutions in bfloat16, accumulated in float32).
+
+    Raises:
+      ValueError: any other value, naming the accepted ones.
+    """
+    if dtype is None:
+        return None
+    try:
+        name = jnp.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name == "float32":
+        return None
+    if name == "bfloat16":
+        return jnp.dtype(jnp.bfloat16)
+    raise ValueError(f"dtype must be None, 'float32' or 'bfloat16', got {dtype!r}")
+
+
+def _mixed_conv(conv: Callable[..., jax.Array],
+                dtype: jnp.dtype | None) -> Callable[..., jax.Array]:
+    """``conv`` (a ``lax.conv_general_dilated``-like function) with its two operands cast to
+    ``dtype`` and the products accumulated into a float32 result.
+
+    Accelerators run such a convolution on their bfloat16 units. XLA:CPU (jax 0.10.2) does
+    not: its optimised HLO converts both operands back to float32 and runs a float32
+    convolution (``convert_convert_fusion`` feeding ``convolution``), so on a CPU this only
+    rounds the operands and is no faster (``benchmarks.models`` prints "bf16 convs ... run").
+    """
+    if dtype is None:
+        return conv
+
+    def mixed(lhs: jax.Array, rhs: jax.Array, *args: Any, **kwargs: Any) -> jax.Array:
+        kwargs["preferred_element_type"] = jnp.float32
+        return conv(lhs.astype(dtype), rhs.astype(dtype), *args, **kwargs)
+
+    return mixed
+
+
 class Conv(nn.Module):
     """PyTorch-style N-d convolution (channels last); ``ndim`` spatial dimensions.
 
-    Parameters are ``nn.Conv``'s (``conv/kernel`` ``(*k, in, out)``, ``conv/bias``); 3-D
-    convolutions without dilation run through :func:`conv3d`.
+    Parameters are ``nn.Conv``'s (``conv/kernel`` ``(*k, in, out)``, ``conv/bias``), always
+    float32; 3-D convolutions without dilation run through :func:`conv3d`. ``dtype`` is the
+    compute dtype of the products (:func:`compute_dtype`): with bfloat16, input and kernel
+    are rounded to bfloat16, the sums, the bias and the output stay float32.
     """
 
     features: int
@@ -265,11 +314,12 @@ class Conv(nn.Module):
     dilation: int | Sequence[int] = 1
     use_bias: bool = True
     ndim: int = 2
-    dtype: jnp.dtype | None = None
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         pad = _tuple(self.padding, self.ndim)
+        base = _conv_general_dilated if self.ndim == 3 else jax.lax.conv_general_dilated
         return nn.Conv(
             self.features,
             kernel_size=_tuple(self.kernel_size, self.ndim),
@@ -277,8 +327,7 @@ class Conv(nn.Module):
             padding=[(p, p) for p in pad],
             kernel_dilation=_tuple(self.dilation, self.ndim),
             use_bias=self.use_bias,
-            dtype=self.dtype,
-            conv_general_dilated=_conv_general_dilated if self.ndim == 3 else None,
+            conv_general_dilated=_mixed_conv(base, compute_dtype(self.dtype)),
             name="conv",
         )(x)
 
@@ -288,7 +337,7 @@ class ConvTranspose(nn.Module):
 
     Output size per dim: (in - 1) * stride - 2 * padding + kernel + output_padding.
     Kernel parameter layout: ``(*kernel, in, out)`` = PyTorch ``(in, out, *kernel)``
-    with its leading two axes moved to the end (not flipped).
+    with its leading two axes moved to the end (not flipped). ``dtype``: as :class:`Conv`.
     """
 
     features: int
@@ -298,7 +347,7 @@ class ConvTranspose(nn.Module):
     output_padding: int | Sequence[int] = 0
     use_bias: bool = True
     ndim: int = 2
-    dtype: jnp.dtype | None = None
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -307,13 +356,16 @@ class ConvTranspose(nn.Module):
         kernel = self.param(
             "kernel", nn.initializers.lecun_normal(), (*k, in_features, self.features)
         )
-        dtype = self.dtype or x.dtype
-        y = conv_transpose(x.astype(dtype), kernel.astype(dtype), _tuple(self.stride, self.ndim),
+        dtype = compute_dtype(self.dtype)
+        if dtype is not None:
+            x, kernel = x.astype(dtype), kernel.astype(dtype)
+        y = conv_transpose(x, kernel, _tuple(self.stride, self.ndim),
                            _tuple(self.padding, self.ndim),
-                           _tuple(self.output_padding, self.ndim))
+                           _tuple(self.output_padding, self.ndim),
+                           preferred_element_type=None if dtype is None else jnp.float32)
         if self.use_bias:
             bias = self.param("bias", nn.initializers.zeros, (self.features,))
-            y = y + bias.astype(dtype)
+            y = y + bias
         return y
 
 

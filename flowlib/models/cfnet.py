@@ -30,7 +30,8 @@ view (right x = left x - d), the upstream final output ``pred1_s2``. ``aux`` key
 Upstream quirks kept on purpose: the cascade hypotheses are truncated to integers
 (``.long()``, :func:`disparity_hypotheses`), so no gradient reaches the learned range
 scalars; the SPP pooling kernels depend on the input size (:func:`spp_kernel_sizes`).
-:meth:`CFNet.forward_padded` accepts reference hypotheses for teacher-forced testing.
+:meth:`CFNet.stage_hypotheses` is the one place the hypotheses come from (tests replace its
+result through ``flax.linen.intercept_methods`` for teacher-forced parity).
 
 Deviations / choices: upstream test loaders pad to a fixed size (KITTI 384x1248) or by
 ``32 - H % 32`` even when H is divisible (Middlebury); this port pads minimally (identical
@@ -44,7 +45,7 @@ the released weights need ``n = 1``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -52,7 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flowlib import hub, ops
-from flowlib.models._layers import BatchNorm, Conv, ConvTranspose, mish
+from flowlib.models._layers import BatchNorm, Conv, ConvTranspose, compute_dtype, mish
 from flowlib.models._outputs import StereoOutput
 
 __all__ = [
@@ -73,15 +74,23 @@ _STD = np.array([0.229, 0.224, 0.225], np.float32)
 NUM_GROUPS = 40  # group-wise correlation groups at 1/8 ... 1/32 and 1/4 (20 at 1/2)
 SAMPLES_S3 = 14  # uniform interior hypotheses at 1/4 (+ floor(min), ceil(max) = 16)
 SAMPLES_S2 = 10  # ... at 1/2 (12 hypotheses)
-# Cascade stages: (stride, feature level, interior samples N, correlation groups).
-_STAGES = {"s3": (4, 3, SAMPLES_S3, NUM_GROUPS), "s2": (2, 2, SAMPLES_S2, NUM_GROUPS // 2)}
+
+
+class StageSpec(NamedTuple):
+    """Static configuration of one cascade stage."""
+
+    name: str  # "s3" / "s2": upstream's suffix, and the fixtures'
+    stride: int  # input pixels per stage pixel (4 / 2)
+    level: int  # feature level of its gw{level} / concat{level} features
+    num_samples: int  # interior hypotheses N (the stage scores N + 2)
+    groups: int  # group-wise correlation groups (before channel_divisor)
+
+
+STAGE_S3 = StageSpec("s3", stride=4, level=3, num_samples=SAMPLES_S3, groups=NUM_GROUPS)
+STAGE_S2 = StageSpec("s2", stride=2, level=2, num_samples=SAMPLES_S2, groups=NUM_GROUPS // 2)
 # Channel widths that ``channel_divisor`` must divide exactly: the encoder/decoder, the
 # group-wise head widths and the 3-D nets (32, 64; 16 in the 1/2 stage).
 _DIVIDED_WIDTHS = (16, 32, 64, 80, 128, 160, 192, 256, 320, 512)
-# Per-stage intermediates reported in the output dict as f"{key}_{stage}" (ranges as
-# f"range_{stage}_{...}", the fixture's names).
-_STAGE_KEYS = ("range_in_min", "range_in_max", "range_min", "range_max", "uniform", "samples",
-               "cost1", "pred1")
 
 
 # ----------------------------------------------------------------------------- layers
@@ -97,10 +106,12 @@ class ConvBN(nn.Module):
     ndim: int = 2
     act: bool = True
 
+    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         x = Conv(self.features, self.kernel_size, stride=self.stride, padding=self.padding,
-                 use_bias=False, ndim=self.ndim, name="conv")(x)
+                 use_bias=False, ndim=self.ndim, dtype=self.dtype, name="conv")(x)
         x = BatchNorm(name="bn")(x, train=train)
         return mish(x) if self.act else x
 
@@ -110,10 +121,12 @@ class DeconvBN(nn.Module):
 
     features: int
 
+    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         x = ConvTranspose(self.features, 3, stride=2, padding=1, output_padding=1,
-                          use_bias=False, ndim=3, name="deconv")(x)
+                          use_bias=False, ndim=3, dtype=self.dtype, name="deconv")(x)
         return BatchNorm(name="bn")(x, train=train)
 
 
@@ -123,13 +136,16 @@ class BasicBlock(nn.Module):
     features: int
     stride: int
 
+    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        out = ConvBN(self.features, stride=self.stride, name="conv1")(x, train=train)
-        out = ConvBN(self.features, act=False, name="conv2")(out, train=train)
+        out = ConvBN(self.features, stride=self.stride,
+                     dtype=self.dtype, name="conv1")(x, train=train)
+        out = ConvBN(self.features, act=False, dtype=self.dtype, name="conv2")(out, train=train)
         # Every CFNet layer changes width or stride, so each block has the projection.
         shortcut = ConvBN(self.features, 1, self.stride, 0, act=False,
-                          name="downsample")(x, train=train)
+                          dtype=self.dtype, name="downsample")(x, train=train)
         return out + shortcut
 
 
@@ -150,13 +166,15 @@ def spp_kernel_sizes(height: int, width: int) -> list[tuple[int, int]]:
 class PyramidPooling(nn.Module):
     """SPP at 1/32 (``pyramidPooling(512, None, fusion_mode='sum', model_name='icnet')``)."""
 
+    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         height, width, channels = x.shape[1:]
         total = x
         for i, kernel in enumerate(spp_kernel_sizes(height, width)):
             y = ops.avg_pool(x, kernel, stride=kernel, count_include_pad=True)
-            y = ConvBN(channels, 1, padding=0, name=f"path_{i}")(y, train=train)
+            y = ConvBN(channels, 1, padding=0, dtype=self.dtype, name=f"path_{i}")(y, train=train)
             # F.upsample(mode="bilinear") without align_corners: False.
             total = total + 0.25 * ops.resize_bilinear(y, (height, width), align_corners=False)
         return mish(total / 2.0)
@@ -168,10 +186,12 @@ class FeatureHead(nn.Module):
     hidden: int
     features: int
 
+    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        x = ConvBN(self.hidden, name="convbn")(x, train=train)
-        return Conv(self.features, 1, use_bias=False, name="proj")(x)
+        x = ConvBN(self.hidden, dtype=self.dtype, name="convbn")(x, train=train)
+        return Conv(self.features, 1, use_bias=False, dtype=self.dtype, name="proj")(x)
 
 
 # (hidden, out) widths of the group-wise and concatenation feature heads per level.
@@ -201,7 +221,7 @@ def check_channel_divisor(divisor: int) -> None:
             f"one of {valid}; got {divisor}")
     # (feature level, groups): the fused volumes at 1/8 ... 1/32, then the cascade stages.
     volumes = [(level, NUM_GROUPS) for level in (4, 5, 6)]
-    volumes += [(level, groups) for _, level, _, groups in _STAGES.values()]
+    volumes += [(stage.level, stage.groups) for stage in (STAGE_S3, STAGE_S2)]
     for level, groups in volumes:
         width, reduced = _GW_HEADS[level][1] // divisor, _reduced_count(groups, divisor)
         if width % reduced:
@@ -219,31 +239,40 @@ class FeatureExtraction(nn.Module):
 
     channel_divisor: int = 1
 
+    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> dict[str, jax.Array]:
         div = self.channel_divisor
         for i in range(3):
-            x = ConvBN(32 // div, stride=2 if i == 0 else 1, name=f"firstconv_{i}")(x, train=train)
-        skips = {2: BasicBlock(64 // div, 1, name="layer2")(x, train=train)}  # 1/2
+            x = ConvBN(32 // div, stride=2 if i == 0 else 1,
+                       dtype=self.dtype, name=f"firstconv_{i}")(x, train=train)
+        skips = {2: BasicBlock(64 // div, 1,
+                               dtype=self.dtype, name="layer2")(x, train=train)}  # 1/2
         for level, width in ((3, 128), (4, 192), (5, 256), (6, 512)):   # 1/4 ... 1/32
-            skips[level] = BasicBlock(width // div, 2, name=f"layer{level}")(
+            skips[level] = BasicBlock(width // div, 2, dtype=self.dtype, name=f"layer{level}")(
                 skips[level - 1], train=train)
-        decoded = {6: PyramidPooling(name="pyramid_pooling")(skips[6], train=train)}
+        decoded = {6: PyramidPooling(
+            dtype=self.dtype, name="pyramid_pooling")(skips[6], train=train)}
         for level, width in ((5, 256), (4, 192), (3, 128), (2, 64)):
             coarse = decoded[level + 1]
             # nn.Upsample(scale_factor=2): nearest; the skip comes first in the concat.
             coarse = ops.resize_nearest(coarse, (2 * coarse.shape[1], 2 * coarse.shape[2]))
-            up = ConvBN(width // div, name=f"upconv{level + 1}")(coarse, train=train)
+            up = ConvBN(width // div,
+                        dtype=self.dtype, name=f"upconv{level + 1}")(coarse, train=train)
             merged = jnp.concatenate([skips[level], up], axis=-1)
-            decoded[level] = ConvBN(width // div, name=f"iconv{level}")(merged, train=train)
+            decoded[level] = ConvBN(width // div,
+                                    dtype=self.dtype, name=f"iconv{level}")(merged, train=train)
         out = {}
         for level in range(2, 7):
             gw_hidden, gw_out = _GW_HEADS[level]
             cat_hidden, cat_out = _CONCAT_HEADS[level]
-            out[f"gw{level}"] = FeatureHead(gw_hidden // div, gw_out // div, name=f"gw{level}")(
+            out[f"gw{level}"] = FeatureHead(gw_hidden // div, gw_out // div,
+                                            dtype=self.dtype, name=f"gw{level}")(
                 decoded[level], train=train)
             out[f"concat{level}"] = FeatureHead(
-                cat_hidden // div, _reduced_count(cat_out, div), name=f"concat{level}")(
+                cat_hidden // div, _reduced_count(cat_out, div),
+                    dtype=self.dtype, name=f"concat{level}")(
                 decoded[level], train=train)
         return out
 
@@ -255,10 +284,13 @@ class Conv3dPair(nn.Module):
     features: int
     act_last: bool
 
+    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        x = ConvBN(self.features, ndim=3, name="conv_0")(x, train=train)
-        return ConvBN(self.features, ndim=3, act=self.act_last, name="conv_1")(x, train=train)
+        x = ConvBN(self.features, ndim=3, dtype=self.dtype, name="conv_0")(x, train=train)
+        return ConvBN(self.features, ndim=3, act=self.act_last,
+                      dtype=self.dtype, name="conv_1")(x, train=train)
 
 
 class Hourglass(nn.Module):
@@ -266,17 +298,21 @@ class Hourglass(nn.Module):
 
     channels: int
 
+    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         c = self.channels
-        conv2 = ConvBN(2 * c, stride=2, ndim=3, name="conv1")(x, train=train)
-        conv2 = ConvBN(2 * c, ndim=3, name="conv2")(conv2, train=train)
-        conv4 = ConvBN(4 * c, stride=2, ndim=3, name="conv3")(conv2, train=train)
-        conv4 = ConvBN(4 * c, ndim=3, name="conv4")(conv4, train=train)
-        redir2 = ConvBN(2 * c, 1, padding=0, ndim=3, act=False, name="redir2")(conv2, train=train)
-        conv5 = mish(DeconvBN(2 * c, name="conv5")(conv4, train=train) + redir2)
-        redir1 = ConvBN(c, 1, padding=0, ndim=3, act=False, name="redir1")(x, train=train)
-        return mish(DeconvBN(c, name="conv6")(conv5, train=train) + redir1)
+        conv2 = ConvBN(2 * c, stride=2, ndim=3, dtype=self.dtype, name="conv1")(x, train=train)
+        conv2 = ConvBN(2 * c, ndim=3, dtype=self.dtype, name="conv2")(conv2, train=train)
+        conv4 = ConvBN(4 * c, stride=2, ndim=3, dtype=self.dtype, name="conv3")(conv2, train=train)
+        conv4 = ConvBN(4 * c, ndim=3, dtype=self.dtype, name="conv4")(conv4, train=train)
+        redir2 = ConvBN(2 * c, 1, padding=0, ndim=3, act=False,
+                        dtype=self.dtype, name="redir2")(conv2, train=train)
+        conv5 = mish(DeconvBN(2 * c, dtype=self.dtype, name="conv5")(conv4, train=train) + redir2)
+        redir1 = ConvBN(c, 1, padding=0, ndim=3, act=False,
+                        dtype=self.dtype, name="redir1")(x, train=train)
+        return mish(DeconvBN(c, dtype=self.dtype, name="conv6")(conv5, train=train) + redir1)
 
 
 class HourglassUp(nn.Module):
@@ -289,22 +325,28 @@ class HourglassUp(nn.Module):
 
     channels: int
 
+    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+
     @nn.compact
     def __call__(self, x: jax.Array, cost5: jax.Array, cost6: jax.Array, *,
                  train: bool) -> jax.Array:
         c = self.channels
-        conv1 = Conv(2 * c, 3, stride=2, padding=1, use_bias=False, ndim=3, name="conv1")(x)
-        conv1 = ConvBN(2 * c, ndim=3, name="combine1")(
+        conv1 = Conv(2 * c, 3, stride=2, padding=1, use_bias=False, ndim=3,
+                     dtype=self.dtype, name="conv1")(x)
+        conv1 = ConvBN(2 * c, ndim=3, dtype=self.dtype, name="combine1")(
             jnp.concatenate([conv1, cost5], axis=-1), train=train)
-        conv2 = ConvBN(2 * c, ndim=3, name="conv2")(conv1, train=train)
-        conv3 = Conv(4 * c, 3, stride=2, padding=1, use_bias=False, ndim=3, name="conv3")(conv2)
-        conv3 = ConvBN(4 * c, ndim=3, name="combine2")(
+        conv2 = ConvBN(2 * c, ndim=3, dtype=self.dtype, name="conv2")(conv1, train=train)
+        conv3 = Conv(4 * c, 3, stride=2, padding=1, use_bias=False, ndim=3,
+                     dtype=self.dtype, name="conv3")(conv2)
+        conv3 = ConvBN(4 * c, ndim=3, dtype=self.dtype, name="combine2")(
             jnp.concatenate([conv3, cost6], axis=-1), train=train)
-        conv4 = ConvBN(4 * c, ndim=3, name="conv4")(conv3, train=train)
-        redir2 = ConvBN(2 * c, 1, padding=0, ndim=3, act=False, name="redir2")(conv2, train=train)
-        conv8 = mish(DeconvBN(2 * c, name="conv8")(conv4, train=train) + redir2)
-        redir1 = ConvBN(c, 1, padding=0, ndim=3, act=False, name="redir1")(x, train=train)
-        return mish(DeconvBN(c, name="conv9")(conv8, train=train) + redir1)
+        conv4 = ConvBN(4 * c, ndim=3, dtype=self.dtype, name="conv4")(conv3, train=train)
+        redir2 = ConvBN(2 * c, 1, padding=0, ndim=3, act=False,
+                        dtype=self.dtype, name="redir2")(conv2, train=train)
+        conv8 = mish(DeconvBN(2 * c, dtype=self.dtype, name="conv8")(conv4, train=train) + redir2)
+        redir1 = ConvBN(c, 1, padding=0, ndim=3, act=False,
+                        dtype=self.dtype, name="redir1")(x, train=train)
+        return mish(DeconvBN(c, dtype=self.dtype, name="conv9")(conv8, train=train) + redir1)
 
 
 class CostHead(nn.Module):
@@ -315,10 +357,13 @@ class CostHead(nn.Module):
 
     channels: int
 
+    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        x = ConvBN(self.channels, ndim=3, name="convbn")(x, train=train)
-        return Conv(1, 3, padding=1, use_bias=False, ndim=3, name="proj")(x)[..., 0]
+        x = ConvBN(self.channels, ndim=3, dtype=self.dtype, name="convbn")(x, train=train)
+        return Conv(1, 3, padding=1, use_bias=False, ndim=3,
+                    dtype=self.dtype, name="proj")(x)[..., 0]
 
 
 # ------------------------------------------------------------- cascade search range
@@ -417,17 +462,21 @@ class CascadeStage(nn.Module):
 
     channels: int
 
+    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+
     @nn.compact
     def __call__(self, volume: jax.Array, *, train: bool, all_heads: bool) -> dict[str, jax.Array]:
         c = self.channels
-        cost0 = Conv3dPair(c, act_last=True, name="confidence0")(volume, train=train)
-        cost0 = Conv3dPair(c, act_last=False, name="confidence1")(cost0, train=train) + cost0
-        out1 = Hourglass(c, name="confidence2")(cost0, train=train)
-        out2 = Hourglass(c, name="confidence3")(out1, train=train)
-        logits = {"cost1": CostHead(c, name="classif1")(out2, train=train)}
+        cost0 = Conv3dPair(c, act_last=True,
+                           dtype=self.dtype, name="confidence0")(volume, train=train)
+        cost0 = Conv3dPair(c, act_last=False,
+                           dtype=self.dtype, name="confidence1")(cost0, train=train) + cost0
+        out1 = Hourglass(c, dtype=self.dtype, name="confidence2")(cost0, train=train)
+        out2 = Hourglass(c, dtype=self.dtype, name="confidence3")(out1, train=train)
+        logits = {"cost1": CostHead(c, dtype=self.dtype, name="classif1")(out2, train=train)}
         if all_heads:
-            logits["cost0"] = CostHead(c, name="classif0")(cost0, train=train)
-            logits["costmid"] = CostHead(c, name="classifmid")(out1, train=train)
+            logits["cost0"] = CostHead(c, dtype=self.dtype, name="classif0")(cost0, train=train)
+            logits["costmid"] = CostHead(c, dtype=self.dtype, name="classifmid")(out1, train=train)
         return logits
 
 
@@ -470,19 +519,13 @@ def _check_images(image1: jax.Array, image2: jax.Array) -> None:
             f"and {image2.shape}")
 
 
-def _check_padded(left: jax.Array, right: jax.Array, samples_s3: Any, samples_s2: Any) -> None:
+def _check_padded(left: jax.Array, right: jax.Array) -> None:
     if left.ndim != 4 or left.shape[-1] != 3 or left.shape != right.shape:
         raise ValueError(
             f"left and right must both be (B, H, W, 3), got {left.shape} and {right.shape}")
-    batch, height, width, _ = left.shape
+    height, width = left.shape[1:3]
     if height % 32 or width % 32 or min(height, width) < 64:
         raise ValueError(f"padded inputs need H, W multiples of 32 and >= 64, got {height}x{width}")
-    for name, forced, n, stride in (("samples_s3", samples_s3, SAMPLES_S3 + 2, 4),
-                                    ("samples_s2", samples_s2, SAMPLES_S2 + 2, 2)):
-        expected = (batch, n, height // stride, width // stride)
-        if forced is not None and tuple(forced.shape) != expected:
-            raise ValueError(f"{name} must have shape (B, N, H/{stride}, W/{stride}) = {expected}, "
-                             f"got {tuple(forced.shape)}")
 
 
 def _upsample_disparity(disp: jax.Array, scale: int, size: tuple[int, int]) -> jax.Array:
@@ -493,12 +536,56 @@ def _upsample_disparity(disp: jax.Array, scale: int, size: tuple[int, int]) -> j
 # ------------------------------------------------------------------------- network
 
 
+class FusedVolume(NamedTuple):
+    """:meth:`CFNet.fused_volume`: the 1/8 volume after ``dres0/dres1`` (``cost0``, a training
+    head's input), the fused hourglass output (``fused``, another's) and the logits."""
+
+    cost0: jax.Array
+    fused: jax.Array
+    logits: jax.Array  # (B, D/8, H/8, W/8), upstream cost2_s4
+
+
+class Hypotheses(NamedTuple):
+    """:meth:`CFNet.stage_hypotheses`, all on the stage grid ``(B, [N,] h, w)``."""
+
+    range_in_min: jax.Array  # coarser bounds, doubled and upsampled
+    range_in_max: jax.Array
+    range_min: jax.Array  # after search_range
+    range_max: jax.Array
+    uniform: jax.Array  # (B, N, h, w) float interior samples
+    samples: jax.Array  # (B, N + 2, h, w) int32 hypotheses the stage scores
+
+
+class Stage(NamedTuple):
+    """:meth:`CFNet.cascade`: one stage's hypotheses, logits, p(d) and soft-argmin."""
+
+    spec: StageSpec
+    hyp: Hypotheses
+    logits: dict  # "cost1" (+ "cost0", "costmid" with the training heads)
+    prob: jax.Array  # softmax of logits["cost1"] over the hypotheses
+    hypotheses: jax.Array  # hyp.samples as floats
+    disparity: jax.Array  # (B, h, w) upstream pred1_{s}
+
+
+def _stage_outputs(stage: Stage) -> dict[str, jax.Array]:
+    """A stage's intermediates under upstream's (and the fixtures') names."""
+    s, hyp = stage.spec.name, stage.hyp
+    return {f"range_{s}_in_min": hyp.range_in_min, f"range_{s}_in_max": hyp.range_in_max,
+            f"range_{s}_min": hyp.range_min, f"range_{s}_max": hyp.range_max,
+            f"uniform_{s}": hyp.uniform, f"samples_{s}": hyp.samples,
+            f"cost1_{s}": stage.logits["cost1"], f"pred1_{s}": stage.disparity}
+
+
 class CFNet(nn.Module):
     """CFNet (Mish); see the module docstring for conventions and ``aux`` keys.
 
     Attributes:
       maxdisp: maximum disparity, a multiple of 32; all released weights use 256
         (upstream's class default is 192).
+      dtype: ``None`` / ``"float32"``, or ``"bfloat16"``: every 2-D and 3-D convolution
+        multiplies in bfloat16 and accumulates in float32 (:func:`~flowlib.models._layers.
+        compute_dtype`); parameters, BatchNorm, cost volumes, softmax and the regression
+        stay float32, and so do the outputs.
       channel_divisor: divide every channel width by this: the feature extractor, the
         feature heads, the 3-D cost networks, and the correlation groups (40 and 20) and
         concatenation features (6 and 12) as ``max(1, n // channel_divisor)``. 1 is the
@@ -509,24 +596,27 @@ class CFNet(nn.Module):
 
     maxdisp: int = 256
     channel_divisor: int = 1
+    dtype: Any = None
 
     def setup(self) -> None:
         if self.maxdisp % 32 or self.maxdisp <= 0:
             raise ValueError(f"maxdisp must be a positive multiple of 32, got {self.maxdisp}")
         check_channel_divisor(self.channel_divisor)
         div = self.channel_divisor
-        self.feature_extraction = FeatureExtraction(channel_divisor=div)
-        self.dres0 = Conv3dPair(32 // div, act_last=True)
-        self.dres1 = Conv3dPair(32 // div, act_last=False)
-        self.dres0_5 = Conv3dPair(64 // div, act_last=True)
-        self.dres1_5 = Conv3dPair(64 // div, act_last=False)
-        self.dres0_6 = Conv3dPair(64 // div, act_last=True)
-        self.dres1_6 = Conv3dPair(64 // div, act_last=False)
-        self.combine1 = HourglassUp(32 // div)
-        self.dres3 = Hourglass(32 // div)
-        self.classif0, self.classif1, self.classif2 = [CostHead(32 // div) for _ in range(3)]
-        self.stage_s3 = CascadeStage(32 // div)
-        self.stage_s2 = CascadeStage(16 // div)
+        dt = compute_dtype(self.dtype)
+        self.feature_extraction = FeatureExtraction(channel_divisor=div, dtype=dt)
+        self.dres0 = Conv3dPair(32 // div, act_last=True, dtype=dt)
+        self.dres1 = Conv3dPair(32 // div, act_last=False, dtype=dt)
+        self.dres0_5 = Conv3dPair(64 // div, act_last=True, dtype=dt)
+        self.dres1_5 = Conv3dPair(64 // div, act_last=False, dtype=dt)
+        self.dres0_6 = Conv3dPair(64 // div, act_last=True, dtype=dt)
+        self.dres1_6 = Conv3dPair(64 // div, act_last=False, dtype=dt)
+        self.combine1 = HourglassUp(32 // div, dtype=dt)
+        self.dres3 = Hourglass(32 // div, dtype=dt)
+        self.classif0, self.classif1, self.classif2 = [CostHead(32 // div, dtype=dt)
+                                                       for _ in range(3)]
+        self.stage_s3 = CascadeStage(32 // div, dtype=dt)
+        self.stage_s2 = CascadeStage(16 // div, dtype=dt)
         # Learned range scalars, zero-initialised upstream. Upstream's `.long()` cut means
         # no gradient ever reaches them, so training leaves them at their initial value.
         zeros = nn.initializers.zeros
@@ -549,58 +639,53 @@ class CFNet(nn.Module):
             aux["train_disparities"] = tuple(crop(d) for d in out["train_disparities"])
         return StereoOutput(crop(out["disp_final"]), aux)
 
-    def forward_padded(self, left: jax.Array, right: jax.Array, *, train: bool = False,
-                       samples_s3: jax.Array | None = None,
-                       samples_s2: jax.Array | None = None) -> dict[str, Any]:
+    def forward_padded(self, left: jax.Array, right: jax.Array, *,
+                       train: bool = False) -> dict[str, Any]:
         """Upstream ``cfnet.forward`` on normalised inputs whose H, W are multiples of 32.
 
         Args:
           left, right: ``(B, H, W, 3)`` ImageNet-normalised, padded images.
           train: batch statistics in BatchNorm and the nine training outputs.
-          samples_s3, samples_s2: teacher forcing for tests: ``(B, 16, H/4, W/4)`` /
-            ``(B, 12, H/2, W/2)`` integer hypotheses used *instead of* the computed ones
-            (the computed ranges and hypotheses are still reported).
 
         Returns:
           dict with ``disp_final``, ``disp_s3_up``, ``disp_s4_up`` (B, H, W) and the
-          intermediates listed in the module docstring.
+          intermediates listed in the module docstring (``train_disparities`` in training).
         """
-        _check_padded(left, right, samples_s3, samples_s2)
+        _check_padded(left, right)
         size = left.shape[1:3]
         all_heads = train or self.is_initializing()  # create the training heads at init
-        feats = {"left": self.feature_extraction(left, train=train),
-                 "right": self.feature_extraction(right, train=train)}
-        out: dict[str, Any] = {"features": feats}
+        fl = self.feature_extraction(left, train=train)
+        fr = self.feature_extraction(right, train=train)
 
-        # 1/8: fused volume -> p(d) over d = 0..D-1 -> soft-argmin and uncertainty range.
-        cost0_4, out1_4, cost2_s4 = self.fused_stage(feats["left"], feats["right"], train=train)
-        levels = jnp.arange(self.maxdisp // 8, dtype=cost2_s4.dtype)
-        pred2_s4, lo, hi = uncertainty_bounds(
-            jax.nn.softmax(cost2_s4, axis=1), levels, self.gamma_s3, self.beta_s3)
-        out.update(cost2_s4=cost2_s4, pred2_s4=pred2_s4)
+        # Fused cost volume: the 1/8, 1/16 and 1/32 volumes V_s = [gwc(f_L, f_R), f_L,
+        # f_R(x - d)] are fused by an hourglass into logits C over d = 0 .. D/8 - 1.
+        fused = self.fused_volume(fl, fr, train=train)
+        # Uncertainty: p(d) = softmax_d(C); d^ = sum_d p(d) d, U = sqrt(sum_d p(d) (d - d^)^2);
+        # the next stage searches d^ -/+ ((gamma + 1) U + beta).
+        levels = jnp.arange(self.maxdisp // 8, dtype=fused.logits.dtype)
+        pred_s4, lo, hi = uncertainty_bounds(
+            jax.nn.softmax(fused.logits, axis=1), levels, self.gamma_s3, self.beta_s3)
+        # Stage 3 (1/4): N + 2 hypotheses in that range (x2, upsampled), cascade cost volume,
+        # 3-D net, soft-argmin over the hypotheses; its uncertainty bounds stage 2 (1/2).
+        s3 = self.cascade(STAGE_S3, fl, fr, lo, hi, train=train, all_heads=all_heads)
+        _, lo, hi = uncertainty_bounds(s3.prob, s3.hypotheses, self.gamma_s2, self.beta_s2)
+        s2 = self.cascade(STAGE_S2, fl, fr, lo, hi, train=train, all_heads=all_heads)
 
-        # 1/4 and 1/2: hypotheses inside the previous stage's range, cost, soft-argmin.
-        s3 = self.cascade_stage("s3", feats, lo, hi, forced=samples_s3, train=train,
-                                all_heads=all_heads)
-        _, lo, hi = uncertainty_bounds(s3["prob"], s3["hyp"], self.gamma_s2, self.beta_s2)
-        s2 = self.cascade_stage("s2", feats, lo, hi, forced=samples_s2, train=train,
-                                all_heads=all_heads)
-        for name, stage in (("s3", s3), ("s2", s2)):  # upstream / fixture names
-            out.update({k.replace("range", f"range_{name}") if k.startswith("range")
-                        else f"{k}_{name}": stage[k] for k in _STAGE_KEYS})
-
-        out["disp_final"] = _upsample_disparity(s2["pred1"], 2, size)
-        out["disp_s3_up"] = _upsample_disparity(s3["pred1"], 4, size)
-        out["disp_s4_up"] = _upsample_disparity(pred2_s4, 8, size)
-        if all_heads:
-            train_disps = self.training_disparities(cost0_4, out1_4, s3, s2, out, size,
-                                                    train=train)
+        out: dict[str, Any] = {"features": {"left": fl, "right": fr},
+                               "cost2_s4": fused.logits, "pred2_s4": pred_s4,
+                               **_stage_outputs(s3), **_stage_outputs(s2)}
+        out["disp_final"] = _upsample_disparity(s2.disparity, STAGE_S2.stride, size)
+        out["disp_s3_up"] = _upsample_disparity(s3.disparity, STAGE_S3.stride, size)
+        out["disp_s4_up"] = _upsample_disparity(pred_s4, 8, size)
+        if all_heads:  # at init too, so that the training heads get their parameters
+            disps = self.training_disparities(fused, s3, s2, out, size, train=train)
             if train:
-                out["train_disparities"] = train_disps
+                out["train_disparities"] = disps
         return out
 
-    def fused_stage(self, fl: dict, fr: dict, *, train: bool) -> tuple[jax.Array, ...]:
-        """Fused cost volumes at 1/8, 1/16, 1/32 -> (cost0_4, out1_4, cost2_s4 logits)."""
+    def fused_volume(self, fl: dict, fr: dict, *, train: bool) -> FusedVolume:
+        """Fused cost volumes at 1/8, 1/16, 1/32 -> :class:`FusedVolume` (``logits`` =
+        upstream ``cost2_s4``)."""
         costs = []
         for level, pre, post in ((4, self.dres0, self.dres1), (5, self.dres0_5, self.dres1_5),
                                  (6, self.dres0_6, self.dres1_6)):
@@ -612,53 +697,47 @@ class CFNet(nn.Module):
             ], axis=-1)
             cost = pre(volume, train=train)
             costs.append(post(cost, train=train) + cost)
-        out1_4 = self.combine1(*costs, train=train)
-        out2_4 = self.dres3(out1_4, train=train)
-        return costs[0], out1_4, self.classif2(out2_4, train=train)
+        fused = self.combine1(*costs, train=train)
+        return FusedVolume(costs[0], fused, self.classif2(self.dres3(fused, train=train),
+                                                          train=train))
 
-    def stage_hypotheses(self, name: str, lo: jax.Array, hi: jax.Array) -> dict[str, jax.Array]:
-        """Coarser-stage bounds ``(B, h, w)`` -> hypotheses of stage ``name`` (2h x 2w).
+    def stage_hypotheses(self, spec: StageSpec, lo: jax.Array, hi: jax.Array) -> Hypotheses:
+        """Coarser-stage bounds ``(B, h, w)`` -> the stage's hypotheses (2h x 2w).
 
         The bounds are doubled and upsampled (align_corners=True), widened and clamped
         (:func:`search_range`), and sampled into integer hypotheses
-        (:func:`disparity_hypotheses`).
+        (:func:`disparity_hypotheses`). Tests replace the result through
+        ``flax.linen.intercept_methods`` to feed reference hypotheses (teacher forcing).
         """
-        stride, _, num_samples, _ = _STAGES[name]
         size = (2 * lo.shape[1], 2 * lo.shape[2])
         lo = _upsample_disparity(lo, 2, size)
         hi = _upsample_disparity(hi, 2, size)
-        range_min, range_max = search_range(lo, hi, min_width=num_samples + 1,
-                                            upper=self.maxdisp // stride - 1)
-        uniform, samples = disparity_hypotheses(range_min, range_max, num_samples=num_samples)
-        return {"range_in_min": lo, "range_in_max": hi, "range_min": range_min,
-                "range_max": range_max, "uniform": uniform, "samples": samples}
+        range_min, range_max = search_range(lo, hi, min_width=spec.num_samples + 1,
+                                            upper=self.maxdisp // spec.stride - 1)
+        uniform, samples = disparity_hypotheses(range_min, range_max,
+                                                num_samples=spec.num_samples)
+        return Hypotheses(lo, hi, range_min, range_max, uniform, samples)
 
-    def cascade_stage(self, name: str, feats: dict, lo: jax.Array, hi: jax.Array, *,
-                      forced: jax.Array | None, train: bool, all_heads: bool) -> dict:
-        """One cascade stage (``s3`` at 1/4, ``s2`` at 1/2) from the coarser range: the
-        stage net scores the hypothesis volume; the estimate is the soft-argmin over the
-        hypotheses. ``forced`` replaces the computed hypotheses (teacher forcing)."""
-        stride, level, _, groups = _STAGES[name]
-        out = self.stage_hypotheses(name, lo, hi)
-        # Teacher forcing replaces the hypotheses the stage uses; the computed ones stay in
-        # out["samples"] for comparison.
-        samples = out["samples"] if forced is None else jnp.asarray(forced).astype(jnp.int32)
-        volume = stage_volume(feats["left"][f"gw{level}"], feats["right"][f"gw{level}"],
-                              feats["left"][f"concat{level}"], feats["right"][f"concat{level}"],
-                              samples, groups=_reduced_count(groups, self.channel_divisor))
-        net = self.stage_s3 if name == "s3" else self.stage_s2
+    def cascade(self, spec: StageSpec, fl: dict, fr: dict, lo: jax.Array, hi: jax.Array, *,
+                train: bool, all_heads: bool) -> Stage:
+        """One cascade stage from the coarser range: the stage net scores the hypothesis
+        volume; the estimate is the soft-argmin over the hypotheses."""
+        hyp = self.stage_hypotheses(spec, lo, hi)
+        volume = stage_volume(fl[f"gw{spec.level}"], fr[f"gw{spec.level}"],
+                              fl[f"concat{spec.level}"], fr[f"concat{spec.level}"], hyp.samples,
+                              groups=_reduced_count(spec.groups, self.channel_divisor))
+        net = {"s3": self.stage_s3, "s2": self.stage_s2}[spec.name]
         logits = net(volume, train=train, all_heads=all_heads)
         prob = jax.nn.softmax(logits["cost1"], axis=1)
-        hyp = samples.astype(prob.dtype)
-        out.update(cost1=logits["cost1"], pred1=ops.disparity_regression(prob, hyp),
-                   prob=prob, hyp=hyp, logits=logits, stride=stride)
-        return out
+        hypotheses = hyp.samples.astype(prob.dtype)
+        return Stage(spec, hyp, logits, prob, hypotheses,
+                     ops.disparity_regression(prob, hypotheses))
 
-    def training_disparities(self, cost0_4: jax.Array, out1_4: jax.Array, s3: dict, s2: dict,
-                             out: dict, size: tuple[int, int], *, train: bool) -> tuple:
+    def training_disparities(self, fused: FusedVolume, s3: Stage, s2: Stage, out: dict,
+                             size: tuple[int, int], *, train: bool) -> tuple:
         """The nine full-resolution training outputs, in upstream's order."""
         disps = []
-        for head, volume in ((self.classif0, cost0_4), (self.classif1, out1_4)):
+        for head, volume in ((self.classif0, fused.cost0), (self.classif1, fused.fused)):
             cost = head(volume, train=train)[..., None]
             # Trilinear upsampling of the 1/8 cost to (maxdisp, H, W), then soft-argmin.
             cost = ops.resize_trilinear(cost, (self.maxdisp, *size), align_corners=True)[..., 0]
@@ -667,9 +746,9 @@ class CFNet(nn.Module):
         disps.append(out["disp_s4_up"])
         for stage, final in ((s3, out["disp_s3_up"]), (s2, out["disp_final"])):
             for key in ("cost0", "costmid"):
-                prob = jax.nn.softmax(stage["logits"][key], axis=1)
-                pred = ops.disparity_regression(prob, stage["hyp"])
-                disps.append(_upsample_disparity(pred, stage["stride"], size))
+                prob = jax.nn.softmax(stage.logits[key], axis=1)
+                pred = ops.disparity_regression(prob, stage.hypotheses)
+                disps.append(_upsample_disparity(pred, stage.spec.stride, size))
             disps.append(final)
         return tuple(disps)
 

@@ -50,14 +50,14 @@ is taken over the real pixels only.
 from __future__ import annotations
 
 import functools
-from typing import Literal
+from typing import Any, Literal
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from flowlib import hub, ops
-from flowlib.models._layers import BatchNorm, Conv, ConvTranspose, leaky_relu
+from flowlib.models._layers import BatchNorm, Conv, ConvTranspose, compute_dtype, leaky_relu
 from flowlib.models._outputs import FlowOutput
 
 __all__ = [
@@ -183,11 +183,13 @@ class ConvBlock(nn.Module):
     kernel_size: int = 3
     stride: int = 1
     batch_norm: bool = False
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         x = Conv(self.features, self.kernel_size, stride=self.stride,
-                 padding=(self.kernel_size - 1) // 2, use_bias=not self.batch_norm, name="conv")(x)
+                 padding=(self.kernel_size - 1) // 2, use_bias=not self.batch_norm,
+                 dtype=self.dtype, name="conv")(x)
         if self.batch_norm:
             x = BatchNorm(name="bn")(x, train=train)
         return leaky_relu(x)
@@ -206,6 +208,10 @@ class FlowNet(nn.Module):
         checkpoints store it).
       channel_divisor: divide every hidden width by this (1 = the paper; larger values
         give small test models).
+      dtype: ``None`` / ``"float32"``, or ``"bfloat16"``: the convolutions and transposed
+        convolutions multiply in bfloat16 and accumulate in float32; parameters, the
+        correlation, resizing and the output stay float32
+        (:func:`~flowlib.models._layers.compute_dtype`).
     """
 
     correlation: bool = False
@@ -214,6 +220,7 @@ class FlowNet(nn.Module):
     input_norm: InputNorm = "fnp_inference"
     div_flow: float = 20.0
     channel_divisor: int = 1
+    dtype: Any = None
 
     def setup(self) -> None:
         if self.family not in _FAMILIES:
@@ -223,7 +230,8 @@ class FlowNet(nn.Module):
         if self.channel_divisor not in (1, 2, 4, 8, 16, 32):
             raise ValueError(f"channel_divisor must be a power of two <= 32, got {self.channel_divisor}")
         div = self.channel_divisor
-        conv = functools.partial(ConvBlock, batch_norm=self.batch_norm)
+        dtype = compute_dtype(self.dtype)
+        conv = functools.partial(ConvBlock, batch_norm=self.batch_norm, dtype=dtype)
         nv = self.family == "nv"
         # Layer names are upstream's (SPECS §1.2-1.3), so the converter table is literal.
         self.conv1 = conv(64 // div, 7, 2)
@@ -235,13 +243,14 @@ class FlowNet(nn.Module):
         for name, features, kernel, stride in _ENCODER:
             setattr(self, name, conv(features // div, kernel, stride))
         for level in (6, 5, 4, 3, 2):
-            setattr(self, f"predict_flow{level}", Conv(2, 3, padding=1, use_bias=nv))
+            setattr(self, f"predict_flow{level}",
+                    Conv(2, 3, padding=1, use_bias=nv, dtype=dtype))
         for level in (5, 4, 3, 2):
             setattr(self, f"deconv{level}", ConvTranspose(
-                _DECONV_FEATURES[level] // div, 4, stride=2, padding=1, use_bias=nv))
+                _DECONV_FEATURES[level] // div, 4, stride=2, padding=1, use_bias=nv, dtype=dtype))
             # NVIDIA's FlowNetC (not its FlowNetS) gives the flow upsampling a bias.
             setattr(self, f"upsampled_flow{level + 1}_to_{level}", ConvTranspose(
-                2, 4, stride=2, padding=1, use_bias=nv and self.correlation))
+                2, 4, stride=2, padding=1, use_bias=nv and self.correlation, dtype=dtype))
 
     def __call__(self, image1: jax.Array, image2: jax.Array, *, train: bool = False) -> FlowOutput:
         _check_images(image1, image2)

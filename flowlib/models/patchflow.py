@@ -380,16 +380,16 @@ class PatchStereo(nn.Module):
 
     Same steps as :class:`PatchFlow` with a horizontal-only search, Gauss-Newton and
     refinement. The pyramid has ``levels`` levels below full size (fewer on small images);
-    at the coarsest one every disparity in ``0 .. max_disparity`` (scaled to that level) is
+    at the coarsest one every disparity in ``0 .. maxdisp`` (scaled to that level) is
     tried exhaustively, so KITTI-range disparities (~200 px) are found however far they are.
 
     Attributes:
-      max_disparity: largest disparity searched, full-resolution pixels.
+      maxdisp: largest disparity searched, full-resolution pixels.
       levels: pyramid levels below full resolution (the coarsest is at 1 / 2**levels).
       others: as :class:`PatchFlow`.
     """
 
-    max_disparity: int = 192
+    maxdisp: int = 192
     levels: int = 3
     patch_size: int = 8
     patch_stride: int = 4
@@ -407,7 +407,7 @@ class PatchStereo(nn.Module):
         patch_grid(self.patch_size, self.patch_size, size=self.patch_size, stride=self.patch_stride)
         if not self.consistency >= 0:
             raise ValueError(f"PatchStereo.consistency must be >= 0, got {self.consistency!r}")
-        for name in ("max_disparity", "levels", "iterations", "propagation_rounds",
+        for name in ("maxdisp", "levels", "iterations", "propagation_rounds",
                      "long_jump_levels", "refine_outer", "refine_inner"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -448,7 +448,7 @@ class PatchStereo(nn.Module):
                 patch_size=self.patch_size, patch_stride=self.patch_stride,
                 iterations=self.iterations, propagation_rounds=self.propagation_rounds,
                 jumps=(4, 2, 1) if long else (1,),
-                search_radius=-(-self.max_disparity // 2**depth) if level == depth else 0,
+                search_radius=-(-self.maxdisp // 2**depth) if level == depth else 0,
                 horizontal=True,
             )
             if self.refine_outer:
@@ -456,7 +456,7 @@ class PatchStereo(nn.Module):
                     a, b, flow, alpha=self.alpha, delta=self.delta, gamma=self.gamma,
                     outer=self.refine_outer, inner=self.refine_inner, horizontal=True,
                 )
-        return jnp.clip(-flow[..., 0], 0.0, float(self.max_disparity))
+        return jnp.clip(-flow[..., 0], 0.0, float(self.maxdisp))
 
 
 def left_right_consistent(left: jax.Array, right: jax.Array, tolerance: float) -> jax.Array:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -49,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flowlib import hub, ops
-from flowlib.models._layers import Conv
+from flowlib.models._layers import Conv, compute_dtype
 from flowlib.models._outputs import FlowOutput
 
 __all__ = [
@@ -129,13 +130,16 @@ class LevelNetwork(nn.Module):
     """One pyramid level's network G_k: five 7x7 convolutions (pad 3), ReLU between.
 
     Input ``(B, h, w, 8)`` = [frame 1, warped frame 2, upsampled flow]; output the residual
-    flow ``(B, h, w, 2)`` (upstream ``Basic``; Torch7 ``models/volcon.lua``).
+    flow ``(B, h, w, 2)`` (upstream ``Basic``; Torch7 ``models/volcon.lua``). ``dtype``: the
+    convolutions' compute dtype (:func:`~flowlib.models._layers.compute_dtype`).
     """
+
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for j, features in enumerate(_FEATURES):
-            x = Conv(features, 7, padding=3, name=f"conv{j}")(x)
+            x = Conv(features, 7, padding=3, dtype=self.dtype, name=f"conv{j}")(x)
             if j < len(_FEATURES) - 1:
                 x = nn.relu(x)
         return x
@@ -165,17 +169,22 @@ class SpyNet(nn.Module):
         FlyingChairs Torch7 files); level k uses network ``min(k, num_networks - 1)``.
       max_levels: most pyramid levels (upstream: 6).
       return_level_inputs: also return the 8-channel level inputs in ``aux``.
+      dtype: ``None`` / ``"float32"``, or ``"bfloat16"``: the 7x7 convolutions multiply in
+        bfloat16 and accumulate in float32; parameters, resizing, warping and the output
+        stay float32 (:func:`~flowlib.models._layers.compute_dtype`).
     """
 
     num_networks: int = 6
     max_levels: int = 6
     return_level_inputs: bool = False
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, image1: jax.Array, image2: jax.Array, *, train: bool = False) -> FlowOutput:
         del train  # No BatchNorm or dropout: training and inference run the same graph.
         _check_images(image1, image2)
-        networks = [LevelNetwork(name=f"basic{i}") for i in range(self.num_networks)]
+        dtype = compute_dtype(self.dtype)
+        networks = [LevelNetwork(dtype=dtype, name=f"basic{i}") for i in range(self.num_networks)]
         height, width = image1.shape[1:3]
         net_hw = network_size(height, width)
         sizes = pyramid_sizes(*net_hw, max_levels=self.max_levels)

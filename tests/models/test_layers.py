@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowlib.models._layers import Conv, ConvTranspose, conv3d, conv_transpose
+from flowlib.models._layers import Conv, ConvTranspose, compute_dtype, conv3d, conv_transpose
 
 LAYOUT = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
 
@@ -257,14 +257,39 @@ def test_fast_paths_taken():
     assert layer(ConvTranspose(2, 4, stride=2, padding=1, ndim=2)) == [(4, True)]
 
 
-def test_bfloat16_dtype():
-    """The module dtype applies to the fast paths too."""
-    x, _ = _arrays(10, (1, 4, 6, 8, 4), (1, 1), jnp.float32)
-    for mod in (Conv(4, 3, padding=1, ndim=3, dtype=jnp.bfloat16),
-                ConvTranspose(4, 3, stride=2, padding=1, output_padding=1, ndim=3,
-                              dtype=jnp.bfloat16)):
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_bfloat16_dtype(ndim):
+    """dtype="bfloat16" applies to the fast paths too: float32 parameters and outputs, and
+    the result equals the float32 layer run on bfloat16-rounded input and kernel (the
+    products are exact in float32, only the summation order differs)."""
+    x, _ = _arrays(10, (1, 4, 6, 8, 4)[-ndim - 2:], (1, 1), jnp.float32)
+    for kind in (Conv, ConvTranspose):
+        kw = {"padding": 1, "ndim": ndim} if kind is Conv else {
+            "stride": 2, "padding": 1, "output_padding": 1, "ndim": ndim}
+        mod = kind(4, 3, dtype="bfloat16", **kw)
         variables = mod.init(jax.random.PRNGKey(0), x)
-        assert mod.apply(variables, x).dtype == jnp.bfloat16
+        assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(variables))
+        out = mod.apply(variables, x)
+        assert out.dtype == jnp.float32
+        rounded = jax.tree.map(
+            lambda v: v.astype(jnp.bfloat16).astype(jnp.float32)
+            if v.ndim > 1 else v, variables)
+        want = kind(4, 3, **kw).apply(rounded, x.astype(jnp.bfloat16).astype(jnp.float32))
+        np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+        # and differs from plain float32 by bfloat16 rounding only (8 bits of mantissa)
+        full = kind(4, 3, **kw).apply(variables, x)
+        assert 0 < float(jnp.max(jnp.abs(out - full))) < 0.02 * float(jnp.max(jnp.abs(full)))
+
+
+def test_compute_dtype_validation():
+    assert compute_dtype(None) is None and compute_dtype("float32") is None
+    assert compute_dtype(jnp.float32) is None
+    assert compute_dtype("bfloat16") == jnp.bfloat16 == compute_dtype(jnp.bfloat16)
+    for bad in ("float16", "bf16", "int8", 3):
+        with pytest.raises(ValueError, match="dtype must be None, 'float32' or 'bfloat16'"):
+            compute_dtype(bad)
+    with pytest.raises(ValueError, match="dtype must be"):
+        Conv(4, 3, dtype="float16").init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 2)))
 
 
 # ------------------------------------------------------------------------- errors

@@ -150,7 +150,7 @@ def test_patch_stereo_recovers_a_large_disparity_and_stays_in_range():
     from flowlib.models.patchflow import PatchStereo
 
     i1, i2 = _translated_pair(48, 160, -37.0, 0.0, seed=6)  # left[x] = right[x - 37]
-    model = PatchStereo(max_disparity=64, iterations=8, refine_outer=2, refine_inner=2)
+    model = PatchStereo(maxdisp=64, iterations=8, refine_outer=2, refine_inner=2)
     out = model.apply({}, _rgb(i1)[None], _rgb(i2)[None])
     disp = np.asarray(out.disparity)[0]
     assert disp.shape == (48, 160) and disp.min() >= 0 and disp.max() <= 64
@@ -160,7 +160,7 @@ def test_patch_stereo_recovers_a_large_disparity_and_stays_in_range():
 def test_patch_stereo_settings_and_zoo():
     from flowlib.models.patchflow import PatchStereo
 
-    with pytest.raises(ValueError, match="max_disparity"):
-        PatchStereo(max_disparity=-1)
+    with pytest.raises(ValueError, match="maxdisp"):
+        PatchStereo(maxdisp=-1)
     m = flowlib.load_model("patchstereo")
     assert m.task == "stereo" and m.meta["model_kwargs"] == patchflow.default_settings(PatchStereo)
