@@ -256,9 +256,11 @@ def model_flags(p: argparse.ArgumentParser, default_model: str | None, *, tasks:
     global_flags(p, device=True, top=False)
     p.add_argument(
         "--model",
-        default=default_model,
-        help=f"model name, optionally name:variant (default: {default_model or 'per benchmark'})",
+        default=None,
+        help="model name, optionally name:variant (default: the model a flowlib .npz given as "
+        f"--weights records, else {default_model or 'per benchmark'})",
     )
+    p.set_defaults(default_model=default_model)
     p.add_argument(
         "--weights",
         default=None,

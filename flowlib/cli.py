@@ -107,10 +107,23 @@ def _model_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
     return options
 
 
+def _recorded_model(weights: str | None) -> str | None:
+    """The zoo model a flowlib ``.npz`` records in its metadata (None for anything else)."""
+    if weights is None or not weights.lower().endswith(".npz") or not os.path.isfile(weights):
+        return None
+    from flowlib import _zoo
+    from flowlib.convert._common import load_weights
+
+    model = load_weights(weights)[1].get("model")
+    return model if model in _zoo.MODELS else None
+
+
 def _load_model(args: argparse.Namespace, task: str) -> Any:
     import flowlib
     from flowlib import _zoo
 
+    if args.model is None:  # the model a flowlib .npz records, else the command's default
+        args.model = _recorded_model(args.weights) or args.default_model
     # The task is known from the zoo table: fail before any download or weight loading.
     name = args.model.split(":", 1)[0]
     entry = _zoo.get(name)
@@ -380,7 +393,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from flowlib import data, evaluation
 
     bench = BENCHMARKS[args.benchmark]
-    args.model = args.model or bench.default_model
+    args.model = args.model or _recorded_model(args.weights) or bench.default_model
     cli_args.check_outputs((args.json, (".json",), "--json"))
     if not os.path.isdir(args.root):
         raise FileNotFoundError(f"--root {args.root}: no such folder")

@@ -757,13 +757,14 @@ def test_model_options_on_the_command_line(tmp_path, capsys, loads):
     io.write_image(a, np.zeros((H, W, 3), np.uint8))
     d, f = str(tmp_path / "d.pfm"), str(tmp_path / "f.flo")
     _run_error(capsys, ["stereo", a, a, "-o", d, "--max-disp", "128"], "stand-in")
-    _run_error(capsys, ["estimate", a, a, "-o", f, "--pyramid-levels", "4"], "stand-in")
+    _run_error(capsys, ["estimate", a, a, "-o", f, "--model", "spynet", "--pyramid-levels", "4"],
+               "stand-in")
     _run_error(capsys, ["estimate", a, a, "-o", f, "--model", "flownets", "--div-flow", "10"],
                "stand-in")
     options = [{k: v for k, v in x[2].items() if k != "progress"} for x in loads]
     assert options == [{"maxdisp": 128}, {"max_levels": 4}, {"div_flow": 10.0}]
     _usage_error(capsys, ["estimate", a, a, "-o", f, "--div-flow", "10"],
-                 "--div-flow applies to flownets and flownetc, not spynet")
+                 "--div-flow applies to flownets and flownetc, not patchflow")
     _usage_error(capsys, ["stereo", a, a, "-o", d, "--max-disp", "0"], "must be >= 1")
     _usage_error(capsys, ["estimate", a, a, "-o", f, "--max-disp", "64"], "--max-disp")
     assert len(loads) == 3
@@ -772,7 +773,8 @@ def test_model_options_on_the_command_line(tmp_path, capsys, loads):
 def test_bad_model_option_values_are_one_line(tmp_path, capsys):
     a = str(tmp_path / "a.png")
     io.write_image(a, np.zeros((H, W, 3), np.uint8))
-    _run_error(capsys, ["stereo", a, a, "-o", str(tmp_path / "d.pfm"), "--max-disp", "100"],
+    _run_error(capsys, ["stereo", a, a, "-o", str(tmp_path / "d.pfm"), "--model", "cfnet",
+                        "--max-disp", "100"],
                "maxdisp must be an integer in [32, 1024] and a multiple of 32, got 100")
 
 
