@@ -456,7 +456,7 @@ def _cache_origin() -> str:
 def _model_rows() -> list[tuple[str, ...]]:
     """``(mark, name, task, cached, sha-256, licence, trained on)`` per model and variant."""
     from flowlib import _api, _zoo, hub
-    from flowlib.convert._common import load_weights
+    from flowlib.weights import load_weights
 
     rows = []
     for name, entry in sorted(_zoo.MODELS.items()):

@@ -31,18 +31,17 @@ lossless); plain 8-bit PNGs go through Pillow, which is ~15x faster and exact fo
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import stat
 import struct
-import tempfile
 import zlib
 from io import BytesIO
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from flowlib._files import atomic_write
 
 __all__ = [
     "read_flo",
@@ -115,47 +114,6 @@ def _describe(e: Exception) -> str:
 def _read_bytes(path: PathLike) -> bytes:
     with open(path, "rb") as f:
         return f.read()
-
-
-def _umask() -> int:
-    # /proc avoids the process-wide os.umask(0) dance (racy with threads creating files).
-    with contextlib.suppress(OSError, ValueError):
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    old = os.umask(0o022)
-    os.umask(old)
-    return old
-
-
-def _atomic_write(path: PathLike, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` through a fsync'ed temporary file and ``os.replace``."""
-    path = Path(path)
-    try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        mode = 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates 0600; give the file the permissions a plain open() would have.
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    # Make the rename itself durable (not supported on every platform / file system).
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def _extension(path: PathLike) -> str:
@@ -289,7 +247,7 @@ def write_flo(path: PathLike, flow: Any, *, valid: Any = None) -> None:
     Raises:
       ValueError: wrong shape or dtype, or non-finite / too large values on valid pixels.
     """
-    _atomic_write(path, _encode_flo(path, flow, valid))
+    atomic_write(path, _encode_flo(path, flow, valid))
 
 
 # --------------------------------------------------------------------------------------------
@@ -385,7 +343,7 @@ def write_pfm(path: PathLike, array: Any, *, little_endian: bool = True) -> None
     Raises:
       ValueError: wrong shape or dtype, or finite values outside the float32 range.
     """
-    _atomic_write(path, _encode_pfm(path, array, little_endian))
+    atomic_write(path, _encode_pfm(path, array, little_endian))
 
 
 # --------------------------------------------------------------------------------------------
@@ -619,7 +577,7 @@ def write_kitti_flow(path: PathLike, flow: Any, *, valid: Any = None) -> None:
     Raises:
       ValueError: wrong shape or dtype, or non-finite values on valid pixels.
     """
-    _atomic_write(path, _encode_kitti_flow(path, flow, valid))
+    atomic_write(path, _encode_kitti_flow(path, flow, valid))
 
 
 def read_kitti_disparity(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -671,7 +629,7 @@ def write_kitti_disparity(path: PathLike, disparity: Any, *, valid: Any = None) 
     Raises:
       ValueError: wrong shape or dtype, or non-finite values on valid pixels.
     """
-    _atomic_write(path, _encode_kitti_disparity(path, disparity, valid))
+    atomic_write(path, _encode_kitti_disparity(path, disparity, valid))
 
 
 # --------------------------------------------------------------------------------------------
@@ -905,7 +863,7 @@ def write_image(path: PathLike, image: Any) -> None:
         Image.fromarray(samples[..., 0] if planes == 1 else samples).save(buffer, format=fmt,
                                                                           **options)
         payload = buffer.getvalue()
-    _atomic_write(path, payload)
+    atomic_write(path, payload)
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 
 import flowlib
 from flowlib import _api
-from flowlib.convert._common import save_weights
+from flowlib.weights import save_weights
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,7 @@ def test_embedded_defaults_are_small_recorded_and_used(monkeypatch):
     from pathlib import Path
 
     from flowlib import _api
-    from flowlib.convert._common import load_weights
+    from flowlib.weights import load_weights
 
     folder = Path(_api.__file__).parent / "assets" / "weights"
     files = sorted(folder.glob("*.npz"))

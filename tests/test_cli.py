@@ -53,7 +53,7 @@ def _random_weights(path: Path, name: str, seed: int) -> Path:
     import jax.numpy as jnp
 
     from flowlib import _zoo
-    from flowlib.convert._common import flatten, save_weights, unflatten
+    from flowlib.weights import flatten, save_weights, unflatten
 
     x = jax.ShapeDtypeStruct((1, H, W, 3), jnp.float32)
     shapes = jax.eval_shape(_zoo.get(name).build().init, jax.random.PRNGKey(0), x, x)
@@ -246,7 +246,7 @@ def test_viz_of_a_kitti_png_keeps_invalid_pixels_black(tmp_path):
 
 def test_download_reports_cached_weights_and_offline_misses(capsys, spynet_weights):
     from flowlib import hub
-    from flowlib.convert._common import load_weights, save_weights
+    from flowlib.weights import load_weights, save_weights
 
     _run_error(capsys, ["download", "spynet:sintel-final"], "offline")
     variables, _ = load_weights(spynet_weights)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import flowlib
-from flowlib.convert._common import flatten, load_weights
+from flowlib.weights import flatten, load_weights
 from flowlib.data import synthetic
 from flowlib.train import TrainConfig, train
 from flowlib.train import _checkpoint

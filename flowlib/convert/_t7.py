@@ -384,6 +384,6 @@ def write_t7(path: str | os.PathLike, obj: Any, *, long_size: int = 8) -> None:
     writer = _Writer(long_size)
     writer.write(obj)
     payload = b"".join(writer.parts)
-    from flowlib.io import _atomic_write
+    from flowlib._files import atomic_write
 
-    _atomic_write(os.path.abspath(os.fspath(path)), payload)
+    atomic_write(os.path.abspath(os.fspath(path)), payload)

@@ -973,9 +973,9 @@ def write_torch_checkpoint(path: str | os.PathLike, obj: Any, *, legacy: bool = 
         buf = io.BytesIO()
         _write_zip(buf, main, storages)
         payload = buf.getvalue()
-    from flowlib.io import _atomic_write
+    from flowlib._files import atomic_write
 
-    _atomic_write(os.path.abspath(os.fspath(path)), payload)
+    atomic_write(os.path.abspath(os.fspath(path)), payload)
 
 
 def _small_pickle(obj: Any) -> bytes:

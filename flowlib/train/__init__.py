@@ -21,13 +21,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import re
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from flowlib._files import atomic_open, atomic_write
 
 __all__ = ["TrainConfig", "train"]
 
@@ -228,12 +229,9 @@ def _write_curves(out: Path, history: list[dict[str, float]]) -> None:
         ax.set_title(key)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = out / ".tmp-curves.png"
-    fig.savefig(tmp)
-    os.replace(tmp, out / "curves.png")
-    tmp = out / ".tmp-history.json"
-    tmp.write_text(json.dumps(history))
-    os.replace(tmp, out / "history.json")
+    with atomic_open(out / "curves.png") as f:
+        fig.savefig(f, format="png")
+    atomic_write(out / "history.json", json.dumps(history).encode("utf-8"))
 
 
 # ----------------------------------------------------------------------------- loop

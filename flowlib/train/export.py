@@ -36,7 +36,7 @@ def export(run: str | os.PathLike, out: str | os.PathLike, *,
       the metadata written.
     """
     from flowlib import __version__, _zoo
-    from flowlib.convert._common import save_weights
+    from flowlib.weights import save_weights
     from flowlib.train import _checkpoint
 
     run = Path(run)

@@ -51,7 +51,7 @@ def _weights(path: Path) -> Path:
     import jax
     import jax.numpy as jnp
 
-    from flowlib.convert._common import save_weights
+    from flowlib.weights import save_weights
     from flowlib.models.spynet import SpyNet
 
     kwargs = {"num_networks": 1, "max_levels": 3}

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from flowlib import ops
 from flowlib.convert import cfnet as convert_cfnet
-from flowlib.convert._common import flatten, unflatten
+from flowlib.weights import flatten, unflatten
 from flowlib.models import cfnet
 from flowlib.models._layers import mish
 from flowlib.models.cfnet import CFNet

@@ -23,7 +23,7 @@ from PIL import Image
 
 from flowlib import io
 from flowlib.convert import spynet as convert_spynet
-from flowlib.convert._common import flatten, unflatten
+from flowlib.weights import flatten, unflatten
 from flowlib.convert._t7 import T7Object, write_t7
 from flowlib.models import spynet
 from flowlib.models.spynet import SpyNet, SpyNetChairs
