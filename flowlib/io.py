@@ -62,6 +62,11 @@ __all__ = [
     "write_disparity",
 ]
 
+
+def __dir__() -> list[str]:
+    return list(__all__)  # the API only, not np, os, struct, zlib or the private helpers
+
+
 PathLike = str | os.PathLike
 
 # Middlebury flowIO.h: the float32 202021.25 whose little-endian bytes spell "PIEH".
