@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 
 import flowlib
-from flowlib.weights import flatten, load_weights
 from flowlib.data import synthetic
-from flowlib.train import TrainConfig, train
-from flowlib.train import _checkpoint
+from flowlib.train import TrainConfig, _checkpoint, train
+from flowlib.weights import flatten, load_weights
 
 # A tiny SpyNet run: 3 pyramid levels on 32 x 48 crops, one network shared by all levels.
 _TINY = dict(model="spynet", data="synthetic", batch_size=2, crop=(32, 48), lr=1e-3, warmup=2,
