@@ -52,7 +52,8 @@ def unflatten(flat: Mapping[str, Any], sep: str = "/") -> dict[str, Any]:
     return out
 
 
-def save_weights(path: str | os.PathLike, variables: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+def save_weights(path: str | os.PathLike, variables: Mapping[str, Any],
+                 meta: Mapping[str, Any]) -> None:
     """Write a flat npz of ``variables`` with ``__meta__`` (JSON), atomically."""
     flat = {k: np.asarray(v) for k, v in flatten(variables).items()}
     if "__meta__" in flat:

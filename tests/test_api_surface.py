@@ -82,7 +82,8 @@ def surface() -> list[str]:
 def test_surface_matches_the_listing():
     want = LISTING.read_text(encoding="utf-8").splitlines()
     got = surface()
-    diff = "\n".join(difflib.unified_diff(want, got, "tests/api_surface.txt", "flowlib", lineterm=""))
+    diff = "\n".join(
+        difflib.unified_diff(want, got, "tests/api_surface.txt", "flowlib", lineterm=""))
     assert got == want, (
         "the public API changed; if intended, regenerate tests/api_surface.txt "
         "(see this module's docstring):\n" + diff
