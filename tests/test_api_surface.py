@@ -34,6 +34,7 @@ POSITIONAL_OPTIONAL = {
     "flowlib.metrics.masked_sum_count": {"mask"},
     "flowlib.metrics.image_mean": {"masks_list"},
     "flowlib.metrics.pixel_mean": {"masks_list"},
+    "flowlib.viz.disparity_range": {"valid"},
     # Ground truth is the third data panel of the figure.
     "flowlib.viz.comparison_figure": {"gt"},
     "flowlib.viz.stereo_figure": {"gt"},
