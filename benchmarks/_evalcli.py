@@ -56,11 +56,11 @@ def journal_for(args: argparse.Namespace, benchmark: str, model: Any, root: Any)
 
 
 def write_json(path: str | os.PathLike, text: str) -> None:
-    from flowlib.io import _atomic_write
+    from flowlib._files import atomic_write
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, text.encode("utf-8"))
+    atomic_write(path, text.encode("utf-8"))
 
 
 def viz_saver(folder: str | None, task: str):

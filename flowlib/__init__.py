@@ -21,7 +21,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = {"io", "metrics", "viz", "ops", "models", "data", "evaluation", "convert", "hub",
-               "losses", "train", "video"}
+               "losses", "train", "video", "weights"}
 _API = {"estimate", "estimate_disparity", "load_model", "available_models", "Model"}
 
 __all__ = sorted(_API | {"io", "metrics", "viz", "__version__"})
@@ -37,4 +37,6 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _SUBMODULES | _API)
+    # Only the documented surface: not `importlib`, `Any`, `annotations` or the lazy tables.
+    # The researcher-facing subpackages stay importable (`flowlib.ops`) without being listed.
+    return list(__all__)

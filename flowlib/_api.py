@@ -144,7 +144,7 @@ def _looks_like_path(weights: Any) -> bool:
 
 
 def _load_npz(name: str, entry: _zoo.ModelEntry, path: Any, **_: Any) -> tuple[Any, dict[str, Any]]:
-    from flowlib.convert._common import load_weights
+    from flowlib.weights import load_weights
 
     path = Path(path)
     variables, meta = load_weights(path)
@@ -193,7 +193,7 @@ def _converts(converter: str, path: Path) -> bool:
 def _resolve_named(name: str, entry: _zoo.ModelEntry, variant: str, *, offline: bool | None,
                    progress: bool) -> tuple[Any, dict[str, Any]]:
     from flowlib import hub
-    from flowlib.convert._common import save_weights
+    from flowlib.weights import save_weights
 
     checkpoints = entry.checkpoints
     if variant not in checkpoints:
@@ -273,7 +273,7 @@ def _model_name(name: Any, weights: Any) -> tuple[str, Any]:
     if not Path(text).exists():
         raise FileNotFoundError(f"weights file {text}: no such file or folder")
     if Path(text).suffix.lower() == ".npz":
-        from flowlib.convert._common import load_weights
+        from flowlib.weights import load_weights
 
         owner = load_weights(text)[1].get("model")
         if owner in _zoo.MODELS:
@@ -347,7 +347,7 @@ def _check_variables(name: str, module: Any, variables: Any) -> None:
     import jax
     import jax.numpy as jnp
 
-    from flowlib.convert._common import flatten
+    from flowlib.weights import flatten
 
     dummy = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
     expected = jax.eval_shape(module.init, jax.random.PRNGKey(0), dummy, dummy)

@@ -118,10 +118,8 @@ def check_outputs(*outputs: tuple[str | None, tuple[str, ...], str]) -> None:
 
 def write_bytes(path: str | Path, payload: bytes) -> None:
     """Write a file atomically (temporary file + rename), through flowlib's one writer."""
-    try:
-        from flowlib._files import atomic_write  # its home once issue 14's move lands
-    except ImportError:
-        from flowlib.io import _atomic_write as atomic_write
+    from flowlib._files import atomic_write
+
     atomic_write(path, payload)
 
 

@@ -410,15 +410,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         print(f"wrote {args.json}")
 
 
-def _cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
-    from flowlib.train.__main__ import main as train_main
+def _cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from flowlib.train.__main__ import run
+    from flowlib.train.config import config_from_args
 
     _select_device(args.device)
-    if args.debug and "--debug" not in rest:
-        rest = rest + ["--debug"]
-    if args.quiet and "--no-progress" not in rest:
-        rest = rest + ["--no-progress"]
-    return train_main(rest)
+    cfg = config_from_args(args)
+    if args.quiet:
+        cfg = dataclasses.replace(cfg, progress=False)
+    return run(cfg, debug=args.debug)
 
 
 def _cmd_convert(args: argparse.Namespace) -> None:
@@ -469,7 +471,7 @@ def _cache_origin() -> str:
 def _model_rows() -> list[tuple[str, ...]]:
     """``(mark, name, task, cached, sha-256, licence, trained on)`` per model and variant."""
     from flowlib import _api, _zoo, hub
-    from flowlib.convert._common import load_weights
+    from flowlib.weights import load_weights
 
     rows = []
     for name, entry in sorted(_zoo.MODELS.items()):
@@ -624,10 +626,18 @@ def add_evaluate_parser(sub: Any) -> None:
 
 
 def add_train_parser(sub: Any) -> None:
-    s = sub.add_parser("train", help="train or fine-tune a model (flowlib train --help)",
-                       add_help=False, allow_abbrev=False)
+    from flowlib.train import __main__ as train_main
+    from flowlib.train.config import add_config_arguments
+
+    s = sub.add_parser(
+        "train",
+        help="train or fine-tune a model (flowlib train --help)",
+        description=train_main.__doc__.replace("python -m flowlib.train", "flowlib train"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_arguments(s)  # the same options as python -m flowlib.train, from TrainConfig
     cli_args.global_flags(s, device=True, top=False)
-    s.set_defaults(func=None)
+    s.set_defaults(func=_cmd_train)
 
 
 def add_convert_parser(sub: Any) -> None:
@@ -688,12 +698,10 @@ def _find_subparser(parser: argparse.ArgumentParser, command: str) -> argparse.A
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (argparse exits 2 on bad usage)."""
     parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
-    if args.command != "train" and rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args = parser.parse_args(argv)
     try:
         if args.command == "train":
-            return _cmd_train(args, rest)
+            return _cmd_train(args)
         args.func(args)
     except UsageError as err:
         _find_subparser(parser, args.command).error(str(err))

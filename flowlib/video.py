@@ -24,12 +24,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
+
+from flowlib._files import AtomicFile
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -294,8 +295,7 @@ class VideoWriter:
         #: ``(height, width)`` as stored (even sides).
         self.size: tuple[int, int] | None = None
         self._av = require_video_backend()
-        self._tmp: str | None = None
-        self._file: Any = None
+        self._out: AtomicFile | None = None
         self._container: Any = None
         self._stream: Any = None
         self._closed = False
@@ -311,17 +311,14 @@ class VideoWriter:
             self.abort()
 
     def _open(self) -> None:
-        if self._tmp is not None or self._closed:
+        if self._out is not None or self._closed:
             return
         if not self.path.parent.is_dir():
             raise FileNotFoundError(f"folder of {self.path} does not exist")
         # The suffix keeps the extension so the file is recognisable if a crash leaves it.
-        fd, self._tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=f".tmp{self.path.suffix}", dir=self.path.parent
-        )
+        self._out = AtomicFile(self.path, "w+b", suffix=f".tmp{self.path.suffix}")
         try:
-            self._file = os.fdopen(fd, "w+b")
-            self._container = self._av.open(self._file, "w", format=self._format)
+            self._container = self._av.open(self._out.file, "w", format=self._format)
         except BaseException:
             self.abort()
             raise
@@ -382,15 +379,8 @@ class VideoWriter:
                 self._container.mux(packet)
             self._container.close()
             self._container = None
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            self._file = None
-            from flowlib.io import _umask
-
-            os.chmod(self._tmp, 0o666 & ~_umask())  # mkstemp makes 0600
-            os.replace(self._tmp, self.path)
-            self._tmp = None
+            self._out.commit()
+            self._out = None
             self._closed = True
         except BaseException:
             self.abort()
@@ -404,14 +394,9 @@ class VideoWriter:
             with contextlib.suppress(Exception):
                 self._container.close()
             self._container = None
-        if self._file is not None:
-            with contextlib.suppress(OSError):
-                self._file.close()
-            self._file = None
-        if self._tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self._tmp)
-            self._tmp = None
+        if self._out is not None:
+            self._out.abort()
+            self._out = None
 
 
 def pairwise_flow(

@@ -19,11 +19,12 @@ Convention:
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from flowlib._files import atomic_open
 
 __all__ = [
     "make_colorwheel",
@@ -739,16 +740,5 @@ def save_png(path: str | os.PathLike, rgb: Any) -> None:
         raise FileNotFoundError(f"folder of {path} does not exist")
     writer = png.Writer(width=rgb.shape[1], height=rgb.shape[0], greyscale=planes == 1,
                         alpha=planes == 4, bitdepth=8)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            writer.write(f, (row.tobytes() for row in np.ascontiguousarray(rgb).reshape(rgb.shape[0], -1)))
-        # mkstemp creates the file 0600; give it the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as f:
+        writer.write(f, (row.tobytes() for row in np.ascontiguousarray(rgb).reshape(rgb.shape[0], -1)))

@@ -53,7 +53,7 @@ def _random_weights(path: Path, name: str, seed: int) -> Path:
     import jax.numpy as jnp
 
     from flowlib import _zoo
-    from flowlib.convert._common import flatten, save_weights, unflatten
+    from flowlib.weights import flatten, save_weights, unflatten
 
     x = jax.ShapeDtypeStruct((1, H, W, 3), jnp.float32)
     shapes = jax.eval_shape(_zoo.get(name).build().init, jax.random.PRNGKey(0), x, x)
@@ -166,15 +166,18 @@ def test_train_help_is_the_trainers(capsys):
     assert "--steps" in out and "--data" in out and "spynet" in out
 
 
-def test_train_forwards_its_arguments_and_the_global_flags(monkeypatch):
+def test_train_parses_the_trainers_options_and_the_global_flags(monkeypatch):
     import flowlib.train.__main__ as train_main
 
     seen = []
-    monkeypatch.setattr(train_main, "main", lambda argv: seen.append(argv) or 7)
+    monkeypatch.setattr(train_main, "run", lambda cfg, debug: seen.append((cfg, debug)) or 7)
     argv = ["spynet", "--data", "synthetic", "--steps", "3", "--crop", "64", "96", "--lr=1e-3"]
     assert cli.main(["train", *argv]) == 7
     assert cli.main(["--quiet", "--debug", "--device", "cpu", "train", *argv]) == 7
-    assert seen == [argv, argv + ["--debug", "--no-progress"]]
+    want = train_main.config_from_args(train_main.build_parser().parse_args(argv))
+    assert seen[0] == (want, False)
+    assert seen[1][0].progress is False and seen[1][1] is True
+    assert seen[1][0].identity() == want.identity()
 
 
 def test_version(capsys):
@@ -246,7 +249,7 @@ def test_viz_of_a_kitti_png_keeps_invalid_pixels_black(tmp_path):
 
 def test_download_reports_cached_weights_and_offline_misses(capsys, spynet_weights):
     from flowlib import hub
-    from flowlib.convert._common import load_weights, save_weights
+    from flowlib.weights import load_weights, save_weights
 
     _run_error(capsys, ["download", "spynet:sintel-final"], "offline")
     variables, _ = load_weights(spynet_weights)

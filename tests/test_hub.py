@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from flowlib import _download, cli, hub
-from flowlib.convert._torch import write_torch_checkpoint
 from tests._fake_hosts import LFS_POINTER, QUOTA, FakeHosts
+from tests.convert._torch_writer import write_torch_checkpoint
 
 PAYLOAD = bytes((i * 7919 + (i >> 8) * 31) % 251 for i in range(300_000))
 SHA = hashlib.sha256(PAYLOAD).hexdigest()

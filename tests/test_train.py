@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 
 import flowlib
-from flowlib.convert._common import flatten, load_weights
 from flowlib.data import synthetic
-from flowlib.train import TrainConfig, train
-from flowlib.train import _checkpoint
+from flowlib.train import TrainConfig, _checkpoint, train
+from flowlib.weights import flatten, load_weights
 
 # A tiny SpyNet run: 3 pyramid levels on 32 x 48 crops, one network shared by all levels.
 _TINY = dict(model="spynet", data="synthetic", batch_size=2, crop=(32, 48), lr=1e-3, warmup=2,
@@ -119,8 +118,10 @@ def test_killed_run_resumes_to_the_same_state(tmp_path):
         proc.stderr.close()
     killed_at = int(_checkpoint.latest(run / "checkpoints").stem.split("_")[1])
     assert killed_at < steps or not (run / "weights.npz").exists()
-    # No temp file may pass as a checkpoint.
-    assert all(p.name.startswith(("step_", ".tmp-")) for p in (run / "checkpoints").iterdir())
+    # No temp file may pass as a checkpoint (flowlib._files names them .step_<n>.npz.<random>.tmp).
+    assert all(p.name.startswith("step_") or (p.name.startswith(".step_") and p.suffix == ".tmp")
+               for p in (run / "checkpoints").iterdir())
+    assert _checkpoint.latest(run / "checkpoints").name.startswith("step_")
 
     done = subprocess.run(_cli(run, steps, 1), check=True, capture_output=True, text=True, timeout=600)
     assert "done: 20 steps" in done.stdout
@@ -145,7 +146,7 @@ def _flatten(tree, prefix=""):
 
 
 def test_synthetic_scene_choice():
-    from flowlib.train import _batch_fn
+    from flowlib.train.batches import batch_builder as _batch_fn
 
     cfg = TrainConfig(**{**_TINY, "data_kwargs": {"scene": "translation", "max_shift": 1}})
     batch = _batch_fn(cfg, "flow", 2, 0)(0)
@@ -157,3 +158,110 @@ def test_synthetic_scene_choice():
     assert mixed["flow"].shape == (2, 32, 48, 2) and np.isfinite(mixed["flow"]).all()
     with pytest.raises(ValueError, match="scene must be one of"):
         _batch_fn(TrainConfig(**{**_TINY, "data_kwargs": {"scene": "moon"}}), "flow", 2, 0)
+
+
+def test_batches_are_a_pure_function_of_seed_and_step():
+    """What exact resume rests on: the same (seed, step) gives the same bytes, another step not."""
+    from flowlib.train.batches import batch_builder
+
+    cfg = TrainConfig(**{**_TINY, "data_kwargs": {"scene": "mix", "motion": 0.3}})
+    a, b = batch_builder(cfg, "flow", 2, 0)(5), batch_builder(cfg, "flow", 2, 0)(5)
+    assert a.keys() == b.keys() == {"image1", "image2", "flow", "valid"}
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert not np.array_equal(batch_builder(cfg, "flow", 2, 0)(6)["image1"], a["image1"])
+    # A process's slice (offset) is the same samples as the global batch's rows.
+    second = batch_builder(cfg, "flow", 1, 1)(5)
+    np.testing.assert_array_equal(second["image1"][0], a["image1"][1])
+    stereo_cfg = TrainConfig(**{**_TINY, "model": "cfnet", "model_kwargs": {}})
+    stereo = batch_builder(stereo_cfg, "stereo", 1, 0)(0)
+    assert stereo["disparity"].shape == (1, 32, 48) and np.isfinite(stereo["disparity"]).all()
+
+
+def test_mixed_scene_alternates_generators_and_still_pairs():
+    from flowlib.train.batches import STILL_MOTION_DIVISOR, mixed_flow_pair
+
+    assert STILL_MOTION_DIVISOR == 20
+    cases = ((0, synthetic.flow_pair, 0.5), (1, synthetic.warp_pair, 0.5),
+             (2, synthetic.flow_pair, 0.5 / 20), (3, synthetic.warp_pair, 0.5 / 20))
+    for seed, generator, motion in cases:
+        got = mixed_flow_pair(seed, 24, 32, motion=0.5)
+        want = generator(seed, 24, 32, motion=motion)
+        np.testing.assert_array_equal(got["flow"], want["flow"])
+
+
+def test_loss_dispatch_binds_the_module_options():
+    import functools
+
+    from flowlib import losses
+    from flowlib.models.cfnet import CFNet
+    from flowlib.models.flownet import FlowNet
+
+    assert losses.loss_for("spynet", None) is losses.spynet_loss
+    flownet = losses.loss_for("flownetc", FlowNet(div_flow=10.0))
+    assert isinstance(flownet, functools.partial) and flownet.func is losses.flownet_loss
+    assert flownet.keywords == {"div_flow": 10.0}
+    assert losses.loss_for("cfnet", CFNet(maxdisp=128)).keywords == {"maxdisp": 128.0}
+    with pytest.raises(ValueError, match="no training loss for model 'raft'"):
+        losses.loss_for("raft", None)
+
+
+def test_command_line_is_generated_from_the_config():
+    import dataclasses
+
+    from flowlib.train.__main__ import build_parser
+    from flowlib.train.config import config_from_args
+
+    parser = build_parser()
+    cfg = config_from_args(parser.parse_args(["spynet"]))
+    defaults = TrainConfig()
+    for field in dataclasses.fields(TrainConfig):
+        want = "runs/spynet" if field.name == "out" else getattr(defaults, field.name)
+        assert getattr(cfg, field.name) == want, field.name
+        if field.name != "model":
+            assert field.metadata["help"], field.name
+            flag = ("--no-" if field.type == "bool" else "--") + field.name.replace("_", "-")
+            assert flag in parser.format_help(), flag
+    cfg = config_from_args(parser.parse_args(
+        ["cfnet", "--crop", "64", "96", "--model-kwargs", '{"maxdisp": 128}', "--no-photometric",
+         "--no-progress", "--batch-size", "4", "--out", "x"]))
+    assert (cfg.crop, cfg.model_kwargs, cfg.photometric, cfg.progress, cfg.batch_size, cfg.out) == (
+        (64, 96), {"maxdisp": 128}, False, False, 4, "x")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["spynet", "--model-kwargs", "{maxdisp: 1}"], "not valid JSON"),
+    (["spynet", "--data-kwargs", "[1, 2]"], "must be a JSON object"),
+    (["spynet", "--steps", "0"], "must be >= 1"),
+    (["raft"], "invalid choice"),
+])
+def test_command_line_errors_are_usage_errors(argv, message, capsys):
+    from flowlib.train.__main__ import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_recorded_commands_give_the_recorded_identity():
+    """The embedded weights' curriculum commands still parse to the configs their checkpoints hold.
+
+    Run folders stay resumable only while the identity of a command line does not change.
+    """
+    import shlex
+
+    from flowlib.train.__main__ import build_parser
+    from flowlib.train.config import config_from_args
+
+    folder = Path(flowlib.__file__).parent / "assets" / "weights"
+    checked = 0
+    for path in sorted(folder.glob("*.npz")):
+        for stage in load_weights(path)[1].get("curriculum", []):  # trained weights only
+            argv = shlex.split(stage["command"].split("#")[0])[3:]  # drop python -m flowlib.train
+            identity = config_from_args(build_parser().parse_args(argv)).identity()
+            if "photometric" not in stage["config"]:  # recorded before the option existed
+                identity.pop("photometric")
+            assert identity == stage["config"], stage["command"]
+            checked += 1
+    assert checked >= 4
+

@@ -13,7 +13,7 @@ import os
 import sys
 
 from flowlib import _zoo
-from flowlib.convert._common import save_weights
+from flowlib.weights import save_weights
 
 
 def _sha256(path: str) -> str | None:

@@ -7,20 +7,18 @@ with the target variable tree (from ``model.init`` or ``jax.eval_shape``).  ``fi
 raises a ``ValueError`` listing every source tensor that was neither used nor ignored,
 every target leaf that was not filled, filled twice, or filled with the wrong shape.
 
-Converted weights are stored as a flat ``.npz`` whose keys are the ``/``-joined paths of
-the Flax variable tree (``params/conv1/conv/kernel``) plus ``__meta__``, a JSON string
-with the model name, its constructor keyword arguments and the provenance.
+Converted weights are stored in the runtime format of :mod:`flowlib.weights` (a flat
+``.npz`` plus ``__meta__``); its functions are re-exported here for the converters.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import os
 import re
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
+
+from flowlib.weights import flatten, load_weights, save_weights, unflatten
 
 __all__ = [
     "conv_kernel",
@@ -56,33 +54,6 @@ def strip_prefix(state: Mapping[str, Any], prefix: str = "module.") -> dict[str,
     if keys and all(k.startswith(prefix) for k in keys):
         return {k[len(prefix) :]: v for k, v in state.items()}
     return dict(state)
-
-
-def flatten(tree: Mapping[str, Any], sep: str = "/") -> dict[str, Any]:
-    """Nested dict -> flat dict with ``sep``-joined keys."""
-    out: dict[str, Any] = {}
-
-    def rec(node: Any, prefix: str) -> None:
-        if isinstance(node, Mapping):
-            for k, v in node.items():
-                rec(v, f"{prefix}{sep}{k}" if prefix else str(k))
-        else:
-            out[prefix] = node
-
-    rec(tree, "")
-    return out
-
-
-def unflatten(flat: Mapping[str, Any], sep: str = "/") -> dict[str, Any]:
-    """Flat dict with ``sep``-joined keys -> nested dict."""
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        node = out
-        parts = key.split(sep)
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = value
-    return out
 
 
 class KeyMapper:
@@ -150,40 +121,3 @@ class KeyMapper:
         if problems:
             raise ValueError("weight conversion failed:\n  " + "\n  ".join(problems))
         return unflatten(self.target)
-
-
-def save_weights(path: str | os.PathLike, variables: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
-    """Write a flat npz of ``variables`` with ``__meta__`` (JSON), atomically."""
-    flat = {k: np.asarray(v) for k, v in flatten(variables).items()}
-    if "__meta__" in flat:
-        raise ValueError("'__meta__' is reserved")
-    flat["__meta__"] = np.array(json.dumps(dict(meta), sort_keys=True))
-    from flowlib.io import _atomic_write
-
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    buf = io.BytesIO()
-    np.savez(buf, **flat)
-    _atomic_write(path, buf.getvalue())
-
-
-def load_weights(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read a flowlib weight npz -> (nested variables, meta dict)."""
-    path = os.fspath(path)
-    try:
-        # Open the file ourselves: np.load leaks its handle when the archive is damaged.
-        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
-            flat = {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, EOFError) as err:
-        raise ValueError(f"{path}: not a readable flowlib weight file (.npz): {err}") from err
-    except Exception as err:  # zipfile.BadZipFile, zlib.error, KeyError from a damaged archive
-        raise ValueError(f"{path}: damaged weight file (.npz): {err}") from err
-    if "__meta__" not in flat:
-        raise ValueError(f"{path}: weight file has no '__meta__' entry; was it written by flowlib?")
-    try:
-        meta = json.loads(str(flat.pop("__meta__")))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: '__meta__' is not valid JSON: {err}") from err
-    return unflatten(flat), meta

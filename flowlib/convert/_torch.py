@@ -1,4 +1,7 @@
-"""Read and write PyTorch ``torch.save`` checkpoints without PyTorch, and without running code.
+"""Read PyTorch ``torch.save`` checkpoints without PyTorch, and without running code.
+
+(The writer the tests use is ``tests/convert/_torch_writer.py``; the restricted unpickler is
+:mod:`flowlib.convert._torch_pickle`.)
 
 ``torch.save`` pickles the object tree; every tensor pickles as a call to a rebuild function
 (``torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)``) whose storage is a
@@ -25,13 +28,7 @@ objects -> ``"torch.float32"``-style strings).
 
 from __future__ import annotations
 
-import _compat_pickle
-import collections
-import io
-import math
 import os
-import pickle
-import pickletools
 import re
 import struct
 import zipfile
@@ -40,8 +37,17 @@ from typing import Any, BinaryIO, Mapping
 import numpy as np
 
 from flowlib.convert._common import strip_prefix
+from flowlib.convert._torch_pickle import (
+    DType,
+    Refused,
+    Storage,
+    StorageType,
+    check_int,
+    scan_pickle,
+    unpickle,
+)
 
-__all__ = ["read_torch_checkpoint", "unwrap_state_dict", "write_torch_checkpoint"]
+__all__ = ["read_torch_checkpoint", "unwrap_state_dict"]
 
 # torch/serialization.py: MAGIC_NUMBER, PROTOCOL_VERSION of the legacy format.
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -50,367 +56,8 @@ _ZIP_MAGIC = b"PK\x03\x04"
 # A legacy file starts with pickle PROTO 2, LONG1 of 10 bytes (the magic number).
 _LEGACY_PREFIX = b"\x80\x02\x8a\x0a"
 
-# A tensor whose element count exceeds its storage's (zero strides: an expanded tensor) is
-# materialised in full; cap that so a crafted stride-0 tensor cannot ask for terabytes.
-_MAX_EXPANDED_ELEMENTS = 1 << 28
 # Metadata pickles are small (the tensor bytes live elsewhere).
 _MAX_PICKLE_BYTES = 1 << 31
-_MAX_NDIM = 64
-
-
-class _DType(str):
-    """A torch dtype. It *is* the string ``"torch.float32"`` (what a dtype stored as a value
-    comes back as), and carries the numpy dtype of its storage elements."""
-
-    def __new__(cls, name: str, np_dtype: str) -> "_DType":
-        obj = super().__new__(cls, f"torch.{name}")
-        obj.name = name  # "float32"
-        obj.np_dtype = np.dtype(np_dtype)  # storage element type, little-endian
-        return obj
-
-    @property
-    def itemsize(self) -> int:
-        return self.np_dtype.itemsize
-
-    def __setstate__(self, state: Any) -> None:
-        raise ValueError("BUILD applied to a dtype")
-
-
-# torch dtype name -> numpy storage dtype. bfloat16 is stored as its raw uint16 bits and
-# widened to float32 when a tensor is built (exact); bool is stored as one byte.
-_DTYPES: dict[str, _DType] = {
-    name: _DType(name, code)
-    for name, code in [
-        ("float32", "<f4"),
-        ("float64", "<f8"),
-        ("float16", "<f2"),
-        ("bfloat16", "<u2"),
-        ("int64", "<i8"),
-        ("int32", "<i4"),
-        ("int16", "<i2"),
-        ("int8", "i1"),
-        ("uint8", "u1"),
-        ("bool", "u1"),
-        ("complex64", "<c8"),
-        ("complex128", "<c16"),
-    ]
-}
-# Legacy aliases that old pickles (or str(torch.float)) may name.
-_DTYPE_ALIASES = {
-    "float": "float32", "double": "float64", "half": "float16", "long": "int64",
-    "int": "int32", "short": "int16", "cfloat": "complex64", "cdouble": "complex128",
-}
-
-_STORAGE_CLASSES = {
-    "FloatStorage": "float32",
-    "DoubleStorage": "float64",
-    "HalfStorage": "float16",
-    "BFloat16Storage": "bfloat16",
-    "LongStorage": "int64",
-    "IntStorage": "int32",
-    "ShortStorage": "int16",
-    "CharStorage": "int8",
-    "ByteStorage": "uint8",
-    "BoolStorage": "bool",
-    "ComplexFloatStorage": "complex64",
-    "ComplexDoubleStorage": "complex128",
-}
-
-
-class _StorageType:
-    """What ``torch.FloatStorage`` etc. resolve to: only a dtype tag, not callable."""
-
-    __slots__ = ("name", "dtype")
-
-    def __init__(self, name: str, dtype: _DType) -> None:
-        self.name = name
-        self.dtype = dtype
-
-    def __setstate__(self, state: Any) -> None:
-        raise ValueError("BUILD applied to a storage class")
-
-
-_UNTYPED = _StorageType("UntypedStorage", _DTYPES["uint8"])
-
-
-class _Storage:
-    """A loaded storage: a 1-D numpy array of its element type (bf16 as uint16 bits)."""
-
-    __slots__ = ("key", "dtype", "array")
-
-    def __init__(self, key: str, dtype: _DType, array: np.ndarray | None) -> None:
-        self.key = key
-        self.dtype = dtype
-        self.array = array  # None during the legacy format's first (survey) pass
-
-    def __setstate__(self, state: Any) -> None:
-        raise ValueError("BUILD applied to a storage")
-
-
-class _Marker:
-    """Stand-in for a torch class that may only appear as an argument (never called)."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __setstate__(self, state: Any) -> None:
-        raise ValueError(f"BUILD applied to {self.name}")
-
-
-_TENSOR_TYPE = _Marker("torch.Tensor")
-_PARAMETER_TYPE = _Marker("torch.nn.parameter.Parameter")
-
-
-class _Pending:
-    """Placeholder tensor of the legacy format's first pass (storages not read yet)."""
-
-    __slots__ = ()
-
-    def __setstate__(self, state: Any) -> None:
-        raise ValueError("BUILD applied to a tensor")
-
-
-# --------------------------------------------------------------------------------------
-# Safe stand-ins for the allow-listed globals.
-
-
-def _check_int(value: Any, what: str, *, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{what} must be an integer >= {minimum}, got {type(value).__name__} {value!r:.40}")
-    return value
-
-
-def _check_shape(value: Any, what: str) -> tuple[int, ...]:
-    if not isinstance(value, (tuple, list)) or len(value) > _MAX_NDIM:
-        raise ValueError(f"{what} must be a tuple of at most {_MAX_NDIM} integers, got {type(value).__name__}")
-    return tuple(_check_int(v, what) for v in value)
-
-
-def _build_tensor(storage: Any, offset: Any, size: Any, stride: Any, dtype: _DType | None = None) -> Any:
-    """numpy equivalent of ``tensor.set_(storage, offset, size, stride)``, copied out."""
-    if not isinstance(storage, _Storage):
-        raise ValueError(f"tensor rebuild expects a storage, got {type(storage).__name__}")
-    offset = _check_int(offset, "storage offset")
-    size = _check_shape(size, "tensor size")
-    stride = _check_shape(stride, "tensor stride")
-    if len(size) != len(stride):
-        raise ValueError(f"tensor size {size} and stride {stride} differ in length")
-    tdtype = storage.dtype if dtype is None else dtype
-    if storage.array is None:
-        return _Pending()
-    base = storage.array
-    if dtype is not None and dtype is not storage.dtype:
-        # _rebuild_tensor_v3 reinterprets an untyped (byte) storage as `dtype`.
-        if storage.dtype.itemsize != 1 or base.size % tdtype.itemsize:
-            raise ValueError(f"cannot view a {storage.dtype.name} storage as {tdtype.name}")
-        base = base.view(tdtype.np_dtype)
-    numel = math.prod(size)
-    if numel == 0:
-        out = np.zeros(size, dtype=base.dtype)
-    else:
-        last = offset + sum((n - 1) * s for n, s in zip(size, stride))
-        if last >= base.size:
-            raise ValueError(
-                f"tensor (offset {offset}, size {size}, stride {stride}) reaches element {last} "
-                f"of a storage with {base.size} elements"
-            )
-        if numel > base.size and numel > _MAX_EXPANDED_ELEMENTS:
-            raise ValueError(f"tensor of size {size} expands a {base.size}-element storage beyond {_MAX_EXPANDED_ELEMENTS} elements")
-        view = np.lib.stride_tricks.as_strided(
-            base[offset:], shape=size, strides=tuple(s * base.itemsize for s in stride), writeable=False
-        )
-        out = np.array(view, copy=True, order="C")
-    if tdtype.name == "bfloat16":
-        # bfloat16 is the upper half of a float32: widening is exact.
-        out = (out.astype(np.uint32) << 16).view(np.float32)
-    elif tdtype.name == "bool":
-        out = out != 0
-    return out
-
-
-def _rebuild_tensor(storage, storage_offset, size, stride):
-    return _build_tensor(storage, storage_offset, size, stride)
-
-
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
-    # requires_grad, backward hooks and metadata describe autograd state: nothing to keep.
-    return _build_tensor(storage, storage_offset, size, stride)
-
-
-def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype, metadata=None):
-    if not isinstance(dtype, _DType):
-        raise ValueError(f"_rebuild_tensor_v3 expects a dtype, got {type(dtype).__name__}")
-    return _build_tensor(storage, storage_offset, size, stride, dtype)
-
-
-def _rebuild_parameter(data, requires_grad, backward_hooks):
-    if not isinstance(data, (np.ndarray, _Pending)):
-        raise ValueError(f"_rebuild_parameter expects a tensor, got {type(data).__name__}")
-    return data
-
-
-def _rebuild_parameter_with_state(data, requires_grad, backward_hooks, state):
-    return _rebuild_parameter(data, requires_grad, backward_hooks)
-
-
-_REBUILDERS = (_rebuild_tensor, _rebuild_tensor_v2, _rebuild_tensor_v3, _rebuild_parameter, _rebuild_parameter_with_state)
-
-
-def _rebuild_from_type_v2(func, new_type, args, state):
-    # torch._tensor._rebuild_from_type_v2: a tensor (subclass) with Python attributes. Only
-    # plain tensors / Parameters, rebuilt by one of our own functions, are accepted.
-    if func not in _REBUILDERS:
-        raise ValueError("_rebuild_from_type_v2 names a function that is not a tensor-rebuild function")
-    if new_type not in (_TENSOR_TYPE, _PARAMETER_TYPE):
-        raise ValueError("_rebuild_from_type_v2 names a tensor subclass other than Tensor/Parameter")
-    if not isinstance(args, tuple):
-        raise ValueError("_rebuild_from_type_v2 expects an argument tuple")
-    return func(*args)
-
-
-def _torch_size(*args):
-    if len(args) == 1 and isinstance(args[0], (tuple, list)):
-        args = tuple(args[0])
-    return _check_shape(tuple(args), "torch.Size")
-
-
-def _torch_device(kind, index=None):
-    if not isinstance(kind, str) or (index is not None and not isinstance(index, int)):
-        raise ValueError("torch.device expects (str, int | None)")
-    return kind if index is None or ":" in kind else f"{kind}:{index}"
-
-
-def _codecs_encode(text, encoding="utf-8"):
-    # Protocol-2 pickles store bytes as _codecs.encode(latin-1 text, "latin1").
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1", "iso-8859-1", "utf-8", "utf8", "ascii"):
-        raise ValueError("_codecs.encode may only turn a str into bytes")
-    return text.encode(encoding)
-
-
-class _NumpyDType:
-    """``numpy.dtype`` as it appears in pickled numpy scalars; only plain numeric kinds."""
-
-    __slots__ = ("dtype",)
-
-    def __init__(self, code, align=False, copy=False):
-        if not isinstance(code, str) or not re.fullmatch(r"[biufc]\d{1,2}|\?", code):
-            raise ValueError(f"numpy dtype {code!r:.20} is not a plain numeric type")
-        self.dtype = np.dtype(code)
-
-    def __setstate__(self, state):
-        # (version, byteorder, subdescr, names, fields, elsize, alignment, flags)
-        if not isinstance(state, tuple) or len(state) < 2 or state[1] not in ("<", ">", "|", "="):
-            raise ValueError("bad numpy dtype state")
-        if state[1] in "<>":
-            self.dtype = self.dtype.newbyteorder(state[1])
-
-
-def _numpy_scalar(dtype, data=None):
-    if not isinstance(dtype, _NumpyDType) or not isinstance(data, bytes) or len(data) != dtype.dtype.itemsize:
-        raise ValueError("numpy scalar expects a numeric dtype and its bytes")
-    return np.frombuffer(data, dtype=dtype.dtype)[0].astype(dtype.dtype.newbyteorder("="))
-
-
-def _allowed_globals() -> dict[tuple[str, str], Any]:
-    allowed: dict[tuple[str, str], Any] = {
-        ("collections", "OrderedDict"): collections.OrderedDict,
-        ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-        ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
-        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-        ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter_with_state,
-        ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
-        ("torch.tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,  # torch < 1.9 module name
-        ("torch", "Tensor"): _TENSOR_TYPE,
-        ("torch.nn.parameter", "Parameter"): _PARAMETER_TYPE,
-        ("torch", "Size"): _torch_size,
-        ("torch", "device"): _torch_device,
-        ("torch", "UntypedStorage"): _UNTYPED,
-        ("torch.storage", "UntypedStorage"): _UNTYPED,
-        ("_codecs", "encode"): _codecs_encode,
-        ("builtins", "set"): set,
-        ("builtins", "frozenset"): frozenset,
-        ("builtins", "complex"): complex,
-        ("numpy", "dtype"): _NumpyDType,
-        ("numpy.core.multiarray", "scalar"): _numpy_scalar,
-        ("numpy._core.multiarray", "scalar"): _numpy_scalar,
-    }
-    for cls, dname in _STORAGE_CLASSES.items():
-        allowed[("torch", cls)] = _StorageType(cls, _DTYPES[dname])
-    for name, dt in _DTYPES.items():
-        allowed[("torch", name)] = dt
-    for alias, name in _DTYPE_ALIASES.items():
-        allowed[("torch", alias)] = _DTYPES[name]
-    return allowed
-
-
-_ALLOWED = _allowed_globals()
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler whose globals come only from :data:`_ALLOWED` (never imported)."""
-
-    def __init__(self, data: bytes, persistent_load) -> None:
-        super().__init__(io.BytesIO(data), encoding="utf-8")
-        self._persistent = persistent_load
-
-    def find_class(self, module: str, name: str) -> Any:
-        # Python 2 pickles (old legacy checkpoints) name __builtin__ etc.; map like pickle does.
-        if (module, name) in _compat_pickle.NAME_MAPPING:
-            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-        elif module in _compat_pickle.IMPORT_MAPPING:
-            module = _compat_pickle.IMPORT_MAPPING[module]
-        try:
-            return _ALLOWED[(module, name)]
-        except (KeyError, TypeError):
-            pass
-        raise _Refused(f"{module}.{name}")
-
-    def persistent_load(self, pid: Any) -> Any:
-        return self._persistent(pid)
-
-
-class _Refused(ValueError):
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.name = name
-
-
-def _scan_pickle(data: bytes, start: int = 0) -> int:
-    """Walk the opcodes of the pickle at ``data[start:]`` without executing it.
-
-    Checks that every declared length and memo index fits in the data (so the C unpickler
-    never allocates for a corrupted or hostile number) and returns the offset just past STOP.
-    """
-    # BytesIO shares a bytes object's buffer (no copy of a large legacy file).
-    stream = io.BytesIO(data)
-    stream.seek(start)
-    end = None
-    count = 0
-    try:
-        for opcode, arg, pos in pickletools.genops(stream):
-            count += 1
-            if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT") and arg > count:
-                # CPython's unpickler grows its memo array to twice the index (and zeroes
-                # it): a 6-byte LONG_BINPUT 2**32-1 would ask for 64 GiB. Real pickles
-                # number memo entries consecutively, so an index never exceeds the op count.
-                raise ValueError(f"memo index {arg} at byte {pos} is out of range")
-            if opcode.name == "FRAME" and arg > len(data) - pos:
-                raise ValueError(f"frame of {arg} bytes at byte {pos} exceeds the data")
-            if opcode.name == "STOP":
-                end = pos + 1
-    except Exception as err:  # ValueError, struct.error, UnicodeDecodeError, ...
-        raise ValueError(f"damaged pickle at byte {start}+: {err}") from err
-    if end is None:
-        raise ValueError("damaged pickle: no STOP opcode")
-    return end
-
-
-def _unpickle(data: bytes, persistent_load) -> Any:
-    _scan_pickle(data)
-    return _RestrictedUnpickler(data, persistent_load).load()
 
 
 # --------------------------------------------------------------------------------------
@@ -453,7 +100,7 @@ def read_torch_checkpoint(path: str | os.PathLike) -> Any:
                 f"not a PyTorch checkpoint: starts with {head!r}, expected a zip archive ({_ZIP_MAGIC!r}) "
                 f"or the legacy pickle magic ({_LEGACY_PREFIX!r})"
             )
-        except _Refused as err:
+        except Refused as err:
             raise ValueError(
                 f"refusing to load {err.name} from checkpoint {path}: not a tensor-rebuild function or "
                 "plain container (flowlib never runs code named in a checkpoint)"
@@ -537,17 +184,17 @@ def _read_zip(f: BinaryIO) -> Any:
         if pkl.file_size > _MAX_PICKLE_BYTES:
             raise ValueError(f"data.pkl declares {pkl.file_size} bytes")
         data = _read_member(zf, pkl, archive_size)
-        storages: dict[str, _Storage] = {}
+        storages: dict[str, Storage] = {}
 
-        def persistent_load(pid: Any) -> _Storage:
+        def persistent_load(pid: Any) -> Storage:
             if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] in ("storage", b"storage")):
                 raise ValueError(f"unexpected persistent id (expected ('storage', type, key, location, numel)): {type(pid).__name__}")
             _, stype, key, _location, numel = pid
-            if not isinstance(stype, _StorageType):
+            if not isinstance(stype, StorageType):
                 raise ValueError("persistent id does not name a storage class")
             if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", key) or key.strip(".") == "":
                 raise ValueError(f"storage key {key!r:.70} is not a plain name")
-            numel = _check_int(numel, "storage element count")
+            numel = check_int(numel, "storage element count")
             dtype = stype.dtype
             if key in storages:
                 if storages[key].dtype is not dtype:
@@ -562,15 +209,15 @@ def _read_zip(f: BinaryIO) -> Any:
             arr = np.frombuffer(raw, dtype=dtype.np_dtype.newbyteorder(order) if dtype.itemsize > 1 else dtype.np_dtype)
             if order == ">" and dtype.itemsize > 1:
                 arr = arr.astype(dtype.np_dtype)
-            storages[key] = _Storage(key, dtype, arr)
+            storages[key] = Storage(key, dtype, arr)
             return storages[key]
 
-        return _finish(_unpickle(data, persistent_load))
+        return _finish(unpickle(data, persistent_load))
 
 
 def _finish(obj: Any) -> Any:
     """A bare storage saved as a value comes back as its 1-D array."""
-    if isinstance(obj, _Storage):
+    if isinstance(obj, Storage):
         return np.array(obj.array)
     return obj
 
@@ -579,8 +226,8 @@ def _read_legacy(f: BinaryIO) -> Any:
     data = f.read()
 
     def small_pickle(start: int) -> tuple[Any, int]:
-        end = _scan_pickle(data, start)
-        return _unpickle(data[start:end], _no_persistent), end
+        end = scan_pickle(data, start)
+        return unpickle(data[start:end], _no_persistent), end
 
     magic, pos = small_pickle(0)
     if magic != LEGACY_MAGIC:
@@ -591,23 +238,23 @@ def _read_legacy(f: BinaryIO) -> Any:
     sys_info, pos = small_pickle(pos)
     if not isinstance(sys_info, dict):
         raise ValueError("legacy sys_info is not a dict")
-    main_end = _scan_pickle(data, pos)
+    main_end = scan_pickle(data, pos)
     main = data[pos:main_end]
     keys, pos = small_pickle(main_end)
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) or len(set(keys)) != len(keys):
         raise ValueError("legacy storage key list is not a list of distinct strings")
 
     # Pass 1: learn each storage's element type and count from the persistent ids.
-    declared: dict[str, tuple[_DType, int]] = {}
+    declared: dict[str, tuple[DType, int]] = {}
 
-    def survey(pid: Any) -> _Storage:
+    def survey(pid: Any) -> Storage:
         key, dtype, numel, _view = _legacy_pid(pid)
         if key in declared and declared[key][0] is not dtype:
             raise ValueError(f"storage {key} is used as both {declared[key][0].name} and {dtype.name}")
         declared.setdefault(key, (dtype, numel))
-        return _Storage(key, dtype, None)
+        return Storage(key, dtype, None)
 
-    _unpickle(main, survey)
+    unpickle(main, survey)
     if set(keys) != set(declared):
         raise ValueError(
             f"legacy storage list {sorted(keys)[:5]} does not match the storages the pickle uses {sorted(declared)[:5]}"
@@ -630,42 +277,42 @@ def _read_legacy(f: BinaryIO) -> Any:
         pos += nbytes
 
     # Pass 2: the real object, its tensors now backed by data.
-    views: dict[str, _Storage] = {}
+    views: dict[str, Storage] = {}
 
-    def load(pid: Any) -> _Storage:
+    def load(pid: Any) -> Storage:
         key, dtype, numel, view_meta = _legacy_pid(pid)
-        root = _Storage(key, dtype, roots[key])
+        root = Storage(key, dtype, roots[key])
         if view_meta is None:
             return root
         view_key, offset, size = view_meta
         if offset + size > numel:
             raise ValueError(f"storage view {view_key} [{offset}, {offset + size}) exceeds its {numel}-element root")
         if view_key not in views:
-            views[view_key] = _Storage(view_key, dtype, roots[key][offset : offset + size])
+            views[view_key] = Storage(view_key, dtype, roots[key][offset : offset + size])
         return views[view_key]
 
-    return _finish(_unpickle(main, load))
+    return _finish(unpickle(main, load))
 
 
 def _no_persistent(pid: Any) -> Any:
     raise ValueError("unexpected persistent id in a legacy header pickle")
 
 
-def _legacy_pid(pid: Any) -> tuple[str, _DType, int, tuple[str, int, int] | None]:
+def _legacy_pid(pid: Any) -> tuple[str, DType, int, tuple[str, int, int] | None]:
     if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] in ("storage", b"storage")):
         if isinstance(pid, tuple) and pid and pid[0] in ("module", b"module"):
             raise ValueError("checkpoint pickles a whole nn.Module (code); save model.state_dict() instead")
         raise ValueError(f"unexpected persistent id (expected ('storage', type, key, location, numel, view)): {type(pid).__name__}")
     _, stype, key, _location, numel, view_meta = pid
-    if not isinstance(stype, _StorageType):
+    if not isinstance(stype, StorageType):
         raise ValueError("persistent id does not name a storage class")
     if not isinstance(key, str):
         raise ValueError("storage key is not a string")
-    numel = _check_int(numel, "storage element count")
+    numel = check_int(numel, "storage element count")
     if view_meta is not None:
         if not (isinstance(view_meta, tuple) and len(view_meta) == 3 and isinstance(view_meta[0], str)):
             raise ValueError("storage view metadata is not (key, offset, size)")
-        view_meta = (view_meta[0], _check_int(view_meta[1], "view offset"), _check_int(view_meta[2], "view size"))
+        view_meta = (view_meta[0], check_int(view_meta[1], "view offset"), check_int(view_meta[2], "view size"))
     return key, stype.dtype, numel, view_meta
 
 
@@ -715,310 +362,3 @@ def unwrap_state_dict(obj: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     if others:
         extras["non_tensor_entries"] = others
     return strip_prefix(tensors, "module."), extras
-
-
-# --------------------------------------------------------------------------------------
-# Writing.
-
-_NP_TO_STORAGE = {
-    "float32": "FloatStorage",
-    "float64": "DoubleStorage",
-    "float16": "HalfStorage",
-    "bfloat16": "BFloat16Storage",
-    "int64": "LongStorage",
-    "int32": "IntStorage",
-    "int16": "ShortStorage",
-    "int8": "CharStorage",
-    "uint8": "ByteStorage",
-    "bool": "BoolStorage",
-    "complex64": "ComplexFloatStorage",
-    "complex128": "ComplexDoubleStorage",
-}
-
-
-class _PickleWriter:
-    """Emits the protocol-2 opcode subset that ``torch.load(weights_only=True)`` accepts.
-
-    Python's own pickler cannot be used: it would need to import ``torch._utils`` to
-    name the rebuild functions.
-    """
-
-    def __init__(self, persistent_id, *, legacy: bool = False) -> None:
-        self.legacy = legacy  # legacy persistent ids carry a 6th field (storage view: None)
-        self.out = io.BytesIO()
-        self.memo: dict[str, int] = {}
-        self.persistent_id = persistent_id
-        self.active: set[int] = set()
-
-    def dump(self, obj: Any) -> bytes:
-        self.out.write(b"\x80\x02")
-        self.save(obj)
-        self.out.write(b".")
-        return self.out.getvalue()
-
-    def put_global(self, module: str, name: str) -> None:
-        key = f"{module}\n{name}\n"
-        if key in self.memo:
-            idx = self.memo[key]
-            self.out.write(b"h" + bytes([idx]) if idx < 256 else b"j" + struct.pack("<I", idx))
-            return
-        idx = len(self.memo)
-        self.memo[key] = idx
-        self.out.write(b"c" + key.encode("ascii"))
-        self.out.write(b"q" + bytes([idx]) if idx < 256 else b"r" + struct.pack("<I", idx))
-
-    def save(self, obj: Any) -> None:
-        w = self.out.write
-        if obj is None:
-            w(b"N")
-        elif obj is True:
-            w(b"\x88")
-        elif obj is False:
-            w(b"\x89")
-        elif isinstance(obj, (np.ndarray, np.generic)) or _is_array_like(obj):
-            if isinstance(obj, np.generic) and not isinstance(obj, np.ndarray):
-                self.save(obj.item())
-            else:
-                self.save_tensor(np.asarray(obj))
-        elif isinstance(obj, int):
-            if 0 <= obj < 256:
-                w(b"K" + bytes([obj]))
-            elif 0 <= obj < 65536:
-                w(b"M" + struct.pack("<H", obj))
-            elif -(2**31) <= obj < 2**31:
-                w(b"J" + struct.pack("<i", obj))
-            else:
-                enc = pickle.encode_long(obj)
-                if len(enc) > 255:
-                    raise ValueError("integer too large for the checkpoint format")
-                w(b"\x8a" + bytes([len(enc)]) + enc)
-        elif isinstance(obj, float):
-            w(b"G" + struct.pack(">d", obj))
-        elif isinstance(obj, str):
-            enc = obj.encode("utf-8", "surrogatepass")
-            w(b"X" + struct.pack("<I", len(enc)) + enc)
-        elif isinstance(obj, (bytes, bytearray)):
-            self.put_global("_codecs", "encode")
-            self.save((bytes(obj).decode("latin1"), "latin1"))
-            w(b"R")
-        elif isinstance(obj, complex):
-            self.put_global("__builtin__", "complex")
-            self.save((obj.real, obj.imag))
-            w(b"R")
-        else:
-            self.save_container(obj)
-
-    def save_container(self, obj: Any) -> None:
-        w = self.out.write
-        if id(obj) in self.active:
-            raise ValueError("cannot write a checkpoint whose containers refer to themselves")
-        self.active.add(id(obj))
-        try:
-            if isinstance(obj, tuple):
-                if not obj:
-                    w(b")")
-                elif len(obj) <= 3:
-                    for v in obj:
-                        self.save(v)
-                    w({1: b"\x85", 2: b"\x86", 3: b"\x87"}[len(obj)])
-                else:
-                    w(b"(")
-                    for v in obj:
-                        self.save(v)
-                    w(b"t")
-            elif isinstance(obj, list):
-                w(b"]")
-                if obj:
-                    w(b"(")
-                    for v in obj:
-                        self.save(v)
-                    w(b"e")
-            elif isinstance(obj, (set, frozenset)):
-                self.put_global("__builtin__", "set")
-                self.save((list(obj),))
-                w(b"R")
-            elif isinstance(obj, Mapping):
-                if isinstance(obj, collections.OrderedDict):
-                    self.put_global("collections", "OrderedDict")
-                    w(b")R")
-                else:
-                    w(b"}")
-                if obj:
-                    w(b"(")
-                    for k, v in obj.items():
-                        self.save(k)
-                        self.save(v)
-                    w(b"u")
-            else:
-                raise ValueError(
-                    f"cannot write a {type(obj).__name__} into a checkpoint (supported: arrays, dicts, lists, "
-                    "tuples, sets, str, bytes, int, float, complex, bool, None)"
-                )
-        finally:
-            self.active.discard(id(obj))
-
-    def save_tensor(self, arr: np.ndarray) -> None:
-        storage_name, key, numel, offset, stride = self.persistent_id(arr)
-        w = self.out.write
-        self.put_global("torch._utils", "_rebuild_tensor_v2")
-        w(b"(")
-        # Persistent id, then offset, size, stride, requires_grad, backward hooks.
-        self.save_pid(storage_name, key, numel)
-        self.save(offset)
-        self.save(tuple(int(n) for n in arr.shape))
-        self.save(tuple(stride))
-        w(b"\x89")
-        self.put_global("collections", "OrderedDict")
-        w(b")R")
-        w(b"t")
-        w(b"R")
-
-    def save_pid(self, storage_name: str, key: str, numel: int) -> None:
-        w = self.out.write
-        w(b"(")
-        self.save("storage")
-        self.put_global("torch", storage_name)
-        self.save(key)
-        self.save("cpu")
-        self.save(numel)
-        if self.legacy:
-            w(b"N")
-        w(b"t")
-        w(b"Q")
-
-
-def _is_array_like(obj: Any) -> bool:
-    return hasattr(obj, "__array__") and hasattr(obj, "shape") and hasattr(obj, "dtype") and not isinstance(obj, (str, bytes))
-
-
-class _StorageTable:
-    """Assigns storages to arrays; views of one C-contiguous base share its storage."""
-
-    def __init__(self) -> None:
-        self.entries: dict[int, tuple[str, str, np.ndarray]] = {}  # id(root) -> (key, storage class, flat)
-        self.keep: list[np.ndarray] = []  # keeps roots alive so ids stay unique
-
-    def __call__(self, arr: np.ndarray) -> tuple[str, str, int, int, tuple[int, ...]]:
-        if arr.dtype.name not in _NP_TO_STORAGE:
-            raise ValueError(f"cannot write a {arr.dtype} array into a checkpoint (supported: {sorted(_NP_TO_STORAGE)})")
-        storage = _NP_TO_STORAGE[arr.dtype.name]
-        root = arr
-        while isinstance(root.base, np.ndarray):
-            root = root.base
-        shared = self._view_of(arr, root)
-        if shared is None:
-            root = np.ascontiguousarray(arr)
-            offset, stride = 0, _contiguous_strides(arr.shape)
-        else:
-            offset, stride = shared
-        if id(root) not in self.entries:
-            flat = root.reshape(-1)
-            if flat.dtype.byteorder == ">":
-                flat = flat.astype(flat.dtype.newbyteorder("<"))
-            self.entries[id(root)] = (str(len(self.entries)), storage, flat)
-            self.keep.append(root)
-        key, _, flat = self.entries[id(root)]
-        return storage, key, int(flat.size), offset, stride
-
-    @staticmethod
-    def _view_of(arr: np.ndarray, root: np.ndarray) -> tuple[int, tuple[int, ...]] | None:
-        if root is arr and arr.flags.c_contiguous:
-            return 0, _contiguous_strides(arr.shape)
-        if root is arr or root.dtype != arr.dtype or not root.flags.c_contiguous or arr.size == 0:
-            return None
-        item = arr.itemsize
-        start = arr.__array_interface__["data"][0] - root.__array_interface__["data"][0]
-        if start < 0 or start % item or any(s < 0 or s % item for s in arr.strides):
-            return None
-        offset = start // item
-        stride = tuple(s // item if n > 1 else 1 for s, n in zip(arr.strides, arr.shape))
-        last = offset + sum((n - 1) * s for n, s in zip(arr.shape, stride))
-        if last >= root.size:
-            return None
-        return offset, stride
-
-
-def _contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
-    strides, acc = [], 1
-    for n in reversed(shape):
-        strides.append(acc)
-        acc *= max(n, 1)
-    return tuple(reversed(strides))
-
-
-def write_torch_checkpoint(path: str | os.PathLike, obj: Any, *, legacy: bool = False) -> None:
-    """Write ``obj`` as a ``torch.save`` file that ``torch.load(weights_only=True)`` accepts.
-
-    numpy arrays become tensors; arrays that are views of one C-contiguous base array
-    share one storage (with their offset and strides), like tensor views in torch.
-    ``collections.OrderedDict`` stays an OrderedDict (what ``state_dict()`` returns).
-
-    Args:
-      path: destination; written to a temporary file in the same folder, fsynced, then
-        renamed over ``path`` (readers never see a partial file).
-      obj: nested dicts / lists / tuples / sets of arrays and plain Python values.
-      legacy: write the pre-1.6 legacy format instead of the zip format.
-
-    Raises:
-      ValueError: ``obj`` holds something the format cannot carry (an unsupported dtype,
-        an arbitrary object, a self-referencing container).
-    """
-    table = _StorageTable()
-    writer = _PickleWriter(table, legacy=legacy)
-    main = writer.dump(obj)
-    storages = [(key, storage, flat) for key, storage, flat in table.entries.values()]
-    if legacy:
-        payload = _legacy_bytes(main, storages)
-    else:
-        buf = io.BytesIO()
-        _write_zip(buf, main, storages)
-        payload = buf.getvalue()
-    from flowlib.io import _atomic_write
-
-    _atomic_write(os.path.abspath(os.fspath(path)), payload)
-
-
-def _small_pickle(obj: Any) -> bytes:
-    return _PickleWriter(None).dump(obj)
-
-
-def _legacy_bytes(main: bytes, storages: list[tuple[str, str, np.ndarray]]) -> bytes:
-    out = io.BytesIO()
-    out.write(_small_pickle(LEGACY_MAGIC))
-    out.write(_small_pickle(LEGACY_PROTOCOL))
-    out.write(_small_pickle({
-        "protocol_version": LEGACY_PROTOCOL,
-        "little_endian": True,
-        "type_sizes": {"short": 2, "int": 4, "long": 8},
-    }))
-    out.write(main)
-    out.write(_small_pickle([key for key, _, _ in storages]))
-    for _key, _storage, flat in storages:
-        out.write(struct.pack("<q", flat.size))
-        out.write(_storage_bytes(flat))
-    return out.getvalue()
-
-
-def _storage_bytes(flat: np.ndarray) -> bytes:
-    if flat.dtype.name == "bfloat16":
-        flat = flat.view(np.uint16)
-    return np.ascontiguousarray(flat).astype(flat.dtype.newbyteorder("<"), copy=False).tobytes()
-
-
-def _write_zip(f: BinaryIO, main: bytes, storages: list[tuple[str, str, np.ndarray]]) -> None:
-    records = [("archive/data.pkl", main), ("archive/byteorder", b"little")]
-    records += [(f"archive/data/{key}", flat) for key, _, flat in storages]
-    records += [("archive/version", b"3\n")]
-    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for name, content in records:
-            data = content if isinstance(content, bytes) else _storage_bytes(content)
-            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_STORED
-            # torch aligns every record's data to 64 bytes with an "FB" padding extra field
-            # (caffe2/serialize/inline_container.cc), so the storages can be mmapped.
-            # zipfile adds a 20-byte zip64 extra once size * 1.05 > ZIP64_LIMIT (_open_to_write).
-            zip64 = 20 if len(data) * 1.05 > zipfile.ZIP64_LIMIT else 0
-            start = f.tell() + 30 + len(name.encode()) + 4 + zip64
-            pad = (-start) % 64
-            info.extra = b"FB" + struct.pack("<H", pad) + b"Z" * pad
-            zf.writestr(info, data)

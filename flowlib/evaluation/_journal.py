@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from flowlib._files import atomic_write
 
 __all__ = ["Journal"]
 
@@ -42,15 +43,8 @@ class Journal:
         self._fh = open(self.path, "a", encoding="utf-8")
 
     def _start(self) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-", suffix=".jsonl")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps({"identity": self.identity}, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        from flowlib.io import _umask
-
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, self.path)
+        header = json.dumps({"identity": self.identity}, sort_keys=True) + "\n"
+        atomic_write(self.path, header.encode("utf-8"))
 
     def _restore(self) -> None:
         raw = self.path.read_bytes()

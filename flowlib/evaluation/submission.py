@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 from flowlib import io
+from flowlib._files import AtomicFile
 from flowlib.data import Sample
 from flowlib.evaluation._runner import predict
 
@@ -69,15 +69,11 @@ def zip_folder(folder: str | os.PathLike) -> Path:
     """Zip ``folder``'s contents (paths relative to it) to ``<folder>.zip`` atomically."""
     folder = Path(folder)
     target = folder.with_suffix(".zip")
-    fd, tmp = tempfile.mkstemp(dir=folder.parent, prefix=".tmp-", suffix=".zip")
-    os.close(fd)
+    out = AtomicFile(target, suffix=".zip")
+    out.file.close()  # make_archive writes the temporary file by name
     try:
-        made = shutil.make_archive(tmp[: -len(".zip")], "zip", root_dir=folder)
-        from flowlib.io import _umask
-
-        os.chmod(made, 0o666 & ~_umask())  # mkstemp's 0600 is not what a plain open() gives
-        os.replace(made, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
+        shutil.make_archive(os.fspath(out.tmp)[: -len(".zip")], "zip", root_dir=folder)
+    except BaseException:
+        out.abort()
+        raise
+    return out.commit()

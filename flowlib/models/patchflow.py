@@ -501,7 +501,7 @@ def write_settings(path: str, model: str = "patchflow", **overrides: Any) -> Non
     ``model`` is ``"patchflow"`` or ``"patchstereo"``; ``overrides`` change its defaults.
     """
     from flowlib import __version__
-    from flowlib.convert._common import save_weights
+    from flowlib.weights import save_weights
 
     module = {"patchflow": PatchFlow, "patchstereo": PatchStereo}[model]
     settings = {**default_settings(module), **overrides}

@@ -35,11 +35,11 @@ def save(directory: str | os.PathLike, state: Any, meta: dict[str, Any], *, keep
     arrays = {f"leaf{i:05d}:{_key(path)}": np.asarray(leaf) for i, (path, leaf) in enumerate(leaves)}
     arrays["__meta__"] = np.array(json.dumps(meta, sort_keys=True))
     target = directory / f"step_{int(meta['step']):08d}.npz"
-    from flowlib.io import _atomic_write
+    from flowlib._files import atomic_write
 
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    _atomic_write(target, buf.getvalue())
+    atomic_write(target, buf.getvalue())
     for old in sorted(p for p in directory.iterdir() if _NAME.match(p.name))[:-keep]:
         old.unlink()
     return target
@@ -87,7 +87,7 @@ def variables(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
     Reads the leaves by their tree paths, so no model or optimizer needs to be built
     (used by :mod:`flowlib.train.export` to turn any checkpoint into flowlib weights).
     """
-    from flowlib.convert._common import unflatten
+    from flowlib.weights import unflatten
 
     path = Path(path)
     arrays, meta = _read(path, lambda tree_path: tree_path.split("/", 1)[0] in ("params", "batch_stats"))

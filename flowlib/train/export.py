@@ -36,8 +36,8 @@ def export(run: str | os.PathLike, out: str | os.PathLike, *,
       the metadata written.
     """
     from flowlib import __version__, _zoo
-    from flowlib.convert._common import save_weights
     from flowlib.train import _checkpoint
+    from flowlib.weights import save_weights
 
     run = Path(run)
     ckpt = _checkpoint.latest(run / "checkpoints") if run.is_dir() else run

@@ -12,8 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flowlib.convert._t7 import T7Object, read_t7, write_t7
+from flowlib.convert._t7 import T7Object, read_t7
 from tests.conftest import fuzz_examples
+from tests.convert._t7_writer import write_t7
 
 T7_DIR = "weights/spynet-t7-sintel-final"
 

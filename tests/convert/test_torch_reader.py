@@ -7,8 +7,8 @@ import hashlib
 import io
 import json
 import os
-import pickletools
 import pickle
+import pickletools
 import struct
 import subprocess
 import zipfile
@@ -23,9 +23,9 @@ from flowlib.convert._torch import (
     LEGACY_PROTOCOL,
     read_torch_checkpoint,
     unwrap_state_dict,
-    write_torch_checkpoint,
 )
 from tests.conftest import fuzz_examples
+from tests.convert._torch_writer import write_torch_checkpoint
 
 SPYNET = "weights/spynet-pytorch-sintel-final"
 

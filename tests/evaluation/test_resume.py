@@ -51,8 +51,8 @@ def _weights(path: Path) -> Path:
     import jax
     import jax.numpy as jnp
 
-    from flowlib.convert._common import save_weights
     from flowlib.models.spynet import SpyNet
+    from flowlib.weights import save_weights
 
     kwargs = {"num_networks": 1, "max_levels": 3}
     x = jnp.zeros((1, 32, 32, 3))

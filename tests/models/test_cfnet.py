@@ -30,10 +30,10 @@ from hypothesis import strategies as st
 
 from flowlib import ops
 from flowlib.convert import cfnet as convert_cfnet
-from flowlib.convert._common import flatten, unflatten
 from flowlib.models import cfnet
 from flowlib.models._layers import mish
 from flowlib.models.cfnet import CFNet
+from flowlib.weights import flatten, unflatten
 
 TOTAL_PARAMS = 23_051_396  # SPECS §3.6 / keys.json num_parameters (all registered params)
 UNUSED_PARAMS = 680_448  # hourglassup.combine3 + redir3: registered, never called upstream

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 from flowlib.convert import flownet as convert
-from flowlib.convert._common import flatten
-from flowlib.convert._torch import write_torch_checkpoint
 from flowlib.models import flownet
 from flowlib.models.flownet import FlowNet
+from flowlib.weights import flatten
+from tests.convert._torch_writer import write_torch_checkpoint
 
 # ----------------------------------------------------------------------------- parity
 

@@ -23,10 +23,11 @@ from PIL import Image
 
 from flowlib import io
 from flowlib.convert import spynet as convert_spynet
-from flowlib.convert._common import flatten, unflatten
-from flowlib.convert._t7 import T7Object, write_t7
+from flowlib.convert._t7 import T7Object
 from flowlib.models import spynet
 from flowlib.models.spynet import SpyNet, SpyNetChairs
+from flowlib.weights import flatten, unflatten
+from tests.convert._t7_writer import write_t7
 
 TOTAL_PARAMS = 1_440_300  # SPECS §2.2 / keys.json num_parameters: 6 x 240,050
 CONV_SHAPES = [(32, 8), (64, 32), (32, 64), (16, 32), (2, 16)]  # (out, in), 7x7
