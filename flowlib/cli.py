@@ -107,15 +107,18 @@ def _model_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
     return options
 
 
-def _recorded_model(weights: str | None) -> str | None:
-    """The zoo model a flowlib ``.npz`` records in its metadata (None for anything else)."""
+def _recorded_model(weights: str | None, task: str | None = None) -> str | None:
+    """The zoo model a flowlib ``.npz`` records in its metadata, if it does (and is a model of
+    ``task`` when given); None for anything else."""
     if weights is None or not weights.lower().endswith(".npz") or not os.path.isfile(weights):
         return None
     from flowlib import _zoo
     from flowlib.convert._common import load_weights
 
     model = load_weights(weights)[1].get("model")
-    return model if model in _zoo.MODELS else None
+    if model not in _zoo.MODELS or (task is not None and _zoo.MODELS[model].task != task):
+        return None
+    return model
 
 
 def _load_model(args: argparse.Namespace, task: str) -> Any:
@@ -123,7 +126,7 @@ def _load_model(args: argparse.Namespace, task: str) -> Any:
     from flowlib import _zoo
 
     if args.model is None:  # the model a flowlib .npz records, else the command's default
-        args.model = _recorded_model(args.weights) or args.default_model
+        args.model = _recorded_model(args.weights, task) or args.default_model
     # The task is known from the zoo table: fail before any download or weight loading.
     name = args.model.split(":", 1)[0]
     entry = _zoo.get(name)
