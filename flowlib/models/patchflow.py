@@ -421,11 +421,15 @@ class PatchStereo(nn.Module):
         if left.ndim != 4 or left.shape[-1] != 3 or left.shape != right.shape:
             raise ValueError(f"expected two (B, H, W, 3) images of one shape, got {left.shape}"
                              f" and {right.shape}")
-        disparity = self._match(_grey(left), _grey(right))
+        i0, i1 = _grey(left), _grey(right)
         if not self.consistency:
-            return StereoOutput(disparity=disparity, aux={})
-        # The right view's disparity: the same matching on the mirrored pair.
-        right_disp = self._match(_grey(right)[:, :, ::-1], _grey(left)[:, :, ::-1])[:, :, ::-1]
+            return StereoOutput(disparity=self._match(i0, i1), aux={})
+        # The right view's disparity is the same matching on the mirrored pair: both run as
+        # one batch of 2B, so XLA compiles the pyramid once.
+        b = i0.shape[0]
+        both = self._match(jnp.concatenate([i0, i1[:, :, ::-1]]),
+                           jnp.concatenate([i1, i0[:, :, ::-1]]))
+        disparity, right_disp = both[:b], both[b:, :, ::-1]
         valid = left_right_consistent(disparity, right_disp, self.consistency)
         return StereoOutput(disparity=fill_from_background(disparity, valid),
                             aux={"raw": disparity, "consistent": valid})

@@ -164,3 +164,42 @@ def test_patch_stereo_settings_and_zoo():
         PatchStereo(maxdisp=-1)
     m = flowlib.load_model("patchstereo")
     assert m.task == "stereo" and m.meta["model_kwargs"] == patchflow.default_settings(PatchStereo)
+
+
+def test_left_right_consistency_by_hand():
+    from flowlib.models.patchflow import left_right_consistent
+
+    left = jnp.asarray([[[0.0, 1.0, 1.0, 3.0, 2.0]]])
+    right = jnp.asarray([[[1.0, 1.0, 2.0, 0.0, 0.0]]])
+    # x=0: d=0 -> right[0]=1, off by 1 (ok at tol 1); x=1: d=1 -> right[0]=1 ok;
+    # x=2: d=1 -> right[1]=1 ok; x=3: d=3 -> right[0]=1 off by 2; x=4: d=2 -> right[2]=2 ok.
+    got = np.asarray(left_right_consistent(left, right, 1.0))[0, 0]
+    np.testing.assert_array_equal(got, [True, True, True, False, True])
+    strict = np.asarray(left_right_consistent(left, right, 0.5))[0, 0]
+    np.testing.assert_array_equal(strict, [False, True, True, False, True])
+    # A disparity pointing outside the right image is never consistent.
+    assert not bool(left_right_consistent(jnp.asarray([[[2.0]]]), jnp.asarray([[[2.0]]]), 1.0)[0, 0, 0])
+
+
+def test_fill_from_background_by_hand():
+    from flowlib.models.patchflow import fill_from_background
+
+    d = jnp.asarray([[[5.0, 9.0, 9.0, 2.0, 7.0], [1.0, 1.0, 1.0, 1.0, 1.0]]])
+    valid = jnp.asarray([[[True, False, False, True, False], [False] * 5]])
+    got = np.asarray(fill_from_background(d, valid))[0]
+    # Row 0: pixels 1-2 lie between 5 and 2 -> the farther (smaller) 2; pixel 4 has only 2 to
+    # its left. Row 1 has no valid pixel and keeps its values.
+    np.testing.assert_array_equal(got[0], [5.0, 2.0, 2.0, 2.0, 2.0])
+    np.testing.assert_array_equal(got[1], [1.0] * 5)
+
+
+def test_consistency_check_matches_a_plain_run_where_views_agree():
+    from flowlib.models.patchflow import PatchStereo
+
+    i1, i2 = _translated_pair(40, 96, -12.0, 0.0, seed=7)
+    kw = dict(maxdisp=32, iterations=8, refine_outer=2, refine_inner=2)
+    plain = PatchStereo(consistency=0.0, **kw).apply({}, _rgb(i1)[None], _rgb(i2)[None]).disparity
+    checked = PatchStereo(consistency=1.0, **kw).apply({}, _rgb(i1)[None], _rgb(i2)[None])
+    inner = (slice(None), slice(8, -8), slice(24, -8))
+    np.testing.assert_allclose(np.asarray(checked.disparity)[inner], np.asarray(plain)[inner], atol=1e-4)
+    assert float(np.asarray(checked.aux["consistent"])[inner].mean()) > 0.95
