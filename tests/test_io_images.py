@@ -211,3 +211,14 @@ def test_write_image_rejects(tmp_path, name, image, message):
         io.write_image(tmp_path / name, image)
     assert str(tmp_path / name) in str(err.value)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_text_file_named_png_says_what_it_starts_with(tmp_path):
+    from flowlib import io as fio
+
+    path = tmp_path / "notes.png"
+    path.write_text("hello, not an image\n")
+    with pytest.raises(ValueError) as err:
+        fio.read_image(path)
+    message = str(err.value)
+    assert "notes.png" in message and "b'hello, n'" in message and "BytesIO" not in message

@@ -34,7 +34,11 @@ def _decode_pillow(path: PathLike, data: bytes) -> tuple[np.ndarray, int]:
                 im = im.convert("RGBA" if has_alpha else ("L" if mode == "1" else "RGB"))
                 mode = im.mode
             array = np.array(im)
-    except Exception as e:  # Pillow: UnidentifiedImageError, OSError, SyntaxError, ...
+    except Image.UnidentifiedImageError as e:
+        # Pillow's message names its in-memory buffer (<_io.BytesIO object at 0x...>): useless.
+        raise error(path, f"cannot decode image: not PNG, PPM/PGM, JPEG, BMP, GIF or WebP "
+                          f"(the file starts with {data[:8]!r})") from e
+    except Exception as e:  # Pillow: OSError, SyntaxError, ...
         raise error(path, f"cannot decode image (not PNG, PPM/PGM, JPEG, BMP, GIF or WebP; "
                            f"{describe(e)})") from e
     if mode in ("L", "LA", "RGB", "RGBA"):
