@@ -191,7 +191,13 @@ def inverse_search(
 
     state = gauss_newton(propagate(state), iterations // 2)
     u, _ = gauss_newton(propagate(state), iterations - iterations // 2)
-    # Densification: photometrically weighted average of the overlapping patch flows.
+    return densify(i1, template, u, grid)
+
+
+def densify(i1: jax.Array, template: jax.Array, u: jax.Array, grid: PatchGrid) -> jax.Array:
+    """Dense flow ``(B, H, W, 2)`` from patch flows ``u`` ``(B, rows, cols, 2)``: at each pixel
+    the average of the covering patches' flows weighted by ``1 / max(1, |I1(x + u_i) - I0(x)|)``
+    (``template`` holds the frame-1 patches)."""
     weights = 1.0 / jnp.maximum(1.0, jnp.abs(sample_patches(i1, grid, u) - template))
     num_u = overlap_add(weights * u[..., 0, None, None], grid)
     num_v = overlap_add(weights * u[..., 1, None, None], grid)
