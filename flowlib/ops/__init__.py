@@ -28,6 +28,7 @@ from flowlib.ops.resize import (
 from flowlib.ops.sample import bilinear_sample, grid_sample_coords, in_bounds
 from flowlib.ops.warp import backward_warp, warp_by_disparity, warp_validity
 from flowlib.ops.correlation import all_pairs_correlation, local_correlation
+from flowlib.ops.patches import PatchGrid, extract_patches, overlap_add, patch_grid, sample_patches
 from flowlib.ops.cost_volume import (
     concat_cost_volume,
     disparity_regression,
@@ -62,4 +63,9 @@ __all__ = [
     "gather_by_integer_disparity",
     "groupwise_correlation",
     "groupwise_cost_volume",
+    "PatchGrid",
+    "patch_grid",
+    "extract_patches",
+    "sample_patches",
+    "overlap_add",
 ]
