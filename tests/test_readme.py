@@ -200,7 +200,7 @@ def test_use_python_example_runs(in_scratch):
     exec(compile(block, "README.md (Use)", "exec"), names)  # noqa: S102 - our own README
     assert names["flow"].shape == (H, W, 2) and names["disp"].shape == (H, W)
     assert names["flows"].shape == (2, H, W, 2)
-    assert names["model"].module.maxdisp == 128
+    assert names["model"].name == "patchstereo" and names["model"].module.maxdisp == 256
 
 
 @pytest.mark.parametrize("section", ["Use", "Evaluate"])
