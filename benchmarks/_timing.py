@@ -39,12 +39,15 @@ import numpy as np
 
 __all__ = [
     "Measurement",
+    "compiled_cost",
+    "compiled_memory",
     "environment",
     "format_bytes",
     "format_table",
     "forward_backward",
     "matmul_peak_flops",
     "measure",
+    "summarize_times",
     "time_host",
     "write_json",
 ]
@@ -110,7 +113,8 @@ def environment(*, dtype: str, precision: str | None) -> dict[str, Any]:
     }
 
 
-def _stats(times: Sequence[float]) -> tuple[float, float, float]:
+def summarize_times(times: Sequence[float]) -> tuple[float, float, float]:
+    """``(median, interquartile range, fastest)`` of run times (IQR 0 for one run)."""
     median = statistics.median(times)
     if len(times) >= 2:
         q = statistics.quantiles(times, n=4, method="inclusive")
@@ -120,7 +124,9 @@ def _stats(times: Sequence[float]) -> tuple[float, float, float]:
     return median, iqr, min(times)
 
 
-def _memory(compiled: Any) -> dict[str, int | None]:
+def compiled_memory(compiled: Any) -> dict[str, int | None]:
+    """XLA's memory analysis of a compiled function as ``*_bytes`` fields (``None`` where
+    the backend has none); ``peak_bytes`` = arguments + outputs + temporaries - aliased."""
     try:
         mem = compiled.memory_analysis()
     except (NotImplementedError, RuntimeError, AttributeError):  # missing on some backends
@@ -144,7 +150,8 @@ def _memory(compiled: Any) -> dict[str, int | None]:
     }
 
 
-def _cost(compiled: Any) -> dict[str, float | None]:
+def compiled_cost(compiled: Any) -> dict[str, float | None]:
+    """XLA's cost analysis of a compiled function: ``xla_flops``, ``xla_bytes`` (or ``None``)."""
     try:
         cost = compiled.cost_analysis()
     except (NotImplementedError, RuntimeError, AttributeError):
@@ -198,7 +205,7 @@ def measure(
             and time.perf_counter() - budget_start > max_seconds
         ):
             break
-    median, iqr, fastest = _stats(times)
+    median, iqr, fastest = summarize_times(times)
     return Measurement(
         median_s=median,
         iqr_s=iqr,
@@ -206,8 +213,8 @@ def measure(
         runs=len(times),
         compile_s=compile_s,
         times_s=tuple(times),
-        **_memory(compiled),
-        **_cost(compiled),
+        **compiled_memory(compiled),
+        **compiled_cost(compiled),
     )
 
 
@@ -220,7 +227,7 @@ def time_host(fn: Callable[..., Any], *args: Any, runs: int = 3, warmup: int = 0
         t0 = time.perf_counter()
         fn(*args)
         times.append(time.perf_counter() - t0)
-    median, iqr, fastest = _stats(times)
+    median, iqr, fastest = summarize_times(times)
     return Measurement(
         median_s=median, iqr_s=iqr, min_s=fastest, runs=runs, compile_s=None, times_s=tuple(times)
     )

@@ -79,7 +79,7 @@ from benchmarks._timing import Measurement, environment, format_bytes, format_ta
 # The shared timing module's own statistics and XLA-analysis readers, so that every
 # benchmark reports the same quantities; the compile / first-call / timed-loop sequence is
 # written out here because the RSS probe has to sit between compiling and the warm-up.
-from benchmarks._timing import _cost, _memory, _stats
+from benchmarks._timing import compiled_cost, compiled_memory, summarize_times
 
 SIZES = {"chairs": (384, 512), "sintel": (436, 1024), "kitti": (375, 1242)}
 MODELS = ("spynet", "flownets", "flownetc", "cfnet")
@@ -268,9 +268,10 @@ def _measure_jax(fn: Callable[..., Any], args: tuple, *, runs: int, warmup: int 
         if (max_seconds is not None and len(times) >= min(runs, 2)
                 and time.perf_counter() - start > max_seconds):
             break
-    median, iqr, fastest = _stats(times)
+    median, iqr, fastest = summarize_times(times)
     m = Measurement(median_s=median, iqr_s=iqr, min_s=fastest, runs=len(times),
-                    compile_s=compile_s, times_s=tuple(times), **_memory(compiled), **_cost(compiled))
+                    compile_s=compile_s, times_s=tuple(times), **compiled_memory(compiled),
+                    **compiled_cost(compiled))
     try:
         stablehlo = lowered.as_text()
         convs = _conv_dtypes(compiled.as_text())
@@ -304,7 +305,7 @@ def _measure_torch(fn: Callable[[], Any], *, dtype: str, runs: int, warmup: int 
             if (max_seconds is not None and len(times) >= min(runs, 2)
                     and time.perf_counter() - start > max_seconds):
                 break
-    median, iqr, fastest = _stats(times)
+    median, iqr, fastest = summarize_times(times)
     return {"median_s": median, "iqr_s": iqr, "min_s": fastest, "runs": len(times),
             "times_s": times, "first_call_s": first_s, "rss_delta": rss_delta}
 

@@ -22,6 +22,9 @@ an exception, because empty subsets are legitimate (a Sintel frame without occlu
 no "unmatched" pixels, a slow frame has no ``s40+`` pixels). ``(sum, count)`` pairs with
 ``count == 0`` pool correctly.
 
+The per-pixel maps and the input checks live in :mod:`flowlib._error_maps` and are
+re-exported here; this module holds the reducers and summaries.
+
 Convention:
   Flow ``(..., H, W, 2)`` with channel 0 = u (+x right), 1 = v (+y down), in pixels;
   disparity ``(..., H, W)``. Masks are boolean ``(..., H, W)``; ``True`` = counted.
@@ -30,10 +33,25 @@ Convention:
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any, Iterable
 
 import numpy as np
+
+from flowlib._error_maps import (  # the per-pixel maps live there; documented here
+    KITTI_ABS_THRESHOLD,  # noqa: F401  (flowlib.metrics attribute, as before the split)
+    KITTI_REL_THRESHOLD,  # noqa: F401
+    UNKNOWN_FLOW_THRESHOLD,
+    angular_error_map,
+    array_namespace,
+    bad_n_map,
+    check_disp_pair,
+    check_flow_pair,
+    d1_outlier_map,
+    disparity_error_map,
+    epe_map,
+    fl_outlier_map,
+    known_flow_mask,
+)
 
 __all__ = [
     "UNKNOWN_FLOW_THRESHOLD",
@@ -56,207 +74,8 @@ __all__ = [
     "sintel_breakdown",
 ]
 
-# Middlebury flowIO.h: a component with |value| > 1e9 marks unknown flow (writers use 1e10;
-# the Middlebury GT files store 1.6666668e9).
-UNKNOWN_FLOW_THRESHOLD = 1e9
-
-# KITTI 2015 outlier rule (devkit flowErrorsOutlier / disparityErrorsOutlier).
-KITTI_ABS_THRESHOLD = 3.0
-KITTI_REL_THRESHOLD = 0.05
-
 SINTEL_SPEED_BINS = {"s0-10": (0.0, 10.0), "s10-40": (10.0, 40.0), "s40+": (40.0, math.inf)}
 SINTEL_DISTANCE_BINS = {"d0-10": (0.0, 10.0), "d10-60": (10.0, 60.0), "d60-140": (60.0, 140.0)}
-
-
-def _xp(*arrays: Any) -> Any:
-    """``jax.numpy`` if any input is a jax Array (or tracer), else numpy.
-
-    jax is looked up in ``sys.modules`` rather than imported, so numpy-only users of the
-    metrics never pay for JAX start-up: a jax Array cannot exist unless jax is imported.
-    """
-    jax = sys.modules.get("jax")
-    if jax is not None and any(isinstance(a, jax.Array) for a in arrays):
-        import jax.numpy as jnp
-
-        return jnp
-    return np
-
-
-def _as_float(xp: Any, x: Any) -> Any:
-    x = xp.asarray(x)
-    return x if xp.issubdtype(x.dtype, xp.floating) else x.astype(xp.float32)
-
-
-def _check_flow_pair(flow: Any, gt: Any, name: str = "flow") -> None:
-    if flow.shape != gt.shape:
-        raise ValueError(f"{name} and gt must have the same shape, got {flow.shape} and {gt.shape}")
-    if flow.ndim < 1 or flow.shape[-1] != 2:
-        raise ValueError(f"expected {name} of shape (..., H, W, 2) with (u, v) last, got {flow.shape}")
-
-
-def _check_disp_pair(disp: Any, gt: Any) -> None:
-    if disp.shape != gt.shape:
-        raise ValueError(f"disp and gt must have the same shape (..., H, W), got {disp.shape} and {gt.shape}")
-
-
-# --------------------------------------------------------------------------------------
-# Per-pixel maps
-# --------------------------------------------------------------------------------------
-
-
-def epe_map(flow: Any, gt: Any) -> Any:
-    """Return the end-point error ``||flow - gt||_2`` at every pixel.
-
-    Args:
-      flow: estimated flow ``(..., H, W, 2)``, numpy or jax.
-      gt: ground-truth flow, same shape.
-
-    Returns:
-      ``(..., H, W)`` floating array of the same kind (numpy / jax) as the inputs.
-    """
-    xp = _xp(flow, gt)
-    flow, gt = _as_float(xp, flow), _as_float(xp, gt)
-    _check_flow_pair(flow, gt)
-    return xp.sqrt(xp.sum((flow - gt) ** 2, axis=-1))
-
-
-def angular_error_map(flow: Any, gt: Any) -> Any:
-    """Return the Baker et al. (Middlebury) angular error in degrees at every pixel.
-
-    The angle between the space-time direction vectors ``(u, v, 1)`` and
-    ``(u_gt, v_gt, 1)``; Baker et al. define it as ``arccos`` of their normalised dot
-    product. It is computed here as ``atan2(|a x b|, a . b)``, the same angle without
-    ``arccos``'s loss of precision near 0 (in float32 ``arccos`` cannot resolve angles
-    below ~0.03 deg).
-
-    Args:
-      flow: estimated flow ``(..., H, W, 2)``, numpy or jax.
-      gt: ground-truth flow, same shape.
-
-    Returns:
-      ``(..., H, W)`` angles in degrees, in ``[0, 180)``.
-    """
-    xp = _xp(flow, gt)
-    flow, gt = _as_float(xp, flow), _as_float(xp, gt)
-    _check_flow_pair(flow, gt)
-    u, v = flow[..., 0], flow[..., 1]
-    ug, vg = gt[..., 0], gt[..., 1]
-    # (u, v, 1) x (ug, vg, 1) = (v - vg, ug - u, u*vg - v*ug)
-    cross = xp.sqrt((v - vg) ** 2 + (ug - u) ** 2 + (u * vg - v * ug) ** 2)
-    dot = u * ug + v * vg + 1
-    return xp.degrees(xp.arctan2(cross, dot))
-
-
-def fl_outlier_map(
-    flow: Any,
-    gt: Any,
-    *,
-    abs_threshold: float = KITTI_ABS_THRESHOLD,
-    rel_threshold: float = KITTI_REL_THRESHOLD,
-) -> Any:
-    """Return the KITTI 2015 flow outlier mask: EPE > 3 px **and** EPE > 5 % of ``|gt|``.
-
-    Zero ground-truth magnitude: the relative test is written multiplicatively,
-    ``EPE > rel_threshold * |gt|`` (the devkit's ``EPE / |gt| > 0.05`` for ``|gt| > 0``),
-    so at ``|gt| = 0`` it reads ``EPE > 0`` and the pixel is an outlier iff EPE > 3 px.
-    No division happens, so there is no division-by-zero warning or NaN.
-
-    Args:
-      flow: estimated flow ``(..., H, W, 2)``, numpy or jax.
-      gt: ground-truth flow, same shape.
-      abs_threshold: absolute end-point-error threshold in pixels (KITTI: 3).
-      rel_threshold: threshold relative to the ground-truth magnitude (KITTI: 0.05).
-
-    Returns:
-      ``(..., H, W)`` boolean array (not yet masked by validity).
-    """
-    xp = _xp(flow, gt)
-    flow, gt = _as_float(xp, flow), _as_float(xp, gt)
-    _check_flow_pair(flow, gt)
-    err = xp.sqrt(xp.sum((flow - gt) ** 2, axis=-1))
-    mag = xp.sqrt(xp.sum(gt**2, axis=-1))
-    return (err > abs_threshold) & (err > rel_threshold * mag)
-
-
-def disparity_error_map(disp: Any, gt: Any) -> Any:
-    """Return the absolute disparity error ``|disp - gt|`` at every pixel.
-
-    Args:
-      disp: estimated disparity ``(..., H, W)``, numpy or jax.
-      gt: ground-truth disparity, same shape.
-
-    Returns:
-      ``(..., H, W)`` non-negative floating array.
-    """
-    xp = _xp(disp, gt)
-    disp, gt = _as_float(xp, disp), _as_float(xp, gt)
-    _check_disp_pair(disp, gt)
-    return xp.abs(disp - gt)
-
-
-def d1_outlier_map(
-    disp: Any,
-    gt: Any,
-    *,
-    abs_threshold: float = KITTI_ABS_THRESHOLD,
-    rel_threshold: float = KITTI_REL_THRESHOLD,
-) -> Any:
-    """Return the KITTI 2015 D1 outlier mask: ``|err| > 3`` px **and** ``|err| > 5 % |gt|``.
-
-    Same zero-magnitude rule as :func:`fl_outlier_map`: at ``gt = 0`` a pixel is an outlier
-    iff ``|err| > 3``; computed without division.
-
-    Args:
-      disp: estimated disparity ``(..., H, W)``, numpy or jax.
-      gt: ground-truth disparity, same shape.
-      abs_threshold: absolute threshold in pixels (KITTI: 3).
-      rel_threshold: threshold relative to ``|gt|`` (KITTI: 0.05).
-
-    Returns:
-      ``(..., H, W)`` boolean array (not yet masked by validity).
-    """
-    xp = _xp(disp, gt)
-    disp, gt = _as_float(xp, disp), _as_float(xp, gt)
-    _check_disp_pair(disp, gt)
-    err = xp.abs(disp - gt)
-    return (err > abs_threshold) & (err > rel_threshold * xp.abs(gt))
-
-
-def bad_n_map(disp: Any, gt: Any, n: float) -> Any:
-    """Return the "bad-n" mask ``|disp - gt| > n`` (Middlebury bad-n, KITTI 2012 Out-n).
-
-    Args:
-      disp: estimated disparity ``(..., H, W)``, numpy or jax.
-      gt: ground-truth disparity, same shape.
-      n: threshold in pixels (strict inequality, as Middlebury and KITTI count errors).
-
-    Returns:
-      ``(..., H, W)`` boolean array.
-    """
-    xp = _xp(disp, gt)
-    disp, gt = _as_float(xp, disp), _as_float(xp, gt)
-    _check_disp_pair(disp, gt)
-    return xp.abs(disp - gt) > n
-
-
-def known_flow_mask(flow: Any) -> Any:
-    """Return where a flow field is *known*: both components finite and ``|.| <= 1e9``.
-
-    Middlebury's rule (flowIO.h): a component with ``|value| > 1e9`` means "unknown";
-    NaN and infinities are treated as unknown as well.
-
-    Args:
-      flow: ``(..., H, W, 2)``, numpy or jax.
-
-    Returns:
-      ``(..., H, W)`` boolean array.
-    """
-    xp = _xp(flow)
-    flow = _as_float(xp, flow)
-    if flow.ndim < 1 or flow.shape[-1] != 2:
-        raise ValueError(f"expected flow of shape (..., H, W, 2), got {flow.shape}")
-    # NaN compares False, so `abs <= threshold` also rejects NaN; inf exceeds the threshold.
-    return xp.all(xp.abs(flow) <= UNKNOWN_FLOW_THRESHOLD, axis=-1)
 
 
 # --------------------------------------------------------------------------------------
@@ -282,7 +101,7 @@ def masked_sum_count(values: Any, mask: Any = None) -> tuple[Any, Any]:
       ``(sum, count)``. numpy input: Python ``(float, int)``, the sum accumulated in float64.
       jax input: two jax scalars (usable under ``jax.jit``).
     """
-    xp = _xp(values, mask)
+    xp = array_namespace(values, mask)
     values = xp.asarray(values)
     if mask is None:
         mask = xp.ones(values.shape, bool)
@@ -388,7 +207,7 @@ def pooled_mean(sum_count_pairs: Iterable[tuple[float, float]]) -> float:
 def _flow_inputs(flow: Any, gt: Any, valid: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     flow = np.asarray(flow, np.float64)
     gt = np.asarray(gt, np.float64)
-    _check_flow_pair(flow, gt)
+    check_flow_pair(flow, gt)
     mask = known_flow_mask(gt)
     if valid is not None:
         valid = np.asarray(valid)
@@ -487,7 +306,7 @@ def disparity_metrics(disp: Any, gt: Any, valid: Any, *, obj_map: Any = None) ->
     """
     disp = np.asarray(disp, np.float64)
     gt = np.asarray(gt, np.float64)
-    _check_disp_pair(disp, gt)
+    check_disp_pair(disp, gt)
     mask = np.isfinite(gt)
     if valid is None:
         mask &= np.where(mask, gt, 0.0) > 0
