@@ -26,18 +26,17 @@ only after the arguments are parsed, so ``--device`` can still choose the platfo
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from flowlib import _zoo
 from flowlib import _cli_args as cli_args
+from flowlib import _cli_model as cli_model
+from flowlib import _zoo
 from flowlib._cli_args import (  # the argument types are part of the command line's API
     UsageError,
     finite_float,
@@ -45,100 +44,11 @@ from flowlib._cli_args import (  # the argument types are part of the command li
     positive_float,
     positive_int,
 )
+from flowlib._cli_estimate import add_estimate_parser
+from flowlib._cli_model import MODEL_OPTION_FLAGS  # noqa: F401  (flowlib.cli's, as before)
 
 __all__ = ["BENCHMARKS", "COMMAND_PARSERS", "UsageError", "build_parser", "finite_float", "main",
            "output_file", "positive_float", "positive_int"]
-
-_INSTALL_HINT = {
-    "gpu": "install a GPU build of JAX, e.g. pip install -U 'jax[cuda12]'",
-    "tpu": "install JAX's TPU support: pip install -U 'jax[tpu]'",
-    "cpu": "check the JAX installation",
-}
-
-#: Model settings on the command line: load_model keyword -> (flag, models that take it).
-MODEL_OPTION_FLAGS = {
-    "max_levels": ("--pyramid-levels", ("spynet",)),
-    "div_flow": ("--div-flow", ("flownets", "flownetc")),
-    "maxdisp": ("--max-disp", ("cfnet", "patchstereo")),
-}
-
-
-# ---------------------------------------------------------------------------------- helpers
-
-
-def _select_device(device: str | None) -> None:
-    """Make JAX use ``device`` ("cpu", "gpu", "tpu"), failing clearly if it has none."""
-    if device is None:
-        return
-    if "jax" not in sys.modules:
-        # Read by JAX when it initialises its backends; "gpu" expands to CUDA or ROCm.
-        os.environ["JAX_PLATFORMS"] = device
-    import jax
-
-    try:
-        devices = jax.devices(device)
-    except RuntimeError as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise RuntimeError(
-            f"--device {device}: JAX cannot use a {device.upper()} here ({reason}); "
-            f"{_INSTALL_HINT[device]}"
-        ) from err
-    # JAX may have been initialised with several platforms already (a library caller).
-    jax.config.update("jax_default_device", devices[0])
-
-
-def _progress(quiet: bool, **kwargs: Any) -> Any:
-    from tqdm.auto import tqdm
-
-    # delay: bars appear only for work that takes more than a second.
-    return tqdm(disable=quiet, delay=1.0, dynamic_ncols=True, **kwargs)
-
-
-def _model_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
-    """The model settings given on the command line, checked against the model."""
-    options = {}
-    for keyword, (flag, models) in MODEL_OPTION_FLAGS.items():
-        value = getattr(args, keyword, None)
-        if value is None:
-            continue
-        if name not in models:
-            raise UsageError(f"{flag} applies to {' and '.join(models)}, not {name}")
-        options[keyword] = value
-    return options
-
-
-def _recorded_model(weights: str | None, task: str | None = None) -> str | None:
-    """The zoo model a flowlib ``.npz`` records in its metadata, if it does (and is a model of
-    ``task`` when given); None for anything else."""
-    if weights is None or not weights.lower().endswith(".npz") or not os.path.isfile(weights):
-        return None
-    from flowlib import _zoo
-    from flowlib.convert._common import load_weights
-
-    model = load_weights(weights)[1].get("model")
-    if model not in _zoo.MODELS or (task is not None and _zoo.MODELS[model].task != task):
-        return None
-    return model
-
-
-def _load_model(args: argparse.Namespace, task: str) -> Any:
-    import flowlib
-    from flowlib import _zoo
-
-    if args.model is None:  # the model a flowlib .npz records, else the command's default
-        args.model = _recorded_model(args.weights, task) or args.default_model
-    # The task is known from the zoo table: fail before any download or weight loading.
-    name = args.model.split(":", 1)[0]
-    entry = _zoo.get(name)
-    if entry.task != task:
-        raise ValueError(
-            f"--model {args.model} is a {entry.task} model; this command needs a {task} model"
-        )
-    options = _model_options(args, name)
-    _select_device(args.device)
-    return flowlib.load_model(args.model, args.weights, progress=not args.quiet,
-                              dtype=args.dtype, **options)
-
 
 # ----------------------------------------------------------------------------------- commands
 
@@ -160,7 +70,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     h, w = DEMO_SIZE
     t0 = time.perf_counter()
     pair = synthetic.flow_pair(DEMO_SEED, h, w, motion=0.6)
-    flow = flowlib.estimate(pair["image1"], pair["image2"], model=_load_model(args, "flow"))
+    flow = flowlib.estimate(pair["image1"], pair["image2"], model=cli_model.load_model(args, "flow"))
     viz.comparison_figure(pair["image1"], flow, pair["flow"], path=args.output)
     epe = float(np.mean(np.linalg.norm(flow - pair["flow"], axis=-1)))
     zero = float(np.mean(np.linalg.norm(pair["flow"], axis=-1)))
@@ -197,141 +107,6 @@ def _cmd_viz(args: argparse.Namespace) -> None:
     print(f"wrote {args.output} ({values.shape[1]}x{values.shape[0]} {kind} from {args.input})")
 
 
-def _cmd_estimate(args: argparse.Namespace) -> None:
-    if len(args.sources) > 2:
-        raise UsageError(
-            "estimate takes two images, or one folder of frames / video file; "
-            f"got {len(args.sources)} inputs"
-        )
-    for source in args.sources:
-        cli_args.check_input(source, "input")
-    if len(args.sources) == 2:
-        _estimate_pair(args)
-    else:
-        _estimate_sequence(args)
-
-
-def _estimate_pair(args: argparse.Namespace) -> None:
-    import flowlib
-    from flowlib import io, viz
-
-    misplaced = [flag for flag, value in (("--video", args.video), ("--every", args.every),
-                                          ("--fps", args.fps), ("--format", args.format))
-                 if value is not None]
-    if misplaced:
-        raise UsageError(f"{', '.join(misplaced)}: only for a folder of frames or a video file")
-    if args.output is None:
-        raise UsageError("the two-image form needs -o OUT (.flo, .pfm, KITTI .png or .npy)")
-    cli_args.check_outputs((args.output, cli_args.FLOW_FORMATS, "-o"), (args.viz, cli_args.PICTURE_FORMATS, "--viz"),
-                   (args.arrows, cli_args.PICTURE_FORMATS, "--arrows (an image for a pair)"))
-    image1, image2 = cli_args.read_pair(*args.sources)
-    model = _load_model(args, "flow")
-    flow = flowlib.estimate(image1, image2, model)
-    cli_args.write_flow(args.output, flow)
-    written = [args.output]
-    if args.viz:
-        io.write_image(args.viz, cli_args.flow_picture(flow, None, args.max_norm, args.legend))
-        written.append(args.viz)
-    if args.arrows:
-        arrows = viz.draw_arrows(image1, flow, step=args.arrow_step, scale=args.arrow_scale)
-        io.write_image(args.arrows, arrows)
-        written.append(args.arrows)
-    print(f"wrote {' and '.join(written)}")
-
-
-def _check_sequence_args(args: argparse.Namespace) -> None:
-    from flowlib import video
-
-    if Path(args.sources[0]).suffix.lower() in video.IMAGE_EXTENSIONS:
-        raise UsageError(f"{args.sources[0]} is a single image: pass two images (IMG1 IMG2), "
-                         "a folder of frames or a video")
-    if args.viz is not None:
-        raise UsageError("--viz writes one picture for an image pair; for a sequence use "
-                         "--video OUT.mp4")
-    if not (args.output or args.video or args.arrows):
-        raise UsageError("nothing to write: pass -o OUT_DIR (flow files), --video and/or --arrows")
-    cli_args.check_outputs((args.video, cli_args.VIDEO_FORMATS, "--video"),
-                   (args.arrows, cli_args.VIDEO_FORMATS, "--arrows (a video for a sequence)"))
-    if args.output is not None and Path(args.output).exists() and not Path(args.output).is_dir():
-        raise ValueError(f"-o {args.output}: exists and is not a folder "
-                         "(a sequence writes one flow file per pair)")
-    if args.output is not None and Path(args.output).suffix.lower() in cli_args.FLOW_FORMATS:
-        raise UsageError(f"-o {args.output}: a sequence writes one flow file per pair into a "
-                         "folder; name a folder (and --format for the file type)")
-    if args.video or args.arrows:
-        video.require_video_backend()  # before a model is loaded, not after
-
-
-def _estimate_sequence(args: argparse.Namespace) -> None:
-    import flowlib
-    from flowlib import video
-
-    _check_sequence_args(args)
-    every = args.every or 1
-    source = video.open_frames(args.sources[0])
-    pairs = None if source.count is None else (source.count - 1) // every
-    if pairs == 0:
-        raise ValueError(f"{source.path}: needs at least 2 frames"
-                         f"{f' (with --every {every})' if every > 1 else ''}, found {source.count}")
-    source.check_sizes()  # a folder's frames all have one size: fail before any output
-    out_dir = None if args.output is None else Path(args.output)
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    fps = args.fps if args.fps is not None else (source.fps or 24.0) / every
-    model = _load_model(args, "flow")
-    written: list[Path] = []
-    try:
-        n = _stream_flows(args, source, lambda a, b: flowlib.estimate(a, b, model), out_dir,
-                          fps, pairs, written)
-    except Exception as err:
-        if not written:
-            raise
-        done = written[0].name + (f" ... {written[-1].name}" if len(written) > 1 else "")
-        message = (f"{str(err).strip().splitlines()[0]} (before it, {len(written)} complete flow "
-                   f"files were written to {out_dir}: {done}; no video was written)")
-        raise RuntimeError(message) from err
-    if n == 0:
-        raise ValueError(f"{source.path}: needs at least 2 frames"
-                         f"{f' (with --every {every})' if every > 1 else ''}")
-    report = [f"{n} flow files to {out_dir}"] if out_dir is not None else []
-    report += [f"{p} ({n} frames at {fps:g} fps)" for p in (args.video, args.arrows) if p]
-    print(f"wrote {', '.join(report)}")
-
-
-def _stream_flows(args: argparse.Namespace, source: Any, predict: Callable[..., Any],
-                  out_dir: Path | None, fps: float, pairs: int | None,
-                  written: list[Path]) -> int:
-    """Flow of every pair into the flow files and videos; returns the number of pairs.
-    Flow files are named after the pair's first frame and appended to ``written``."""
-    from flowlib import video, viz
-
-    n = 0
-    with contextlib.ExitStack() as stack:
-        colour = stack.enter_context(video.VideoWriter(args.video, fps=fps)) if args.video else None
-        arrows = stack.enter_context(video.VideoWriter(args.arrows, fps=fps)) if args.arrows \
-            else None
-        bar = stack.enter_context(_progress(args.quiet, total=pairs, unit="frame", desc="flow"))
-        try:
-            for index, frame, flow in video.pairwise_flow(
-                source, predict, batch_size=args.batch_size, every=args.every or 1
-            ):
-                if out_dir is not None:
-                    path = out_dir / f"{source.frame_name(index)}.{args.format or 'flo'}"
-                    cli_args.write_flow(path, flow)
-                    written.append(path)
-                if colour is not None:
-                    colour.write(viz.flow_to_rgb(flow, max_norm=args.max_norm))
-                if arrows is not None:
-                    arrows.write(viz.draw_arrows(frame, flow, step=args.arrow_step,
-                                                 scale=args.arrow_scale))
-                n += 1
-                bar.update(1)
-        except BaseException:
-            bar.leave = False  # the error, not a half-finished bar, is the last line
-            raise
-    return n
-
-
 def _cmd_stereo(args: argparse.Namespace) -> None:
     import flowlib
     from flowlib import io
@@ -340,7 +115,7 @@ def _cmd_stereo(args: argparse.Namespace) -> None:
         cli_args.check_input(path, what)
     cli_args.check_outputs((args.output, cli_args.DISPARITY_FORMATS, "-o"), (args.viz, cli_args.PICTURE_FORMATS, "--viz"))
     left, right = cli_args.read_pair(args.left, args.right)
-    model = _load_model(args, "stereo")
+    model = cli_model.load_model(args, "stereo")
     disp = flowlib.estimate_disparity(left, right, model)
     cli_args.write_disparity(args.output, disp)
     msg = f"wrote {args.output}"
@@ -396,13 +171,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from flowlib import data, evaluation
 
     bench = BENCHMARKS[args.benchmark]
-    args.model = args.model or _recorded_model(args.weights) or bench.default_model
+    args.model = args.model or cli_model.recorded_model(args.weights) or bench.default_model
     cli_args.check_outputs((args.json, (".json",), "--json"))
     if not os.path.isdir(args.root):
         raise FileNotFoundError(f"--root {args.root}: no such folder")
     # Index first: a wrong root fails before a model is loaded or downloaded.
     samples = bench.index(data, args)[: args.limit]
-    model = _load_model(args, bench.task)
+    model = cli_model.load_model(args, bench.task)
     batch = {"batch_size": args.batch_size} if bench.batched else {}
     evaluate = getattr(evaluation, bench.evaluator)
     result = evaluate(model, samples, progress=not args.quiet, **batch)
@@ -419,7 +194,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from flowlib.train.__main__ import run
     from flowlib.train.config import config_from_args
 
-    _select_device(args.device)
+    cli_model.select_device(args.device)
     cfg = config_from_args(args)
     if args.quiet:
         cfg = dataclasses.replace(cfg, progress=False)
@@ -439,7 +214,7 @@ def _cmd_download(args: argparse.Namespace) -> None:
     import flowlib
     from flowlib import _zoo, hub
 
-    _select_device(args.device)
+    cli_model.select_device(args.device)
     for name in args.names:
         model_name, _, variant = name.partition(":")
         ckpt = _zoo.get(model_name).checkpoints.get(variant) if variant else None
@@ -532,53 +307,6 @@ def add_demo_parser(sub: Any) -> None:
     s.add_argument("--stereo", metavar="PNG", default=None,
                    help="also estimate disparity (CFNet) on a synthetic stereo pair, figure here")
     s.set_defaults(func=_cmd_demo)
-
-
-_ESTIMATE_DESCRIPTION = (
-    "Two images:     flowlib estimate IMG1 IMG2 -o flow.flo [--viz flow.png]\n"
-    "                    [--arrows arrows.png]\n"
-    "Frames / video: flowlib estimate FRAMES_DIR|VIDEO -o OUT_DIR [--video flow.mp4]\n"
-    "                    [--arrows arrows.mp4] [--every K] [--batch-size B]\n\n"
-    "A sequence is streamed: frames are decoded as needed and only a batch of them is in\n"
-    "memory. OUT_DIR gets one flow file per pair, named after the pair's first frame\n"
-    "(frame_0002.png -> frame_0002.flo; video frames: frame_000000.flo ...). A folder's frames\n"
-    "are checked for one size before anything is written; if a run fails later, the error\n"
-    "names the flow files written (all complete) and no video is left behind. Colours are\n"
-    "normalised per frame by its largest motion unless --max-norm fixes the scale (then\n"
-    "colours are comparable across frames). Video files need 'flowlib[video]'."
-)
-
-
-def add_estimate_parser(sub: Any) -> None:
-    s = sub.add_parser("estimate", help="optical flow: an image pair, a folder of frames or a "
-                       "video", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description=_ESTIMATE_DESCRIPTION)
-    cli_args.model_flags(s, _zoo.DEFAULT_FLOW_MODEL, tasks=("flow",),
-                 batch="sequence: pairs per forward pass (default 1); more is faster on "
-                 "accelerators and holds batch+1 frames in memory")
-    s.add_argument("sources", nargs="+", metavar="SOURCE",
-                   help="IMG1 IMG2, or a folder of frames, or a video")
-    s.add_argument("-o", "--output", default=None,
-                   help="pair: flow file (.flo, .pfm, KITTI .png, .npy); sequence: folder")
-    s.add_argument("--viz", default=None, help="pair: also write a colour-coded picture "
-                   f"({', '.join(cli_args.PICTURE_FORMATS)})")
-    s.add_argument("--video", default=None,
-                   help=f"sequence: colour-coded flow video ({', '.join(cli_args.VIDEO_FORMATS)})")
-    s.add_argument("--arrows", default=None,
-                   help="arrow overlay on the first image: a picture (pair) or a video (sequence)")
-    cli_args.picture_flags(s, flow=True, disparity=False)
-    s.add_argument("--arrow-step", type=cli_args.positive_int, default=16,
-                   help="pixels between arrows (default 16)")
-    s.add_argument("--arrow-scale", type=cli_args.positive_float, default=None,
-                   help="arrow length per pixel of flow (default: from the flow's magnitude, "
-                   "so the longer arrows are about one step long)")
-    s.add_argument("--every", type=cli_args.positive_int, default=None,
-                   help="sequence: use every K-th frame (default 1)")
-    s.add_argument("--fps", type=cli_args.positive_float, default=None,
-                   help="sequence: output frame rate (default: the video's / K, 24 / K for frames)")
-    s.add_argument("--format", default=None, choices=["flo", "pfm", "png", "npy"],
-                   help="sequence: flow file format (default flo; png = KITTI 16-bit)")
-    s.set_defaults(func=_cmd_estimate)
 
 
 def add_stereo_parser(sub: Any) -> None:
@@ -675,6 +403,11 @@ COMMAND_PARSERS = (add_demo_parser, add_estimate_parser, add_stereo_parser, add_
 
 
 def build_parser() -> argparse.ArgumentParser:
+    return _parser_and_commands()[0]
+
+
+def _parser_and_commands() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The parser, and each command's (and alias's) subparser by name (for its usage errors)."""
     from flowlib import __version__
 
     p = argparse.ArgumentParser(
@@ -688,26 +421,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_parser in COMMAND_PARSERS:
         add_parser(sub)
-    return p
-
-
-def _find_subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action.choices[command]
-    return parser  # pragma: no cover
+    return p, sub.choices
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (argparse exits 2 on bad usage)."""
-    parser = build_parser()
+    parser, commands = _parser_and_commands()
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
             return _cmd_train(args)
         args.func(args)
     except UsageError as err:
-        _find_subparser(parser, args.command).error(str(err))
+        commands[args.command].error(str(err))
     except KeyboardInterrupt:
         print("flowlib: interrupted", file=sys.stderr)
         return 130

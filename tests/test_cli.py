@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import flowlib
-from flowlib import cli, io, video, viz
+from flowlib import _cli_model, cli, io, video, viz
 
 COMMANDS = (
     "demo",
@@ -429,8 +429,8 @@ def test_unavailable_device_is_one_clear_line(capsys, device):
 
 def test_device_sets_the_jax_platform_before_jax_starts():
     code = (
-        "import os, sys; from flowlib import cli; assert 'jax' not in sys.modules; "
-        "cli._select_device('cpu'); import jax; "
+        "import os, sys; from flowlib import _cli_model, cli; assert 'jax' not in sys.modules; "
+        "_cli_model.select_device('cpu'); import jax; "
         "print(os.environ['JAX_PLATFORMS'], jax.default_backend(), jax.config.jax_default_device)"
     )
     env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}
@@ -646,7 +646,7 @@ def test_sequence_memory_is_flat_over_long_videos(tmp_path, capsys, monkeypatch)
     from flowlib import _api
 
     h, w = 96, 128
-    monkeypatch.setattr(cli, "_load_model", lambda args, task: None)
+    monkeypatch.setattr(_cli_model, "load_model", lambda args, task: None)
     monkeypatch.setattr(
         _api,
         "estimate",
@@ -737,7 +737,7 @@ def no_model(monkeypatch):
     def refuse(args, task):
         raise AssertionError("a model was loaded before the arguments were checked")
 
-    monkeypatch.setattr(cli, "_load_model", refuse)
+    monkeypatch.setattr(_cli_model, "load_model", refuse)
 
 
 @pytest.fixture
@@ -824,7 +824,7 @@ def test_stereo_writes_npy_and_a_disparity_picture(tmp_path, capsys, monkeypatch
     from flowlib import _api
 
     disp = np.linspace(0, 40, H * W, dtype=np.float32).reshape(H, W)
-    monkeypatch.setattr(cli, "_load_model", lambda args, task: None)
+    monkeypatch.setattr(_cli_model, "load_model", lambda args, task: None)
     monkeypatch.setattr(_api, "estimate_disparity", lambda a, b, model: disp)
     a = str(tmp_path / "a.png")
     io.write_image(a, np.zeros((H, W, 3), np.uint8))
@@ -847,7 +847,7 @@ def test_folder_failure_names_what_was_written(tmp_path, capsys, frames_dir, mon
             raise ValueError("device out of memory")
         return np.zeros((*a.shape[:-1], 2), np.float32)
 
-    monkeypatch.setattr(cli, "_load_model", lambda args, task: None)
+    monkeypatch.setattr(_cli_model, "load_model", lambda args, task: None)
     monkeypatch.setattr(_api, "estimate", estimate)
     out = tmp_path / "out"
     err = _run_error(capsys, ["estimate", str(frames_dir), "-o", str(out)],
@@ -876,7 +876,7 @@ def test_arrow_scale_option(tmp_path, capsys, monkeypatch):
 
     flow = np.zeros((H, W, 2), np.float32)
     flow[..., 0] = 0.5
-    monkeypatch.setattr(cli, "_load_model", lambda args, task: None)
+    monkeypatch.setattr(_cli_model, "load_model", lambda args, task: None)
     monkeypatch.setattr(_api, "estimate", lambda a, b, model: flow)
     a = str(tmp_path / "a.png")
     io.write_image(a, np.full((H, W, 3), 255, np.uint8))

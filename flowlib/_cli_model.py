@@ -1,0 +1,99 @@
+"""Model loading for the command line: ``--model`` / ``--weights`` / the model's settings,
+``--device`` and progress bars; part of :mod:`flowlib.cli`. JAX is imported only inside
+the functions, after the arguments are parsed."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from flowlib._cli_args import UsageError
+
+_INSTALL_HINT = {
+    "gpu": "install a GPU build of JAX, e.g. pip install -U 'jax[cuda12]'",
+    "tpu": "install JAX's TPU support: pip install -U 'jax[tpu]'",
+    "cpu": "check the JAX installation",
+}
+
+#: Model settings on the command line: load_model keyword -> (flag, models that take it).
+MODEL_OPTION_FLAGS = {
+    "max_levels": ("--pyramid-levels", ("spynet",)),
+    "div_flow": ("--div-flow", ("flownets", "flownetc")),
+    "maxdisp": ("--max-disp", ("cfnet", "patchstereo")),
+}
+
+
+def select_device(device: str | None) -> None:
+    """Make JAX use ``device`` ("cpu", "gpu", "tpu"), failing clearly if it has none."""
+    if device is None:
+        return
+    if "jax" not in sys.modules:
+        # Read by JAX when it initialises its backends; "gpu" expands to CUDA or ROCm.
+        os.environ["JAX_PLATFORMS"] = device
+    import jax
+
+    try:
+        devices = jax.devices(device)
+    except RuntimeError as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise RuntimeError(
+            f"--device {device}: JAX cannot use a {device.upper()} here ({reason}); "
+            f"{_INSTALL_HINT[device]}"
+        ) from err
+    # JAX may have been initialised with several platforms already (a library caller).
+    jax.config.update("jax_default_device", devices[0])
+
+
+def progress(quiet: bool, **kwargs: Any) -> Any:
+    from tqdm.auto import tqdm
+
+    # delay: bars appear only for work that takes more than a second.
+    return tqdm(disable=quiet, delay=1.0, dynamic_ncols=True, **kwargs)
+
+
+def model_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    """The model settings given on the command line, checked against the model."""
+    options = {}
+    for keyword, (flag, models) in MODEL_OPTION_FLAGS.items():
+        value = getattr(args, keyword, None)
+        if value is None:
+            continue
+        if name not in models:
+            raise UsageError(f"{flag} applies to {' and '.join(models)}, not {name}")
+        options[keyword] = value
+    return options
+
+
+def recorded_model(weights: str | None, task: str | None = None) -> str | None:
+    """The zoo model a flowlib ``.npz`` records in its metadata, if it does (and is a model of
+    ``task`` when given); None for anything else."""
+    if weights is None or not weights.lower().endswith(".npz") or not os.path.isfile(weights):
+        return None
+    from flowlib import _zoo
+    from flowlib.convert._common import load_weights
+
+    model = load_weights(weights)[1].get("model")
+    if model not in _zoo.MODELS or (task is not None and _zoo.MODELS[model].task != task):
+        return None
+    return model
+
+
+def load_model(args: argparse.Namespace, task: str) -> Any:
+    import flowlib
+    from flowlib import _zoo
+
+    if args.model is None:  # the model a flowlib .npz records, else the command's default
+        args.model = recorded_model(args.weights, task) or args.default_model
+    # The task is known from the zoo table: fail before any download or weight loading.
+    name = args.model.split(":", 1)[0]
+    entry = _zoo.get(name)
+    if entry.task != task:
+        raise ValueError(
+            f"--model {args.model} is a {entry.task} model; this command needs a {task} model"
+        )
+    options = model_options(args, name)
+    select_device(args.device)
+    return flowlib.load_model(args.model, args.weights, progress=not args.quiet,
+                              dtype=args.dtype, **options)
