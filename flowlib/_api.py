@@ -78,7 +78,7 @@ def _parse_name(name: str, weights: Any) -> tuple[str, Any]:
     return name, weights
 
 
-def _embedded_default(name: str) -> Path | None:
+def embedded_default(name: str) -> Path | None:
     path = _ASSETS / "weights" / f"{name}.npz"
     return path if path.is_file() else None
 
@@ -254,7 +254,7 @@ _RESOLVERS: tuple[tuple[str, Callable[[Any], bool], Callable[..., Any]], ...] = 
 
 
 def _default_weights(name: str, entry: _zoo.ModelEntry) -> Any:
-    embedded = _embedded_default(name)
+    embedded = embedded_default(name)
     if embedded is not None:
         return embedded
     if entry.default_weights is not None:

@@ -258,7 +258,7 @@ def _model_rows() -> list[tuple[str, ...]]:
         except ImportError as err:  # a model file missing from a partial install
             rows.append((" ", name, entry.task, "-", "-", f"(unavailable: {err})", ""))
             continue
-        embedded = _api._embedded_default(name)
+        embedded = _api.embedded_default(name)
         if embedded is not None:
             meta = load_weights(embedded)[1]
             rows.append(("*", f"{name} (embedded)", entry.task, "package", "-",
