@@ -15,7 +15,9 @@ def add_common(p: argparse.ArgumentParser, *, default_model: str) -> None:
     from flowlib.cli import output_file, positive_int
 
     p.add_argument("--root", default=None, help="dataset root (default: a synthetic set flowlib generates)")
-    p.add_argument("--model", default=default_model)
+    p.add_argument("--model", default=None, help="model name (default: the model a flowlib .npz "
+                   f"given as --weights records, else {default_model})")
+    p.set_defaults(default_model=default_model)
     p.add_argument("--weights", default=None, help="named variant or checkpoint path (default: embedded)")
     p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N pairs")
     p.add_argument("--batch-size", type=positive_int, default=1)
@@ -23,6 +25,13 @@ def add_common(p: argparse.ArgumentParser, *, default_model: str) -> None:
                    help="write the result record here")
     p.add_argument("--save-viz", default=None, help="folder for colour-coded predictions")
     add_run_flags(p)
+
+
+def flow_model_name(args: argparse.Namespace) -> str:
+    """--model, else the flow model a flowlib .npz --weights records, else the default."""
+    from flowlib._cli_model import recorded_model
+
+    return args.model or recorded_model(args.weights, "flow") or args.default_model
 
 
 def add_run_flags(p: argparse.ArgumentParser) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import flowlib
-from benchmarks._evalcli import add_common, journal_for, report, viz_saver
+from benchmarks._evalcli import add_common, flow_model_name, journal_for, report, viz_saver
 from flowlib import _zoo, evaluation, hub, io
 from flowlib.evaluation.kitti import index_kitti
 
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     for task in tasks:
         root = base / task if synthetic else base
         if task == "flow":
-            model = flowlib.load_model(args.model, args.weights)
+            model = flowlib.load_model(flow_model_name(args), args.weights)
             evaluate = evaluation.evaluate_kitti_flow
         else:
             model = flowlib.load_model(args.stereo_model, args.stereo_weights)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import flowlib
-from benchmarks._evalcli import add_run_flags, journal_for, report, viz_saver
+from benchmarks._evalcli import add_run_flags, flow_model_name, journal_for, report, viz_saver
 from flowlib import _zoo, data, evaluation, hub, io
 from flowlib.cli import output_file
 
@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--flow-root", default=None, help="folder with other-data/ and other-gt-flow/")
     p.add_argument("--stereo-root", default=None, help="folder of 2001 scenes (tsukuba/, venus/, ...)")
-    p.add_argument("--model", default=_zoo.DEFAULT_FLOW_MODEL)
+    p.add_argument("--model", default=None, help="flow model (default: the model a flowlib .npz "
+                   "given as --weights records, else the embedded default)")
+    p.set_defaults(default_model=_zoo.DEFAULT_FLOW_MODEL)
     p.add_argument("--weights", default=None)
     p.add_argument("--stereo-model", default=_zoo.DEFAULT_STEREO_MODEL)
     p.add_argument("--stereo-weights", default=None)
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         flow_root, stereo_root = base / "flow", base / "stereo"
     results = []
     if flow_root:
-        model = flowlib.load_model(args.model, args.weights)
+        model = flowlib.load_model(flow_model_name(args), args.weights)
         samples = data.index_middlebury_flow(flow_root)
         with journal_for(args, "middlebury-flow", model, flow_root) as journal:
             results.append(evaluation.evaluate_middlebury_flow(

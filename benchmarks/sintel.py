@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import flowlib
-from benchmarks._evalcli import add_common, journal_for, report, viz_saver
+from benchmarks._evalcli import add_common, flow_model_name, journal_for, report, viz_saver
 from flowlib import _zoo, data, evaluation, hub
 
 SYNTHETIC_VERSION = "v1"
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     root = Path(args.root) if args.root else synthetic_root()
     synthetic = args.root is None
-    model = flowlib.load_model(args.model, args.weights)
+    model = flowlib.load_model(flow_model_name(args), args.weights)
     results = []
     for pass_ in args.passes:
         samples = data.index_sintel(root, split=args.split, pass_=pass_)[: args.limit]
