@@ -33,10 +33,10 @@ import numpy as np
 
 from benchmarks._timing import environment, format_bytes, format_table, write_json
 from benchmarks.models import (
-    _init_variables,
-    _measure_jax,
     cpu_description,
     flowlib_model,
+    init_variables,
+    measure_jax,
 )
 
 # (model, label, (H, W), target seconds, target bytes or None)
@@ -56,14 +56,14 @@ def _device_peak() -> int | None:
 def bench(name: str, size: tuple[int, int], dtype: str, *, repeats: int,
           max_seconds: float) -> dict[str, Any]:
     model, mode = flowlib_model(name, dtype)
-    variables = _init_variables(model, "float32")
+    variables = init_variables(model, "float32")
     rng = np.random.default_rng(0)
     x1, x2 = (jax.device_put(rng.random((1, *size, 3), np.float32)) for _ in range(2))
 
     def forward(variables, a, b):
         return getattr(model.module.apply(variables, a, b), model.output)
 
-    j = _measure_jax(forward, (variables, x1, x2), runs=repeats, max_seconds=max_seconds,
+    j = measure_jax(forward, (variables, x1, x2), runs=repeats, max_seconds=max_seconds,
                      rss=False)
     m = j["measurement"]
     return {"model": name, "size": f"{size[0]}x{size[1]}", "dtype": dtype, "bf16_mode": mode,

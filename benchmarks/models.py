@@ -63,8 +63,6 @@ import importlib.metadata
 import json
 import math
 import os
-import platform
-import re
 import subprocess
 import tempfile
 import sys
@@ -75,11 +73,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks._timing import Measurement, environment, format_bytes, format_table, write_json
+from benchmarks._timing import Measurement, format_bytes, format_table, write_json
 # The shared timing module's own statistics and XLA-analysis readers, so that every
 # benchmark reports the same quantities; the compile / first-call / timed-loop sequence is
 # written out here because the RSS probe has to sit between compiling and the warm-up.
 from benchmarks._timing import compiled_cost, compiled_memory, summarize_times
+from benchmarks._hlo import conv_dtypes, conv_kind, parse_convolutions, requested_conv_dtypes
+from benchmarks._machine import (  # cpu_description: also used by benchmarks.gpu / dtype_accuracy
+    cpu_description,
+    jax_threads,
+    machine_record,
+    peak_rss_delta,
+    torch_version,
+)
 
 SIZES = {"chairs": (384, 512), "sintel": (436, 1024), "kitti": (375, 1242)}
 MODELS = ("spynet", "flownets", "flownetc", "cfnet")
@@ -90,101 +96,6 @@ GOALS = (("spynet", "sintel", 0.75, 1.2), ("flownets", "sintel", 0.8, None),
          ("flownetc", "sintel", 0.8, None), ("cfnet", "kitti", 0.8, None))
 CFNET_MEMORY_GOAL = 8e9  # bytes, "KITTI-size inference fits in 8 GB"
 PEAK_CONV = (1, 128, 128, 256, 256, 3)  # B, H, W, Cin, Cout, k of the yardstick conv
-
-
-# ----------------------------------------------------------------------------- machine
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _cpu_flags() -> list[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = line.split(":", 1)[1].split()
-                    return sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))
-    except OSError:
-        pass
-    return []
-
-
-def cpu_description() -> str:
-    """One line naming the CPU and its bfloat16 ISA, printed with every table (sessions run
-    on different CPUs: bfloat16 speed depends on AVX-512 BF16 and AMX)."""
-    flags = set(_cpu_flags())
-    isa = ", ".join(f"{f} {'yes' if f in flags else 'no'}"
-                    for f in ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile"))
-    return f"CPU: {_cpu_model()}; {isa}; {os.cpu_count()} cores, jax threads {jax_threads()}"
-
-
-def jax_threads() -> int:
-    """Threads of XLA's CPU client: its Eigen pool is sized to the schedulable cores."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def _read_status(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def peak_rss_delta(call: Callable[[], Any]) -> int | None:
-    """Growth of the process's peak RSS while ``call()`` runs (Linux; None elsewhere).
-
-    The peak (VmHWM) is reset first, so this is ``max RSS during the call - RSS before``.
-    Memory the allocator already holds from earlier work is reused without showing up, so
-    this is a lower bound on what the call needs when it runs first.
-    """
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        call()
-        return None
-    before = _read_status("VmRSS")
-    call()
-    peak = _read_status("VmHWM")
-    return None if before is None or peak is None else peak - before
-
-
-def torch_version() -> str | None:
-    """Installed torch version, without importing torch into this (jax) process."""
-    try:
-        return importlib.metadata.version("torch")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def machine_record(dtypes: list[str]) -> dict[str, Any]:
-    env = environment(dtype=",".join(dtypes), precision=jax.config.jax_default_matmul_precision)
-    env.update({
-        "cpu_model": _cpu_model(),
-        "cpu_flags": " ".join(_cpu_flags()),
-        "jax_threads": jax_threads(),
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "torch": torch_version(),
-        "torch_threads": None,  # filled in from the worker's report
-        "loadavg_start": os.getloadavg(),
-    })
-    return env
 
 
 # ------------------------------------------------------------------------ yardstick
@@ -202,7 +113,7 @@ def conv_peak(dtype: str, runs: int, *, use_torch: bool) -> dict[str, Any]:
         return jax.lax.conv_general_dilated(x, kern, (1, 1), ((1, 1), (1, 1)),
                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
-    m = _measure_jax(conv, (x, kern), runs=max(runs, 5), rss=False)["measurement"]
+    m = measure_jax(conv, (x, kern), runs=max(runs, 5), rss=False)["measurement"]
     flops = m.xla_flops or 2.0 * b * h * w * cin * cout * k * k
     # The best of the runs: a peak is what the machine can do; on a shared CPU the median
     # mostly measures the other tenants.
@@ -228,24 +139,7 @@ def _best_peak(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- timing
 
 
-def _conv_dtypes(hlo: str) -> tuple[int, int]:
-    """(convolutions with bf16 operands, all convolutions) in an optimised HLO module's
-    text (flowlib's bfloat16 convolutions take bf16 operands and give float32 results)."""
-    # Optimised HLO names its operands without their types: look them up by name.
-    types = dict(re.findall(r"^\s*(?:ROOT\s+)?%?([\w.-]+)\s*=\s*(\w+)\[", hlo, re.M))
-    convs = re.findall(r"\bconvolution\(\s*(?:(\w+)\[[^\]]*\]\S*\s+)?%?([\w.-]+)", hlo)
-    kinds = [inline or types.get(name, "") for inline, name in convs]
-    return sum(t == "bf16" for t in kinds), len(kinds)
-
-
-def _requested_conv_dtypes(stablehlo: str) -> tuple[int, int]:
-    """(convolutions with bf16 operands, all convolutions) as the program asks for them
-    (StableHLO, before XLA's CPU pipeline, which may run a bf16 convolution in float32)."""
-    convs = re.findall(r"stablehlo\.convolution.*:\s*\(tensor<(?:\d+x)*(\w+)>", stablehlo)
-    return sum(t == "bf16" for t in convs), len(convs)
-
-
-def _measure_jax(fn: Callable[..., Any], args: tuple, *, runs: int, warmup: int = 1,
+def measure_jax(fn: Callable[..., Any], args: tuple, *, runs: int, warmup: int = 1,
                  max_seconds: float | None = None, rss: bool = True) -> dict[str, Any]:
     """Compile, probe RSS on the first call, warm up, time; a :class:`Measurement` plus
     the compiled executable's convolution dtypes."""
@@ -274,8 +168,8 @@ def _measure_jax(fn: Callable[..., Any], args: tuple, *, runs: int, warmup: int 
                     **compiled_cost(compiled))
     try:
         stablehlo = lowered.as_text()
-        convs = _conv_dtypes(compiled.as_text())
-        asked = _requested_conv_dtypes(stablehlo)
+        convs = conv_dtypes(compiled.as_text())
+        asked = requested_conv_dtypes(stablehlo)
     except Exception:  # as_text is not available on every backend
         stablehlo, convs, asked = "", (None, None), (None, None)
     return {"measurement": m, "rss_delta": rss_delta, "bf16_convs": convs[0], "convs": convs[1],
@@ -312,62 +206,6 @@ def _measure_torch(fn: Callable[[], Any], *, dtype: str, runs: int, warmup: int 
 
 # ------------------------------------------------------------------------ breakdown
 
-_CONV_LINE = re.compile(
-    r"stablehlo\.convolution\(.*dim_numbers = \[([^\]]*)\]x\[([^\]]*)\]->\[([^\]]*)\]"
-    r"(?:, window = \{(.*?)\})?.*feature_group_count = (\d+).*"
-    r": \(tensor<([^>]*)>, tensor<([^>]*)>\) -> tensor<([^>]*)>\s*$")
-
-
-def _window_field(window: str, name: str, ndim: int) -> list:
-    m = re.search(name + r" = (\[\[.*?\]\]|\[.*?\])", window or "")
-    if m is None:
-        return [[0, 0]] * ndim if name == "pad" else [1] * ndim
-    return eval(m.group(1).replace("false", "False").replace("true", "True"))  # noqa: S307
-
-
-_MLIR_DTYPES = {"f32": "float32", "bf16": "bfloat16", "f16": "float16", "f64": "float64"}
-
-
-def _tensor(spec: str) -> tuple[tuple[int, ...], str]:
-    *dims, dtype = spec.split("x")
-    return tuple(int(d) for d in dims), _MLIR_DTYPES.get(dtype, dtype)
-
-
-def parse_convolutions(stablehlo: str) -> list[dict]:
-    """Every convolution of a lowered (StableHLO) module with channels-last layouts:
-    input / kernel shapes, dtype, strides, padding, input (lhs) dilation, kernel dilation."""
-    convs = []
-    for line in stablehlo.splitlines():
-        m = _CONV_LINE.search(line)
-        if m is None:
-            continue
-        lhs, rhs, out = ([d.strip() for d in g.split(",")] for g in m.groups()[:3])
-        ndim = len(lhs) - 2
-        spatial = [str(i) for i in range(ndim)]
-        if (lhs != ["b", *spatial, "f"] or out != lhs or rhs != [*spatial, "i", "o"]
-                or int(m.group(5)) != 1):
-            continue  # not the NHWC / HWIO layout the models use: not rebuilt
-        x_shape, dtype = _tensor(m.group(6))
-        k_shape, _ = _tensor(m.group(7))
-        window = m.group(4)
-        convs.append({
-            "x": x_shape, "k": k_shape, "dtype": dtype, "out": _tensor(m.group(8))[0],
-            "stride": tuple(_window_field(window, "stride", ndim)),
-            "pad": tuple(tuple(p) for p in _window_field(window, "pad", ndim)),
-            "lhs_dilate": tuple(_window_field(window, "lhs_dilate", ndim)),
-            "rhs_dilate": tuple(_window_field(window, "rhs_dilate", ndim)),
-        })
-    return convs
-
-
-def _conv_kind(conv: dict) -> str:
-    nd = len(conv["x"]) - 2
-    if any(d > 1 for d in conv["lhs_dilate"]):
-        return f"conv{nd}d transposed (lhs-dilated)"
-    if any(s > 1 for s in conv["stride"]):
-        return f"conv{nd}d strided"
-    return f"conv{nd}d"
-
 
 def conv_breakdown(stablehlo: str, total_ms: float, *, runs: int = 1) -> dict[str, Any]:
     """Time every distinct convolution of a model on its own (same shapes, dtype, window),
@@ -391,8 +229,8 @@ def conv_breakdown(stablehlo: str, total_ms: float, *, runs: int = 1) -> dict[st
                 x, k, c["stride"], list(c["pad"]), lhs_dilation=c["lhs_dilate"],
                 rhs_dilation=c["rhs_dilate"], dimension_numbers=spec)
 
-        m = _measure_jax(fn, (x, k), runs=runs, rss=False)["measurement"]
-        items.append({"kind": _conv_kind(c), "x": c["x"], "k": c["k"], "lhs_dilate": c["lhs_dilate"],
+        m = measure_jax(fn, (x, k), runs=runs, rss=False)["measurement"]
+        items.append({"kind": conv_kind(c), "x": c["x"], "k": c["k"], "lhs_dilate": c["lhs_dilate"],
                       "stride": c["stride"], "count": c["count"], "ms_each": m.median_s * 1e3,
                       "ms_total": m.median_s * 1e3 * c["count"],
                       "gflops": (m.xla_flops or 0) / m.median_s / 1e9})
@@ -509,7 +347,7 @@ def _flownet_variant(mod: Any, name: str) -> tuple[Callable[..., Any], dict]:
     raise AttributeError(f"flowlib.models.flownet has no {cls_name}")
 
 
-def _init_variables(model: FlowlibModel, dtype: str) -> dict:
+def init_variables(model: FlowlibModel, dtype: str) -> dict:
     """Well-scaled random variables without running the model: shapes from
     ``jax.eval_shape(init)``; kernels N(0, 1/fan_in), other params 0, BN scale/var 1."""
     h, w = model.init_size
@@ -561,7 +399,7 @@ def bench_one(name: str, size_name: str, dtype: str, args: argparse.Namespace,
               peaks: dict[str, dict]) -> dict[str, Any]:
     size = SIZES[size_name]
     model, bf16_mode = flowlib_model(name, dtype)
-    variables = _init_variables(model, "float32")
+    variables = init_variables(model, "float32")
     im1, im2 = _images(size, 1), _images(size, 2)
     x1, x2 = jnp.asarray(im1), jnp.asarray(im2)
     output = model.output
@@ -573,7 +411,7 @@ def bench_one(name: str, size_name: str, dtype: str, args: argparse.Namespace,
                            "dtype": dtype, "bf16_mode": bf16_mode,
                            "flowlib_params": _param_count(variables)}
     print(f"[{name} {size_name} {dtype}] flowlib: compiling ...", file=sys.stderr, flush=True)
-    j = _measure_jax(forward, (variables, x1, x2), runs=args.repeats, max_seconds=args.max_seconds)
+    j = measure_jax(forward, (variables, x1, x2), runs=args.repeats, max_seconds=args.max_seconds)
     m = j["measurement"]
     peak = peaks[dtype]["jax_gflops"] * 1e9
     row.update({
