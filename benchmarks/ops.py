@@ -157,62 +157,14 @@ def run(args: argparse.Namespace) -> dict:
     for case in cases:
         f1 = _inputs(case.features, dtype, 0)
         f2 = _inputs(case.features, dtype, 1)
-        b, h, w, c = case.features
         if case.max_disparity is None:
-            radius = case.max_displacement // case.stride
-            flops = 2.0 * b * h * w * (2 * radius + 1) ** 2 * c
-            # --quick: only the default. "shifted" compiles for ~20 s per pass on a 2-core
-            # CPU (441 unrolled displacements); the backward pass of "patches" (the
-            # transpose of its one-hot patch convolution) takes ~40 s at the FlowNetC size
-            # and is timed there only.
-            impls = ("banded",) if args.quick else LOCAL_IMPLS
-            for impl in impls:
-                fn = lambda a, bb, impl=impl, case=case: ops.local_correlation(
-                    a,
-                    bb,
-                    max_displacement=case.max_displacement,
-                    stride=case.stride,
-                    normalize="channels",
-                    precision=precision,
-                    impl=impl,
-                )
-                backward = impl != "patches" or case.name == "flownetc"
-                _bench_pair(
-                    rows,
-                    "local_correlation",
-                    case.name,
-                    impl,
-                    fn,
-                    (f1, f2),
-                    (0, 1),
-                    flops,
-                    peak,
-                    runs,
-                    max_seconds,
-                    backward,
-                )
+            flops = _bench_local(rows, case, f1, f2, quick=args.quick, precision=precision,
+                                 peak=peak, runs=runs, max_seconds=max_seconds)
             if not naive_done:
                 naive_done = True
                 _bench_naive(rows, case, f1, f2, flops, peak)
         else:
-            flops = 2.0 * b * case.max_disparity * h * w * c
-            for impl in GROUPWISE_IMPLS:
-                fn = lambda a, bb, impl=impl, case=case: ops.groupwise_cost_volume(
-                    a, bb, max_disparity=case.max_disparity, groups=case.groups, impl=impl
-                )
-                _bench_pair(
-                    rows,
-                    "groupwise_cost_volume",
-                    case.name,
-                    impl,
-                    fn,
-                    (f1, f2),
-                    (0, 1),
-                    flops,
-                    peak,
-                    runs,
-                    max_seconds,
-                )
+            _bench_groupwise(rows, case, f1, f2, peak=peak, runs=runs, max_seconds=max_seconds)
         _bench_warp(rows, case, dtype, peak, runs, max_seconds)
     return {
         "environment": env,
@@ -221,6 +173,46 @@ def run(args: argparse.Namespace) -> dict:
         "quick": args.quick,
         "results": rows,
     }
+
+
+def _bench_local(rows: list[dict], case: Case, f1: jax.Array, f2: jax.Array, *, quick: bool,
+                 precision: Any, peak: float, runs: int, max_seconds: float) -> float:
+    """Time ``local_correlation``'s formulations on one case; returns its FLOP count."""
+    b, h, w, c = case.features
+    radius = case.max_displacement // case.stride
+    flops = 2.0 * b * h * w * (2 * radius + 1) ** 2 * c
+    # --quick: only the default. "shifted" compiles for ~20 s per pass on a 2-core
+    # CPU (441 unrolled displacements); the backward pass of "patches" (the
+    # transpose of its one-hot patch convolution) takes ~40 s at the FlowNetC size
+    # and is timed there only.
+    impls = ("banded",) if quick else LOCAL_IMPLS
+    for impl in impls:
+        fn = lambda a, bb, impl=impl: ops.local_correlation(  # noqa: E731
+            a,
+            bb,
+            max_displacement=case.max_displacement,
+            stride=case.stride,
+            normalize="channels",
+            precision=precision,
+            impl=impl,
+        )
+        backward = impl != "patches" or case.name == "flownetc"
+        _bench_pair(rows, "local_correlation", case.name, impl, fn, (f1, f2), (0, 1), flops,
+                    peak, runs, max_seconds, backward)
+    return flops
+
+
+def _bench_groupwise(rows: list[dict], case: Case, f1: jax.Array, f2: jax.Array, *, peak: float,
+                     runs: int, max_seconds: float) -> None:
+    """Time ``groupwise_cost_volume``'s formulations on one case."""
+    b, h, w, c = case.features
+    flops = 2.0 * b * case.max_disparity * h * w * c
+    for impl in GROUPWISE_IMPLS:
+        fn = lambda a, bb, impl=impl: ops.groupwise_cost_volume(  # noqa: E731
+            a, bb, max_disparity=case.max_disparity, groups=case.groups, impl=impl
+        )
+        _bench_pair(rows, "groupwise_cost_volume", case.name, impl, fn, (f1, f2), (0, 1), flops,
+                    peak, runs, max_seconds)
 
 
 def _bench_naive(
