@@ -27,7 +27,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,6 +35,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from flowlib._files import atomic_write
 
 __all__ = [
     "Measurement",
@@ -349,18 +350,6 @@ def write_json(path: str | os.PathLike, payload: Any) -> None:
     text = json.dumps(payload, indent=1, default=default) + "\n"
     # Atomically (temp file + rename): benchmarks rewrite their JSON after every case, and a
     # run cut short must leave the previous complete file, not half of one.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, text.encode())
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

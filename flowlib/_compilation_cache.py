@@ -43,6 +43,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from flowlib._files import atomic_write
+
 __all__ = ["ENV", "MIN_COMPILE_SECS", "cache_path", "enable", "is_disabled"]
 
 #: Environment variable: ``0`` / ``false`` / ``no`` / ``off`` turn the cache off.
@@ -138,26 +140,12 @@ class _AtomicFileCache:
     def put(self, key: str, value: bytes) -> None:
         if self.read_only:
             return
-        file = self._path / f"{key}{self._SUFFIX}"
-        fd, tmp = tempfile.mkstemp(dir=self._path, prefix=f".{key[:40]}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(value)
-            # mkstemp makes 0600 files; a cache shared by a group needs open()'s permissions.
-            os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, file)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # Temp file + rename with open()'s permissions (a cache shared by a group): the
+        # project's one atomic writer.
+        atomic_write(self._path / f"{key}{self._SUFFIX}", value)
 
     def clear(self) -> None:  # CacheInterface; flowlib never clears a shared cache
         raise NotImplementedError("remove the cache directory by hand")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _writable(path: Path) -> bool:
