@@ -47,7 +47,7 @@ from flowlib import ops
 from flowlib.models._outputs import FlowOutput, StereoOutput
 from flowlib.ops.patches import PatchGrid, extract_patches, overlap_add, patch_grid, sample_patches
 
-__all__ = ["PatchFlow", "PatchStereo", "inverse_search", "variational_refinement", "pyramid_depth"]
+__all__ = ["PatchFlow", "PatchStereo", "coarse_to_fine", "inverse_search", "variational_refinement", "pyramid_depth"]
 
 CHECKPOINTS: dict[str, Any] = {}
 
@@ -309,6 +309,51 @@ def variational_refinement(
     return jnp.stack([u + du, v + dv], axis=-1)
 
 
+def _check_counts(module: nn.Module, names: Sequence[str]) -> None:
+    """Each named setting of ``module`` is an int >= 0 (a clear error naming it otherwise)."""
+    for name in names:
+        value = getattr(module, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{type(module).__name__}.{name} must be an int >= 0, got {value!r}")
+
+
+def coarse_to_fine(i0: jax.Array, i1: jax.Array, settings: Any, *, depth: int,
+                   search_radius: int, horizontal: bool) -> dict[int, jax.Array]:
+    """The pyramid loop shared by :class:`PatchFlow` and :class:`PatchStereo`.
+
+    Grey ``(B, H, W)`` images, levels ``depth .. 0``: upsample the coarser flow, inverse
+    search (exhaustive ``search_radius`` at the coarsest level, long jumps on the
+    ``settings.long_jump_levels`` coarsest), then variational refinement. ``settings`` is the
+    module (its patch, iteration and refinement fields). Returns ``{level: flow}``.
+    """
+    pyr0 = [p[..., 0] for p in ops.image_pyramid(i0[..., None], levels=depth + 1)]
+    pyr1 = [p[..., 0] for p in ops.image_pyramid(i1[..., None], levels=depth + 1)]
+    flow = jnp.zeros((*pyr0[depth].shape, 2), jnp.float32)
+    levels = {}
+    for level in range(depth, -1, -1):
+        a, b = pyr0[level], pyr1[level]
+        if level < depth:
+            flow = ops.upsample_flow(flow, a.shape[1:], align_corners=False)
+            if horizontal:
+                flow = flow.at[..., 1].set(0.0)
+        long = depth - level < settings.long_jump_levels
+        flow = inverse_search(
+            a, b, flow,
+            patch_size=settings.patch_size, patch_stride=settings.patch_stride,
+            iterations=settings.iterations, propagation_rounds=settings.propagation_rounds,
+            jumps=(4, 2, 1) if long else (1,),
+            search_radius=search_radius if level == depth else 0,
+            horizontal=horizontal,
+        )
+        if settings.refine_outer:
+            flow = variational_refinement(
+                a, b, flow, alpha=settings.alpha, delta=settings.delta, gamma=settings.gamma,
+                outer=settings.refine_outer, inner=settings.refine_inner, horizontal=horizontal,
+            )
+        levels[level] = flow
+    return levels
+
+
 class PatchFlow(nn.Module):
     """Coarse-to-fine patch matching + variational refinement (see the module docstring).
 
@@ -339,11 +384,8 @@ class PatchFlow(nn.Module):
 
     def __post_init__(self) -> None:
         patch_grid(self.patch_size, self.patch_size, size=self.patch_size, stride=self.patch_stride)
-        for name in ("iterations", "propagation_rounds", "long_jump_levels", "coarse_radius",
-                     "refine_outer", "refine_inner"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"PatchFlow.{name} must be an int >= 0, got {value!r}")
+        _check_counts(self, ("iterations", "propagation_rounds", "long_jump_levels", "coarse_radius",
+                             "refine_outer", "refine_inner"))
         super().__post_init__()
 
     @nn.compact
@@ -356,28 +398,9 @@ class PatchFlow(nn.Module):
         grey = [_grey(image1), _grey(image2)]
         _, h, w = grey[0].shape
         depth = pyramid_depth(h, w, patch_size=self.patch_size, min_coarse_side=self.min_coarse_side)
-        pyr0 = [p[..., 0] for p in ops.image_pyramid(grey[0][..., None], levels=depth + 1)]
-        pyr1 = [p[..., 0] for p in ops.image_pyramid(grey[1][..., None], levels=depth + 1)]
-        flow = jnp.zeros((*pyr0[depth].shape, 2), jnp.float32)
-        levels = {}
-        for level in range(depth, -1, -1):
-            i0, i1 = pyr0[level], pyr1[level]
-            if level < depth:
-                flow = ops.upsample_flow(flow, i0.shape[1:], align_corners=False)
-            long = depth - level < self.long_jump_levels
-            flow = inverse_search(
-                i0, i1, flow,
-                patch_size=self.patch_size, patch_stride=self.patch_stride,
-                iterations=self.iterations, propagation_rounds=self.propagation_rounds,
-                jumps=(4, 2, 1) if long else (1,),
-                search_radius=self.coarse_radius if level == depth else 0,
-            )
-            if self.refine_outer:
-                flow = variational_refinement(
-                    i0, i1, flow, alpha=self.alpha, delta=self.delta, gamma=self.gamma,
-                    outer=self.refine_outer, inner=self.refine_inner,
-                )
-            levels[level] = flow
+        levels = coarse_to_fine(grey[0], grey[1], self, depth=depth,
+                                search_radius=self.coarse_radius, horizontal=False)
+        flow = levels[0]
         return FlowOutput(flow=flow, aux={"levels": levels})
 
 
@@ -413,11 +436,8 @@ class PatchStereo(nn.Module):
         patch_grid(self.patch_size, self.patch_size, size=self.patch_size, stride=self.patch_stride)
         if not self.consistency >= 0:
             raise ValueError(f"PatchStereo.consistency must be >= 0, got {self.consistency!r}")
-        for name in ("maxdisp", "levels", "iterations", "propagation_rounds",
-                     "long_jump_levels", "refine_outer", "refine_inner"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"PatchStereo.{name} must be an int >= 0, got {value!r}")
+        _check_counts(self, ("maxdisp", "levels", "iterations", "propagation_rounds",
+                             "long_jump_levels", "refine_outer", "refine_inner"))
         super().__post_init__()
 
     @nn.compact
@@ -444,28 +464,8 @@ class PatchStereo(nn.Module):
         _, h, w = i0.shape
         depth = min(self.levels, pyramid_depth(h, w, patch_size=self.patch_size,
                                                min_coarse_side=self.patch_size))
-        pyr0 = [p[..., 0] for p in ops.image_pyramid(i0[..., None], levels=depth + 1)]
-        pyr1 = [p[..., 0] for p in ops.image_pyramid(i1[..., None], levels=depth + 1)]
-        flow = jnp.zeros((*pyr0[depth].shape, 2), jnp.float32)
-        for level in range(depth, -1, -1):
-            a, b = pyr0[level], pyr1[level]
-            if level < depth:
-                flow = ops.upsample_flow(flow, a.shape[1:], align_corners=False)
-                flow = flow.at[..., 1].set(0.0)
-            long = depth - level < self.long_jump_levels
-            flow = inverse_search(
-                a, b, flow,
-                patch_size=self.patch_size, patch_stride=self.patch_stride,
-                iterations=self.iterations, propagation_rounds=self.propagation_rounds,
-                jumps=(4, 2, 1) if long else (1,),
-                search_radius=-(-self.maxdisp // 2**depth) if level == depth else 0,
-                horizontal=True,
-            )
-            if self.refine_outer:
-                flow = variational_refinement(
-                    a, b, flow, alpha=self.alpha, delta=self.delta, gamma=self.gamma,
-                    outer=self.refine_outer, inner=self.refine_inner, horizontal=True,
-                )
+        flow = coarse_to_fine(i0, i1, self, depth=depth, search_radius=-(-self.maxdisp // 2**depth),
+                              horizontal=True)[0]
         return jnp.clip(-flow[..., 0], 0.0, float(self.maxdisp))
 
 
