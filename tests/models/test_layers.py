@@ -22,7 +22,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowlib.models._layers import Conv, ConvTranspose, compute_dtype, conv3d, conv_transpose
+from flowlib.models._layers import (Conv, ConvTranspose, compute_dtype, conv3d, conv_transpose,
+                                     mish)
 
 LAYOUT = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
 
@@ -312,3 +313,32 @@ def test_errors():
     with pytest.raises(ValueError, match="method must be"):
         conv_transpose(x, jnp.zeros((3, 3, 3, 2, 2)), (2,) * 3, (1,) * 3, (1,) * 3,
                        method="fft")
+
+
+def _mish_float64(x):
+    """Mish as written in the paper and CFNet: x * tanh(softplus(x)), softplus = x above 20."""
+    x = np.asarray(x, np.float64)
+    return x * np.tanh(np.where(x > 20.0, x, np.log1p(np.exp(np.minimum(x, 20.0)))))
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_mish_one_exp_form_matches_definition(jit):
+    x = np.concatenate([np.linspace(-120, 120, 200_001), [-1e30, -88.0, -1e-30, 0.0, 1e-30,
+                                                          19.999, 20.0, 20.001, 1e30]])
+    fn = jax.jit(mish) if jit else mish
+    got = np.asarray(fn(jnp.asarray(x, jnp.float32)), np.float64)
+    want = _mish_float64(np.float32(x))
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-30)
+    assert float(mish(jnp.float32(-1.0))) == pytest.approx(-0.3034014613, rel=1e-6)  # by hand
+
+
+def test_mish_gradient_float64(x64):
+    x = jnp.asarray([-30.0, -5.0, -1.0, -0.3, 0.0, 0.7, 3.0, 19.0, 25.0], jnp.float64)
+    got = jax.vmap(jax.grad(mish))(x)
+    # d/dx x tanh(sp(x)) = tanh(sp) + x sech^2(sp) sigmoid(x); sp = softplus (x above 20)
+    xn = np.asarray(x)
+    sp = np.where(xn > 20, xn, np.log1p(np.exp(np.minimum(xn, 20))))
+    sig = np.where(xn > 20, 0.0, 1 / (1 + np.exp(-xn)))
+    want = np.tanh(sp) + xn * (1 - np.tanh(sp) ** 2) * sig
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-10, atol=1e-12)
