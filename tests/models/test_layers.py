@@ -241,8 +241,9 @@ def _convs(f, *args) -> list[tuple[int, bool]]:
 
 
 def test_fast_paths_taken():
-    """CFNet's 3x3x3 convbn and DeconvBN lower to 2-D convolutions, no input dilation;
-    strided and 1x1x1 3-D convolutions and 2-D deconvolutions stay as they were."""
+    """CFNet's 3x3x3 convbn and DeconvBN lower to 2-D convolutions, no input dilation; its
+    one-channel cost heads to a dot; strided and 1x1x1 3-D convolutions and 2-D
+    deconvolutions stay as they were."""
     x = jnp.zeros((1, 4, 6, 8, 4))
 
     def layer(mod):
@@ -254,6 +255,8 @@ def test_fast_paths_taken():
                                ndim=3)) == [(4, False)]
     assert layer(Conv(4, 3, stride=2, padding=1, use_bias=False, ndim=3)) == [(5, False)]
     assert layer(Conv(4, 1, use_bias=False, ndim=3)) == [(5, False)]
+    assert layer(Conv(1, 3, padding=1, use_bias=False, ndim=3)) == []  # a dot, no conv
+    assert layer(Conv(1, 3, stride=2, padding=1, use_bias=False, ndim=3)) == [(5, False)]
     x = jnp.zeros((1, 6, 8, 4))
     assert layer(ConvTranspose(2, 4, stride=2, padding=1, ndim=2)) == [(4, True)]
 
@@ -342,3 +345,22 @@ def test_mish_gradient_float64(x64):
     sig = np.where(xn > 20, 0.0, 1 / (1 + np.exp(-xn)))
     want = np.tanh(sp) + xn * (1 - np.tanh(sp) ** 2) * sig
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("x_shape, k, pad", [
+    ((1, 5, 6, 7, 3), (3, 3, 3), [(1, 1)] * 3),
+    ((2, 4, 3, 9, 2), (2, 3, 4), [(0, 1), (2, 0), (1, 2)]),
+    ((1, 6, 5, 4, 5), (3, 1, 2), [(-1, 0), (0, 0), (0, 1)]),  # negative: crop
+    ((1, 1, 1, 1, 4), (1, 1, 1), [(0, 0)] * 3),
+])
+def test_conv3d_one_output_channel_float64(x_shape, k, pad, x64):
+    """The output-taps path (one output channel, stride 1): values and gradients."""
+    x, kern = _arrays(7, x_shape, (*k, x_shape[-1], 1), jnp.float64)
+    got, want = conv3d(x, kern, (1, 1, 1), pad), reference_conv(x, kern, (1, 1, 1), pad)
+    assert got.shape == want.shape
+    assert _max_err(got, want) < 1e-10
+    loss = lambda f: lambda a, b: jnp.sum(jnp.sin(f(a, b)))  # noqa: E731
+    g_got = jax.grad(loss(lambda a, b: conv3d(a, b, (1, 1, 1), pad)), (0, 1))(x, kern)
+    g_want = jax.grad(loss(lambda a, b: reference_conv(a, b, (1, 1, 1), pad)), (0, 1))(x, kern)
+    for a, b in zip(g_got, g_want):
+        assert _max_err(a, b) < 1e-10
