@@ -1,7 +1,7 @@
 """Routes to faster convolutions on XLA:CPU, each timed against ``lax.conv_general_dilated``
 in float32 on the same shapes in the same run (issue 12: bfloat16 and float32 speed).
 
-    python -m benchmarks.conv_routes [--quick] [--only dot conv strided narrow copy]
+    python -m benchmarks.conv_routes [--quick] [--only dot conv wide strided narrow copy]
         [--flag-sweep] [--json OUT]
 
 XLA:CPU (jax 0.10.2) converts the operands of a bfloat16 convolution back to float32
@@ -17,6 +17,9 @@ call on another CPU (AMX, a newer jaxlib):
   a row-tiled im2col + one bfloat16 dot per tile (K = 49 C), and a row-tiled
   kernel-row formulation (the kw taps stacked on the channels, K = 7 C, one dot per
   kernel row, summed), and (float32) an FFT overlap-add convolution.
+* ``wide``: FlowNetS's deep 3x3 layers (7x16 to 55x128 pixels, 256 to 1024 channels) as
+  one untiled im2col dot in float32 and bfloat16, and as kernel-row bfloat16 dots: the
+  one place where the dot route wins (XLA's float32 convolution is slow on few pixels).
 * ``strided``: FlowNet's stride-2 layers as ``lax`` (the peer), as a stride-1
   convolution over the space-to-depth input (zero-padded kernel), and as the sum of the
   four polyphase stride-1 convolutions (exact taps).
@@ -54,7 +57,7 @@ from benchmarks._machine import cpu_description, machine_record
 from benchmarks._timing import format_table, write_json
 from flowlib.models._fft_conv import fft_conv2d
 
-SECTIONS = ("dot", "conv", "strided", "narrow", "copy")
+SECTIONS = ("dot", "conv", "wide", "strided", "narrow", "copy")
 _DN = ("NHWC", "HWIO", "NHWC")
 BF16 = jnp.bfloat16
 # XLA_FLAGS tried for bfloat16 convolutions (DEFAULTS-EVIDENCE; none changed the ratio).
@@ -259,6 +262,27 @@ def conv_section(*, quick: bool, runs: int) -> list[dict[str, Any]]:
     return rows
 
 
+# FlowNetS's deep stride-1 layers at the Sintel size: few pixels, many channels.
+FLOWNET_DEEP = (((1, 55, 128, 256), (3, 3, 256, 256)), ((1, 28, 64, 512), (3, 3, 512, 512)),
+                ((1, 14, 32, 512), (3, 3, 512, 512)), ((1, 7, 16, 1024), (3, 3, 1024, 1024)))
+
+
+def wide_section(*, quick: bool, runs: int) -> list[dict[str, Any]]:
+    """Few pixels, many channels: one untiled im2col dot (float32 and bf16) and the
+    kernel-row bf16 dots against lax float32."""
+    cases = (((1, 7, 16, 256), (3, 3, 256, 256)),) if quick else FLOWNET_DEEP
+    f32acc = functools.partial(lax_conv, accumulate=jnp.float32)
+    rows = []
+    for shape, kernel in cases:
+        whole = shape[1]  # one tile: the whole height
+        rows += compare(f"3x3 {kernel[2]}->{kernel[3]} at {shape[1]}x{shape[2]}", shape, kernel, {
+            "im2col + one f32 dot": (functools.partial(im2col_dot, rows=whole), jnp.float32),
+            "im2col + one bf16 dot": (functools.partial(im2col_dot, rows=whole), BF16),
+            "kernel-row bf16 dots": (functools.partial(kernel_row_dots, rows=whole), BF16),
+        }, runs=runs, peer=f32acc, section="wide")
+    return rows
+
+
 # FlowNetS/C stride-2 layers at the Sintel size (436x1024): (input, kernel, pad).
 FLOWNET_STRIDED = (((1, 436, 1024, 6), (7, 7, 6, 64), 3), ((1, 218, 512, 64), (5, 5, 64, 128), 2),
                    ((1, 109, 256, 128), (5, 5, 128, 256), 2),
@@ -318,8 +342,8 @@ def copy_section(*, quick: bool, runs: int) -> list[dict[str, Any]]:
     return rows
 
 
-RUNNERS = {"dot": dot_section, "conv": conv_section, "strided": strided_section,
-           "narrow": narrow_section, "copy": copy_section}
+RUNNERS = {"dot": dot_section, "conv": conv_section, "wide": wide_section,
+           "strided": strided_section, "narrow": narrow_section, "copy": copy_section}
 
 
 def flag_sweep(*, quick: bool, runs: int) -> list[dict[str, Any]]:
