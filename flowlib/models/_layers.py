@@ -25,9 +25,9 @@ runs 3-D and input-dilated convolutions far below its 2-D speed, so:
 * A 3-D convolution (:func:`conv3d`) with stride 1 is a 2-D convolution of the depth taps
   stacked on the channels, depth folded into the batch; with one output channel (CFNet's
   cost heads) it is a dot over the channels giving every tap's contribution, summed at
-  the taps' shifts (XLA:CPU runs 1-channel convolutions at a few GFLOP/s). Strided and 1x1x1 ones stay
-  ``lax`` convolutions: the rewrites tried for them (space-to-depth; strided depth taps,
-  summed or stacked; 1x1 2-D) were no faster or slower.
+  the taps' shifts (XLA:CPU runs 1-channel convolutions at a few GFLOP/s). Strided and
+  1x1x1 ones stay ``lax`` convolutions: the rewrites tried for them (space-to-depth;
+  strided depth taps, summed or stacked; 1x1 2-D) were no faster or slower.
 
 Measured on a 2-core AMD EPYC (AVX-512), idle, float32, jitted, best of 3 (jax 0.10.2; the
 2-D convolutions run in XLA:CPU's YNNPACK fusions, the 3-D ones do not):
@@ -71,7 +71,7 @@ def mish(x: jax.Array) -> jax.Array:
     """Mish, x * tanh(softplus(x)); softplus is the identity above 20 as in PyTorch.
 
     Computed with one ``exp``: with ``e = exp(x)``, ``tanh(log(1 + e)) = n / (n + 2)``
-    for ``n = e (e + 2)``. Same values as the ``tanh(log1p(exp))`` form within 1e-6
+    for ``n = e (e + 2)``. Same values as the ``tanh(log1p(exp))`` form within 2e-6
     relative (``tests/models/test_layers.py``), and about as fast as a ReLU on XLA:CPU
     (23M float32 elements, 2-core EPYC: 44 ms against 81 ms for the three-
     transcendental form; CFNet applies it to every 3-D volume).
