@@ -4,7 +4,9 @@ plain ``lax`` ones they replace.
 ``conv3d`` (stride 1: depth taps stacked on the channels of a 2-D convolution) and
 ``conv_transpose`` (sub-pixel phases, any number of spatial dims) must equal
 ``lax.conv_general_dilated`` and the input-dilated formulation ``ConvTranspose`` used
-before (``reference_conv_transpose``), up to float rounding: 1e-10 in
+before (``reference_conv_transpose``; the property test uses PyTorch's scatter definition,
+``scatter_conv_transpose``, because XLA aborts on some random 3-D input-dilated
+convolutions), up to float rounding: 1e-10 in
 float64, ~1e-5 in float32 (unit-variance inputs, kernels scaled by 1/sqrt(fan_in)); the
 gradients too, jitted and eager alike. The modules keep their parameter names and shapes
 (the converters and the fixture parity of FlowNet and CFNet depend on them).
@@ -32,6 +34,25 @@ def reference_conv(x, kernel, strides, padding, dilation=None):
     """The plain lax convolution (what ``nn.Conv`` runs)."""
     return jax.lax.conv_general_dilated(x, kernel, strides, padding, rhs_dilation=dilation,
                                         dimension_numbers=LAYOUT[x.ndim - 2])
+
+
+def scatter_conv_transpose(x, kernel, strides, padding, output_padding):
+    """PyTorch's definition, written out: every input pixel i adds ``x[i] w[t]`` at
+    ``i * s + t - padding``; no convolution op involved (the hypothesis test's reference:
+    XLA 0.10.2 aborts compiling some input-dilated 3-D convolutions, e.g. x (2, 3, 3, 2, 1),
+    kernel (5, 2, 2, 1, 4), strides (2, 2, 3), padding (0, 1, 1), output padding (0, 0, 2):
+    "Window dimensions do not match RHS shape" in its algebraic simplifier)."""
+    nd = x.ndim - 2
+    size, k = x.shape[1:-1], kernel.shape[:nd]
+    out = [(n - 1) * s - 2 * p + ki + op
+           for n, s, p, ki, op in zip(size, strides, padding, k, output_padding)]
+    full = [max((n - 1) * s + ki, p + o) for n, s, ki, p, o in zip(size, strides, k, padding, out)]
+    y = jnp.zeros((x.shape[0], *full, kernel.shape[-1]), x.dtype)
+    for t in np.ndindex(*k):
+        contrib = jnp.einsum("...c,cf->...f", x, kernel[t], precision=jax.lax.Precision.HIGHEST)
+        where = tuple(slice(ti, ti + (n - 1) * s + 1, s) for ti, n, s in zip(t, size, strides))
+        y = y.at[(slice(None), *where)].add(contrib)
+    return y[(slice(None), *(slice(p, p + o) for p, o in zip(padding, out)))]
 
 
 def reference_conv_transpose(x, kernel, strides, padding, output_padding):
@@ -106,7 +127,7 @@ def test_conv_transpose_matches_input_dilated_float64(case):
     with jax.enable_x64(True):
         x, k = _arrays(seed, x_shape, k_shape, jnp.float64)
         got = conv_transpose(x, k, s, p, op, method="phases")
-        want = reference_conv_transpose(x, k, s, p, op)
+        want = scatter_conv_transpose(x, k, s, p, op)
         nd = len(s)
         out = tuple((n - 1) * si - 2 * pi + ki + oi
                     for n, si, pi, ki, oi in zip(x_shape[1:-1], s, p, k_shape[:nd], op))
@@ -364,3 +385,18 @@ def test_conv3d_one_output_channel_float64(x_shape, k, pad, x64):
     g_want = jax.grad(loss(lambda a, b: reference_conv(a, b, (1, 1, 1), pad)), (0, 1))(x, kern)
     for a, b in zip(g_got, g_want):
         assert _max_err(a, b) < 1e-10
+
+
+@pytest.mark.parametrize("case", TRANSPOSE_CASES, ids=_transpose_id)
+def test_scatter_reference_matches_input_dilated(case, x64):
+    """The two references agree on the fixed cases (so either can stand for PyTorch)."""
+    x_shape, k_shape, s, p, op = case
+    x, k = _arrays(6, x_shape, k_shape, jnp.float64)
+    want = reference_conv_transpose(x, k, s, p, op)
+    assert _max_err(scatter_conv_transpose(x, k, s, p, op), want) < 1e-10
+    # By hand: 1-D, stride 2, kernel [1, 10, 100], one input pair [1, 2], padding 1 drops
+    # the first and last of the full [1, 10, 102, 20, 200].
+    y = scatter_conv_transpose(jnp.asarray([[[1.0], [2.0]]]), jnp.asarray([[[1.0]], [[10.0]],
+                                                                          [[100.0]]]),
+                               (2,), (1,), (0,))
+    np.testing.assert_array_equal(np.asarray(y)[0, :, 0], [10.0, 102.0, 20.0])
