@@ -188,22 +188,30 @@ def conv3d(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
                                         preferred_element_type=preferred_element_type)
 
 
+def _plain_conv(ndim, lhs, rhs, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+                feature_group_count, batch_group_count) -> bool:
+    """Whether ``nn.Conv``'s ``conv_general_dilated`` call is an ``ndim``-d channels-last
+    convolution with explicit padding, no dilation and no groups (what the rewrites here
+    compute)."""
+    return (
+        lhs.ndim == ndim + 2
+        and not isinstance(padding, str)
+        and all(d == 1 for d in (lhs_dilation or (1,) * ndim))
+        and all(d == 1 for d in (rhs_dilation or (1,) * ndim))
+        and feature_group_count == 1
+        and batch_group_count == 1
+        and dimension_numbers
+        == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _layout(ndim))
+    )
+
+
 def _conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                           rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                           batch_group_count=1, precision=None, preferred_element_type=None):
     """``lax.conv_general_dilated`` for ``nn.Conv``: 3-D channels-last convolutions without
     dilation or groups go to :func:`conv3d`, everything else to ``lax``."""
-    fast = (
-        lhs.ndim == 5
-        and not isinstance(padding, str)
-        and all(d == 1 for d in (lhs_dilation or (1,) * 3))
-        and all(d == 1 for d in (rhs_dilation or (1,) * 3))
-        and feature_group_count == 1
-        and batch_group_count == 1
-        and dimension_numbers
-        == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _layout(3))
-    )
-    if fast:
+    if _plain_conv(3, lhs, rhs, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+                   feature_group_count, batch_group_count):
         return conv3d(lhs, rhs, window_strides, padding, precision, preferred_element_type)
     return jax.lax.conv_general_dilated(
         lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
@@ -343,17 +351,9 @@ def _fft_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=No
     """``lax.conv_general_dilated`` for ``nn.Conv`` computed by :func:`fft_conv2d` (2-D,
     stride 1, no dilation or groups, channels last); float32 result."""
     del precision, preferred_element_type  # the FFT path always computes in float32
-    plain = (
-        lhs.ndim == 4
-        and not isinstance(padding, str)
-        and tuple(window_strides) == (1, 1)
-        and all(d == 1 for d in (lhs_dilation or (1, 1)))
-        and all(d == 1 for d in (rhs_dilation or (1, 1)))
-        and feature_group_count == 1
-        and batch_group_count == 1
-        and dimension_numbers == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _layout(2))
-    )
-    if not plain:
+    if tuple(window_strides) != (1, 1) or not _plain_conv(
+            2, lhs, rhs, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+            feature_group_count, batch_group_count):
         raise ValueError("method='fft' needs a 2-D, stride-1, undilated, ungrouped, "
                          "explicitly padded convolution")
     return fft_conv2d(lhs, rhs, padding)
