@@ -429,13 +429,9 @@ class ConvTranspose(nn.Module):
         kernel = self.param(
             "kernel", nn.initializers.lecun_normal(), (*k, in_features, self.features)
         )
-        dtype = compute_dtype(self.dtype)
-        if dtype is not None:
-            x, kernel = x.astype(dtype), kernel.astype(dtype)
-        y = conv_transpose(x, kernel, _tuple(self.stride, self.ndim),
-                           _tuple(self.padding, self.ndim),
-                           _tuple(self.output_padding, self.ndim),
-                           preferred_element_type=None if dtype is None else jnp.float32)
+        y = _mixed_conv(conv_transpose, compute_dtype(self.dtype))(
+            x, kernel, _tuple(self.stride, self.ndim), _tuple(self.padding, self.ndim),
+            _tuple(self.output_padding, self.ndim))
         if self.use_bias:
             bias = self.param("bias", nn.initializers.zeros, (self.features,))
             y = y + bias

@@ -392,10 +392,7 @@ class PatchFlow(nn.Module):
     def __call__(self, image1: jax.Array, image2: jax.Array, *, train: bool = False) -> FlowOutput:
         """Flow from ``image1`` to ``image2``: RGB ``(B, H, W, 3)`` in [0, 1] -> FlowOutput."""
         del train  # nothing is learned
-        if image1.ndim != 4 or image1.shape[-1] != 3 or image1.shape != image2.shape:
-            raise ValueError(f"expected two (B, H, W, 3) images of one shape, got {image1.shape}"
-                             f" and {image2.shape}")
-        grey = [_grey(image1), _grey(image2)]
+        grey = _grey_pair(image1, image2)
         _, h, w = grey[0].shape
         depth = pyramid_depth(h, w, patch_size=self.patch_size, min_coarse_side=self.min_coarse_side)
         levels = coarse_to_fine(grey[0], grey[1], self, depth=depth,
@@ -444,10 +441,7 @@ class PatchStereo(nn.Module):
     def __call__(self, left: jax.Array, right: jax.Array, *, train: bool = False) -> StereoOutput:
         """Disparity of the left view: RGB ``(B, H, W, 3)`` in [0, 1] -> StereoOutput."""
         del train
-        if left.ndim != 4 or left.shape[-1] != 3 or left.shape != right.shape:
-            raise ValueError(f"expected two (B, H, W, 3) images of one shape, got {left.shape}"
-                             f" and {right.shape}")
-        i0, i1 = _grey(left), _grey(right)
+        i0, i1 = _grey_pair(left, right)
         if not self.consistency:
             return StereoOutput(disparity=self._match(i0, i1), aux={})
         # The right view's disparity is the same matching on the mirrored pair: both run as
@@ -496,6 +490,14 @@ def fill_from_background(disparity: jax.Array, valid: jax.Array) -> jax.Array:
 def _grey(x: jax.Array) -> jax.Array:
     luma = jnp.asarray(_LUMA, jnp.float32)
     return 255.0 * jnp.einsum("bhwc,c->bhw", x.astype(jnp.float32), luma)
+
+
+def _grey_pair(image1: jax.Array, image2: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Two RGB ``(B, H, W, 3)`` images of one shape -> their grey ``(B, H, W)`` in 0..255."""
+    if image1.ndim != 4 or image1.shape[-1] != 3 or image1.shape != image2.shape:
+        raise ValueError(f"expected two (B, H, W, 3) images of one shape, got {image1.shape}"
+                         f" and {image2.shape}")
+    return _grey(image1), _grey(image2)
 
 
 def default_settings(module: type = None) -> dict[str, Any]:  # type: ignore[assignment]
