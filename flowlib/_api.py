@@ -202,7 +202,7 @@ def _resolve_named(name: str, entry: _zoo.ModelEntry, variant: str, *, offline: 
             " (or pass a path to a checkpoint file)"
         )
     ckpt = checkpoints[variant]
-    converted = hub.cache_dir() / "converted" / f"{name}-{variant}.npz"
+    converted = hub.converted_path(name, variant)
     if converted.is_file():
         return _load_npz(name, entry, converted)
     source = hub.fetch(ckpt, offline=offline, progress=progress)

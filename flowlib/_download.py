@@ -26,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from flowlib._files import fsync_dir
+
 __all__ = [
     "EXPECTED",
     "UnexpectedContentError",
@@ -47,19 +49,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _progress_bar(total: int | None, initial: int, name: str, enabled: bool):
@@ -450,7 +439,7 @@ def _commit(
         part.unlink(missing_ok=True)
         raise type(err)(f"{err}; the download was deleted") from None
     os.replace(part, dest)
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
     return digest
 
 

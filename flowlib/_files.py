@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["AtomicFile", "atomic_open", "atomic_write", "umask"]
+__all__ = ["AtomicFile", "atomic_open", "atomic_write", "fsync_dir", "umask"]
 
 
 def umask() -> int:
@@ -51,7 +51,9 @@ def _target_mode(path: Path) -> int:
         return 0o666 & ~umask()
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """fsync a folder, so that a rename into it is durable; a no-op where the platform or
+    file system does not support it."""
     # Makes the rename itself durable (not supported on every platform / file system).
     with contextlib.suppress(OSError):
         dir_fd = os.open(folder, os.O_RDONLY)
@@ -113,7 +115,7 @@ class AtomicFile:
             self.abort()
             raise
         self._done = True
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         return self.path
 
     def abort(self) -> None:

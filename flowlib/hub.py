@@ -39,6 +39,7 @@ from typing import Any
 from flowlib._download import EXPECTED, UnexpectedContentError, content_problem, download
 from flowlib._download import download_checked as _download_checked
 from flowlib._download import sha256_file as _sha256_file
+from flowlib._files import atomic_write
 
 __all__ = [
     "CacheInfo",
@@ -170,10 +171,7 @@ def _write_record(
         else datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "checked": [st.st_size, st.st_mtime_ns],
     }
-    target = _record_path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(tmp, target)
+    atomic_write(_record_path(path), (json.dumps(record, indent=1) + "\n").encode())
     # flowlib <= 0.1 kept "<file>.sha256" sidecars; the record replaces them.
     path.with_name(path.name + ".sha256").unlink(missing_ok=True)
 
