@@ -83,8 +83,8 @@ def _cmd_demo(args: argparse.Namespace) -> None:
         disp = flowlib.estimate_disparity(pair["left"], pair["right"], model=model)
         viz.stereo_figure(pair["left"], disp, pair["disparity"], path=args.stereo)
         epe = float(np.mean(np.abs(disp - pair["disparity"])))
-        print(f"wrote {args.stereo}: cfnet disparity on a synthetic {w}x{h} pair, "
-              f"EPE {epe:.2f} px, {time.perf_counter() - t0:.1f} s")
+        print(f"wrote {args.stereo}: {_zoo.DEFAULT_STEREO_MODEL} disparity on a synthetic "
+              f"{w}x{h} pair, EPE {epe:.2f} px, {time.perf_counter() - t0:.1f} s")
 
 
 def _cmd_viz(args: argparse.Namespace) -> None:
@@ -305,7 +305,8 @@ def add_demo_parser(sub: Any) -> None:
     s.add_argument("-o", "--output", default="flowlib-demo.png",
                    help="PNG (default flowlib-demo.png)")
     s.add_argument("--stereo", metavar="PNG", default=None,
-                   help="also estimate disparity (CFNet) on a synthetic stereo pair, figure here")
+                   help="also estimate disparity (the default stereo model) on a synthetic stereo "
+                        "pair, figure here")
     s.set_defaults(func=_cmd_demo)
 
 

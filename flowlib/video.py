@@ -21,6 +21,7 @@ Convention:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import re
@@ -102,6 +103,8 @@ class FrameSource:
         self.count = count
         self.fps = fps
         self.files = files
+        # Stem counts, for frame_name (one pass, not one per frame).
+        self._stems = collections.Counter(p.stem for p in files)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return self._iter_folder() if self.kind == "folder" else self._iter_video()
@@ -116,8 +119,7 @@ class FrameSource:
         if self.kind != "folder":
             return f"frame_{index:06d}"
         path = self.files[index]
-        stems = [p.stem for p in self.files]
-        return path.stem if stems.count(path.stem) == 1 else path.name.replace(".", "_")
+        return path.stem if self._stems[path.stem] == 1 else path.name.replace(".", "_")
 
     def check_sizes(self) -> None:
         """Check that a folder's frames all have the first one's size, reading only the

@@ -215,7 +215,7 @@ def test_demo_stereo_figure(tmp_path, capsys):
     flow_png, stereo_png = tmp_path / "f.png", tmp_path / "s.png"
     assert cli.main(["demo", "-o", str(flow_png), "--stereo", str(stereo_png)]) == 0
     printed = capsys.readouterr().out
-    epe = float(re.search(r"cfnet disparity .* EPE ([\d.]+) px", printed).group(1))
+    epe = float(re.search(r"patchstereo disparity .* EPE ([\d.]+) px", printed).group(1))
     assert epe < 8.0, printed  # scene disparities span 1-48 px; zero disparity scores ~25
     h, w = cli.DEMO_SIZE
     assert io.read_image(stereo_png, dtype="uint8").shape == (round((4 * h / w + 0.35) * 100), 1600, 3)
