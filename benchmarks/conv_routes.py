@@ -45,7 +45,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -54,7 +53,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks._machine import cpu_description, machine_record
-from benchmarks._timing import format_table, write_json
+from benchmarks._timing import format_table, measure, write_json
+from flowlib.cli import positive_int
 from flowlib.models._fft_conv import fft_conv2d
 
 SECTIONS = ("dot", "conv", "wide", "strided", "narrow", "copy")
@@ -186,15 +186,9 @@ def padded_outputs_conv(x: jax.Array, w: jax.Array, *, to: int) -> jax.Array:
 
 
 def best_time(fn: Callable[..., Any], *args: Any, runs: int) -> tuple[float, jax.Array]:
-    """Compile, one warm-up call, then the fastest of ``runs`` timed calls (seconds)."""
-    compiled = jax.jit(fn).lower(*args).compile()
-    out = jax.block_until_ready(compiled(*args))
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        times.append(time.perf_counter() - t0)
-    return min(times), out
+    """The fastest of ``runs`` timed calls after one warm-up (:func:`benchmarks._timing.measure`),
+    in seconds, and the output (for the error column)."""
+    return measure(fn, *args, runs=runs, warmup=1).min_s, jax.jit(fn)(*args)
 
 
 def _rel_error(y: jax.Array, ref: jax.Array) -> float:
@@ -383,15 +377,14 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--quick", action="store_true", help="small shapes, for a smoke run")
-    parser.add_argument("--runs", type=int, default=None, help="timed runs (default 5, quick 2)")
+    parser.add_argument("--runs", type=positive_int, default=None,
+                        help="timed runs (default 5, quick 2)")
     parser.add_argument("--flag-sweep", action="store_true",
                         help="also time the bf16 conv under each XLA_FLAGS setting")
     parser.add_argument("--json", metavar="OUT", help="also write the rows as JSON")
     parser.add_argument("--sweep-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     runs = args.runs or (2 if args.quick else 5)
-    if args.runs is not None and args.runs < 1:
-        parser.error(f"--runs must be at least 1, got {args.runs}")
     if args.sweep_worker:
         _sweep_worker(quick=args.quick, runs=runs)
         return 0
