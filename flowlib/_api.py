@@ -273,9 +273,9 @@ def _model_name(name: Any, weights: Any) -> tuple[str, Any]:
     if not Path(text).exists():
         raise FileNotFoundError(f"weights file {text}: no such file or folder")
     if Path(text).suffix.lower() == ".npz":
-        from flowlib.weights import load_weights
+        from flowlib.weights import load_meta
 
-        owner = load_weights(text)[1].get("model")
+        owner = load_meta(text).get("model")
         if owner in _zoo.MODELS:
             return owner, Path(text)
     raise ValueError(f"{text} is a file, not a model name: pass the model too, e.g. "

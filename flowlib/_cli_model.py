@@ -72,9 +72,9 @@ def recorded_model(weights: str | None, task: str | None = None) -> str | None:
     if weights is None or not weights.lower().endswith(".npz") or not os.path.isfile(weights):
         return None
     from flowlib import _zoo
-    from flowlib.convert._common import load_weights
+    from flowlib.weights import load_meta
 
-    model = load_weights(weights)[1].get("model")
+    model = load_meta(weights).get("model")
     if model not in _zoo.MODELS or (task is not None and _zoo.MODELS[model].task != task):
         return None
     return model

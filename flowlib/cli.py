@@ -249,7 +249,7 @@ def _cache_origin() -> str:
 def _model_rows() -> list[tuple[str, ...]]:
     """``(mark, name, task, cached, sha-256, licence, trained on)`` per model and variant."""
     from flowlib import _api, _zoo, hub
-    from flowlib.weights import load_weights
+    from flowlib.weights import load_meta
 
     rows = []
     for name, entry in sorted(_zoo.MODELS.items()):
@@ -260,7 +260,7 @@ def _model_rows() -> list[tuple[str, ...]]:
             continue
         embedded = _api.embedded_default(name)
         if embedded is not None:
-            meta = load_weights(embedded)[1]
+            meta = load_meta(embedded)
             rows.append(("*", f"{name} (embedded)", entry.task, "package", "-",
                          meta.get("license", "?"), f"{meta.get('training_data', '?')} (flowlib)"))
         for variant, ckpt in checkpoints.items():

@@ -15,14 +15,14 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from flowlib._files import atomic_write
 
-__all__ = ["flatten", "unflatten", "save_weights", "load_weights"]
+__all__ = ["flatten", "unflatten", "save_weights", "load_weights", "load_meta"]
 
 
 def flatten(tree: Mapping[str, Any], sep: str = "/") -> dict[str, Any]:
@@ -66,23 +66,41 @@ def save_weights(path: str | os.PathLike, variables: Mapping[str, Any],
     atomic_write(path, buf.getvalue())
 
 
-def load_weights(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read a flowlib weight npz -> (nested variables, meta dict)."""
-    path = os.fspath(path)
+def _read_npz(path: str, names: Sequence[str] | None = None) -> dict[str, Any]:
+    """The arrays of a weight npz (only ``names`` when given), with clear errors."""
     try:
         # Open the file ourselves: np.load leaks its handle when the archive is damaged.
         with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
-            flat = {k: data[k] for k in data.files}
+            # np.load's archive decompresses a member only when it is indexed.
+            keys = data.files if names is None else [k for k in data.files if k in names]
+            return {k: data[k] for k in keys}
     except FileNotFoundError:
         raise
     except (OSError, ValueError, EOFError) as err:
         raise ValueError(f"{path}: not a readable flowlib weight file (.npz): {err}") from err
     except Exception as err:  # zipfile.BadZipFile, zlib.error, KeyError from a damaged archive
         raise ValueError(f"{path}: damaged weight file (.npz): {err}") from err
+
+
+def _pop_meta(path: str, flat: dict[str, Any]) -> dict[str, Any]:
     if "__meta__" not in flat:
         raise ValueError(f"{path}: weight file has no '__meta__' entry; was it written by flowlib?")
     try:
-        meta = json.loads(str(flat.pop("__meta__")))
+        return json.loads(str(flat.pop("__meta__")))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: '__meta__' is not valid JSON: {err}") from err
+
+
+def load_weights(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read a flowlib weight npz -> (nested variables, meta dict)."""
+    path = os.fspath(path)
+    flat = _read_npz(path)
+    meta = _pop_meta(path, flat)
     return unflatten(flat), meta
+
+
+def load_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """Only the meta dict of a flowlib weight npz (its arrays are not read); the same
+    errors as :func:`load_weights` for a missing, damaged or foreign file."""
+    path = os.fspath(path)
+    return _pop_meta(path, _read_npz(path, ("__meta__",)))
