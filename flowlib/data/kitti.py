@@ -40,6 +40,17 @@ def _frames(folder: Path) -> list[str]:
     return sorted(m.group(1) for p in folder.iterdir() if (m := _FRAME10.match(p.name)))
 
 
+def _ground_truth_dir(root: str | os.PathLike, split: str, template: str, gt: str,
+                      dataset: str, what: str) -> Path:
+    """``root/split/<template with gt>``; a tree that has only the non-occluded ground
+    truth is told to use ``gt="noc"`` (``--gt noc``) when asked for "occ"."""
+    noc = Path(root, split, template.format(gt="noc"))
+    if gt == "occ" and noc.is_dir():
+        what += (f"; this tree has only non-occluded ground truth ({noc.name}): use gt='noc'"
+                 " (--gt noc)")
+    return require_dir(root, f"{split}/{template.format(gt=gt)}", dataset, what)
+
+
 def index_kitti_flow(
     root: str | os.PathLike, *, year: int = 2015, split: str = "training", gt: str = "occ"
 ) -> list[Sample]:
@@ -62,7 +73,7 @@ def index_kitti_flow(
     left = require_dir(root, f"{split}/{f['left']}", dataset)
     gt_dir = None
     if split == "training":
-        gt_dir = require_dir(root, f"{split}/{f['flow'].format(gt=gt)}", dataset, "flow ground truth")
+        gt_dir = _ground_truth_dir(root, split, f["flow"], gt, dataset, "flow ground truth")
     samples = []
     for frame in _frames(left):
         image2 = left / f"{frame}_11.png"
@@ -112,7 +123,8 @@ def index_kitti_stereo(
     right = require_dir(root, f"{split}/{f['right']}", dataset)
     gt_dir = None
     if split == "training":
-        gt_dir = require_dir(root, f"{split}/{f['disp'].format(gt=gt)}", dataset, "disparity ground truth")
+        gt_dir = _ground_truth_dir(root, split, f["disp"], gt, dataset,
+                                   "disparity ground truth")
     samples = []
     for frame in _frames(left):
         image2 = right / f"{frame}_10.png"

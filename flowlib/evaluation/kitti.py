@@ -134,20 +134,9 @@ def evaluate_kitti_stereo(model: Any, samples: Sequence[Sample], *, progress: bo
 def index_kitti(root: Any, *, task: str, year: int = 2015, split: str = "training",
                 gt: str = "occ") -> list[Sample]:
     """Index a KITTI tree (``flowlib.data``) for ``task`` ("flow" / "stereo"); a tree that
-    has only the non-occluded ground truth is told to use ``gt="noc"`` (``--gt noc``)."""
-    from pathlib import Path
-
+    has only the non-occluded ground truth is told to use ``gt="noc"`` (``--gt noc``) by the
+    indexer."""
     from flowlib import data
 
     index = data.index_kitti_flow if task == "flow" else data.index_kitti_stereo
-    try:
-        return index(root, year=year, split=split, gt=gt)
-    except ValueError as err:
-        if gt != "occ" or "_occ" not in str(err):
-            raise
-        folder = Path(root, split)
-        noc = [p for p in folder.glob("*_noc*") if p.is_dir()] if folder.is_dir() else []
-        if not noc:
-            raise
-        raise ValueError(f"{err}; this tree has only non-occluded ground truth "
-                         f"({noc[0].name}): use gt='noc' (--gt noc)") from None
+    return index(root, year=year, split=split, gt=gt)

@@ -220,6 +220,19 @@ def test_kitti_noc_only_tree_suggests_gt_noc(tmp_path):
     with pytest.raises(ValueError, match="image_2") as err:  # other layout errors unchanged
         evaluation.kitti.index_kitti(tmp_path, task="flow")
     assert "--gt noc" not in str(err.value)
+    # A full tree missing one ground-truth file is not told it has only noc ground truth.
+    for name in ("000000_10.png", "000000_11.png"):
+        (root / "training" / "image_2" / name).write_bytes(b"")
+    (root / "training" / "flow_occ").mkdir()
+    with pytest.raises(ValueError, match="flow_occ") as err:
+        evaluation.kitti.index_kitti(root, task="flow")
+    assert "--gt noc" not in str(err.value)
+    # The stereo indexer gives the same hint.
+    for folder in ("image_3", "disp_noc_0"):
+        (root / "training" / folder).mkdir()
+    with pytest.raises(ValueError, match=r"disp_occ_0.*only non-occluded ground truth "
+                                         r"\(disp_noc_0\): use gt='noc' \(--gt noc\)"):
+        evaluation.kitti.index_kitti(root, task="stereo")
 
 
 def _result(figures, groups):
