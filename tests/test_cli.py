@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import flowlib
-from flowlib import _cli_model, cli, io, video, viz
+from flowlib import cli, io, video, viz
+from flowlib.cli import _model as _cli_model
 
 COMMANDS = (
     "demo",
@@ -429,7 +430,7 @@ def test_unavailable_device_is_one_clear_line(capsys, device):
 
 def test_device_sets_the_jax_platform_before_jax_starts():
     code = (
-        "import os, sys; from flowlib import _cli_model, cli; assert 'jax' not in sys.modules; "
+        "import os, sys; from flowlib import cli; from flowlib.cli import _model as _cli_model; assert 'jax' not in sys.modules; "
         "_cli_model.select_device('cpu'); import jax; "
         "print(os.environ['JAX_PLATFORMS'], jax.default_backend(), jax.config.jax_default_device)"
     )

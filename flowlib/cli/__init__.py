@@ -34,18 +34,18 @@ from typing import Any
 
 import numpy as np
 
-from flowlib import _cli_args as cli_args
-from flowlib import _cli_model as cli_model
+from flowlib.cli import _args as cli_args
+from flowlib.cli import _model as cli_model
 from flowlib import _zoo
-from flowlib._cli_args import (  # the argument types are part of the command line's API
+from flowlib.cli._args import (  # the argument types are part of the command line's API
     UsageError,
     finite_float,
     output_file,
     positive_float,
     positive_int,
 )
-from flowlib._cli_estimate import add_estimate_parser
-from flowlib._cli_model import MODEL_OPTION_FLAGS  # noqa: F401  (flowlib.cli's, as before)
+from flowlib.cli._estimate import add_estimate_parser
+from flowlib.cli._model import MODEL_OPTION_FLAGS  # noqa: F401  (flowlib.cli's, as before)
 
 __all__ = ["BENCHMARKS", "COMMAND_PARSERS", "UsageError", "build_parser", "finite_float", "main",
            "output_file", "positive_float", "positive_int"]
