@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from flowlib import _zoo
+from flowlib import _compilation_cache, _zoo
 
 __all__ = ["Model", "load_model", "available_models", "estimate", "estimate_disparity",
            "DisparityRangeWarning"]
@@ -98,7 +98,7 @@ class Model:
             # Only the final prediction leaves the jitted function: XLA drops the rest.
             return getattr(module.apply(variables, image1, image2), field)
 
-        self._forward = jax.jit(forward)
+        self._forward = _compilation_cache.CachedFunction(jax.jit(forward), name)
 
     def __call__(self, image1: np.ndarray, image2: np.ndarray) -> Any:
         """Run on float32 RGB batches in [0, 1], (B, H, W, 3); returns a JAX array."""
@@ -351,12 +351,11 @@ def load_model(
     Returns:
       A :class:`Model` accepted by :func:`estimate` / :func:`estimate_disparity`.
     """
-    from flowlib import _compilation_cache
     from flowlib.models._layers import compute_dtype
 
     name, weights = _model_name(name, weights)
     compute = compute_dtype(dtype)  # validate before any download
-    _compilation_cache.enable()
+    _compilation_cache.is_disabled()  # a bad $FLOWLIB_COMPILATION_CACHE fails here, early
     entry = _zoo.get(name)
     options = _check_options(name, options)
     if weights is None:
