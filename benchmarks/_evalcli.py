@@ -29,7 +29,7 @@ def add_common(p: argparse.ArgumentParser, *, default_model: str) -> None:
 
 def flow_model_name(args: argparse.Namespace) -> str:
     """--model, else the flow model a flowlib .npz --weights records, else the default."""
-    from flowlib._cli_model import recorded_model
+    from flowlib.cli._model import recorded_model
 
     return args.model or recorded_model(args.weights, "flow") or args.default_model
 

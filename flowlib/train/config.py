@@ -16,7 +16,7 @@ import json
 import typing
 from typing import Any
 
-from flowlib._cli_args import positive_int
+from flowlib.cli._args import positive_int
 
 __all__ = ["TrainConfig", "add_config_arguments", "config_from_args"]
 

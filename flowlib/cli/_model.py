@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Any
 
-from flowlib._cli_args import UsageError
+from flowlib.cli._args import UsageError
 
 _INSTALL_HINT = {
     "gpu": "install a GPU build of JAX, e.g. pip install -U 'jax[cuda12]'",

@@ -9,10 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flowlib import _cli_args as cli_args
-from flowlib import _cli_model as cli_model
+from flowlib.cli import _args as cli_args
+from flowlib.cli import _model as cli_model
 from flowlib import _zoo
-from flowlib._cli_args import UsageError
+from flowlib.cli._args import UsageError
 
 
 def cmd_estimate(args: argparse.Namespace) -> None:
