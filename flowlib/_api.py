@@ -278,6 +278,19 @@ def _model_name(name: Any, weights: Any) -> tuple[str, Any]:
                      f"{', '.join(available_models())}")
 
 
+def recorded_model(weights: str | None, task: str | None = None) -> str | None:
+    """The zoo model a flowlib ``.npz`` records in its metadata, if it does (and is a model of
+    ``task`` when given); None for anything else."""
+    if weights is None or not weights.lower().endswith(".npz") or not os.path.isfile(weights):
+        return None
+    from flowlib.weights import load_meta
+
+    model = load_meta(weights).get("model")
+    if model not in _zoo.MODELS or (task is not None and _zoo.spec(model).task != task):
+        return None
+    return model
+
+
 def load_model(
     name: str | os.PathLike = _zoo.DEFAULT_FLOW_MODEL,
     weights: str | os.PathLike | None = None,

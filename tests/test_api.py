@@ -142,7 +142,6 @@ def test_public_surface():
     for fn in (flowlib.estimate, flowlib.estimate_disparity, flowlib.load_model):
         # Signatures are pinned by tests/test_api_surface.py.
         assert "Args:" in fn.__doc__ and "Returns:" in fn.__doc__
-    assert _api.MIN_SIDE == 8
 
 
 def test_embedded_defaults_are_small_recorded_and_used(monkeypatch):
