@@ -82,6 +82,7 @@ def small_model():
     return PatchFlow(iterations=8, refine_outer=2, refine_inner=2)
 
 
+@pytest.mark.slow
 def test_large_translation_is_recovered(small_model):
     i1, i2 = _translated_pair(96, 128, 21.0, -9.0, seed=3)
     out = small_model.apply({}, _rgb(i1)[None], _rgb(i2)[None])
@@ -99,6 +100,7 @@ def test_odd_and_tiny_sizes(small_model, h, w):
     assert np.all(np.isfinite(flow)) and np.abs(flow).max() < 1e-3  # identical frames: no motion
 
 
+@pytest.mark.slow
 def test_batch_items_are_independent_and_jit_equals_eager(small_model):
     i1, i2 = _translated_pair(40, 56, 2.5, 1.0, seed=4)
     j1, j2 = _translated_pair(40, 56, -1.0, 3.0, seed=5)
@@ -146,6 +148,7 @@ def test_settings_file_round_trip(tmp_path):
     assert not (tmp_path / "bad.npz").exists()
 
 
+@pytest.mark.slow
 def test_patch_stereo_recovers_a_large_disparity_and_stays_in_range():
     from flowlib.models.patchflow import PatchStereo
 
@@ -193,6 +196,7 @@ def test_fill_from_background_by_hand():
     np.testing.assert_array_equal(got[1], [1.0] * 5)
 
 
+@pytest.mark.slow
 def test_consistency_check_matches_a_plain_run_where_views_agree():
     from flowlib.models.patchflow import PatchStereo
 
