@@ -16,7 +16,6 @@ import pytest
 
 import flowlib
 from flowlib import cli, io, video, viz
-from flowlib.cli import _model as _cli_model
 
 COMMANDS = (
     "demo",
@@ -89,7 +88,7 @@ def model_cache(monkeypatch):
             _MODELS[key] = real(name, weights, **kwargs)
         return _MODELS[key]
 
-    monkeypatch.setattr(_api, "load_model", load)
+    monkeypatch.setattr(flowlib, "load_model", load)
     return load
 
 
@@ -658,12 +657,11 @@ def test_estimate_video_file_with_every(tmp_path, capsys, clip, spynet_weights, 
 def test_sequence_memory_is_flat_over_long_videos(tmp_path, capsys, monkeypatch):
     """The whole CLI pipeline (decode, flow files, colour video) on 20 and 60 frames: the
     traced peak does not grow with the length. The model is a numpy stand-in."""
-    from flowlib import _api
 
     h, w = 96, 128
-    monkeypatch.setattr(_cli_model, "load_model", lambda args, task: None)
+    monkeypatch.setattr(flowlib, "load_model", lambda *args, **kwargs: None)
     monkeypatch.setattr(
-        _api,
+        flowlib,
         "estimate",
         lambda a, b, model, **kw: (b.astype(np.float32) - a.astype(np.float32))[..., :2],
     )
@@ -749,16 +747,15 @@ def test_evaluate_sintel_layout_prints_table_and_writes_json(
 def no_model(monkeypatch):
     """Fail the test if a command gets as far as loading a model (i.e. computing)."""
 
-    def refuse(args, task):
+    def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the arguments were checked")
 
-    monkeypatch.setattr(_cli_model, "load_model", refuse)
+    monkeypatch.setattr(flowlib, "load_model", refuse)
 
 
 @pytest.fixture
 def loads(monkeypatch):
     """Record load_model's arguments; return a stand-in model that estimates zero flow."""
-    from flowlib import _api
 
     seen = []
 
@@ -766,7 +763,7 @@ def loads(monkeypatch):
         seen.append((name, weights, kwargs))
         raise RuntimeError("stand-in: not loaded")
 
-    monkeypatch.setattr(_api, "load_model", load)
+    monkeypatch.setattr(flowlib, "load_model", load)
     return seen
 
 
@@ -837,11 +834,10 @@ def test_outputs_are_written_as_their_extension_says(tmp_path, capsys):
 
 
 def test_stereo_writes_npy_and_a_disparity_picture(tmp_path, capsys, monkeypatch):
-    from flowlib import _api
 
     disp = np.linspace(0, 40, H * W, dtype=np.float32).reshape(H, W)
-    monkeypatch.setattr(_cli_model, "load_model", lambda args, task: None)
-    monkeypatch.setattr(_api, "estimate_disparity", lambda a, b, model: disp)
+    monkeypatch.setattr(flowlib, "load_model", lambda *args, **kwargs: None)
+    monkeypatch.setattr(flowlib, "estimate_disparity", lambda a, b, model: disp)
     a = str(tmp_path / "a.png")
     io.write_image(a, np.zeros((H, W, 3), np.uint8))
     out, png = tmp_path / "d.npy", tmp_path / "d.jpg"
@@ -853,7 +849,6 @@ def test_stereo_writes_npy_and_a_disparity_picture(tmp_path, capsys, monkeypatch
 
 
 def test_folder_failure_names_what_was_written(tmp_path, capsys, frames_dir, monkeypatch):
-    from flowlib import _api
 
     calls = []
 
@@ -863,8 +858,8 @@ def test_folder_failure_names_what_was_written(tmp_path, capsys, frames_dir, mon
             raise ValueError("device out of memory")
         return np.zeros((*a.shape[:-1], 2), np.float32)
 
-    monkeypatch.setattr(_cli_model, "load_model", lambda args, task: None)
-    monkeypatch.setattr(_api, "estimate", estimate)
+    monkeypatch.setattr(flowlib, "load_model", lambda *args, **kwargs: None)
+    monkeypatch.setattr(flowlib, "estimate", estimate)
     out = tmp_path / "out"
     err = _run_error(capsys, ["estimate", str(frames_dir), "-o", str(out)],
                      "device out of memory (before it, 2 complete flow files were written")
@@ -888,12 +883,11 @@ def test_frame_names_follow_the_source_frames(tmp_path):
 
 
 def test_arrow_scale_option(tmp_path, capsys, monkeypatch):
-    from flowlib import _api
 
     flow = np.zeros((H, W, 2), np.float32)
     flow[..., 0] = 0.5
-    monkeypatch.setattr(_cli_model, "load_model", lambda args, task: None)
-    monkeypatch.setattr(_api, "estimate", lambda a, b, model: flow)
+    monkeypatch.setattr(flowlib, "load_model", lambda *args, **kwargs: None)
+    monkeypatch.setattr(flowlib, "estimate", lambda a, b, model: flow)
     a = str(tmp_path / "a.png")
     io.write_image(a, np.full((H, W, 3), 255, np.uint8))
     for scale in (None, "6"):
@@ -963,8 +957,9 @@ def test_stereo_says_when_disparities_pile_up_at_max_disp(tmp_path, capsys, monk
     a = str(tmp_path / "a.png")
     io.write_image(a, np.zeros((H, W, 3), np.uint8))
     for columns, warned in ((4, True), (0, False)):
-        monkeypatch.setattr(_cli_model, "load_model",
-                            lambda args, task, c=columns: constant_stereo(maxdisp=48, top=48.0, columns=c))
+        monkeypatch.setattr(flowlib, "load_model",
+                            lambda *args, c=columns, **kwargs: constant_stereo(maxdisp=48, top=48.0,
+                                                                               columns=c))
         assert cli.main(["stereo", a, a, "-o", str(tmp_path / "d.npy")]) == 0
         out, err = capsys.readouterr()
         assert out.startswith("wrote")

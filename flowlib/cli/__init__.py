@@ -34,20 +34,13 @@ from typing import Any
 
 import numpy as np
 
+from flowlib import _zoo
 from flowlib.cli import _args as cli_args
 from flowlib.cli import _model as cli_model
-from flowlib import _zoo
-from flowlib.cli._args import (  # the argument types are part of the command line's API
-    UsageError,
-    finite_float,
-    output_file,
-    positive_float,
-    positive_int,
-)
+from flowlib.cli._args import UsageError
 from flowlib.cli._estimate import add_estimate_parser
 
-__all__ = ["BENCHMARKS", "COMMAND_PARSERS", "UsageError", "build_parser", "finite_float", "main",
-           "output_file", "positive_float", "positive_int"]
+__all__ = ["build_parser", "main"]
 
 # ----------------------------------------------------------------------------------- commands
 
@@ -183,10 +176,10 @@ BENCHMARKS = {
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from flowlib import data, evaluation
+    from flowlib import _api, data, evaluation
 
     bench = BENCHMARKS[args.benchmark]
-    args.model = args.model or cli_model.recorded_model(args.weights) or bench.default_model
+    args.model = args.model or _api.recorded_model(args.weights) or bench.default_model
     cli_args.check_outputs((args.json, (".json",), "--json"))
     if not os.path.isdir(args.root):
         raise FileNotFoundError(f"--root {args.root}: no such folder")
