@@ -2,13 +2,18 @@
 
     python -m benchmarks.defaults --data ../shared/data [--json OUT]
 
-Flow: the default of ``flowlib.estimate`` vs OpenCV DIS (MEDIUM preset) and Farneback
-(``0.5, 3, 15, 3, 5, 1.2, 0``) on Middlebury RubberWhale/Venus, Sintel alley_1
-clean/final, KITTI 2015 000000 (flow_noc) and the FlyingChairs samples: EPE (and Fl for
-KITTI). Stereo: the default of ``flowlib.estimate_disparity`` vs OpenCV StereoSGBM on
-Middlebury tsukuba/venus, KITTI 2015 000000 and FlyingThings3D: EPE (and D1 / bad-2).
-OpenCV is an optional benchmark dependency (``pip install opencv-python-headless``).
-Lower is better everywhere; each group's best is marked with ``*``.
+Flow: the default of ``flowlib.estimate`` vs OpenCV DIS and Farneback on Middlebury
+RubberWhale/Venus, Sintel alley_1 clean/final, KITTI 2015 000000 (flow_noc) and the
+FlyingChairs samples: EPE (and Fl for KITTI). Stereo: the default of
+``flowlib.estimate_disparity`` vs OpenCV StereoSGBM on Middlebury tsukuba/venus, KITTI 2015
+000000 and FlyingThings3D: EPE (and D1).
+
+Every method runs as its users would configure it, and the run prints those settings: the
+OpenCV presets and values its documentation recommends, and for stereo each dataset's known
+disparity range given to both methods (Middlebury 2001: its ``info.txt``; KITTI and
+FlyingThings3D: the customary 192). OpenCV is an optional benchmark dependency
+(``pip install opencv-python-headless``). Lower is better everywhere; each group's best is
+marked with ``*``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,6 +37,32 @@ def _grey_u8(img: np.ndarray) -> np.ndarray:
     return np.round(255 * (0.299 * img[..., 0] + 0.587 * img[..., 1] + 0.114 * img[..., 2])).astype(np.uint8)
 
 
+#: Farneback's parameters: the values of OpenCV's optical-flow tutorial.
+FARNEBACK = {"pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3, "poly_n": 5,
+             "poly_sigma": 1.2, "flags": 0}
+#: StereoSGBM's parameters besides the disparity range: block size in OpenCV's recommended
+#: 3-11, P1 = 8 * channels * block^2 and P2 = 32 * channels * block^2 as its documentation
+#: gives them, uniqueness 5-15, speckle window 50-200, speckle range 1-2 (the documented
+#: "normally" values), the 3-way mode.
+SGBM_BLOCK = 5
+SGBM = {"blockSize": SGBM_BLOCK, "P1": 8 * 3 * SGBM_BLOCK**2, "P2": 32 * 3 * SGBM_BLOCK**2,
+        "disp12MaxDiff": 1, "uniquenessRatio": 10, "speckleWindowSize": 100, "speckleRange": 2,
+        "mode": "STEREO_SGBM_MODE_SGBM_3WAY"}
+#: The customary disparity range (number of disparities 0 .. D-1) of datasets that do not
+#: state one: the KITTI and SceneFlow networks' maxdisp (GC-Net, PSMNet, CFNet).
+CUSTOMARY_RANGE = {"KITTI 2015": 192, "FlyingThings3D": 192}
+
+
+def disparity_range(group: str, sample: Any) -> int:
+    """The range D a user would give both stereo methods for ``sample``: the dataset's known
+    largest disparity + 1 (Middlebury 2001 ``info.txt``) or its customary range, rounded up to
+    a multiple of 16 (StereoSGBM's numDisparities must be one). SGBM searches 0 .. D-1,
+    PatchStereo 0 .. D."""
+    known = sample.meta.get("max_disparity")
+    count = math.floor(known) + 1 if known is not None else CUSTOMARY_RANGE[group]
+    return 16 * math.ceil(count / 16)
+
+
 def flow_methods(model: Any) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
     import cv2
 
@@ -40,36 +72,66 @@ def flow_methods(model: Any) -> dict[str, Callable[[np.ndarray, np.ndarray], np.
         "zero flow (floor)": lambda a, b: np.zeros((*a.shape[:2], 2), np.float32),
         "OpenCV DIS medium": lambda a, b: dis.calc(_grey_u8(a), _grey_u8(b), None),
         "OpenCV Farneback": lambda a, b: cv2.calcOpticalFlowFarneback(
-            _grey_u8(a), _grey_u8(b), None, 0.5, 3, 15, 3, 5, 1.2, 0),
+            _grey_u8(a), _grey_u8(b), None, *FARNEBACK.values()),
     }
 
 
-def stereo_methods(model: Any, max_disp: int = 192) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+def flow_settings(model: Any) -> dict[str, str]:
+    return {
+        f"flowlib {model.name}": f"the embedded defaults ({model.meta.get('weights')})",
+        "OpenCV DIS medium": "DISOpticalFlow_create(DISOPTICAL_FLOW_PRESET_MEDIUM), the "
+                             "highest-quality preset, on grey uint8",
+        "OpenCV Farneback": "calcOpticalFlowFarneback(" + ", ".join(
+            f"{k}={v}" for k, v in FARNEBACK.items()) + ") (OpenCV tutorial), on grey uint8",
+    }
+
+
+def sgbm(a: np.ndarray, b: np.ndarray, num_disparities: int) -> np.ndarray:
+    """StereoSGBM with :data:`SGBM` over 0 .. num_disparities-1; invalid (negative)
+    disparities filled from the left neighbour, as a user would."""
     import cv2
 
-    def sgbm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        n = 16 * math.ceil(min(max_disp, a.shape[1] // 2) / 16)
-        block = 5
-        matcher = cv2.StereoSGBM_create(0, n, block, P1=8 * 3 * block**2, P2=32 * 3 * block**2,
-                                        disp12MaxDiff=1, uniquenessRatio=10, speckleWindowSize=100,
-                                        speckleRange=2, mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY)
-        u8 = lambda x: np.round(255 * x).astype(np.uint8)[..., ::-1]  # noqa: E731 (OpenCV wants BGR)
-        d = matcher.compute(u8(a), u8(b)).astype(np.float32) / 16.0
-        # Invalid (negative) disparities are filled from the left neighbour, as a user would.
-        d[d < 0] = np.nan
-        for y in range(d.shape[0]):
-            row = d[y]
-            good = ~np.isnan(row)
-            if good.any():
-                idx = np.where(good, np.arange(row.size), 0)
-                np.maximum.accumulate(idx, out=idx)
-                row[:] = row[idx]
-                row[np.isnan(row)] = row[good][0]
-            else:
-                row[:] = 0
-        return d
+    settings = {**SGBM, "mode": getattr(cv2, SGBM["mode"])}
+    matcher = cv2.StereoSGBM_create(0, num_disparities, **settings)
+    u8 = lambda x: np.round(255 * x).astype(np.uint8)[..., ::-1]  # noqa: E731 (OpenCV wants BGR)
+    d = matcher.compute(u8(a), u8(b)).astype(np.float32) / 16.0
+    d[d < 0] = np.nan
+    for y in range(d.shape[0]):
+        row = d[y]
+        good = ~np.isnan(row)
+        if good.any():
+            idx = np.where(good, np.arange(row.size), 0)
+            np.maximum.accumulate(idx, out=idx)
+            row[:] = row[idx]
+            row[np.isnan(row)] = row[good][0]
+        else:
+            row[:] = 0
+    return d
 
-    return {f"flowlib {model.name}": lambda a, b: flowlib.estimate_disparity(a, b, model), "OpenCV SGBM": sgbm}
+
+def stereo_methods(name: str, weights: Any = None) -> dict[str, Callable[[np.ndarray, np.ndarray, int], np.ndarray]]:
+    """Stereo methods ``(left, right, D) -> disparity``, D from :func:`disparity_range`."""
+    models: dict[int, Any] = {}
+
+    def patchstereo(a: np.ndarray, b: np.ndarray, count: int) -> np.ndarray:
+        if count not in models:
+            models[count] = flowlib.load_model(name, weights, maxdisp=count)
+        with warnings.catch_warnings():
+            # the range is the dataset's: estimates at its top are the scene, not a cap
+            warnings.simplefilter("ignore", flowlib.DisparityRangeWarning)
+            return flowlib.estimate_disparity(a, b, models[count])
+
+    return {f"flowlib {name}": patchstereo, "OpenCV SGBM": sgbm}
+
+
+def stereo_settings(name: str, ranges: dict[str, int]) -> dict[str, str]:
+    return {
+        "disparity range D": ", ".join(f"{k} {v}" for k, v in ranges.items()),
+        f"flowlib {name}": "maxdisp=D (searches 0 .. D), other settings the embedded defaults",
+        "OpenCV SGBM": "StereoSGBM_create(minDisparity=0, numDisparities=D, " + ", ".join(
+            f"{k}={v}" for k, v in SGBM.items()) + "); invalid pixels filled from the left "
+            "neighbour",
+    }
 
 
 def flowlib_device() -> str:
@@ -113,9 +175,10 @@ def run(cases: list[tuple[str, Any]], methods: dict[str, Callable], task: str) -
     for group, sample in cases:
         d = data.load_sample(sample)
         a, b = d["image1"], d["image2"]
+        extra_args = (disparity_range(group, sample),) if task == "stereo" else ()
         for name, method in methods.items():
             t = time.perf_counter()
-            pred = np.asarray(method(a, b), dtype=np.float32)
+            pred = np.asarray(method(a, b, *extra_args), dtype=np.float32)
             seconds = time.perf_counter() - t
             valid = d["valid"]
             if task == "flow":
@@ -134,8 +197,11 @@ def run(cases: list[tuple[str, Any]], methods: dict[str, Callable], task: str) -
     return {g: {m: {k: float(np.mean(v)) for k, v in cell.items()} for m, cell in ms.items()} for g, ms in table.items()}
 
 
-def print_table(title: str, results: dict[str, dict[str, dict[str, float]]]) -> None:
+def print_table(title: str, results: dict[str, dict[str, dict[str, float]]],
+                settings: dict[str, str] | None = None) -> None:
     print(title)
+    for what, setting in (settings or {}).items():
+        print(f"  settings: {what}: {setting}")
     for group, methods in results.items():
         best = min(m["epe"] for m in methods.values())
         for name, m in methods.items():
@@ -143,6 +209,13 @@ def print_table(title: str, results: dict[str, dict[str, dict[str, float]]]) -> 
             mark = "*" if m["epe"] == best else " "
             print(f"  {group:<15} {name:<22} EPE {m['epe']:8.3f}{mark}  {extra}  ({m['seconds']:.2f} s)")
     print()
+
+
+def case_ranges(cases: list[tuple[str, Any]]) -> dict[str, int]:
+    """``"group scene" -> D`` of every stereo case (for the printed settings)."""
+    return {f"{group} {sample.meta['scene']}" if 'scene' in sample.meta else group:
+            disparity_range(group, sample)
+            for group, sample in cases}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,13 +237,18 @@ def main(argv: list[str] | None = None) -> int:
         flow_model = flowlib.load_model(args.flow_model, args.flow_weights)
         record["flow"] = run(flow_cases(root), flow_methods(flow_model), "flow")
         record["flow_weights"] = flow_model.meta.get("weights")
-        print_table(f"optical flow (EPE px, Fl %), flowlib weights {record['flow_weights']}", record["flow"])
+        record["flow_settings"] = flow_settings(flow_model)
+        print_table(f"optical flow (EPE px, Fl %), flowlib weights {record['flow_weights']}",
+                    record["flow"], record["flow_settings"])
     if args.task in ("stereo", "both"):
         stereo_model = flowlib.load_model(args.stereo_model, args.stereo_weights)
-        record["stereo"] = run(stereo_cases(root), stereo_methods(stereo_model), "stereo")
+        cases = stereo_cases(root)
+        record["stereo"] = run(cases, stereo_methods(args.stereo_model, args.stereo_weights),
+                               "stereo")
         record["stereo_weights"] = stereo_model.meta.get("weights")
+        record["stereo_settings"] = stereo_settings(stereo_model.name, case_ranges(cases))
         print_table(f"stereo (EPE px, D1 %; Middlebury on nonocc), flowlib weights {record['stereo_weights']}",
-                    record["stereo"])
+                    record["stereo"], record["stereo_settings"])
     if args.json:
         from benchmarks._evalcli import write_json
 
