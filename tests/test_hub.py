@@ -463,6 +463,25 @@ def test_fetch_refuses_a_corrupt_cached_file(home, hosts, ckpt_bytes):
     assert path.exists() and hosts.requests == []
 
 
+def test_sha256_prefix_checked_on_download_and_in_the_cache(home, hosts, ckpt_bytes):
+    digest = hashlib.sha256(ckpt_bytes).hexdigest()
+    hosts.add("https://example.org/w.pth", ckpt_bytes)
+    bad = _ckpt("https://example.org/w.pth", None,
+                sha256_prefix=("1" if digest[0] == "0" else "0") * 8)
+    with pytest.raises(ValueError, match=f"SHA-256 is {digest}, which does not start with"):
+        hub.fetch(bad, progress=False)
+    assert _cache_files(home) == []  # deleted, nothing recorded
+    good = dataclasses.replace(bad, sha256_prefix=digest[:8].upper())
+    path = hub.fetch(good, progress=False)
+    assert path.read_bytes() == ckpt_bytes
+    assert _cache_files(home) == ["w.pth", "w.pth.json"]
+    # A copy put in the cache by hand is checked against the prefix before it is recorded.
+    os.remove(hub.cache_info(good).record)
+    with pytest.raises(ValueError, match="does not start with"):
+        hub.fetch(bad, progress=False)
+    assert hub.fetch(good, progress=False) == path
+
+
 def test_first_download_records_the_checksum_later_copies_are_verified(home, hosts, ckpt_bytes):
     hosts.add(URL, ckpt_bytes)
     ckpt = _ckpt(URL, None)
