@@ -1,6 +1,7 @@
 """Official weights: where they come from, where they are cached, and downloading them.
 
-Each model file lists its published checkpoints as ``CHECKPOINTS = {name: Checkpoint(...)}``.
+Each model's spec lists its published checkpoints: ``ModelSpec.checkpoints = {variant:
+Checkpoint(...)}`` (:mod:`flowlib.models._spec`).
 :func:`fetch` returns the local path of one (downloading it into :func:`cache_dir` on first
 use); the converters in :mod:`flowlib.convert` turn that file into Flax variables.
 
@@ -67,8 +68,6 @@ class Checkpoint:
         in its name (torchvision's ``<name>-<8 hex>.pth``), or ``None``. Checked on every
         copy (downloaded or found in the cache) in addition to ``sha256`` or the recorded
         digest.
-      published: the figures the publisher reports for these weights (e.g. benchmark EPE),
-        shown by ``flowlib models``; empty where none are published.
       license: the licence the authors publish the weights under.
       training_data: what the weights were trained on (e.g. "FlyingChairs -> Sintel").
       source_format: ``"pytorch"`` (a ``torch.save`` file), ``"t7-dir"`` (a folder of
@@ -86,7 +85,6 @@ class Checkpoint:
     model_kwargs: dict = dataclasses.field(default_factory=dict)
     notes: str = ""
     sha256_prefix: str | None = None
-    published: str = ""
 
 
 class WeightsUnavailableError(FileNotFoundError, RuntimeError):
@@ -289,7 +287,7 @@ def fetch(checkpoint: Checkpoint, *, offline: bool | None = None, progress: bool
     fails it is deleted). A cached file is hashed again only if its size or mtime changed.
 
     Args:
-      checkpoint: the entry from a model's ``CHECKPOINTS`` table.
+      checkpoint: one of a model spec's ``checkpoints``.
       offline: never use the network; ``None`` reads ``$FLOWLIB_OFFLINE`` (``1``/``true``).
       progress: show a download progress bar on a terminal.
 

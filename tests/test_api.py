@@ -120,7 +120,7 @@ def test_load_model_rejects_weights_for_another_model(tmp_path):
 
 def test_unknown_names():
     with pytest.raises(ValueError, match="available"):
-        flowlib.load_model("raft")
+        flowlib.load_model("pwcnet")
     with pytest.raises(ValueError, match="named variants"):
         flowlib.load_model("spynet:no-such-variant")
 
@@ -186,7 +186,7 @@ def _random_npz(path, name, meta_model=True, **kwargs):
     from flowlib.convert._common import flatten, unflatten
 
     x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
-    shapes = jax.eval_shape(_zoo.get(name).build(**kwargs).init, jax.random.PRNGKey(0), x, x)
+    shapes = jax.eval_shape(_zoo.spec(name).build(**kwargs).init, jax.random.PRNGKey(0), x, x)
     rng = np.random.default_rng(0)
     flat = {k: (0.05 * rng.standard_normal(v.shape)).astype(np.float32)
             for k, v in flatten(dict(shapes)).items()}

@@ -57,7 +57,7 @@ def _random_weights(path: Path, name: str, seed: int) -> Path:
     from flowlib.weights import flatten, save_weights, unflatten
 
     x = jax.ShapeDtypeStruct((1, H, W, 3), jnp.float32)
-    shapes = jax.eval_shape(_zoo.get(name).build().init, jax.random.PRNGKey(0), x, x)
+    shapes = jax.eval_shape(_zoo.spec(name).build().init, jax.random.PRNGKey(0), x, x)
     rng = np.random.default_rng(seed)
     flat = {
         k: (0.05 * rng.standard_normal(v.shape)).astype(np.float32)
@@ -768,16 +768,17 @@ def test_model_options_on_the_command_line(tmp_path, capsys, loads):
     options = [{k: v for k, v in x[2].items() if k not in ("progress", "dtype")} for x in loads]
     assert options == [{"maxdisp": 128}, {"max_levels": 4}, {"div_flow": 10.0}]
     _usage_error(capsys, ["estimate", a, a, "-o", f, "--div-flow", "10"],
-                 "--div-flow applies to flownets and flownetc, not patchflow")
-    _usage_error(capsys, ["stereo", a, a, "-o", d, "--max-disp", "0"], "must be >= 1")
+                 "--div-flow applies to flownetc and flownets, not patchflow")
+    _usage_error(capsys, ["stereo", a, a, "-o", d, "--max-disp", "0"],
+                 "--max-disp: maxdisp must be an integer in [1, 1024], got 0")
     _usage_error(capsys, ["estimate", a, a, "-o", f, "--max-disp", "64"], "--max-disp")
     assert len(loads) == 3
 
 
-def test_bad_model_option_values_are_one_line(tmp_path, capsys):
+def test_bad_model_option_values_are_usage_errors(tmp_path, capsys):
     a = str(tmp_path / "a.png")
     io.write_image(a, np.zeros((H, W, 3), np.uint8))
-    _run_error(capsys, ["stereo", a, a, "-o", str(tmp_path / "d.pfm"), "--model", "cfnet",
+    _usage_error(capsys, ["stereo", a, a, "-o", str(tmp_path / "d.pfm"), "--model", "cfnet",
                         "--max-disp", "100"],
                "maxdisp must be an integer in [32, 1024] and a multiple of 32, got 100")
 

@@ -607,8 +607,8 @@ def _variants():
 
     return [
         (name, variant)
-        for name, entry in sorted(_zoo.MODELS.items())
-        for variant, ckpt in entry.checkpoints.items()
+        for name in sorted(_zoo.MODELS)
+        for variant, ckpt in _zoo.spec(name).checkpoints.items()
         if ckpt.source_format != "t7-dir"
     ]
 
@@ -622,7 +622,7 @@ def _flax_shapes(name: str, kwargs: tuple) -> dict:
     from flowlib.convert._common import flatten
 
     x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
-    module = _zoo.get(name).build(**dict(kwargs))
+    module = _zoo.spec(name).build(**dict(kwargs))
     return {
         k: tuple(v.shape)
         for k, v in flatten(jax.eval_shape(module.init, jax.random.PRNGKey(0), x, x)).items()
@@ -650,6 +650,18 @@ def _rows(name: str, kwargs: dict) -> list[tuple[str, str, str | None]]:
             family=kwargs["family"],
         )
         return [(key, path, kinds[t]) for key, path, t in table]
+    if name.startswith("raft"):
+        from flowlib.convert import raft
+        from tests.models import raft_parity
+
+        with np.load(raft_parity.GOLDEN) as golden:  # torchvision's names and shapes
+            shapes = raft_parity.shapes_from_json(str(golden[f"{name}/shapes"]))
+        rows = []
+        for key, shape in shapes:
+            if not key.endswith("num_batches_tracked"):
+                path, transform = raft.flax_path(key)
+                rows.append((key, path, "conv" if transform is not None else None))
+        return rows
     assert name == "cfnet"
     rows = []
     for t, f, kind in cfnet.key_table():
@@ -676,14 +688,14 @@ def _fake_checkpoint(name: str, ckpt: hub.Checkpoint, path) -> dict[str, float]:
     from flowlib import _zoo
     from tests._fake_hosts import BASE, constant, torch_shape
 
-    kwargs = {**_zoo.get(name).default_kwargs, **ckpt.model_kwargs}
+    kwargs = dict(ckpt.model_kwargs)
     shapes = _flax_shapes(name, tuple(sorted(kwargs.items())))
     state, values = {}, {}
     for i, (key, flax_path, kind) in enumerate(_rows(name, kwargs)):
         state[key] = constant(i, torch_shape(kind, shapes[flax_path]))
         values[flax_path] = float(BASE[i % BASE.size])
-    if name == "spynet":
-        obj = state  # sniklaus's .pytorch files: the bare state dict
+    if name in ("spynet", "raft", "raft_small"):
+        obj = state  # sniklaus's .pytorch files, torchvision's .pth: the bare state dict
     elif name == "cfnet":
         from flowlib.convert.cfnet import IGNORED
 
@@ -702,16 +714,20 @@ def _fake_checkpoint(name: str, ckpt: hub.Checkpoint, path) -> dict[str, float]:
 
 def _serve_variant(hosts, name: str, variant: str, tmp_path, monkeypatch):
     """Serve a fake of ``name:variant`` at its URL; returns (checkpoint, bytes, constants).
-    A fake cannot match a published SHA-256, so the table then publishes the fake's."""
+    A fake cannot match a published SHA-256 or hash prefix, so the table then publishes the
+    fake's."""
     from flowlib import _zoo
 
-    ckpt = _zoo.get(name).checkpoints[variant]
+    ckpt = _zoo.spec(name).checkpoints[variant]
     values = _fake_checkpoint(name, ckpt, tmp_path / "fake")
     body = (tmp_path / "fake").read_bytes()
+    digest = hashlib.sha256(body).hexdigest()
     if ckpt.sha256 is not None:
-        ckpt = dataclasses.replace(ckpt, sha256=hashlib.sha256(body).hexdigest())
-        table = _checkpoint_table(name)
-        monkeypatch.setitem(table, variant if variant in table else f"{name}:{variant}", ckpt)
+        ckpt = dataclasses.replace(ckpt, sha256=digest)
+        monkeypatch.setitem(_zoo.spec(name).checkpoints, variant, ckpt)
+    if ckpt.sha256_prefix is not None:
+        ckpt = dataclasses.replace(ckpt, sha256_prefix=digest[: len(ckpt.sha256_prefix)])
+        monkeypatch.setitem(_zoo.spec(name).checkpoints, variant, ckpt)
     hosts.add(ckpt.url, body)
     return ckpt, body, values
 
@@ -729,12 +745,10 @@ def test_every_named_variant_downloads_through_its_host_and_converts(
     name, variant, home, hosts, tmp_path, monkeypatch
 ):
     """What ``load_model`` does for a named variant, to the converter accepting the file."""
-    import importlib
-
     from flowlib import _zoo
 
     ckpt, body, values = _serve_variant(hosts, name, variant, tmp_path, monkeypatch)
-    path = hub.fetch(_zoo.get(name).checkpoints[variant], progress=False)
+    path = hub.fetch(_zoo.spec(name).checkpoints[variant], progress=False)
     assert path.read_bytes() == body
     host = urllib.parse.urlsplit(ckpt.url).hostname
     assert hosts.requests[0][0] == host
@@ -746,8 +760,7 @@ def test_every_named_variant_downloads_through_its_host_and_converts(
     info = hub.cache_info(ckpt)
     assert info.sha256 == hashlib.sha256(body).hexdigest()
     assert info.sha256_source == ("published" if ckpt.sha256 else "recorded")
-    converter = importlib.import_module(_zoo.get(name).converter)
-    variables, _ = converter.convert_file(path, **dict(ckpt.model_kwargs))
+    variables, _ = _zoo.spec(name).convert(path, **dict(ckpt.model_kwargs))
     _check_values(variables, values)
 
 
@@ -758,6 +771,7 @@ def test_every_named_variant_downloads_through_its_host_and_converts(
         ("flownetc", "chairs"),  # GitHub LFS media, published SHA-256
         ("flownets", "things"),  # Google Drive
         ("cfnet", "robust"),  # Google Drive; the slowest (CFNet tracing: 6-13 s)
+        ("raft_small", "C_T_V2"),  # download.pytorch.org, hash prefix in the file name
     ],
     ids=lambda v: v,
 )
@@ -774,26 +788,18 @@ def test_load_model_downloads_a_named_variant(name, variant, home, hosts, tmp_pa
     assert len(hosts.requests) == n
 
 
-def _checkpoint_table(name: str) -> dict:
-    import importlib
-
-    from flowlib import _zoo
-
-    return importlib.import_module(_zoo.get(name).module).CHECKPOINTS
-
-
 def test_the_zoo_uses_only_imitated_hosts():
     from flowlib import _zoo
 
     hosts = {
         urllib.parse.urlsplit(c.url).hostname
-        for e in _zoo.MODELS.values()
-        for c in e.checkpoints.values()
+        for spec in _zoo.specs()
+        for c in spec.checkpoints.values()
         if c.source_format != "t7-dir"
     }
-    assert hosts <= {"drive.google.com", "media.githubusercontent.com", "content.sniklaus.com"}, (
-        hosts
-    )
+    # download.pytorch.org (torchvision's weights) is a plain server with Range support.
+    assert hosts <= {"drive.google.com", "media.githubusercontent.com", "content.sniklaus.com",
+                     "download.pytorch.org"}, hosts
 
 
 # ------------------------------------------------------------------------------ the CLI
@@ -804,7 +810,7 @@ def test_cli_download_prints_the_whole_message_and_says_what_it_did(
 ):
     from flowlib import _zoo
 
-    ckpt = _zoo.get("spynet").checkpoints["kitti-final"]
+    ckpt = _zoo.spec("spynet").checkpoints["kitti-final"]
     path = hub.checkpoint_path(ckpt)
     monkeypatch.setenv("FLOWLIB_OFFLINE", "1")
     assert cli.main(["download", "spynet:kitti-final"]) == 1
@@ -823,7 +829,7 @@ def test_cli_download_prints_the_whole_message_and_says_what_it_did(
     assert out.startswith("spynet:kitti-final: found in the cache") and ckpt.url in out
     # downloaded: says so, from where, and how the file was checked
     monkeypatch.delenv("FLOWLIB_OFFLINE")
-    ckpt2 = _zoo.get("spynet").checkpoints["sintel-clean"]
+    ckpt2 = _zoo.spec("spynet").checkpoints["sintel-clean"]
     _fake_checkpoint("spynet", ckpt2, tmp_path / "fake2")
     hosts.add(ckpt2.url, (tmp_path / "fake2").read_bytes())
     assert cli.main(["download", "spynet:sintel-clean", "-q"]) == 0
@@ -842,7 +848,7 @@ def test_cli_estimate_offline_prints_the_whole_message(home, tmp_path, capsys, m
     img = np.zeros((32, 32, 3), np.uint8)
     for n in ("a.png", "b.png"):
         fio.write_image(tmp_path / n, img)
-    ckpt = _zoo.get("spynet").checkpoints["sintel-final"]
+    ckpt = _zoo.spec("spynet").checkpoints["sintel-final"]
     code = cli.main(
         [
             "estimate",
@@ -861,7 +867,7 @@ def test_cli_estimate_offline_prints_the_whole_message(home, tmp_path, capsys, m
 def test_cli_models_table(home, capsys, ckpt_bytes):
     from flowlib import _zoo
 
-    spy = _zoo.get("spynet").checkpoints["sintel-final"]
+    spy = _zoo.spec("spynet").checkpoints["sintel-final"]
     path = hub.checkpoint_path(spy)
     path.parent.mkdir(parents=True)
     path.write_bytes(ckpt_bytes)

@@ -45,7 +45,6 @@ from flowlib.cli._args import (  # the argument types are part of the command li
     positive_int,
 )
 from flowlib.cli._estimate import add_estimate_parser
-from flowlib.cli._model import MODEL_OPTION_FLAGS  # noqa: F401  (flowlib.cli's, as before)
 
 __all__ = ["BENCHMARKS", "COMMAND_PARSERS", "UsageError", "build_parser", "finite_float", "main",
            "output_file", "positive_float", "positive_int"]
@@ -223,7 +222,7 @@ def _cmd_download(args: argparse.Namespace) -> None:
     cli_model.select_device(args.device)
     for name in args.names:
         model_name, _, variant = name.partition(":")
-        ckpt = _zoo.get(model_name).checkpoints.get(variant) if variant else None
+        ckpt = _zoo.spec(model_name).checkpoints.get(variant) if variant else None
         if ckpt is None:  # the embedded default, a local path or an unknown variant
             model = flowlib.load_model(name, progress=not args.quiet)
             print(f"{model.meta.get('weights')}: ready ({model.meta.get('source_url', 'local')})")
@@ -258,31 +257,53 @@ def _model_rows() -> list[tuple[str, ...]]:
     from flowlib.weights import load_meta
 
     rows = []
-    for name, entry in sorted(_zoo.MODELS.items()):
+    for name in sorted(_zoo.MODELS):
         try:
-            checkpoints = entry.checkpoints
+            spec = _zoo.spec(name)
         except ImportError as err:  # a model file missing from a partial install
-            rows.append((" ", name, entry.task, "-", "-", f"(unavailable: {err})", ""))
+            rows.append((" ", name, "?", "-", "-", f"(unavailable: {err})", ""))
             continue
+        checkpoints = spec.checkpoints
         embedded = _api.embedded_default(name)
         if embedded is not None:
             meta = load_meta(embedded)
-            rows.append(("*", f"{name} (embedded)", entry.task, "package", "-",
+            rows.append(("*", f"{name} (embedded)", spec.task, "package", "-",
                          meta.get("license", "?"), f"{meta.get('training_data', '?')} (flowlib)"))
         for variant, ckpt in checkpoints.items():
-            mark = "*" if embedded is None and variant == entry.default_weights else " "
+            mark = "*" if embedded is None and variant == spec.default_weights else " "
             info = hub.cache_info(ckpt)
             cached = ("converted" if hub.converted_path(name, variant).is_file()
                       else "checkpoint" if info.present else "no")
             licence = ckpt.license.split(" (")[0]
-            rows.append((mark, f"{name}:{variant}", entry.task, cached,
-                         info.sha256_source or "none", licence, ckpt.training_data))
+            digest = info.sha256_source or ("prefix" if ckpt.sha256_prefix else "none")
+            rows.append((mark, f"{name}:{variant}", spec.task, cached, digest, licence,
+                         ckpt.training_data))
     return rows
+
+
+def _print_models() -> None:
+    """One line per model: name, task, summary and its settings' flags."""
+    from flowlib import _zoo
+
+    print("Models (--model NAME; their settings are flags of the commands that run them):")
+    specs = []
+    for name in sorted(_zoo.MODELS):
+        try:
+            specs.append(_zoo.spec(name))
+        except ImportError as err:  # a model file missing from a partial install
+            print(f"  {name}: unavailable ({err})")
+    width = max((len(spec.name) for spec in specs), default=0)
+    for spec in specs:
+        flags = ", ".join(option.cli_flag for option in spec.options)
+        print(f"  {spec.name.ljust(width)}  {spec.task.ljust(6)}  {spec.summary}"
+              + (f" [{flags}]" if flags else ""))
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
     from flowlib import hub
 
+    _print_models()
+    print()
     rows = [("", "MODEL", "TASK", "CACHED", "SHA-256", "LICENCE", "TRAINED ON"), *_model_rows()]
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     for row in rows:
@@ -294,7 +315,9 @@ def _cmd_models(args: argparse.Namespace) -> None:
     print("CACHED: converted = ready to load; checkpoint = downloaded, converted on first load; "
           "no = downloaded on first use (flowlib download NAME)")
     print("SHA-256: published = checked against the authors' hash; recorded = checked against "
-          "the first copy downloaded here; none = recorded at the first download")
+          "the first copy downloaded here; prefix = the first download is checked against the "
+          "hash prefix in the published file name, then recorded; none = recorded at the "
+          "first download")
     print(f"cache: {cache} ({_cache_origin()}): checkpoints in {cache / 'checkpoints'}, "
           f"converted weights in {cache / 'converted'}")
 
@@ -391,7 +414,7 @@ def add_download_parser(sub: Any) -> None:
     s = sub.add_parser("download", help="download and convert named weights into the cache")
     cli_args.global_flags(s, device=True, top=False)
     s.add_argument(
-        "names", nargs="+", metavar="NAME", help="model:variant, e.g. spynet:sintel-final"
+        "names", nargs="+", metavar="NAME", help="model:variant, as flowlib models lists them"
     )
     s.set_defaults(func=_cmd_download)
 
@@ -425,7 +448,8 @@ def _parser_and_commands() -> tuple[argparse.ArgumentParser, dict[str, argparse.
     )
     p.add_argument("--version", action="version", version=f"flowlib {__version__}")
     cli_args.global_flags(p, device=True, top=True)
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           parser_class=cli_args.CommandParser)
     for add_parser in COMMAND_PARSERS:
         add_parser(sub)
     return p, sub.choices

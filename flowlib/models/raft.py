@@ -53,7 +53,7 @@ norms and upsampling stay float32.
 
 from __future__ import annotations
 
-import math
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -61,9 +61,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowlib import hub, ops
+from flowlib import hub, losses, ops
+from flowlib.convert import raft as _convert
 from flowlib.models._layers import BatchNorm, Conv, compute_dtype
 from flowlib.models._outputs import FlowOutput
+from flowlib.models._spec import ModelSpec, Option
 
 __all__ = [
     "RAFT",
@@ -75,6 +77,7 @@ __all__ = [
     "input_padding",
     "LARGE_CHECKPOINTS",
     "SMALL_CHECKPOINTS",
+    "SPECS",
 ]
 
 #: ``lookup="auto"`` computes the correlation on the fly above this many volume elements
@@ -446,9 +449,8 @@ class RAFT(nn.Module):
         return FlowOutput(flow, aux)
 
 
-def RaftSmall(**kwargs: Any) -> RAFT:  # noqa: N802 (a constructor, like the classes)
-    """RAFT-small (torchvision ``raft_small``): :class:`RAFT` with ``small=True``."""
-    return RAFT(small=True, **kwargs)
+#: RAFT-small (torchvision ``raft_small``): :class:`RAFT` with ``small=True``.
+RaftSmall = functools.partial(RAFT, small=True)
 
 
 def _check_images(image1: jax.Array, image2: jax.Array) -> None:
@@ -485,11 +487,10 @@ def _checkpoint(file: str, training_data: str, published: str, ported: bool) -> 
         sha256=None,
         sha256_prefix=file.rsplit("-", 1)[1].split(".")[0],
         license=_LICENSE,
-        training_data=training_data,
+        training_data=f"{training_data} (torchvision: {published})",
         source_format="pytorch",
         model_kwargs={},
         notes=f"torchvision {file}: {source}; figures from torchvision's weight metadata.",
-        published=published,
     )
 
 
@@ -528,3 +529,47 @@ SMALL_CHECKPOINTS: dict[str, hub.Checkpoint] = {
         "Sintel train EPE clean 1.9901, final 3.2831; KITTI-15 train EPE 7.5978, Fl-all 25.24 %",
         False),
 }
+
+
+def _check_lookup(name: str, value: Any) -> str:
+    if value not in LOOKUPS:
+        raise ValueError(f"{name} must be one of {LOOKUPS}, got {value!r}")
+    return value
+
+
+_OPTIONS = (
+    Option("iters", lambda name, value: check_iters(value), metavar="N",
+           help="RAFT flow updates (default 12, as torchvision; more: slower, often better)"),
+    Option("lookup", _check_lookup, type=str, choices=LOOKUPS, flag="--corr-lookup",
+           help="RAFT correlation lookup: 'volume' (all-pairs volume, torchvision), "
+                "'on_the_fly' (memory linear in the pixels, slower), 'auto' (default: "
+                "on the fly above 2^28 volume elements, e.g. 1920x1080)"),
+)
+
+SPECS = (
+    ModelSpec(
+        name="raft",
+        task="flow",
+        summary="RAFT (Teed & Deng 2020; torchvision raft_large): recurrent all-pairs field "
+                "transforms",
+        build=RAFT,
+        options=_OPTIONS,
+        checkpoints=LARGE_CHECKPOINTS,
+        default_weights="C_T_SKHT_V2",
+        convert=_convert.convert_large_file,
+        loss=losses.raft_loss,
+        dtypes=("float32", "bfloat16"),
+    ),
+    ModelSpec(
+        name="raft_small",
+        task="flow",
+        summary="RAFT-small (Teed & Deng 2020; torchvision raft_small): the 1M-parameter RAFT",
+        build=RaftSmall,
+        options=_OPTIONS,
+        checkpoints=SMALL_CHECKPOINTS,
+        default_weights="C_T_V2",
+        convert=_convert.convert_small_file,
+        loss=losses.raft_loss,
+        dtypes=("float32", "bfloat16"),
+    ),
+)
