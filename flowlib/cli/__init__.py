@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -312,6 +313,11 @@ def _cmd_models(args: argparse.Namespace) -> None:
         cells = [row[0] or " "] + [c.ljust(w) for c, w in zip(row[1:6], widths[1:6])]
         print(" ".join(cells + [row[6]]).rstrip())
     cache = hub.cache_dir()
+    print()
+    for name, module in _zoo.MODELS.items():
+        measured = getattr(importlib.import_module(module), "PRESET_MEASURED", {}).get(name)
+        for preset, line in (measured or {}).items():
+            print(f"{name} --preset {preset:<8} {line}")
     print()
     print("* = used when no weights are given (embedded: shipped inside the package)")
     print("CACHED: converted = ready to load; checkpoint = downloaded, converted on first load; "
