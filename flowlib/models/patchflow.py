@@ -577,8 +577,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 #: What each preset costs and gives (shown by ``flowlib models``): steady-state time on a
-#: 2-core AMD EPYC (Zen 4), ``python -m benchmarks.defaults --speed [--preset NAME]``, and
-#: mean errors on flowlib's validation set, 4 pairs per group,
+#: 2-core AMD EPYC (Zen 4) on the pairs of ``python -m benchmarks.defaults --speed`` (the
+#: defaults: that benchmark's median; fast and accurate: best of 3 calls on the same pairs),
+#: and mean errors on flowlib's validation set, 4 pairs per group,
 #: ``python -m benchmarks.validation [--task stereo] --pairs 4 [--preset NAME]``.
 PRESET_MEASURED: dict[str, dict[str, str]] = {
     "patchflow": {
