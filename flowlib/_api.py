@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from flowlib import _zoo
+from flowlib import _compilation_cache, _zoo
 
 __all__ = ["Model", "load_model", "available_models", "estimate", "estimate_disparity",
            "DisparityRangeWarning"]
@@ -97,7 +97,11 @@ class Model:
             # Only the final prediction leaves the jitted function: XLA drops the rest.
             return getattr(module.apply(variables, image1, image2), field)
 
-        self._forward = jax.jit(forward)
+        # A model may name XLA compiler options it compiles faster with (PatchFlow's
+        # graph is many small loops, where XLA:CPU's compile time is most of a first call).
+        options = getattr(module, "compiler_options", None)
+        self._forward = _compilation_cache.CachedFunction(
+            jax.jit(forward, compiler_options=options), name)
 
     def __call__(self, image1: np.ndarray, image2: np.ndarray) -> Any:
         """Run on float32 RGB batches in [0, 1], (B, H, W, 3); returns a JAX array."""
@@ -278,6 +282,19 @@ def _model_name(name: Any, weights: Any) -> tuple[str, Any]:
                      f"{', '.join(available_models())}")
 
 
+def recorded_model(weights: str | None, task: str | None = None) -> str | None:
+    """The zoo model a flowlib ``.npz`` records in its metadata, if it does (and is a model of
+    ``task`` when given); None for anything else."""
+    if weights is None or not weights.lower().endswith(".npz") or not os.path.isfile(weights):
+        return None
+    from flowlib.weights import load_meta
+
+    model = load_meta(weights).get("model")
+    if model not in _zoo.MODELS or (task is not None and _zoo.spec(model).task != task):
+        return None
+    return model
+
+
 def load_model(
     name: str | os.PathLike = _zoo.DEFAULT_FLOW_MODEL,
     weights: str | os.PathLike | None = None,
@@ -309,12 +326,11 @@ def load_model(
     Returns:
       A :class:`Model` accepted by :func:`estimate` / :func:`estimate_disparity`.
     """
-    from flowlib import _compilation_cache
     from flowlib.models._layers import compute_dtype
 
     name, weights = _model_name(name, weights)
     compute = compute_dtype(dtype)  # validate before any download
-    _compilation_cache.enable()
+    _compilation_cache.is_disabled()  # a bad $FLOWLIB_COMPILATION_CACHE fails here, early
     spec = _zoo.spec(name)
     options = spec.check_options(options)
     if compute is not None and compute.name not in spec.dtypes:

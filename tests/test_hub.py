@@ -12,9 +12,11 @@ import json
 import os
 import pickle
 import re
+import tempfile
 import urllib.error
 import urllib.parse
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,6 +75,15 @@ def _cache_files(home) -> list[str]:
 
 
 # ------------------------------------------------------------------------- cache, fields
+
+
+def test_suite_keeps_out_of_the_users_cache():
+    """The tests' flowlib cache (downloads, converted weights, compiled models) is a temporary
+    folder of this run, not the user's ``~/.cache/flowlib`` (conftest)."""
+    cache = hub.cache_dir().resolve()
+    assert cache.is_relative_to(Path(tempfile.gettempdir()).resolve())
+    assert not cache.is_relative_to((Path.home() / ".cache").resolve())
+    assert cache.is_dir()
 
 
 def test_cache_dir_precedence(tmp_path, monkeypatch):
