@@ -1,6 +1,7 @@
 """flowlib's default (embedded) models against classical baselines on the real pairs.
 
     python -m benchmarks.defaults --data ../shared/data [--json OUT]
+    python -m benchmarks.defaults --speed [--preset NAME] [--runs N] [--json OUT]
 
 Flow: the default of ``flowlib.estimate`` vs OpenCV DIS and Farneback on Middlebury
 RubberWhale/Venus, Sintel alley_1 clean/final, KITTI 2015 000000 (flow_noc) and the
@@ -14,6 +15,14 @@ disparity range given to both methods (Middlebury 2001: its ``info.txt``; KITTI 
 FlyingThings3D: the customary 192). OpenCV is an optional benchmark dependency
 (``pip install opencv-python-headless``). Lower is better everywhere; each group's best is
 marked with ``*``.
+
+``--speed``: time instead of accuracy, on rendered pairs (:mod:`flowlib.data.synthetic`,
+no data needed) at the sizes of the table in the README: flow 640x480 (Middlebury),
+1024x436 (Sintel), 1280x720 and 1920x1080, stereo 1242x375 (KITTI). Each row runs in a
+fresh process with an empty ``FLOWLIB_HOME`` (no compilation cache) and prints the first
+call at that size (compilation included), the steady state (median of ``--runs`` calls),
+OpenCV on the same pair in the same process (DIS MEDIUM for flow; StereoSGBM
+numDisparities 192, blockSize 5, 3-way for stereo), their ratio and the time per pixel.
 """
 
 from __future__ import annotations
@@ -169,6 +178,96 @@ def stereo_cases(root: Path) -> list[tuple[str, Any]]:
     return cases
 
 
+#: --speed rows: (task, height, width).
+SPEED_ROWS = (("flow", 480, 640), ("flow", 436, 1024), ("flow", 720, 1280), ("flow", 1080, 1920),
+              ("stereo", 375, 1242))
+
+
+def _sgbm_3way() -> Any:
+    import cv2
+
+    block = 5
+    return cv2.StereoSGBM_create(0, 192, block, P1=8 * 3 * block**2, P2=32 * 3 * block**2,
+                                 disp12MaxDiff=1, uniquenessRatio=10, speckleWindowSize=100,
+                                 speckleRange=2, mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY)
+
+
+def speed_row(task: str, height: int, width: int, *, runs: int, preset: str | None) -> dict[str, Any]:
+    """One --speed row, measured in this process (call it in a fresh one)."""
+    import cv2
+    import jax
+
+    from flowlib.data import synthetic
+
+    options = {} if preset is None else {"preset": preset}
+    t = time.perf_counter()
+    if task == "flow":
+        model = flowlib.load_model(_zoo.DEFAULT_FLOW_MODEL, **options)
+        d = synthetic.flow_pair(1, height, width, motion=1.5)
+        a, b = d["image1"], d["image2"]
+        ours = lambda: flowlib.estimate(a, b, model)  # noqa: E731
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        ga, gb = _grey_u8(a), _grey_u8(b)
+        peer, peer_name = (lambda: dis.calc(ga, gb, None)), "DIS medium"
+    else:
+        model = flowlib.load_model(_zoo.DEFAULT_STEREO_MODEL, **options)
+        d = synthetic.stereo_pair(1, height, width, max_disparity=160)
+        a, b = d["left"], d["right"]
+        ours = lambda: flowlib.estimate_disparity(a, b, model)  # noqa: E731
+        sgbm = _sgbm_3way()
+        ua, ub = (np.round(255 * x).astype(np.uint8)[..., ::-1] for x in (a, b))
+        peer, peer_name = (lambda: sgbm.compute(ua, ub)), "SGBM 3-way"
+    load_s = time.perf_counter() - t
+    t = time.perf_counter()
+    ours()
+    first_s = time.perf_counter() - t
+    peer()
+
+    def median(fn: Callable[[], Any], n: int) -> float:
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return float(np.median(times))
+
+    # Interleaved, so that both see the same machine state.
+    ours_s, peer_s = [], []
+    for _ in range(runs):
+        ours_s.append(median(ours, 1))
+        peer_s.append(median(peer, 3))
+    steady, opencv = float(np.median(ours_s)), float(np.median(peer_s))
+    return {"task": task, "size": f"{width}x{height}", "model": model.name,
+            "preset": preset or "default", "load_model_s": load_s, "first_call_s": first_s,
+            "steady_s": steady, "opencv": peer_name, "opencv_s": opencv, "ratio": steady / opencv,
+            "ns_per_pixel": 1e9 * steady / (height * width), "dtype": "float32",
+            "device": str(jax.devices()[0].device_kind)}
+
+
+def speed(runs: int, preset: str | None) -> list[dict[str, Any]]:
+    """Every --speed row, each in a fresh process with an empty FLOWLIB_HOME."""
+    import subprocess
+    import tempfile
+
+    rows = []
+    for task, h, w in SPEED_ROWS:
+        with tempfile.TemporaryDirectory() as home:
+            cmd = [sys.executable, "-m", "benchmarks.defaults", "--speed-row", task, str(h), str(w),
+                   "--runs", str(runs)] + ([] if preset is None else ["--preset", preset])
+            env = {**__import__("os").environ, "FLOWLIB_HOME": home}
+            out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True,
+                                 cwd=Path(__file__).resolve().parents[1])
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print_speed_row(rows[-1])
+    return rows
+
+
+def print_speed_row(r: dict[str, Any]) -> None:
+    print(f"| {r['task']} {r['size']} ({r['model']} {r['preset']}) | {r['first_call_s']:.2f} s "
+          f"| {1e3 * r['steady_s']:.0f} ms | {r['opencv']} {1e3 * r['opencv_s']:.1f} ms "
+          f"| {r['ratio']:.1f}x | {r['ns_per_pixel']:.0f} ns/px |", flush=True)
+
+
 def run(cases: list[tuple[str, Any]], methods: dict[str, Callable], task: str) -> dict[str, dict[str, dict[str, float]]]:
     """group -> method -> {epe, fl|d1, seconds}; EPE is the mean over the group's pairs."""
     table: dict[str, dict[str, dict[str, list[float]]]] = {}
@@ -228,7 +327,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stereo-weights", default=None)
     p.add_argument("--task", choices=["flow", "stereo", "both"], default="both")
     p.add_argument("--json", default=None)
+    p.add_argument("--speed", action="store_true", help="time instead of accuracy (no data needed)")
+    p.add_argument("--preset", default=None, help="--speed: the models' preset (default: none)")
+    p.add_argument("--runs", type=int, default=7, help="--speed: timed calls per row")
+    p.add_argument("--speed-row", nargs=3, metavar=("TASK", "H", "W"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.speed_row:
+        task, h, w = args.speed_row
+        print(json.dumps(speed_row(task, int(h), int(w), runs=args.runs, preset=args.preset)))
+        return 0
+    if args.speed:
+        from benchmarks._machine import cpu_description
+
+        print(f"{cpu_description()}; {json.dumps(versions())}; float32; first call: fresh process, "
+              f"empty FLOWLIB_HOME, compilation included; steady: median of {args.runs}")
+        print("| row | first call | steady state | OpenCV (same run) | ratio | time/pixel |")
+        print("|---|---|---|---|---|---|")
+        rows = speed(args.runs, args.preset)
+        if args.json:
+            from benchmarks._evalcli import write_json
+
+            write_json(args.json, json.dumps({"versions": versions(), "rows": rows}, indent=1))
+        return 0
     root = Path(args.data)
     if not root.is_dir():
         p.error(f"--data {root}: not a folder (expected the shared real pairs, see ../shared/data/README.md)")

@@ -97,7 +97,11 @@ class Model:
             # Only the final prediction leaves the jitted function: XLA drops the rest.
             return getattr(module.apply(variables, image1, image2), field)
 
-        self._forward = _compilation_cache.CachedFunction(jax.jit(forward), name)
+        # A model may name XLA compiler options it compiles faster with (PatchFlow's
+        # graph is many small loops, where XLA:CPU's compile time is most of a first call).
+        options = getattr(module, "compiler_options", None)
+        self._forward = _compilation_cache.CachedFunction(
+            jax.jit(forward, compiler_options=options), name)
 
     def __call__(self, image1: np.ndarray, image2: np.ndarray) -> Any:
         """Run on float32 RGB batches in [0, 1], (B, H, W, 3); returns a JAX array."""

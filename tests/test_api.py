@@ -133,7 +133,7 @@ def test_load_model_rejects_weights_for_another_model(tmp_path):
 
 def test_unknown_names():
     with pytest.raises(ValueError, match="available"):
-        flowlib.load_model("raft")
+        flowlib.load_model("pwcnet")
     with pytest.raises(ValueError, match="named variants"):
         flowlib.load_model("spynet:no-such-variant")
 

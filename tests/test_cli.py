@@ -776,14 +776,17 @@ def test_model_options_on_the_command_line(tmp_path, capsys, loads):
                "stand-in")
     _run_error(capsys, ["estimate", a, a, "-o", f, "--model", "flownets", "--div-flow", "10"],
                "stand-in")
+    _run_error(capsys, ["stereo", a, a, "-o", d, "--preset", "fast"], "stand-in")
     options = [{k: v for k, v in x[2].items() if k not in ("progress", "dtype")} for x in loads]
-    assert options == [{"maxdisp": 128}, {"max_levels": 4}, {"div_flow": 10.0}]
+    assert options == [{"maxdisp": 128}, {"max_levels": 4}, {"div_flow": 10.0}, {"preset": "fast"}]
+    _usage_error(capsys, ["estimate", a, a, "-o", f, "--model", "spynet", "--preset", "fast"],
+                 "--preset applies to patchflow and patchstereo, not spynet")
     _usage_error(capsys, ["estimate", a, a, "-o", f, "--div-flow", "10"],
                  "--div-flow applies to flownetc and flownets, not patchflow")
     _usage_error(capsys, ["stereo", a, a, "-o", d, "--max-disp", "0"],
                  "--max-disp: maxdisp must be an integer in [1, 1024], got 0")
     _usage_error(capsys, ["estimate", a, a, "-o", f, "--max-disp", "64"], "--max-disp")
-    assert len(loads) == 3
+    assert len(loads) == 4
 
 
 def test_bad_model_option_values_are_usage_errors(tmp_path, capsys):

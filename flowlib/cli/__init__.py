@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -278,8 +279,9 @@ def _model_rows() -> list[tuple[str, ...]]:
             cached = ("converted" if hub.converted_path(name, variant).is_file()
                       else "checkpoint" if info.present else "no")
             licence = ckpt.license.split(" (")[0]
-            rows.append((mark, f"{name}:{variant}", spec.task, cached,
-                         info.sha256_source or "none", licence, ckpt.training_data))
+            digest = info.sha256_source or ("prefix" if ckpt.sha256_prefix else "none")
+            rows.append((mark, f"{name}:{variant}", spec.task, cached, digest, licence,
+                         ckpt.training_data))
     return rows
 
 
@@ -313,11 +315,18 @@ def _cmd_models(args: argparse.Namespace) -> None:
         print(" ".join(cells + [row[6]]).rstrip())
     cache = hub.cache_dir()
     print()
+    for name, module in _zoo.MODELS.items():
+        measured = getattr(importlib.import_module(module), "PRESET_MEASURED", {}).get(name)
+        for preset, line in (measured or {}).items():
+            print(f"{name} --preset {preset:<8} {line}")
+    print()
     print("* = used when no weights are given (embedded: shipped inside the package)")
     print("CACHED: converted = ready to load; checkpoint = downloaded, converted on first load; "
           "no = downloaded on first use (flowlib download NAME)")
     print("SHA-256: published = checked against the authors' hash; recorded = checked against "
-          "the first copy downloaded here; none = recorded at the first download")
+          "the first copy downloaded here; prefix = the first download is checked against the "
+          "hash prefix in the published file name, then recorded; none = recorded at the "
+          "first download")
     print(f"cache: {cache} ({_cache_origin()}): checkpoints in {cache / 'checkpoints'}, "
           f"converted weights in {cache / 'converted'}")
 
