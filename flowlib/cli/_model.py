@@ -92,26 +92,12 @@ def model_options(args: argparse.Namespace, spec: Any) -> dict[str, Any]:
     return options
 
 
-def recorded_model(weights: str | None, task: str | None = None) -> str | None:
-    """The zoo model a flowlib ``.npz`` records in its metadata, if it does (and is a model of
-    ``task`` when given); None for anything else."""
-    if weights is None or not weights.lower().endswith(".npz") or not os.path.isfile(weights):
-        return None
-    from flowlib import _zoo
-    from flowlib.weights import load_meta
-
-    model = load_meta(weights).get("model")
-    if model not in _zoo.MODELS or (task is not None and _zoo.spec(model).task != task):
-        return None
-    return model
-
-
 def load_model(args: argparse.Namespace, task: str) -> Any:
     import flowlib
-    from flowlib import _zoo
+    from flowlib import _api, _zoo
 
     if args.model is None:  # the model a flowlib .npz records, else the command's default
-        args.model = recorded_model(args.weights, task) or args.default_model
+        args.model = _api.recorded_model(args.weights, task) or args.default_model
     # The task is known from the model's spec: fail before any download or weight loading.
     spec = _zoo.spec(args.model.split(":", 1)[0])
     if spec.task != task:
