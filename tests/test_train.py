@@ -265,3 +265,21 @@ def test_recorded_commands_give_the_recorded_identity():
             checked += 1
     assert checked >= 4
 
+
+
+@pytest.mark.slow
+def test_raft_small_learns_and_resumes(tmp_path):
+    """RAFT-small (2 updates, 64 x 64 crops) through the trainer: stopped at step 6, re-run to 12."""
+    cfg = dict(model="raft_small", data="synthetic", batch_size=2, crop=(64, 64), lr=1e-3, warmup=2,
+               schedule="constant", model_kwargs={"iters": 2},
+               data_kwargs={"scene": "translation", "max_shift": 3}, workers=1, progress=False,
+               log_every=1, checkpoint_every=3, out=str(tmp_path))
+    first = [h["loss"] for h in train(TrainConfig(**cfg, steps=6))["history"]]
+    assert _checkpoint.latest(tmp_path / "checkpoints").name == "step_00000006.npz"
+    history = train(TrainConfig(**cfg, steps=12))["history"]
+    losses = [h["loss"] for h in history]
+    # The resumed run keeps the first six steps and continues from step 7.
+    assert len(losses) == 12 and losses[:6] == first and np.all(np.isfinite(losses))
+    # Deterministic (fixed seed): measured 14.2 over the first four steps, 3.6 over the last four.
+    assert np.mean(losses[-4:]) < 0.6 * np.mean(losses[:4]), losses
+    assert flowlib.load_model("raft_small", tmp_path / "weights.npz").module.iters == 2
