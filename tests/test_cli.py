@@ -189,6 +189,7 @@ def test_version(capsys):
 # ------------------------------------------------------------------------------ demo, viz, models
 
 
+@pytest.mark.slow  # 23 s on 2 cores
 def test_demo_works_offline_and_beats_zero_flow(tmp_path, monkeypatch, capsys):
     import re
     import socket

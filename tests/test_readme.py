@@ -188,6 +188,7 @@ def _run(command: str) -> None:
     assert status == 0, command
 
 
+@pytest.mark.slow  # 25 s on 2 cores
 def test_use_python_example_runs(in_scratch):
     rng = np.random.default_rng(0)
     names = {
