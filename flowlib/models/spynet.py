@@ -142,11 +142,10 @@ class LevelNetwork(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for j, features in enumerate(_FEATURES):
-            # On XLA:CPU the 16 -> 2 layer runs by FFT: its 2-output-channel convolution
-            # reaches ~14 GFLOP/s (wide layers ~200), so it cost as much as the 32 -> 16
-            # layer. Accelerators keep their convolution (not measured there).
-            fft = features <= 2 and jax.default_backend() == "cpu"
-            method = "fft" if fft else "lax"
+            # The 16 -> 2 layer runs by FFT where XLA compiles for a CPU (XLA:CPU runs
+            # 2-output-channel convolutions far below its speed for wide ones; python -m
+            # benchmarks.conv_routes --only conv); other platforms keep the lax convolution.
+            method = "fft" if features <= 2 else "lax"
             x = Conv(features, 7, padding=3, dtype=self.dtype, method=method,
                      name=f"conv{j}")(x)
             if j < len(_FEATURES) - 1:
