@@ -742,7 +742,7 @@ def test_evaluate_sintel_layout_prints_table_and_writes_json(
     assert result["record"]["model"] == "spynet" and result["record"]["root"] == str(root.resolve())
 
 
-# ------------------------------------------------------------------------------ issue 13
+# ------------------------------------------------------------------- usage and output checks
 
 
 @pytest.fixture
