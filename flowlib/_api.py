@@ -53,6 +53,11 @@ class Model:
         self.variables = variables
         self.task = task
         self.meta = dict(meta)
+        #: ``on_compile(shape)``, if set, is called with the ``(B, H, W, 3)`` input shape just
+        #: before XLA compiles the forward for a shape this model has not run yet (not when
+        #: the persistent compilation cache holds it); the command line says "compiling".
+        self.on_compile: Callable[[tuple[int, ...]], None] | None = None
+        self._shapes: set[tuple[int, ...]] = set()
         field = "flow" if task == "flow" else "disparity"
 
         def forward(variables: Any, image1: Any, image2: Any) -> Any:
@@ -63,7 +68,17 @@ class Model:
 
     def __call__(self, image1: np.ndarray, image2: np.ndarray) -> Any:
         """Run on float32 RGB batches in [0, 1], (B, H, W, 3); returns a JAX array."""
-        return self._forward(self.variables, image1, image2)
+        shape = tuple(np.shape(image1))
+        if shape in self._shapes:
+            return self._forward(self.variables, image1, image2)
+        self._shapes.add(shape)
+        on_compile = self.on_compile
+        if on_compile is None:
+            return self._forward(self.variables, image1, image2)
+        from flowlib import _compilation_cache
+
+        with _compilation_cache.announcing(lambda: on_compile(shape)):
+            return self._forward(self.variables, image1, image2)
 
     def __repr__(self) -> str:
         return f"Model({self.name!r}, task={self.task!r}, weights={self.meta.get('weights')!r})"
@@ -373,6 +388,10 @@ def _model_for(model: Any, weights: Any, task: str) -> Model:
             raise ValueError("pass weights to load_model, not together with a Model instance")
         m = model
     elif isinstance(model, str):
+        entry = _zoo.MODELS.get(model.split(":", 1)[0])
+        if entry is not None and entry.task != task:  # before any weights are loaded
+            other = "estimate_disparity" if entry.task == "stereo" else "estimate"
+            raise ValueError(f"model {entry.name!r} is a {entry.task} model; use flowlib.{other}")
         m = _cached_model(model, None if weights is None else os.fspath(weights))
     else:
         raise ValueError(f"model must be a name or a flowlib Model, got {type(model).__name__}")
@@ -449,13 +468,19 @@ def _prepare_pair(a: Any, b: Any, names: Sequence[str]) -> tuple[np.ndarray, np.
     _, h, w, _ = a.shape
     if a.shape[0] == 0:
         raise ValueError("empty batch: expected at least one image pair")
-    if min(h, w) < MIN_SIDE:
-        raise ValueError(f"images must be at least {MIN_SIDE}x{MIN_SIDE} pixels, got {h}x{w}")
-    if h * w > MAX_PIXELS:
-        raise ValueError(
-            f"images of {h}x{w} exceed the {MAX_PIXELS}-pixel limit; resize them (or tile) first"
-        )
+    check_size(h, w)
     return a, b, batched
+
+
+def check_size(height: int, width: int) -> None:
+    """Raise ``ValueError`` unless an image of ``height`` x ``width`` can be estimated on
+    (at least :data:`MIN_SIDE` on each side, at most :data:`MAX_PIXELS` pixels)."""
+    if min(height, width) < MIN_SIDE:
+        raise ValueError(f"images must be at least {MIN_SIDE}x{MIN_SIDE} pixels, got "
+                         f"{height}x{width}")
+    if height * width > MAX_PIXELS:
+        raise ValueError(f"images of {height}x{width} exceed the {MAX_PIXELS}-pixel limit; "
+                         "resize them (or tile) first")
 
 
 def _run(m: Model, a: np.ndarray, b: np.ndarray, batch_size: int | None) -> np.ndarray:

@@ -45,7 +45,8 @@ from typing import Any
 
 from flowlib._files import atomic_write
 
-__all__ = ["ENV", "MIN_COMPILE_SECS", "cache_path", "enable", "is_disabled"]
+__all__ = ["ENV", "MIN_COMPILE_SECS", "announcing", "cache_path", "enable", "is_disabled",
+           "is_entry"]
 
 #: Environment variable: ``0`` / ``false`` / ``no`` / ``off`` turn the cache off.
 ENV = "FLOWLIB_COMPILATION_CACHE"
@@ -86,14 +87,58 @@ def _host_fingerprint() -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def _root() -> Path:
+    from flowlib import hub
+
+    return hub.cache_dir() / "xla"
+
+
 def cache_path() -> Path:
     """Where :func:`enable` puts the cache (not created here)."""
     import jax
 
-    from flowlib import hub
-
     host = f"{platform.machine()}-{_host_fingerprint()}"
-    return hub.cache_dir() / "xla" / f"jax-{jax.__version__}-{host}"
+    return _root() / f"jax-{jax.__version__}-{host}"
+
+
+def is_entry(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is in flowlib's compilation cache (of any JAX version or host)."""
+    return _root() in Path(path).absolute().parents
+
+
+_announce = threading.local()
+
+
+class announcing:
+    """``with announcing(callback): f(x)`` -- call ``callback()`` once, just before XLA starts
+    compiling something inside the block in this thread (not when the persistent cache has
+    it). Where flowlib's cache is not in use (off, or JAX's own configured), nothing can
+    tell a compile from a cache hit and the callback is called on entering the block.
+
+    Used to say "compiling for 436x1024" before a model's first call at a new size.
+    """
+
+    def __init__(self, callback: Any) -> None:
+        self._callback = callback
+
+    def __enter__(self) -> None:
+        from jax._src import compilation_cache as cc
+
+        if not isinstance(getattr(cc, "_cache", None), _AtomicFileCache):
+            self._callback()
+            return
+        _announce.callback = self._callback
+
+    def __exit__(self, *exc: Any) -> None:
+        _announce.callback = None
+
+
+def _compiling() -> None:
+    """A miss of the persistent cache: XLA compiles next; announce it (once per block)."""
+    callback = getattr(_announce, "callback", None)
+    if callback is not None:
+        _announce.callback = None
+        callback()
 
 
 class _AtomicFileCache:
@@ -111,6 +156,12 @@ class _AtomicFileCache:
         self.read_only = read_only
 
     def get(self, key: str) -> bytes | None:
+        value = self._read(key)
+        if value is None:  # JAX compiles next
+            _compiling()
+        return value
+
+    def _read(self, key: str) -> bytes | None:
         from jax._src import compilation_cache as cc
 
         file = self._path / f"{key}{self._SUFFIX}"

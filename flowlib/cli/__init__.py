@@ -30,13 +30,14 @@ import dataclasses
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
 from flowlib.cli import _args as cli_args
 from flowlib.cli import _model as cli_model
-from flowlib import _zoo
+from flowlib import _compilation_cache, _zoo
+from flowlib.cli import _interrupts
 from flowlib.cli._args import (  # the argument types are part of the command line's API
     UsageError,
     finite_float,
@@ -48,7 +49,7 @@ from flowlib.cli._estimate import add_estimate_parser
 from flowlib.cli._model import MODEL_OPTION_FLAGS  # noqa: F401  (flowlib.cli's, as before)
 
 __all__ = ["BENCHMARKS", "COMMAND_PARSERS", "UsageError", "build_parser", "finite_float", "main",
-           "output_file", "positive_float", "positive_int"]
+           "output_file", "positive_float", "positive_int", "run"]
 
 # ----------------------------------------------------------------------------------- commands
 
@@ -426,26 +427,48 @@ def _parser_and_commands() -> tuple[argparse.ArgumentParser, dict[str, argparse.
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (argparse exits 2 on bad usage)."""
+    """Run the command line; returns the exit status (argparse exits 2 on bad usage).
+
+    The command runs under :class:`~flowlib.cli._interrupts.Interrupts`: SIGINT and SIGTERM
+    end the process at once (status 130 / 143) with one line naming the files written.
+    """
     parser, commands = _parser_and_commands()
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "train":
-            return _cmd_train(args)
-        args.func(args)
-    except UsageError as err:
-        commands[args.command].error(str(err))
-    except KeyboardInterrupt:
-        print("flowlib: interrupted", file=sys.stderr)
-        return 130
-    except Exception as err:  # one line for users, the traceback under --debug
-        if args.debug:
-            raise
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"flowlib {args.command}: error: {message}", file=sys.stderr)
-        return 1
+    with _interrupts.Interrupts("flowlib", ignore=_compilation_cache.is_entry) as guard:
+        args = parser.parse_args(argv)
+        guard.program = f"flowlib {args.command}"
+        try:
+            if args.command == "train":
+                return guard.call(lambda: _cmd_train(args))
+            guard.call(lambda: args.func(args))
+        except UsageError as err:
+            commands[args.command].error(str(err))
+        except Exception as err:  # one line for users, the traceback under --debug
+            if args.debug:
+                raise
+            message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            print(f"flowlib {args.command}: error: {message}", file=sys.stderr)
+            return 1
     return 0
 
 
+def run() -> NoReturn:
+    """The ``flowlib`` program: :func:`main`, then the process ends at once with its status
+    (``os._exit`` after flushing stdout and stderr; every file was written and synced before
+    its name was printed). Skipping the interpreter's shutdown means no signal can land in
+    it (JAX's garbage-collector callback would print and drop it) and XLA's threads are not
+    torn down under running code."""
+    with _interrupts.Interrupts("flowlib", ignore=_compilation_cache.is_entry):
+        try:
+            code: Any = main()
+        except SystemExit as stop:  # --help, --version, usage errors
+            code = stop.code
+        if code is None:
+            code = 0
+        elif not isinstance(code, int):
+            print(code, file=sys.stderr)
+            code = 1
+        _interrupts.exit_now(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -95,5 +95,30 @@ def load_model(args: argparse.Namespace, task: str) -> Any:
         )
     options = model_options(args, name)
     select_device(args.device)
-    return flowlib.load_model(args.model, args.weights, progress=not args.quiet,
-                              dtype=args.dtype, **options)
+    model = flowlib.load_model(args.model, args.weights, progress=not args.quiet,
+                               dtype=args.dtype, **options)
+    announce_compiles(model, args.quiet)
+    return model
+
+
+def announce_compiles(model: Any, quiet: bool) -> None:
+    """Say "compiling <model> for HxW (once per size; cached in ...)" on stderr before
+    each compile of ``model``'s forward (a new image or batch size), unless ``quiet``."""
+    if quiet:
+        return
+    import jax
+
+    from flowlib import _compilation_cache
+
+    cache = _compilation_cache.enable() or jax.config.jax_compilation_cache_dir
+    where = f"cached in {cache}" if cache else "the compilation cache is off"
+
+    def say(shape: tuple[int, ...]) -> None:
+        from tqdm.auto import tqdm
+
+        batch, height, width = shape[:3]
+        size = f"{height}x{width}" + (f", batch {batch}" if batch > 1 else "")
+        tqdm.write(f"compiling {model.name} for {size} (once per size; {where})",
+                   file=sys.stderr)
+
+    model.on_compile = say
