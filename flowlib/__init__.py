@@ -22,7 +22,8 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {"io", "metrics", "viz", "ops", "models", "data", "evaluation", "convert", "hub",
                "losses", "train", "video", "weights"}
-_API = {"estimate", "estimate_disparity", "load_model", "available_models", "Model"}
+_API = {"estimate", "estimate_disparity", "load_model", "available_models", "Model",
+        "DisparityRangeWarning"}
 
 __all__ = sorted(_API | {"io", "metrics", "viz", "__version__"})
 

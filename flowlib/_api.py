@@ -19,7 +19,8 @@ import numpy as np
 
 from flowlib import _zoo
 
-__all__ = ["Model", "load_model", "available_models", "estimate", "estimate_disparity"]
+__all__ = ["Model", "load_model", "available_models", "estimate", "estimate_disparity",
+           "DisparityRangeWarning"]
 
 #: Images smaller than this on either side are rejected (no model can see motion there).
 MIN_SIDE = 8
@@ -27,6 +28,44 @@ MIN_SIDE = 8
 MAX_PIXELS = 4096 * 4096
 
 _ASSETS = Path(__file__).resolve().parent / "assets"
+
+
+class DisparityRangeWarning(UserWarning):
+    """A disparity estimate piles up at the top of the model's search range: the scene
+    probably has larger disparities, which the model caps at ``maxdisp``.
+
+    Attributes:
+      maxdisp: the model's largest disparity searched (pixels).
+      fraction: fraction of the finite estimates within :data:`CAP_BAND` px of ``maxdisp``.
+    """
+
+    def __init__(self, maxdisp: int, fraction: float):
+        self.maxdisp, self.fraction = maxdisp, fraction
+        super().__init__(
+            f"{100 * fraction:.1f} % of the disparity estimate lies within {CAP_BAND:g} px of the "
+            f"largest disparity searched (maxdisp={maxdisp}); larger disparities are capped "
+            f"there. For a nearer scene load the model with a larger range, e.g. "
+            f"load_model(..., maxdisp={suggested_maxdisp(maxdisp)}) (command line: --max-disp)")
+
+
+#: Pixels within this many px of ``maxdisp`` count as "at the top of the range".
+CAP_BAND = 1.0
+#: A larger fraction of finite pixels there raises :class:`DisparityRangeWarning`.
+CAP_FRACTION = 0.005
+
+
+def suggested_maxdisp(maxdisp: int) -> int:
+    """The next range to try after ``maxdisp``: 1.5x, rounded up to a multiple of 32 (what
+    CFNet needs)."""
+    return 32 * -(-(3 * int(maxdisp)) // 64)
+
+
+def capped_fraction(disparity: np.ndarray, maxdisp: float) -> float:
+    """Fraction of the finite values of ``disparity`` within :data:`CAP_BAND` px of
+    ``maxdisp`` (0 for a map with no finite value)."""
+    finite = np.isfinite(disparity)
+    n = int(finite.sum())
+    return float((disparity[finite] >= maxdisp - CAP_BAND).sum()) / n if n else 0.0
 
 
 def available_models() -> list[str]:
@@ -539,8 +578,19 @@ def estimate_disparity(
     Returns:
       Disparity (H, W) float32 in pixels for the left view, ``right x = left x - d``
       (or (B, H, W) for batches).
+
+    Warns:
+      DisparityRangeWarning: more than 0.5 % of the estimate lies within 1 px of the
+        model's ``maxdisp``: the scene probably has larger disparities, capped there.
     """
     a, b, batched = _prepare_pair(left, right, ("left", "right"))
     m = _model_for(model, weights, "stereo")
     disp = _run(m, a, b, batch_size)
+    maxdisp = getattr(m.module, "maxdisp", None)
+    if maxdisp is not None:
+        fraction = capped_fraction(disp, float(maxdisp))
+        if fraction > CAP_FRACTION:
+            import warnings
+
+            warnings.warn(DisparityRangeWarning(int(maxdisp), fraction), stacklevel=2)
     return disp if batched else disp[0]

@@ -52,16 +52,32 @@ def disparity_range(disp: Any, valid: Any = None, *, percentiles: tuple[float, f
     return low, high
 
 
+_DPI = 64.0
+
+
+def label_px(height: int) -> float:
+    """Text height (em, pixels) of a key's labels beside an image ``height`` pixels tall:
+    1/30 of it, between 11 and 32 px (at most a quarter of a very short panel), so the labels
+    stay readable when a large picture is shown scaled down."""
+    return float(min(np.clip(height / 30.0, 11.0, 32.0), height / 4.0))
+
+
+def _points(px: float) -> float:
+    return px * 72.0 / _DPI
+
+
 def colorbar(height: int, low: float, high: float, *, cmap: str = "magma", unit: str = "px",
-             width: int = 72) -> np.ndarray:
+             width: int | None = None) -> np.ndarray:
     """A vertical colour bar with tick labels: the key to :func:`disparity_to_rgb`.
+
+    The labels are :func:`label_px` high; the unit is written above the bar, inside the panel.
 
     Args:
       height: panel height in pixels (that of the image it goes beside, >= 32).
       low, high: the values at the bottom and the top of the colour map.
       cmap: the matplotlib colour map.
-      unit: appended to the top label.
-      width: panel width in pixels.
+      unit: written above the bar.
+      width: panel width in pixels; default: room for the bar and its labels (6.5 em, >= 72).
 
     Returns:
       ``(height, width, 3)`` uint8 RGB on white.
@@ -70,51 +86,62 @@ def colorbar(height: int, low: float, high: float, *, cmap: str = "magma", unit:
 
     if int(height) < 32:
         raise ValueError(f"a colour bar needs a height of at least 32 px, got {height}")
-    height, dpi = int(height), 64.0
-    fig = agg_figure(width, height, dpi)
-    ax = fig.add_axes((0.08, 6 / height, 0.22, 1 - 12 / height))
+    height = int(height)
+    text = label_px(height)
+    width = max(72, round(6.5 * text)) if width is None else int(width)
+    fig = agg_figure(width, height, _DPI)
+    fig.patch.set_facecolor("white")
+    top, bottom = 1.5 * text + 4, 0.6 * text + 2  # the unit above; half a label below
+    left, bar = 6.0, max(12.0, 1.2 * text)
+    ax = fig.add_axes((left / width, bottom / height, bar / width, 1 - (top + bottom) / height))
     ramp = np.linspace(high, low, 256)[:, None]
     ax.imshow(ramp, aspect="auto", cmap=matplotlib.colormaps[cmap], vmin=low, vmax=high,
               extent=(0, 1, low, high))
     ax.set_xticks([])
     ax.yaxis.tick_right()
-    ax.tick_params(labelsize=7, length=2, pad=1)
+    ax.tick_params(labelsize=_points(text), length=max(2.0, text / 5), pad=1)
     ticks = ax.get_yticks()
     ax.set_yticks([t for t in ticks if low <= t <= high] or [low, high])
     ax.set_yticklabels([f"{t:g}" for t in ax.get_yticks()])
-    ax.set_title(unit, fontsize=7, pad=1, loc="left")
+    fig.text(left / width, 1 - 2 / height, unit, ha="left", va="top", fontsize=_points(text))
     return render(fig)
 
 
 def flow_legend(height: int, max_norm: float, *, size: int | None = None) -> np.ndarray:
     """The colour-wheel key on white with its scale: "max |flow| N px" under the wheel.
 
+    The label is :func:`label_px` high.
+
     Args:
       height: panel height in pixels (that of the flow image it goes beside, >= 16).
       max_norm: the flow magnitude at the rim of the wheel (the normalisation used).
-      size: wheel diameter in pixels; default ``min(height - 16, 256)``, at least 16.
+      size: wheel diameter in pixels; default: what the height leaves under the label room,
+        at most 256, at least 16.
 
     Returns:
-      ``(height, max(size, 96), 3)`` uint8 RGB.
+      ``(height, max(size, 96, label width), 3)`` uint8 RGB.
     """
     height = int(height)
     if height < 16:
         raise ValueError(f"a legend needs a height of at least 16 px, got {height}")
-    side = size if size is not None else max(16, min(height - 16, 256))
-    width = max(side, 96)
-    fig = agg_figure(width, height, 64.0)
+    text = label_px(height)
+    label = f"max |flow| {max_norm:.3g} px"
+    room = round(1.4 * text + 4)  # the label's line under the wheel
+    side = size if size is not None else max(16, min(height - room, 256))
+    width = max(side, 96, round(0.62 * text * len(label)) + 8)
+    fig = agg_figure(width, height, _DPI)
     fig.patch.set_facecolor("white")
     wheel = colorwheel_legend(side)
     outside = ~np.any(wheel > 0, axis=-1)
     wheel[outside] = 255
     panel = np.full((height, width, 3), 255, np.uint8)
-    top = max(0, (height - side - 14) // 2)
+    top = max(0, (height - side - room) // 2)
     left = (width - side) // 2
     rows = min(side, height - top)
     panel[top:top + rows, left:left + side] = wheel[:rows]
     fig.figimage(panel, 0, 0, origin="upper")
-    fig.text(0.5, 1 - min(height, top + side + 2) / height, f"max |flow| {max_norm:.3g} px",
-             ha="center", va="top", fontsize=7)
+    fig.text(0.5, 1 - min(height - text, top + side + 2) / height, label,
+             ha="center", va="top", fontsize=_points(text))
     return render(fig)
 
 

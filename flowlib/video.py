@@ -193,8 +193,11 @@ def _frame_size(path: Path) -> tuple[int, int]:
 
     try:
         with Image.open(path) as image:
-            return image.size
-    except (UnidentifiedImageError, OSError, ValueError):
+            width, height = image.size
+            # EXIF orientations 5-8 turn the picture by 90 degrees, as io.read_image does
+            turned = int(image.getexif().get(0x0112, 1)) in (5, 6, 7, 8)
+            return (height, width) if turned else (width, height)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         from flowlib import io
 
         frame = io.read_image(path, dtype="uint8")  # the reader's own, precise error

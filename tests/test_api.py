@@ -11,6 +11,8 @@ import flowlib
 from flowlib import _api
 from flowlib.weights import save_weights
 
+from tests._stand_ins import constant_stereo
+
 
 @pytest.fixture(scope="module")
 def spynet_model():
@@ -285,3 +287,26 @@ def test_pil_images_and_rgba_arrays_are_accepted(spynet_model):
     np.testing.assert_array_equal(rgba, ref)
     pil = flowlib.estimate(Image.fromarray(a), Image.fromarray(b).convert("RGBA"), spynet_model)
     np.testing.assert_array_equal(pil, ref)
+
+
+def test_disparity_piling_up_at_maxdisp_warns_and_names_the_setting():
+    a = np.zeros((10, 100, 3), np.float32)
+    with pytest.warns(flowlib.DisparityRangeWarning, match=r"1\.0 % .*maxdisp=16.*maxdisp=32") as w:
+        disp = flowlib.estimate_disparity(a, a, constant_stereo(top=16.0, columns=1))  # 1 % at 16
+    assert w[0].message.maxdisp == 16 and w[0].message.fraction == pytest.approx(0.01)
+    assert w[0].filename == __file__  # points at the caller
+    assert (disp[:, 0] == 16).all()
+    with pytest.warns(flowlib.DisparityRangeWarning):  # within 1 px of the top counts
+        flowlib.estimate_disparity(a, a, constant_stereo(top=15.2, columns=1))
+    with pytest.warns(flowlib.DisparityRangeWarning):  # batches too
+        flowlib.estimate_disparity(a[None], a[None], constant_stereo(top=16.0, columns=1))
+
+
+def test_disparity_within_the_range_does_not_warn():
+    a = np.zeros((10, 100, 3), np.float32)
+    # (pytest turns any warning into an error)
+    flowlib.estimate_disparity(a, a, constant_stereo(top=14.9, columns=50))  # below the 1 px band
+    flowlib.estimate_disparity(a, a, constant_stereo(top=16.0, columns=0))
+    a = np.zeros((10, 400, 3), np.float32)
+    flowlib.estimate_disparity(a, a, constant_stereo(top=16.0, columns=2))  # 0.5 %: not more
+

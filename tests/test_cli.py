@@ -940,3 +940,50 @@ def test_weights_of_another_model_are_named_on_the_command_line(tmp_path, capsys
     save_weights(cfnet, {"params": {}}, {"model": "cfnet", "model_kwargs": {"channel_divisor": 8}})
     _run_error(capsys, ["estimate", a, a, "-o", str(tmp_path / "f.flo"), "--weights", str(cfnet)],
                "holds cfnet weights, not patchflow ones")
+
+
+def test_stereo_says_when_disparities_pile_up_at_max_disp(tmp_path, capsys, monkeypatch):
+    from tests._stand_ins import constant_stereo
+
+    a = str(tmp_path / "a.png")
+    io.write_image(a, np.zeros((H, W, 3), np.uint8))
+    for columns, warned in ((4, True), (0, False)):
+        monkeypatch.setattr(_cli_model, "load_model",
+                            lambda args, task, c=columns: constant_stereo(maxdisp=48, top=48.0, columns=c))
+        assert cli.main(["stereo", a, a, "-o", str(tmp_path / "d.npy")]) == 0
+        out, err = capsys.readouterr()
+        assert out.startswith("wrote")
+        if warned:  # one line, after the outputs are written, naming the flag
+            assert err.count("\n") == 1 and err.startswith("flowlib stereo: warning: 4.2 % ")
+            assert "--max-disp 96" in err
+        else:
+            assert err == ""
+
+
+def test_viz_disparity_flag_is_not_ignored_on_flow_files(tmp_path, capsys):
+    flow = np.zeros((6, 8, 2), np.float32)
+    io.write_flow(tmp_path / "f.flo", flow)
+    np.save(tmp_path / "f.npy", flow)
+    for name in ("f.flo", "f.npy"):
+        out = tmp_path / "v.png"
+        assert cli.main(["viz", str(tmp_path / name), "--disparity", "-o", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("flowlib viz: error: --disparity: ") and "flow" in err, err
+        assert not out.exists()
+
+
+def test_viz_warns_about_a_map_with_no_valid_value(tmp_path, capsys):
+    np.save(tmp_path / "d.npy", np.full((6, 8), np.nan, np.float32))
+    np.save(tmp_path / "f.npy", np.full((6, 8, 2), np.inf, np.float32))
+    for name, kind in (("d.npy", "disparity"), ("f.npy", "flow")):
+        out = tmp_path / f"{name}.png"
+        assert cli.main(["viz", str(tmp_path / name), "-o", str(out)]) == 0
+        printed = capsys.readouterr()
+        assert printed.err.count("\n") == 1
+        assert printed.err.startswith(f"flowlib viz: warning: {tmp_path / name} holds no valid "
+                                      f"{kind} value")
+        assert (io.read_image(out, dtype="uint8") == 0).all()
+    np.save(tmp_path / "ok.npy", np.full((6, 8), np.nan, np.float32))
+    np.save(tmp_path / "ok.npy", np.where(np.eye(6, 8) > 0, 3.0, np.nan).astype(np.float32))
+    assert cli.main(["viz", str(tmp_path / "ok.npy"), "-o", str(tmp_path / "ok.png")]) == 0
+    assert capsys.readouterr().err == ""

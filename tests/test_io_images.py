@@ -222,3 +222,60 @@ def test_a_text_file_named_png_says_what_it_starts_with(tmp_path):
         fio.read_image(path)
     message = str(err.value)
     assert "notes.png" in message and "b'hello, n'" in message and "BytesIO" not in message
+
+
+def _stored_picture() -> np.ndarray:
+    """16x24 (H x W) RGB: left half red, right half blue, a green top row (every turn differs)."""
+    a = np.zeros((16, 24, 3), np.uint8)
+    a[:, :12, 0] = 255
+    a[:, 12:, 2] = 255
+    a[0] = (0, 255, 0)
+    return a
+
+
+def _with_orientation(path, picture, orientation, fmt):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(picture).save(path, format=fmt, exif=exif.tobytes(), **(
+        {"quality": 95} if fmt == "JPEG" else {}))
+
+
+def test_orientation_6_jpeg_is_read_upright(tmp_path):
+    from PIL import ImageOps
+
+    path = tmp_path / "portrait.jpg"
+    _with_orientation(path, _stored_picture(), 6, "JPEG")  # a phone's portrait photo
+    rgb = io.read_image(path, dtype="uint8")
+    assert rgb.shape == (24, 16, 3)  # turned 90 degrees clockwise, as viewers show it
+    # stored left (red) is now the top, stored right (blue) the bottom, green row the right
+    assert rgb[3:9, 3:12, 0].min() > 200 and rgb[3:9, 3:12, 2].max() < 60
+    assert rgb[15:21, 3:12, 2].min() > 200 and rgb[15:21, 3:12, 0].max() < 60
+    assert rgb[3:21, -1, 1].min() > 150
+    with Image.open(path) as im:
+        expected = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    np.testing.assert_array_equal(rgb, expected)
+    assert io.read_image_raw(path).shape == (24, 16, 3)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_matches_pillows_exif_transpose(tmp_path, fmt, orientation):
+    from PIL import ImageOps
+
+    path = tmp_path / f"o.{fmt.lower()}"
+    _with_orientation(path, _stored_picture(), orientation, fmt)
+    with Image.open(path) as im:
+        expected = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    np.testing.assert_array_equal(io.read_image(path, dtype="uint8"), expected)
+    if fmt == "PNG":  # lossless: the exact turn of the stored pixels
+        assert (orientation in (5, 6, 7, 8)) == (expected.shape[:2] == (24, 16))
+
+
+def test_a_folder_of_turned_and_upright_frames_has_one_size(tmp_path):
+    from flowlib import video
+
+    upright = np.ascontiguousarray(np.rot90(_stored_picture(), -1))
+    _with_orientation(tmp_path / "f0.png", _stored_picture(), 6, "PNG")
+    Image.fromarray(upright).save(tmp_path / "f1.png")
+    video.open_frames(tmp_path).check_sizes()  # both are 16 wide, 24 tall when shown
+    np.testing.assert_array_equal(io.read_image(tmp_path / "f0.png", dtype="uint8"), upright)

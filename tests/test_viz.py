@@ -503,7 +503,7 @@ def test_arrow_scale_uses_a_robust_percentile():
 
 def test_flow_legend_has_a_label_and_no_black_padding():
     legend = viz.flow_legend(120, 7.5)
-    assert legend.shape == (120, 104, 3)
+    assert legend.shape[0] == 120 and legend.shape[1] >= 96
     corners = legend[[0, 0, -1, -1], [0, -1, 0, -1]]
     assert (corners == 255).all()
     # the label under the wheel: dark text pixels below the wheel's bottom edge
@@ -536,7 +536,48 @@ def test_disparity_to_rgb_min_disp_and_colorbar():
     import matplotlib
 
     top = np.array(matplotlib.colormaps["magma"](1.0, bytes=True)[:3])
-    column = bar[10:90, 12].astype(int)
-    assert np.abs(column[0] - top).max() < 40
+    first, last = max(_ink_runs((bar[:, 12] != 255).any(axis=-1)), key=lambda r: r[1] - r[0])
+    assert last - first > 50  # the ramp, framed by one dark row at each end
+    assert np.abs(bar[first + 1, 12].astype(int) - top).max() < 40
     with pytest.raises(ValueError, match="at least 32"):
         viz.colorbar(20, 0, 1)
+
+
+def _ink_runs(ink_rows: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) row of each run of rows holding dark text pixels."""
+    runs, start = [], None
+    for y, ink in enumerate(list(ink_rows) + [False]):
+        if ink and start is None:
+            start = y
+        elif not ink and start is not None:
+            runs.append((start, y - 1))
+            start = None
+    return runs
+
+
+def test_colorbar_labels_grow_with_the_picture_and_the_unit_is_not_cropped():
+    bar = viz.colorbar(480, 0.0, 60.0)
+    top, bottom = max(_ink_runs((bar[:, 12] != 255).any(axis=-1)), key=lambda r: r[1] - r[0])
+    assert bottom - top > 300  # the colour ramp
+    assert bottom < bar.shape[0] - 5  # the bottom label has room under the bar
+    # The unit above the bar: whole (white rows above and below it), >= 8 px of ink
+    above = bar[:top, :24].min(axis=-1) < 100  # over the ramp, left of the top tick label
+    (first, last), = _ink_runs(above.any(axis=1))
+    assert first > 0 and last < top - 1
+    assert last - first + 1 >= 8
+    # Tick labels (right of the ramp and its ticks): each digit run >= 8 px tall at this size
+    labels = bar[:, 40:].min(axis=-1) < 100
+    runs = _ink_runs(labels.any(axis=1))
+    assert len(runs) >= 3 and min(b - a + 1 for a, b in runs) >= 8
+    # A small picture keeps the old compact key
+    assert viz.colorbar(100, 10.0, 30.0).shape == (100, 72, 3)
+
+
+def test_flow_legend_label_grows_with_the_picture():
+    legend = viz.flow_legend(480, 7.07)
+    ink = legend.max(axis=-1) < 120  # grey-to-black text; every wheel colour is bright
+    label = _ink_runs(ink.any(axis=1))
+    assert len(label) == 1 and label[0][1] - label[0][0] + 1 >= 10
+    # the label fits across: white margins left and right of it
+    cols = np.flatnonzero(ink.any(axis=0))
+    assert cols[0] > 0 and cols[-1] < legend.shape[1] - 1

@@ -94,6 +94,9 @@ def _cmd_viz(args: argparse.Namespace) -> None:
     cli_args.check_input(args.input, "flow or disparity file")
     cli_args.check_outputs((args.output, cli_args.PICTURE_FORMATS, "-o"))
     kind, values, valid = cli_args.read_map(args.input, args.disparity)
+    if not valid.any():
+        print(f"flowlib viz: warning: {args.input} holds no valid {kind} value (all unknown, "
+              "NaN or infinite): the picture is black", file=sys.stderr)
     if kind == "flow":
         if args.viz_min is not None or args.viz_max is not None:
             raise UsageError("--min-disp / --max-disp are for disparity maps; flow takes "
@@ -117,13 +120,16 @@ def _cmd_stereo(args: argparse.Namespace) -> None:
     cli_args.check_outputs((args.output, cli_args.DISPARITY_FORMATS, "-o"), (args.viz, cli_args.PICTURE_FORMATS, "--viz"))
     left, right = cli_args.read_pair(args.left, args.right)
     model = cli_model.load_model(args, "stereo")
-    disp = flowlib.estimate_disparity(left, right, model)
+    with cli_args.range_warnings() as capped:
+        disp = flowlib.estimate_disparity(left, right, model)
     cli_args.write_disparity(args.output, disp)
     msg = f"wrote {args.output}"
     if args.viz:
         io.write_image(args.viz, cli_args.disparity_picture(disp, None, args))
         msg += f" and {args.viz}"
     print(msg)
+    for warning in capped:
+        print(f"flowlib stereo: warning: {warning}", file=sys.stderr)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,8 +5,10 @@ pictures of flow and disparity. Used by :mod:`flowlib.cli` and the ``benchmarks`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +18,8 @@ __all__ = [
     "KITTI_PNG_NOTE", "check_distinct", "check_image_size", "check_input", "check_output_folder",
     "check_outputs", "count", "disparity_picture", "finite_float",
     "flow_picture", "global_flags", "model_flags", "output_file", "picture_flags",
-    "positive_float", "positive_int", "read_map", "read_pair", "same_file", "write_bytes", "write_disparity",
-    "write_flow", "written_note",
+    "positive_float", "positive_int", "range_warnings", "read_map", "read_pair", "same_file",
+    "write_bytes", "write_disparity", "write_flow", "written_note",
 ]
 
 
@@ -234,15 +236,42 @@ def disparity_picture(disp: np.ndarray, valid: np.ndarray | None, args: argparse
     return rgb
 
 
+@contextlib.contextmanager
+def range_warnings() -> Iterator[list[str]]:
+    """Collect :class:`flowlib.DisparityRangeWarning` as one-line command-line messages
+    (naming ``--max-disp``) instead of Python's warning output; other warnings pass through."""
+    from flowlib._api import DisparityRangeWarning, suggested_maxdisp
+
+    lines: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DisparityRangeWarning)
+        yield lines
+    for w in caught:
+        if isinstance(w.message, DisparityRangeWarning):
+            m = w.message
+            lines.append(f"{100 * m.fraction:.1f} % of the disparities are at the top of the range "
+                         f"searched ({m.maxdisp} px), where larger ones are capped; if the scene "
+                         f"is nearer, rerun with a larger --max-disp (e.g. --max-disp "
+                         f"{suggested_maxdisp(m.maxdisp)})")
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+
+
 def read_map(path: str, force_disparity: bool) -> tuple[str, np.ndarray, np.ndarray]:
     """``(kind, values, valid)`` of a flow or disparity file, by its content: a 1-channel
     PFM, a 16-bit grey KITTI PNG or an (H, W) .npy is a disparity map."""
     from flowlib import io
 
     ext = Path(path).suffix.lower()
+    if force_disparity and ext == ".flo":
+        raise ValueError(f"--disparity: {path} is a .flo file, which holds flow only "
+                         "(disparity maps are 1-channel .pfm, 16-bit grey .png or (H, W) .npy)")
     if ext == ".npy":
         values = np.load(path, allow_pickle=False)
-        if values.ndim == 3 and values.shape[-1] == 2 and not force_disparity:
+        if values.ndim == 3 and values.shape[-1] == 2:
+            if force_disparity:
+                raise ValueError(f"--disparity: {path} holds flow (shape {values.shape}); a "
+                                 "disparity .npy holds an (H, W) array")
             return "flow", values, np.isfinite(values).all(axis=-1)
         if values.ndim != 2:
             raise ValueError(f"{path}: expected an (H, W) disparity or (H, W, 2) flow array, "

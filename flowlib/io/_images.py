@@ -1,5 +1,6 @@
 """Images: PNG of any bit depth and colour type, binary PPM/PGM, and JPEG/BMP/GIF/WebP
-through Pillow.
+through Pillow. An EXIF orientation tag (JPEG, WebP, a PNG's ``eXIf`` chunk) is applied, so
+the pixels are the picture every viewer shows (a phone's portrait JPEG is read upright).
 """
 
 from __future__ import annotations
@@ -12,14 +13,48 @@ import numpy as np
 from flowlib._files import atomic_write
 from flowlib.io._common import PathLike, check_image_shape, describe, error, extension, read_bytes
 from flowlib.io._netpbm import parse_netpbm
-from flowlib.io._png import PNG_SIGNATURE, decode_png, encode_png
+from flowlib.io._png import PNG_SIGNATURE, decode_png, encode_png, png_chunk
 
 # Pillow is used for everything that is neither PNG nor binary PPM/PGM; the list keeps
 # guessy plugins (TGA, SPIDER, ...) from claiming arbitrary bytes.
 # TIFF is left out: Pillow has no 16-bit RGB mode, so it could not read such TIFFs losslessly.
 _PILLOW_FORMATS = ("JPEG", "BMP", "PPM", "GIF", "WEBP")
 _IMAGE_WRITE_EXTENSIONS = (".png", ".ppm", ".pgm", ".jpg", ".jpeg", ".bmp")
+#: The EXIF tag that says how the stored pixels are to be turned for display.
+EXIF_ORIENTATION = 0x0112
 
+
+def orient(samples: np.ndarray, orientation: int) -> np.ndarray:
+    """Stored samples ``(H, W, ...)`` turned as EXIF ``orientation`` says (1 = as stored;
+    2 mirror; 3 rotate 180; 4 flip; 5 transpose; 6 rotate 90 clockwise; 7 transverse;
+    8 rotate 90 counter-clockwise), as Pillow's ``ImageOps.exif_transpose``. Any other value
+    is treated as 1."""
+    turns = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.swapaxes(0, 1),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+        8: lambda a: np.rot90(a, 1),
+    }
+    turn = turns.get(orientation)
+    return samples if turn is None else np.ascontiguousarray(turn(samples))
+
+
+def _exif_orientation(exif: bytes | None) -> int:
+    """The orientation in raw EXIF bytes (a PNG ``eXIf`` chunk); 1 when absent or unreadable
+    (metadata that cannot be parsed leaves the pixels as stored, as viewers do)."""
+    if not exif:
+        return 1
+    from PIL import Image
+
+    try:
+        reader = Image.Exif()
+        reader.load(exif)
+        return int(reader.get(EXIF_ORIENTATION, 1))
+    except Exception:  # Pillow: struct.error, SyntaxError, ValueError, ... on bad metadata
+        return 1
 
 
 def _decode_pillow(path: PathLike, data: bytes) -> tuple[np.ndarray, int]:
@@ -28,6 +63,10 @@ def _decode_pillow(path: PathLike, data: bytes) -> tuple[np.ndarray, int]:
     try:
         with Image.open(BytesIO(data), formats=list(_PILLOW_FORMATS)) as im:
             im.load()
+            try:
+                orientation = int(im.getexif().get(EXIF_ORIENTATION, 1))
+            except Exception:  # unreadable metadata: the pixels as stored, as viewers do
+                orientation = 1
             mode = im.mode
             if mode in ("1", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
                 has_alpha = mode == "PA" or (mode == "P" and "transparency" in im.info)
@@ -42,24 +81,27 @@ def _decode_pillow(path: PathLike, data: bytes) -> tuple[np.ndarray, int]:
         raise error(path, f"cannot decode image (not PNG, PPM/PGM, JPEG, BMP, GIF or WebP; "
                            f"{describe(e)})") from e
     if mode in ("L", "LA", "RGB", "RGBA"):
-        return array.reshape(*array.shape[:2], -1), 255
+        return orient(array.reshape(*array.shape[:2], -1), orientation), 255
     if mode.startswith("I;16"):
-        return array.astype(np.uint16)[..., None], 65535
+        return orient(array.astype(np.uint16)[..., None], orientation), 65535
     raise error(path, f"unsupported pixel mode {mode!r} (expected 8/16-bit grey or colour)")
 
 
 def _load_samples(path: PathLike) -> tuple[np.ndarray, int]:
-    """Stored samples ``(H, W, C)`` (C: 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA) and their maxval."""
+    """Samples ``(H, W, C)`` (C: 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA), turned upright by the
+    file's EXIF orientation, and their maxval."""
     data = read_bytes(path)
     if data.startswith(PNG_SIGNATURE):
-        return decode_png(path, data)
+        samples, maxval = decode_png(path, data)
+        return orient(samples, _exif_orientation(png_chunk(data, b"eXIf"))), maxval
     if data[:2] in (b"P5", b"P6"):
         return parse_netpbm(path, data)
     return _decode_pillow(path, data)
 
 
 def read_image_raw(path: PathLike) -> np.ndarray:
-    """Read the stored samples of an image without converting them.
+    """Read the stored samples of an image without converting them (but turned upright by
+    its EXIF orientation, as :func:`read_image`).
 
     PNGs are decoded losslessly at any bit depth. A palette image returns its palette colours
     (so Middlebury tsukuba's 4-bit palette ground truth gives grey levels 0, 80 ... 224, not
@@ -109,6 +151,8 @@ def read_image(path: PathLike, *, dtype: Any = "float32") -> np.ndarray:
 
     Accepts PNG (1-16 bit; grey, grey+alpha, RGB, RGBA, palette), binary PPM/PGM (FlyingChairs
     ``.ppm``), JPEG, BMP, GIF, WebP. Grey is replicated to three channels, alpha dropped.
+    An EXIF orientation tag (JPEG, WebP, a PNG's ``eXIf`` chunk) is applied: the array is
+    the picture as viewers show it (a portrait photo stored sideways is read upright).
 
     Args:
       path: image file (format detected from its content, not its extension).

@@ -148,6 +148,20 @@ def _decode_png_pillow(path: PathLike, data: bytes, header: _PngHeader) -> np.nd
     return array.reshape(header.height, header.width, header.planes)
 
 
+def png_chunk(data: bytes, ctype: bytes) -> bytes | None:
+    """The body of the first ``ctype`` chunk of a PNG already checked by :func:`decode_png`
+    (None if there is none)."""
+    pos = len(PNG_SIGNATURE)
+    while pos + 12 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if kind == ctype:
+            return data[pos + 8:pos + 8 + length]
+        if kind == b"IEND":
+            return None
+        pos += 12 + length
+    return None
+
+
 def decode_png(path: PathLike, data: bytes) -> tuple[np.ndarray, int]:
     header = _check_png(path, data)
     samples = None
