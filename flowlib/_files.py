@@ -170,6 +170,8 @@ class AtomicFile:
         if self._done:
             raise RuntimeError(f"{self.path}: already committed or aborted")
         try:
+            if _abandoned:  # the temporary is gone; checked again under the lock below
+                raise WritesAbandoned(f"{self.path}: not written (writes were abandoned)")
             if not self.file.closed:
                 self.file.flush()
                 os.fsync(self.file.fileno())
@@ -180,10 +182,10 @@ class AtomicFile:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-            os.chmod(self.tmp, self._mode)
             with _lock:
                 if _abandoned:
                     raise WritesAbandoned(f"{self.path}: not written (writes were abandoned)")
+                os.chmod(self.tmp, self._mode)
                 os.replace(self.tmp, self.path)
                 _pending.discard(self.tmp)
                 for watcher in _watchers:

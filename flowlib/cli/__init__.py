@@ -64,15 +64,21 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     import time
 
     import flowlib
-    from flowlib import viz
+    from flowlib import io, viz
     from flowlib.data import synthetic
 
-    cli_args.check_outputs((args.output, (".png",), "-o"), (args.stereo, (".png",), "--stereo"))
+    cli_args.check_outputs((args.output, cli_args.PICTURE_FORMATS, "-o"),
+                           (args.stereo, cli_args.PICTURE_FORMATS, "--stereo"))
+    cli_args.check_distinct((), (args.output, "-o"), (args.stereo, "--stereo"))
+    stereo_options = {} if args.maxdisp is None else {"maxdisp": args.maxdisp}
+    if args.maxdisp is not None and not args.stereo:
+        raise UsageError("--max-disp is for the stereo figure: pass --stereo PICTURE too")
+    args.maxdisp = None  # the flow model's settings are the other flags
     h, w = DEMO_SIZE
     t0 = time.perf_counter()
     pair = synthetic.flow_pair(DEMO_SEED, h, w, motion=0.6)
     flow = flowlib.estimate(pair["image1"], pair["image2"], model=cli_model.load_model(args, "flow"))
-    viz.comparison_figure(pair["image1"], flow, pair["flow"], path=args.output)
+    io.write_image(args.output, viz.comparison_figure(pair["image1"], flow, pair["flow"]))
     epe = float(np.mean(np.linalg.norm(flow - pair["flow"], axis=-1)))
     zero = float(np.mean(np.linalg.norm(pair["flow"], axis=-1)))
     print(f"wrote {args.output}: {args.model} flow on a synthetic {w}x{h} pair, "
@@ -80,9 +86,11 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     if args.stereo:
         t0 = time.perf_counter()
         pair = synthetic.stereo_pair(DEMO_SEED, h, w, max_disparity=48.0)
-        model = flowlib.load_model(_zoo.DEFAULT_STEREO_MODEL, progress=not args.quiet)
+        model = flowlib.load_model(_zoo.DEFAULT_STEREO_MODEL, progress=not args.quiet,
+                                   **stereo_options)
+        cli_model.announce_compiles(model, args.quiet)
         disp = flowlib.estimate_disparity(pair["left"], pair["right"], model=model)
-        viz.stereo_figure(pair["left"], disp, pair["disparity"], path=args.stereo)
+        io.write_image(args.stereo, viz.stereo_figure(pair["left"], disp, pair["disparity"]))
         epe = float(np.mean(np.abs(disp - pair["disparity"])))
         print(f"wrote {args.stereo}: {_zoo.DEFAULT_STEREO_MODEL} disparity on a synthetic "
               f"{w}x{h} pair, EPE {epe:.2f} px, {time.perf_counter() - t0:.1f} s")
@@ -93,6 +101,7 @@ def _cmd_viz(args: argparse.Namespace) -> None:
 
     cli_args.check_input(args.input, "flow or disparity file")
     cli_args.check_outputs((args.output, cli_args.PICTURE_FORMATS, "-o"))
+    cli_args.check_distinct((args.input,), (args.output, "-o"))
     kind, values, valid = cli_args.read_map(args.input, args.disparity)
     if not valid.any():
         print(f"flowlib viz: warning: {args.input} holds no valid {kind} value (all unknown, "
@@ -117,17 +126,25 @@ def _cmd_stereo(args: argparse.Namespace) -> None:
 
     for path, what in ((args.left, "left image"), (args.right, "right image")):
         cli_args.check_input(path, what)
-    cli_args.check_outputs((args.output, cli_args.DISPARITY_FORMATS, "-o"), (args.viz, cli_args.PICTURE_FORMATS, "--viz"))
+    if not (args.output or args.viz):
+        raise UsageError("nothing to write: pass -o OUT (.pfm, KITTI .png or .npy) and/or "
+                         "--viz PICTURE")
+    cli_args.check_outputs((args.output, cli_args.DISPARITY_FORMATS, "-o"),
+                           (args.viz, cli_args.PICTURE_FORMATS, "--viz"))
+    cli_args.check_distinct((args.left, args.right), (args.output, "-o"), (args.viz, "--viz"))
     left, right = cli_args.read_pair(args.left, args.right)
+    cli_args.check_image_size(args.left, *left.shape[:2])
     model = cli_model.load_model(args, "stereo")
     with cli_args.range_warnings() as capped:
         disp = flowlib.estimate_disparity(left, right, model)
-    cli_args.write_disparity(args.output, disp)
-    msg = f"wrote {args.output}"
+    written = []
+    if args.output:
+        cli_args.write_disparity(args.output, disp)
+        written.append(cli_args.written_note(args.output))
     if args.viz:
         io.write_image(args.viz, cli_args.disparity_picture(disp, None, args))
-        msg += f" and {args.viz}"
-    print(msg)
+        written.append(args.viz)
+    print(f"wrote {' and '.join(written)}")
     for warning in capped:
         print(f"flowlib stereo: warning: {warning}", file=sys.stderr)
 
@@ -213,6 +230,7 @@ def _cmd_convert(args: argparse.Namespace) -> None:
 
     cli_args.check_input(args.src, "checkpoint")
     cli_args.check_outputs((args.dst, (".npz",), "DST"))
+    cli_args.check_distinct((args.src,), (args.dst, "DST"))
     convert(args.model, args.src, args.dst)
     print(f"wrote {args.dst}")
 
@@ -310,22 +328,28 @@ def add_demo_parser(sub: Any) -> None:
     )
     cli_args.model_flags(s, _zoo.DEFAULT_FLOW_MODEL, tasks=("flow",))
     s.add_argument("-o", "--output", default="flowlib-demo.png",
-                   help="PNG (default flowlib-demo.png)")
-    s.add_argument("--stereo", metavar="PNG", default=None,
-                   help="also estimate disparity (the default stereo model) on a synthetic stereo "
-                        "pair, figure here")
+                   help=f"the figure ({', '.join(cli_args.PICTURE_FORMATS)}; default "
+                   "flowlib-demo.png, in the current folder)")
+    s.add_argument("--stereo", metavar="PICTURE", default=None,
+                   help=f"also estimate disparity ({_zoo.DEFAULT_STEREO_MODEL}) on a synthetic "
+                        "stereo pair, figure here")
+    s.add_argument("--max-disp", dest="maxdisp", type=cli_args.positive_int, default=None,
+                   metavar="D", help=f"with --stereo: largest disparity {_zoo.DEFAULT_STEREO_MODEL} "
+                   "searches (default: what its weights record)")
     s.set_defaults(func=_cmd_demo)
 
 
 def add_stereo_parser(sub: Any) -> None:
     s = sub.add_parser("stereo", help="disparity of a rectified stereo pair")
     cli_args.model_flags(s, _zoo.DEFAULT_STEREO_MODEL, tasks=("stereo",))
-    s.add_argument("left")
-    s.add_argument("right")
-    s.add_argument("-o", "--output", required=True, type=cli_args.output_file(cli_args.DISPARITY_FORMATS),
-                   help="disparity file: .pfm, KITTI 16-bit .png or .npy")
+    s.add_argument("left", help="left image of a rectified pair (the disparity is the left "
+                   "view's)")
+    s.add_argument("right", help="right image, same size")
+    s.add_argument("-o", "--output", default=None,
+                   type=cli_args.output_file(cli_args.DISPARITY_FORMATS),
+                   help=f"disparity file: .pfm, .npy or .png ({cli_args.KITTI_PNG_NOTE})")
     s.add_argument("--viz", default=None, type=cli_args.output_file(cli_args.PICTURE_FORMATS),
-                   help="also write a colour-coded picture")
+                   help="a colour-coded picture (with or without -o)")
     cli_args.picture_flags(s, flow=False, disparity=True)
     s.set_defaults(func=_cmd_stereo)
 
@@ -351,7 +375,8 @@ def add_evaluate_parser(sub: Any) -> None:
     cli_args.model_flags(s, None, tasks=("flow", "stereo"),
                  batch="Sintel: pairs per forward pass (default 1); KITTI and Middlebury images "
                  "differ in size, so their evaluators run one pair at a time")
-    s.add_argument("benchmark", choices=sorted(BENCHMARKS))
+    s.add_argument("benchmark", choices=sorted(BENCHMARKS),
+                   help="which benchmark (its training split, which has ground truth)")
     s.add_argument("--root", required=True, help="the dataset folder (official layout)")
     s.add_argument("--limit", type=cli_args.positive_int, default=None, help="only the first N pairs")
     s.add_argument("--json", default=None, type=cli_args.output_file((".json",)),
@@ -382,9 +407,11 @@ def add_train_parser(sub: Any) -> None:
 def add_convert_parser(sub: Any) -> None:
     s = sub.add_parser("convert", help="convert official weights to a flowlib .npz")
     cli_args.global_flags(s, device=False, top=False)
-    s.add_argument("model")
-    s.add_argument("src")
-    s.add_argument("dst", type=cli_args.output_file((".npz",)))
+    s.add_argument("model", help="zoo model the checkpoint is for (flowlib models lists them)")
+    s.add_argument("src", help="the authors' checkpoint: a PyTorch file (.pth, .tar, ...) or, "
+                   "for SpyNet, a folder of Torch7 files")
+    s.add_argument("dst", type=cli_args.output_file((".npz",)),
+                   help="the flowlib .npz to write (load it with --weights DST)")
     s.set_defaults(func=_cmd_convert)
 
 

@@ -146,9 +146,10 @@ def _estimate_sequence(args: argparse.Namespace) -> None:
         if not written:
             raise
         done = written[0].name + (f" ... {written[-1].name}" if len(written) > 1 else "")
+        were = "was" if len(written) == 1 else "were"
         message = (f"{str(err).strip().splitlines()[0]} (before it, "
-                   f"{cli_args.count(len(written), 'complete flow file')} written to {out_dir}: "
-                   f"{done}; no video was written)")
+                   f"{cli_args.count(len(written), 'complete flow file')} {were} written to "
+                   f"{out_dir}: {done}; no video was written)")
         raise RuntimeError(message) from err
     if n == 0:
         raise ValueError(f"{source.path}: needs at least 2 frames"
@@ -196,7 +197,7 @@ def _stream_flows(args: argparse.Namespace, source: Any, predict: Callable[..., 
 
 
 _ESTIMATE_DESCRIPTION = (
-    "Two images:     flowlib estimate IMG1 IMG2 -o flow.flo [--viz flow.png]\n"
+    "Two images:     flowlib estimate IMG1 IMG2 [-o flow.flo] [--viz flow.png]\n"
     "                    [--arrows arrows.png]\n"
     "Frames / video: flowlib estimate FRAMES_DIR|VIDEO -o OUT_DIR [--video flow.mp4]\n"
     "                    [--arrows arrows.mp4] [--every K] [--batch-size B]\n\n"
@@ -220,9 +221,10 @@ def add_estimate_parser(sub: Any) -> None:
     s.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="IMG1 IMG2, or a folder of frames, or a video")
     s.add_argument("-o", "--output", default=None,
-                   help="pair: flow file (.flo, .pfm, KITTI .png, .npy); sequence: folder")
-    s.add_argument("--viz", default=None, help="pair: also write a colour-coded picture "
-                   f"({', '.join(cli_args.PICTURE_FORMATS)})")
+                   help="pair: flow file: .flo, .pfm, .npy or .png (KITTI 16-bit encoding: data "
+                   "for flowlib/KITTI tools, not a picture; --viz writes one); sequence: folder")
+    s.add_argument("--viz", default=None, help="pair: a colour-coded picture "
+                   f"({', '.join(cli_args.PICTURE_FORMATS)}), with or without -o")
     s.add_argument("--video", default=None,
                    help=f"sequence: colour-coded flow video ({', '.join(cli_args.VIDEO_FORMATS)})")
     s.add_argument("--arrows", default=None,

@@ -30,8 +30,17 @@ def select_device(device: str | None) -> None:
     if device is None:
         return
     if "jax" not in sys.modules:
-        # Read by JAX when it initialises its backends; "gpu" expands to CUDA or ROCm.
-        os.environ["JAX_PLATFORMS"] = device
+        # Read by JAX when it initialises its backends. "gpu" would make JAX try CUDA and
+        # ROCm and report the last failure (ROCm on a CUDA-less machine): name the plugins
+        # installed instead, or say that there is none.
+        platforms = device
+        if device == "gpu":
+            installed = gpu_plugins()
+            if not installed:
+                raise RuntimeError(f"--device gpu: this JAX has no GPU support (no CUDA or ROCm "
+                                   f"plugin is installed); {_INSTALL_HINT['gpu']}")
+            platforms = ",".join(installed)
+        os.environ["JAX_PLATFORMS"] = platforms
     import jax
 
     try:
@@ -44,6 +53,20 @@ def select_device(device: str | None) -> None:
         ) from err
     # JAX may have been initialised with several platforms already (a library caller).
     jax.config.update("jax_default_device", devices[0])
+
+
+def gpu_plugins() -> list[str]:
+    """The GPU platforms ("cuda", "rocm") this JAX has a PJRT plugin installed for (found as
+    JAX finds them: ``jax_plugins`` entry points and modules), without importing JAX."""
+    import importlib.util
+    import pkgutil
+    from importlib import metadata
+
+    names = [f"{ep.name} {ep.value}" for ep in metadata.entry_points(group="jax_plugins")]
+    spec = importlib.util.find_spec("jax_plugins")
+    if spec is not None and spec.submodule_search_locations:
+        names += [m.name for m in pkgutil.iter_modules(spec.submodule_search_locations)]
+    return [platform for platform in ("cuda", "rocm") if any(platform in n for n in names)]
 
 
 def progress(quiet: bool, **kwargs: Any) -> Any:
@@ -84,15 +107,25 @@ def load_model(args: argparse.Namespace, task: str) -> Any:
     import flowlib
     from flowlib import _zoo
 
+    # The tasks are known from the zoo table and the .npz metadata: fail before any
+    # download or weight loading.
+    recorded = recorded_model(args.weights)
+    if recorded is not None:
+        kind = _zoo.get(recorded).task
+        if kind != task:
+            raise ValueError(f"--weights {args.weights} holds {recorded} weights, a {kind} "
+                             f"model; this command needs a {task} model")
     if args.model is None:  # the model a flowlib .npz records, else the command's default
-        args.model = recorded_model(args.weights, task) or args.default_model
-    # The task is known from the zoo table: fail before any download or weight loading.
+        args.model = recorded or args.default_model
     name = args.model.split(":", 1)[0]
     entry = _zoo.get(name)
     if entry.task != task:
         raise ValueError(
             f"--model {args.model} is a {entry.task} model; this command needs a {task} model"
         )
+    if recorded is not None and recorded != name:
+        raise ValueError(f"--weights {args.weights} holds {recorded} weights, not {name} ones; "
+                         f"pass --model {recorded} or leave --model out")
     options = model_options(args, name)
     select_device(args.device)
     model = flowlib.load_model(args.model, args.weights, progress=not args.quiet,
@@ -105,6 +138,7 @@ def announce_compiles(model: Any, quiet: bool) -> None:
     """Say "compiling <model> for HxW (once per size; cached in ...)" on stderr before
     each compile of ``model``'s forward (a new image or batch size), unless ``quiet``."""
     if quiet:
+        model.on_compile = None
         return
     import jax
 

@@ -112,7 +112,8 @@ class EvaluationResult:
         names = list(self.metrics)
         width = max([len("overall")] + [len(g) for g in list(self.groups)[:max_groups]]) + 2
         head = "".ljust(width) + "".join(n.rjust(max(10, len(n) + 2)) for n in names)
-        rows = [f"{self.benchmark}  ({self.num_pairs} pairs)", head]
+        pairs = f"{self.num_pairs} pair{'' if self.num_pairs == 1 else 's'}"
+        rows = [f"{self.benchmark}  ({pairs})", head]
 
         def fmt(values: dict[str, float]) -> str:
             cells = (f"{values[n]:.4f}" if n in values else "" for n in names)
