@@ -87,11 +87,16 @@ def viz_saver(folder: str | None, task: str):
     return save
 
 
+#: The title note of a table measured on a set flowlib renders itself (no --root).
+SYNTHETIC_NOTE = ("SYNTHETIC: a small set flowlib renders itself in the official layout "
+                  "(not the benchmark's data; pass --root for real figures)")
+
+
 def report(results: list[Any], json_path: str | None, extra: dict[str, Any]) -> None:
     """Print each result's table and write all records to ``json_path`` (atomically)."""
     for result in results:
         result.record.update(extra)
-        print(result.table())
+        print(result.table(note=SYNTHETIC_NOTE if extra.get("synthetic") else None))
         print()
     if json_path and results:
         write_json(json_path, json.dumps([json.loads(r.to_json()) for r in results], indent=1))

@@ -9,7 +9,6 @@ input shape (a video of same-sized frames compiles once).
 from __future__ import annotations
 
 import functools
-import importlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from flowlib import _zoo
+from flowlib import _compilation_cache, _zoo
 
 __all__ = ["Model", "load_model", "available_models", "estimate", "estimate_disparity",
            "DisparityRangeWarning"]
@@ -92,32 +91,31 @@ class Model:
         self.variables = variables
         self.task = task
         self.meta = dict(meta)
-        #: ``on_compile(shape)``, if set, is called with the ``(B, H, W, 3)`` input shape just
-        #: before XLA compiles the forward for a shape this model has not run yet (not when
-        #: the persistent compilation cache holds it); the command line says "compiling".
-        self.on_compile: Callable[[tuple[int, ...]], None] | None = None
-        self._shapes: set[tuple[int, ...]] = set()
         field = "flow" if task == "flow" else "disparity"
 
         def forward(variables: Any, image1: Any, image2: Any) -> Any:
             # Only the final prediction leaves the jitted function: XLA drops the rest.
             return getattr(module.apply(variables, image1, image2), field)
 
-        self._forward = jax.jit(forward)
+        self._forward = _compilation_cache.CachedFunction(jax.jit(forward), name)
+        self._on_compile: Callable[[tuple[int, ...]], None] | None = None
 
     def __call__(self, image1: np.ndarray, image2: np.ndarray) -> Any:
         """Run on float32 RGB batches in [0, 1], (B, H, W, 3); returns a JAX array."""
-        shape = tuple(np.shape(image1))
-        if shape in self._shapes:
-            return self._forward(self.variables, image1, image2)
-        self._shapes.add(shape)
-        on_compile = self.on_compile
-        if on_compile is None:
-            return self._forward(self.variables, image1, image2)
-        from flowlib import _compilation_cache
+        return self._forward(self.variables, image1, image2)
 
-        with _compilation_cache.announcing(lambda: on_compile(shape)):
-            return self._forward(self.variables, image1, image2)
+    @property
+    def on_compile(self) -> Callable[[tuple[int, ...]], None] | None:
+        """If set, called with the ``(B, H, W, 3)`` input shape just before XLA compiles the
+        forward for a new shape (not when the compilation cache holds it): the command line
+        says "compiling" there."""
+        return self._on_compile
+
+    @on_compile.setter
+    def on_compile(self, callback: Callable[[tuple[int, ...]], None] | None) -> None:
+        self._on_compile = callback
+        self._forward.on_compile = None if callback is None else (
+            lambda args: callback(tuple(np.shape(args[1]))))
 
     def __repr__(self) -> str:
         return f"Model({self.name!r}, task={self.task!r}, weights={self.meta.get('weights')!r})"
@@ -133,55 +131,12 @@ def _parse_name(name: str, weights: Any) -> tuple[str, Any]:
 
 
 def embedded_default(name: str) -> Path | None:
-    path = _ASSETS / "weights" / f"{name}.npz"
+    """The weights file shipped with flowlib for model ``name`` (its spec's ``embedded``)."""
+    embedded = _zoo.spec(name).embedded
+    if embedded is None:
+        return None
+    path = _ASSETS / "weights" / embedded
     return path if path.is_file() else None
-
-
-# ------------------------------------------------------------------------- model options
-
-def _int_option(lo: int, hi: int, *, multiple: int = 1) -> Callable[[str, Any], int]:
-    def check(key: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not (
-            lo <= value <= hi and value % multiple == 0
-        ):
-            step = f" and a multiple of {multiple}" if multiple > 1 else ""
-            raise ValueError(f"{key} must be an integer in [{lo}, {hi}]{step}, got {value!r}")
-        return int(value)
-
-    return check
-
-
-def _positive_float(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
-        np.isfinite(value) and value > 0
-    ):
-        raise ValueError(f"{key} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
-#: The user-facing settings of each model: ``load_model`` keyword -> validator. They change
-#: how the network runs, not its parameters, so any weights of the model accept them.
-MODEL_OPTIONS: dict[str, dict[str, Callable[[str, Any], Any]]] = {
-    # Pyramid levels (upstream 6; the embedded default was trained with 3).
-    "spynet": {"max_levels": _int_option(1, 10)},
-    # Factor between the raw predictions and pixels, for checkpoints that do not store it.
-    "flownets": {"div_flow": _positive_float},
-    "flownetc": {"div_flow": _positive_float},
-    # Largest disparity searched (released weights: 256; the embedded default: 192).
-    "cfnet": {"maxdisp": _int_option(32, 1024, multiple=32)},
-    # Largest disparity searched exhaustively at the coarsest level (default 192).
-    "patchstereo": {"maxdisp": _int_option(1, 1024)},
-}
-
-
-def _check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
-    allowed = MODEL_OPTIONS.get(name, {})
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        accepted = ", ".join(sorted(allowed)) or "none"
-        raise TypeError(f"load_model({name!r}): unknown option(s) {', '.join(unknown)}; "
-                        f"{name} accepts: {accepted}")
-    return {key: allowed[key](key, value) for key, value in options.items()}
 
 
 # ----------------------------------------------------------------- weight sources (resolvers)
@@ -197,7 +152,7 @@ def _looks_like_path(weights: Any) -> bool:
     return os.sep in text or "/" in text or text.lower().endswith(_FILE_SUFFIXES)
 
 
-def _load_npz(name: str, entry: _zoo.ModelEntry, path: Any, **_: Any) -> tuple[Any, dict[str, Any]]:
+def _load_npz(name: str, spec: Any, path: Any, **_: Any) -> tuple[Any, dict[str, Any]]:
     from flowlib.weights import load_weights
 
     path = Path(path)
@@ -209,14 +164,15 @@ def _load_npz(name: str, entry: _zoo.ModelEntry, path: Any, **_: Any) -> tuple[A
     return variables, meta
 
 
-def _convert_local(name: str, entry: _zoo.ModelEntry, path: Any,
-                   **_: Any) -> tuple[Any, dict[str, Any]]:
+def _convert_local(name: str, spec: Any, path: Any, **_: Any) -> tuple[Any, dict[str, Any]]:
     path = Path(path)
-    converter = importlib.import_module(entry.converter)
+    if spec.convert is None:
+        raise ValueError(f"{path}: {name} has no converter for other checkpoints; pass no "
+                         f"weights (its default) or a flowlib .npz")
     try:
-        variables, kwargs = converter.convert_file(path)
+        variables, kwargs = spec.convert(path)
     except (ValueError, KeyError) as err:
-        owner = _identify_checkpoint(path, skip=entry.converter)
+        owner = _identify_checkpoint(path, skip=spec.convert)
         if owner is not None:
             raise ValueError(f"{path} is a {owner} checkpoint, not a {name} one; "
                              f"use load_model({owner!r}, {os.fspath(path)!r})") from err
@@ -224,32 +180,32 @@ def _convert_local(name: str, entry: _zoo.ModelEntry, path: Any,
     return variables, {"model_kwargs": kwargs, "source": str(path), "weights": str(path)}
 
 
-def _identify_checkpoint(path: Path, *, skip: str) -> str | None:
+def _identify_checkpoint(path: Path, *, skip: Callable[..., Any]) -> str | None:
     """The zoo model whose converter accepts ``path`` (only on the error path: slow)."""
-    tried = {skip}
-    for other in _zoo.MODELS.values():
-        if other.converter in tried:
+    tried = [skip]
+    for other in _zoo.specs():
+        if other.convert is None or any(other.convert is seen for seen in tried):
             continue
-        tried.add(other.converter)
-        if _converts(other.converter, path):
+        tried.append(other.convert)
+        if _converts(other.convert, path):
             return other.name
     return None
 
 
-def _converts(converter: str, path: Path) -> bool:
+def _converts(convert: Callable[..., Any], path: Path) -> bool:
     try:
-        importlib.import_module(converter).convert_file(path)
+        convert(path)
     except Exception:  # noqa: BLE001 - any failure means "not this model's checkpoint"
         return False
     return True
 
 
-def _resolve_named(name: str, entry: _zoo.ModelEntry, variant: str, *, offline: bool | None,
+def _resolve_named(name: str, spec: Any, variant: str, *, offline: bool | None,
                    progress: bool) -> tuple[Any, dict[str, Any]]:
     from flowlib import hub
     from flowlib.weights import save_weights
 
-    checkpoints = entry.checkpoints
+    checkpoints = spec.checkpoints
     if variant not in checkpoints:
         raise ValueError(
             f"unknown weights {variant!r} for model {name!r}; named variants: {sorted(checkpoints)}"
@@ -258,10 +214,9 @@ def _resolve_named(name: str, entry: _zoo.ModelEntry, variant: str, *, offline: 
     ckpt = checkpoints[variant]
     converted = hub.converted_path(name, variant)
     if converted.is_file():
-        return _load_npz(name, entry, converted)
+        return _load_npz(name, spec, converted)
     source = hub.fetch(ckpt, offline=offline, progress=progress)
-    converter = importlib.import_module(entry.converter)
-    variables, kwargs = converter.convert_file(source, **dict(ckpt.model_kwargs))
+    variables, kwargs = spec.convert(source, **dict(ckpt.model_kwargs))
     from flowlib import __version__
 
     meta = {
@@ -272,18 +227,18 @@ def _resolve_named(name: str, entry: _zoo.ModelEntry, variant: str, *, offline: 
         "source_sha256": ckpt.sha256,
         "license": ckpt.license,
         "training_data": ckpt.training_data,
-        "converter": entry.converter,
+        "converter": spec.convert.__module__,
         "flowlib_version": __version__,
     }
     save_weights(converted, variables, meta)
     return variables, meta
 
 
-def _missing_file(name: str, entry: _zoo.ModelEntry, weights: Any, **_: Any) -> Any:
+def _missing_file(name: str, spec: Any, weights: Any, **_: Any) -> Any:
     raise FileNotFoundError(f"weights file {os.fspath(weights)}: no such file or folder")
 
 
-def _bad_weights(name: str, entry: _zoo.ModelEntry, weights: Any, **_: Any) -> Any:
+def _bad_weights(name: str, spec: Any, weights: Any, **_: Any) -> Any:
     raise ValueError(f"weights must be None, a variant name or a path, got {weights!r}")
 
 
@@ -307,12 +262,12 @@ _RESOLVERS: tuple[tuple[str, Callable[[Any], bool], Callable[..., Any]], ...] = 
 )
 
 
-def _default_weights(name: str, entry: _zoo.ModelEntry) -> Any:
+def _default_weights(name: str, spec: Any) -> Any:
     embedded = embedded_default(name)
     if embedded is not None:
         return embedded
-    if entry.default_weights is not None:
-        return entry.default_weights
+    if spec.default_weights is not None:
+        return spec.default_weights
     raise ValueError(f"model {name!r} has no default weights; pass weights=...")
 
 
@@ -332,8 +287,9 @@ def _model_name(name: Any, weights: Any) -> tuple[str, Any]:
         owner = load_meta(text).get("model")
         if owner in _zoo.MODELS:
             return owner, Path(text)
-    raise ValueError(f"{text} is a file, not a model name: pass the model too, e.g. "
-                     f"load_model('spynet', {text!r}) (models: {', '.join(available_models())})")
+    raise ValueError(f"{text} is a file, not a model name: pass the model too, as "
+                     f"load_model(MODEL, {text!r}) with MODEL one of "
+                     f"{', '.join(available_models())}")
 
 
 def load_model(
@@ -359,41 +315,42 @@ def load_model(
       dtype: ``None`` or ``"float32"`` (default), or ``"bfloat16"``: convolutions multiply
         in bfloat16 and accumulate in float32; parameters and outputs stay float32. Opt-in,
         for accelerators: XLA:CPU runs it in float32 (no faster; README "Speed").
-      **options: the model's settings (:data:`MODEL_OPTIONS`): ``max_levels`` (SpyNet
-        pyramid levels), ``div_flow`` (FlowNet output scale), ``maxdisp`` (largest disparity:
-        CFNet, a multiple of 32; PatchStereo). They override what the weights record.
+      **options: the model's settings (the ``options`` of its spec):
+        ``max_levels`` (SpyNet pyramid levels), ``div_flow`` (FlowNet output scale),
+        ``maxdisp`` (largest disparity: CFNet, a multiple of 32; PatchStereo). They override
+        what the weights record.
 
     Returns:
       A :class:`Model` accepted by :func:`estimate` / :func:`estimate_disparity`.
     """
-    from flowlib import _compilation_cache
     from flowlib.models._layers import compute_dtype
 
     name, weights = _model_name(name, weights)
     compute = compute_dtype(dtype)  # validate before any download
-    _compilation_cache.enable()
-    entry = _zoo.get(name)
-    options = _check_options(name, options)
+    _compilation_cache.is_disabled()  # a bad $FLOWLIB_COMPILATION_CACHE fails here, early
+    spec = _zoo.spec(name)
+    options = spec.check_options(options)
+    if compute is not None and compute.name not in spec.dtypes:
+        raise ValueError(f"model {name!r} has no dtype option ({', '.join(spec.dtypes)} only)")
     if weights is None:
-        weights = _default_weights(name, entry)
+        weights = _default_weights(name, spec)
     load = next(load for _, match, load in _RESOLVERS if match(weights))
-    variables, meta = load(name, entry, weights, offline=offline, progress=progress)
+    variables, meta = load(name, spec, weights, offline=offline, progress=progress)
     if isinstance(weights, (str, os.PathLike)) and Path(weights).exists():
         meta.setdefault("weights", str(weights))
     kwargs = {**dict(meta.get("model_kwargs", {})), **options}
     try:
-        module = entry.build(**kwargs)
+        module = spec.build(**kwargs)
     except TypeError as err:
         raise ValueError(f"weights {meta.get('weights', weights)} were not made for {name}: "
                          f"their settings {sorted(kwargs)} are not {name}'s ({err})") from err
     if compute is not None:
-        if "dtype" not in getattr(module, "__dataclass_fields__", {}):
-            raise ValueError(f"model {name!r} has no dtype option (float32 only)")
-        module, meta = module.clone(dtype=compute.name), {**meta, "dtype": compute.name}
+        module = spec.build(**{**kwargs, "dtype": compute.name})
+        meta = {**meta, "dtype": compute.name}
     _check_variables(name, module, variables)
     if options:
         meta["model_options"] = options
-    return Model(name, module, variables, task=entry.task, meta=meta)
+    return Model(name, module, variables, task=spec.task, meta=meta)
 
 
 def _check_variables(name: str, module: Any, variables: Any) -> None:
@@ -427,10 +384,11 @@ def _model_for(model: Any, weights: Any, task: str) -> Model:
             raise ValueError("pass weights to load_model, not together with a Model instance")
         m = model
     elif isinstance(model, str):
-        entry = _zoo.MODELS.get(model.split(":", 1)[0])
-        if entry is not None and entry.task != task:  # before any weights are loaded
-            other = "estimate_disparity" if entry.task == "stereo" else "estimate"
-            raise ValueError(f"model {entry.name!r} is a {entry.task} model; use flowlib.{other}")
+        name = model.split(":", 1)[0]
+        kind = _zoo.spec(name).task if name in _zoo.MODELS else None
+        if kind is not None and kind != task:  # before any weights are loaded
+            other = "estimate_disparity" if kind == "stereo" else "estimate"
+            raise ValueError(f"model {name!r} is a {kind} model; use flowlib.{other}")
         m = _cached_model(model, None if weights is None else os.fspath(weights))
     else:
         raise ValueError(f"model must be a name or a flowlib Model, got {type(model).__name__}")

@@ -1,35 +1,36 @@
-"""JAX's persistent compilation cache for flowlib: compile a model once per machine, not once
-per process.
+"""flowlib's cache of compiled models: compile a model once per machine, not once per process.
 
-:func:`enable` (called by :func:`flowlib.load_model`, hence by every CLI command that runs a
-model) points JAX's persistent compilation cache at
-``<flowlib cache>/xla/<jax version>-<host fingerprint>`` (the flowlib cache is
+Every :class:`flowlib.Model` runs its forward through :class:`CachedFunction`. On the first
+call with new input shapes in a process it lowers the jitted function (tracing, about 2 s for
+a model), hashes the lowered StableHLO module together with the JAX and jaxlib versions, the
+target device, ``$XLA_FLAGS`` and the host's CPU, and looks for a serialised executable of that
+hash in ``<flowlib cache>/compiled/jax-<version>-<host>/`` (the flowlib cache is
 ``$FLOWLIB_HOME``, else ``$XDG_CACHE_HOME/flowlib``, else ``~/.cache/flowlib``; see
-:func:`flowlib.hub.cache_dir`). A second process that runs the same model on the same image
-size loads the compiled executable instead of compiling it again.
+:func:`flowlib.hub.cache_dir`). Found: it is loaded instead of compiled. Not found: the
+function is compiled and its executable saved there. Later calls with the same shapes in the
+same process reuse the executable. JAX's own configuration (``jax.config``) is read, never
+changed: a program that loads a flowlib model keeps its own compilation cache settings.
 
-Turning it off: ``FLOWLIB_COMPILATION_CACHE=0`` (also ``false``, ``no``, ``off``). A cache
-directory the user configured for JAX itself (``JAX_COMPILATION_CACHE_DIR`` or
-``jax.config.update("jax_compilation_cache_dir", ...)``) is respected and left alone.
+Turning it off: ``FLOWLIB_COMPILATION_CACHE=0`` (also ``false``, ``no``, ``off``).
 
 Choices:
 
-* The host fingerprint (CPU model and ISA flags) is part of the path: XLA:CPU executables are
-  compiled for the host's instruction set, and JAX's cache key names only the platform
-  (``"cpu"``), so a ``$FLOWLIB_HOME`` shared between machines (NFS home) must not hand an
-  AVX-512 executable to a CPU without AVX-512.
-* Entries are written atomically (temp file + ``os.replace``): JAX's own file cache
-  (``jax._src.lru_cache``, jax 0.10) writes the final path in place, so a process reading
-  while another writes could see a truncated entry. The writer is installed through JAX's
-  private ``compilation_cache._cache`` hook; where a JAX version lacks it, JAX's own writer
-  is used (still no crash: JAX turns unreadable entries into a warning and recompiles).
+* The key is the lowered module, so any change to a model's code, its settings, the input
+  shapes or dtypes, or a JAX option that changes the program (matmul precision, x64) gives a
+  new entry; a stale executable is never run.
+* The host fingerprint (CPU model and ISA flags) is part of the path and of the key: XLA:CPU
+  executables are compiled for the host's instruction set, so a ``$FLOWLIB_HOME`` shared
+  between machines (NFS home) must not hand an AVX-512 executable to a CPU without AVX-512.
+* Executables are saved with :mod:`jax.experimental.serialize_executable`, zlib-compressed
+  (level 1, fast), and written atomically (:func:`flowlib._files.atomic_write`), so a process
+  reading while another writes never sees a truncated entry. Loading one runs code from the file, like JAX's own cache: the
+  folder must be trusted as much as the flowlib installation.
 * Degrades, never fails: a cache directory that cannot be created disables the cache with a
-  warning; a read-only one is read but not written (one warning); a corrupt entry is reported
-  with a warning, removed and recompiled.
-* Thresholds: entries are written for computations that took at least
-  :data:`MIN_COMPILE_SECS` to compile, whatever their size (JAX's default is 1 s, which a
-  small model on a fast machine can miss; the tiny eager ops compile in milliseconds and are
-  not worth a file each).
+  warning; a read-only one is read but not written (one warning); a corrupt or unloadable
+  entry is reported with a warning, removed and recompiled; an executable that cannot be
+  serialised is simply not saved.
+* Only computations that took at least :data:`MIN_COMPILE_SECS` to compile are saved (the
+  tiny shapes of tests compile in milliseconds and are not worth a file each).
 """
 
 from __future__ import annotations
@@ -39,14 +40,18 @@ import os
 import platform
 import tempfile
 import threading
+import time
 import warnings
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from flowlib._files import atomic_write
 
-__all__ = ["ENV", "MIN_COMPILE_SECS", "announcing", "cache_path", "enable", "is_disabled",
-           "is_entry"]
+__all__ = ["ENV", "MIN_COMPILE_SECS", "CachedFunction", "cache_path", "is_disabled", "is_entry"]
 
 #: Environment variable: ``0`` / ``false`` / ``no`` / ``off`` turn the cache off.
 ENV = "FLOWLIB_COMPILATION_CACHE"
@@ -55,8 +60,9 @@ MIN_COMPILE_SECS = 0.2
 
 _OFF = ("0", "false", "no", "off")
 _ON = ("", "1", "true", "yes", "on")
-_lock = threading.Lock()
-_state: dict[str, Any] = {"done": False, "path": None}
+_SUFFIX = ".executable"
+_warned: set[tuple[str, str]] = set()
+_warn_lock = threading.Lock()
 
 
 def is_disabled() -> bool:
@@ -90,11 +96,11 @@ def _host_fingerprint() -> str:
 def _root() -> Path:
     from flowlib import hub
 
-    return hub.cache_dir() / "xla"
+    return hub.cache_dir() / "compiled"
 
 
 def cache_path() -> Path:
-    """Where :func:`enable` puts the cache (not created here)."""
+    """The folder of this machine's entries (not created here)."""
     import jax
 
     host = f"{platform.machine()}-{_host_fingerprint()}"
@@ -106,97 +112,12 @@ def is_entry(path: str | os.PathLike) -> bool:
     return _root() in Path(path).absolute().parents
 
 
-_announce = threading.local()
-
-
-class announcing:
-    """``with announcing(callback): f(x)`` -- call ``callback()`` once, just before XLA starts
-    compiling something inside the block in this thread (not when the persistent cache has
-    it). Where flowlib's cache is not in use (off, or JAX's own configured), nothing can
-    tell a compile from a cache hit and the callback is called on entering the block.
-
-    Used to say "compiling for 436x1024" before a model's first call at a new size.
-    """
-
-    def __init__(self, callback: Any) -> None:
-        self._callback = callback
-
-    def __enter__(self) -> None:
-        from jax._src import compilation_cache as cc
-
-        if not isinstance(getattr(cc, "_cache", None), _AtomicFileCache):
-            self._callback()
+def _warn_once(path: Path, what: str, message: str) -> None:
+    with _warn_lock:
+        if (str(path), what) in _warned:
             return
-        _announce.callback = self._callback
-
-    def __exit__(self, *exc: Any) -> None:
-        _announce.callback = None
-
-
-def _compiling() -> None:
-    """A miss of the persistent cache: XLA compiles next; announce it (once per block)."""
-    callback = getattr(_announce, "callback", None)
-    if callback is not None:
-        _announce.callback = None
-        callback()
-
-
-class _AtomicFileCache:
-    """JAX ``CacheInterface``: one file per key, written by temp file + ``os.replace``.
-
-    ``get`` checks that the entry decompresses and removes it where it does not (JAX would
-    otherwise warn with a traceback-like message in every process and keep the bad file,
-    since its writer skips existing keys); ``put`` always replaces.
-    """
-
-    _SUFFIX = "-cache"
-
-    def __init__(self, path: Path, *, read_only: bool):
-        self._path = path
-        self.read_only = read_only
-
-    def get(self, key: str) -> bytes | None:
-        value = self._read(key)
-        if value is None:  # JAX compiles next
-            _compiling()
-        return value
-
-    def _read(self, key: str) -> bytes | None:
-        from jax._src import compilation_cache as cc
-
-        file = self._path / f"{key}{self._SUFFIX}"
-        try:
-            value = file.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as e:
-            warnings.warn(f"flowlib: cannot read compilation cache entry {file}: {e}; compiling",
-                          stacklevel=2)
-            return None
-        try:
-            cc.decompress_executable(value)
-        except Exception as e:  # noqa: BLE001  zlib.error, zstd errors: any undecodable entry
-            warnings.warn(
-                f"flowlib: corrupt compilation cache entry {file} ({type(e).__name__}: {e});"
-                " compiling again" + ("" if self.read_only else " and removing it"),
-                stacklevel=2,
-            )
-            if not self.read_only:
-                # JAX writes back only what took MIN_COMPILE_SECS to compile: without this a
-                # bad entry of a quick computation would warn in every process.
-                file.unlink(missing_ok=True)
-            return None
-        return value
-
-    def put(self, key: str, value: bytes) -> None:
-        if self.read_only:
-            return
-        # Temp file + rename with open()'s permissions (a cache shared by a group): the
-        # project's one atomic writer.
-        atomic_write(self._path / f"{key}{self._SUFFIX}", value)
-
-    def clear(self) -> None:  # CacheInterface; flowlib never clears a shared cache
-        raise NotImplementedError("remove the cache directory by hand")
+        _warned.add((str(path), what))
+    warnings.warn(message, stacklevel=4)
 
 
 def _writable(path: Path) -> bool:
@@ -209,64 +130,148 @@ def _writable(path: Path) -> bool:
     return True
 
 
-def enable() -> Path | None:
-    """Turn on JAX's persistent compilation cache under the flowlib cache (once per process).
-
-    Returns:
-      The cache directory, or ``None`` when it is off (``$FLOWLIB_COMPILATION_CACHE=0``), when
-      the user configured JAX's own cache directory (left as it is), or when the directory
-      cannot be created (a warning says why). Never raises for file-system problems.
-    """
-    with _lock:
-        if _state["done"]:
-            return _state["path"]
-        disabled = is_disabled()  # a bad value raises before anything is recorded
-        _state["done"] = True
-        if disabled:
-            return None
-        import jax
-
-        if jax.config.jax_compilation_cache_dir:
-            return None
-        path = cache_path()
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            warnings.warn(f"flowlib: cannot create the compilation cache {path} ({e}); models"
-                          f" compile in every process (set {ENV}=0 to silence this)",
-                          stacklevel=2)
-            return None
-        read_only = not _writable(path)
-        if read_only:
-            warnings.warn(f"flowlib: the compilation cache {path} is not writable; existing"
-                          f" entries are used, new ones are not saved (set {ENV}=0 to silence"
-                          " this)", stacklevel=2)
-        jax.config.update("jax_compilation_cache_dir", str(path))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECS)
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-        _install(path, read_only=read_only)
-        _state["path"] = path
-        return path
-
-
-def _install(path: Path, *, read_only: bool) -> None:
-    """Put :class:`_AtomicFileCache` in place of JAX's file cache (private hook; skipped
-    where this JAX version lacks it, or JAX has already opened its own cache)."""
+def _folder() -> tuple[Path | None, bool]:
+    """The cache folder (None: off or uncreatable) and whether it can be written."""
+    if is_disabled():
+        return None, False
+    path = cache_path()
     try:
-        from jax._src import compilation_cache as cc
-    except ImportError:
-        return
-    if getattr(cc, "_cache", False) is None and hasattr(cc, "decompress_executable"):
-        cc._cache = _AtomicFileCache(path, read_only=read_only)
-        cc._cache_initialized = True  # as JAX's own _initialize_cache leaves it
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        _warn_once(path, "create", f"flowlib: cannot create the compilation cache {path} ({e});"
+                   f" models compile in every process (set {ENV}=0 to silence this)")
+        return None, False
+    if not _writable(path):
+        _warn_once(path, "write", f"flowlib: the compilation cache {path} is not writable;"
+                   " existing entries are used, new ones are not saved (set"
+                   f" {ENV}=0 to silence this)")
+        return path, False
+    return path, True
 
 
-def _reset_for_tests() -> None:
-    """Forget :func:`enable`'s decision and JAX's cache (tests only)."""
+def _target_device() -> Any:
+    """The device an uncommitted computation runs on (``jax_default_device``, else the first
+    device of the default backend)."""
     import jax
-    from jax._src import compilation_cache as cc
 
-    with _lock:
-        _state.update(done=False, path=None)
-        jax.config.update("jax_compilation_cache_dir", None)
-        cc.reset_cache()
+    device = jax.config.jax_default_device
+    if device is None:
+        return jax.devices()[0]
+    if isinstance(device, str):
+        return jax.devices(device)[0]
+    return device
+
+
+def _key(text: str, device: Any) -> str:
+    import jax
+    import jaxlib
+
+    parts = [
+        f"jax {jax.__version__} jaxlib {jaxlib.__version__}",
+        f"{device.platform} {device.device_kind} {device.id}",
+        f"xla_flags {os.environ.get('XLA_FLAGS', '')}",
+        f"host {platform.machine()} {_host_fingerprint()}",
+        text,
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _signature(args: tuple) -> tuple:
+    import jax
+
+    leaves, tree = jax.tree.flatten(args)
+    return tree, tuple((np.shape(x), str(getattr(x, "dtype", type(x)))) for x in leaves)
+
+
+class CachedFunction:
+    """A ``jax.jit`` function whose executables are cached in memory and on disk.
+
+    Args:
+      fun: the jitted function (``jax.jit(f)``), called with positional array arguments.
+      name: a readable prefix for its cache files (the model's name).
+
+    Attributes:
+      on_compile: if set, called as ``on_compile(args)`` just before XLA compiles for a new
+        signature (not when the executable is loaded from the cache): a caller can say
+        that a wait is coming.
+    """
+
+    def __init__(self, fun: Any, name: str):
+        self._fun = fun
+        self._name = name
+        self._executables: dict[tuple, Any] = {}
+        self._lock = threading.Lock()
+        self.on_compile: Callable[[tuple], None] | None = None
+
+    def __call__(self, *args: Any) -> Any:
+        signature = _signature(args)
+        executable = self._executables.get(signature)
+        if executable is None:
+            with self._lock:
+                executable = self._executables.get(signature)
+                if executable is None:
+                    executable = self._executables[signature] = self._compile(args)
+        return executable(*args)
+
+    def _compile(self, args: tuple) -> Any:
+        lowered = self._fun.lower(*args)
+        folder, writable = _folder()
+        if folder is None:
+            self._announce(args)
+            return lowered.compile()
+        device = _target_device()
+        file = folder / f"{self._name}-{_key(lowered.as_text(), device)[:32]}{_SUFFIX}"
+        executable = self._load(file, lowered, device, writable)
+        if executable is not None:
+            return executable
+        self._announce(args)
+        start = time.perf_counter()
+        executable = lowered.compile()
+        if writable and time.perf_counter() - start >= MIN_COMPILE_SECS:
+            self._save(file, executable)
+        return executable
+
+    def _announce(self, args: tuple) -> None:
+        if self.on_compile is not None:
+            self.on_compile(args)
+
+    @staticmethod
+    def _load(file: Path, lowered: Any, device: Any, writable: bool) -> Any:
+        from jax.experimental import serialize_executable
+
+        try:
+            payload = file.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            warnings.warn(f"flowlib: cannot read compilation cache entry {file}: {e}; compiling",
+                          stacklevel=4)
+            return None
+        try:
+            return serialize_executable.deserialize_and_load(
+                zlib.decompress(payload), lowered.in_tree, lowered.out_tree, backend=device.client,
+                execution_devices=[device])
+        except Exception as e:  # noqa: BLE001  pickle, XLA and zlib errors: any bad entry
+            warnings.warn(
+                f"flowlib: corrupt compilation cache entry {file} ({type(e).__name__}: {e});"
+                " compiling again" + (" and removing it" if writable else ""),
+                stacklevel=4,
+            )
+            if writable:
+                file.unlink(missing_ok=True)
+            return None
+
+    @staticmethod
+    def _save(file: Path, executable: Any) -> None:
+        from jax.experimental import serialize_executable
+
+        try:
+            payload, _, _ = serialize_executable.serialize(executable)
+        except (ValueError, NotImplementedError):  # a backend or program it cannot serialise
+            return
+        try:
+            # Temp file + rename with open()'s permissions (a cache shared by a group).
+            atomic_write(file, zlib.compress(payload, 1))
+        except OSError as e:
+            _warn_once(file.parent, "save", f"flowlib: cannot save to the compilation cache"
+                       f" {file.parent} ({e}); models compile in every process")

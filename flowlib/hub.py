@@ -1,6 +1,7 @@
 """Official weights: where they come from, where they are cached, and downloading them.
 
-Each model file lists its published checkpoints as ``CHECKPOINTS = {name: Checkpoint(...)}``.
+Each model's spec lists its published checkpoints: ``ModelSpec.checkpoints = {variant:
+Checkpoint(...)}`` (:mod:`flowlib.models._spec`).
 :func:`fetch` returns the local path of one (downloading it into :func:`cache_dir` on first
 use); the converters in :mod:`flowlib.convert` turn that file into Flax variables.
 
@@ -269,7 +270,7 @@ def fetch(checkpoint: Checkpoint, *, offline: bool | None = None, progress: bool
     in the cache. A cached file is hashed again only if its size or mtime changed.
 
     Args:
-      checkpoint: the entry from a model's ``CHECKPOINTS`` table.
+      checkpoint: one of a model spec's ``checkpoints``.
       offline: never use the network; ``None`` reads ``$FLOWLIB_OFFLINE`` (``1``/``true``).
       progress: show a download progress bar on a terminal.
 

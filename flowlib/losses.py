@@ -16,22 +16,21 @@
 Each loss takes the model's training output and the batch, and returns
 ``(loss, metrics)`` with metrics a dict of scalars: the full-resolution ``epe`` and
 ``zero_epe``, the EPE a zero prediction would have (a run whose ``epe`` stays at
-``zero_epe`` has not left the zero-flow plateau). :func:`loss_for` binds a model's loss to
-the module attributes it depends on (FlowNet's ``div_flow``, CFNet's ``maxdisp``).
+``zero_epe`` has not left the zero-flow plateau). Each model's spec names its loss and the
+module attributes the loss depends on (FlowNet's ``div_flow``, CFNet's ``maxdisp``):
+``ModelSpec.loss`` / ``loss_options``, bound by ``ModelSpec.training_loss(module)``.
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from flowlib import ops
 
-__all__ = ["flownet_loss", "spynet_loss", "cfnet_loss", "LOSSES", "MODULE_OPTIONS", "loss_for",
-           "FLOWNET_WEIGHTS", "CFNET_WEIGHTS"]
+__all__ = ["flownet_loss", "spynet_loss", "cfnet_loss", "FLOWNET_WEIGHTS", "CFNET_WEIGHTS"]
 
 FLOWNET_WEIGHTS = (0.005, 0.01, 0.02, 0.08, 0.32)
 CFNET_WEIGHTS = (0.25, 0.35, 0.5, 0.5, 0.7, 1.0, 1.0, 1.4, 2.0)
@@ -116,22 +115,3 @@ def cfnet_loss(output: Any, batch: dict[str, jax.Array], *, maxdisp: float,
     epe = jnp.sum(jnp.abs(output.disparity - gt) * mask) / count
     return total, {"loss": total, "epe": epe, "zero_epe": jnp.sum(jnp.abs(gt) * mask) / count}
 
-
-LOSSES = {"flownets": flownet_loss, "flownetc": flownet_loss, "spynet": spynet_loss, "cfnet": cfnet_loss}
-# The module attributes each loss reads: the loss has to match the model's output scaling
-# (FlowNet predicts flow / div_flow) and disparity range (CFNet masks gt >= maxdisp).
-MODULE_OPTIONS = {"flownets": ("div_flow",), "flownetc": ("div_flow",), "cfnet": ("maxdisp",)}
-
-
-def loss_for(model: str, module: Any) -> Callable[[Any, dict[str, jax.Array]], tuple[jax.Array, Any]]:
-    """``(output, batch) -> (loss, metrics)`` for ``model`` (a key of :data:`LOSSES`).
-
-    Args:
-      model: the model name, e.g. ``"spynet"``.
-      module: the Flax module being trained; the attributes :data:`MODULE_OPTIONS` lists for
-        ``model`` are passed to the loss as keyword arguments.
-    """
-    if model not in LOSSES:
-        raise ValueError(f"no training loss for model {model!r}; losses exist for {sorted(LOSSES)}")
-    options = {name: float(getattr(module, name)) for name in MODULE_OPTIONS.get(model, ())}
-    return functools.partial(LOSSES[model], **options) if options else LOSSES[model]

@@ -4,6 +4,7 @@
   when it is absent (a user's fresh clone has no ``../shared``).
 * ``x64``: a context in which JAX computes in float64 (gradient checks).
 * ``jit``: parametrises a test over eager and ``jax.jit`` execution.
+* ``$FLOWLIB_HOME`` points at a temporary folder for the whole run (below).
 * ``fuzz_examples(n)``: the example count of the fuzzing tests: ``n`` (derandomised, the
   CI default) or ``$FLOWLIB_FUZZ_EXAMPLES`` for a campaign, e.g.
   ``FLOWLIB_FUZZ_EXAMPLES=20000 python -m pytest -k fuzz -p no:randomly``, then with
@@ -15,13 +16,25 @@ on GPUs/TPUs JAX's default float32 convolutions use TF32/bf16 passes.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import jax
 import pytest
 
 jax.config.update("jax_default_matmul_precision", "highest")
+
+# The suite never writes into the user's flowlib cache (~/.cache/flowlib, $XDG_CACHE_HOME or
+# $FLOWLIB_HOME): downloads, converted weights and compiled models of this run go to a
+# temporary folder, shared with the xdist workers (they inherit the environment) and removed
+# when the run ends.
+if "FLOWLIB_TESTS_HOME" not in os.environ:
+    os.environ["FLOWLIB_TESTS_HOME"] = tempfile.mkdtemp(prefix="flowlib-tests-")
+    atexit.register(shutil.rmtree, os.environ["FLOWLIB_TESTS_HOME"], ignore_errors=True)
+os.environ["FLOWLIB_HOME"] = os.environ["FLOWLIB_TESTS_HOME"]
 
 REPO = Path(__file__).resolve().parents[1]
 FUZZ_CAMPAIGN = bool(int(os.environ.get("FLOWLIB_FUZZ_EXAMPLES", "0") or 0))

@@ -54,13 +54,26 @@ def test_uint8_float_grey_and_batch_agree(spynet_model):
     np.testing.assert_array_equal(grey, ref_grey)
 
 
-def test_same_shape_compiles_once(spynet_model):
-    a, b = _pair(48, 72, seed=3)
-    flowlib.estimate(a, b, spynet_model)
-    n = spynet_model._forward._cache_size()
-    for seed in range(3):
-        flowlib.estimate(*_pair(48, 72, seed=seed), spynet_model)
-    assert spynet_model._forward._cache_size() == n
+def test_same_shape_compiles_once(spynet_model, monkeypatch):
+    from jax import monitoring
+
+    monkeypatch.setenv("FLOWLIB_COMPILATION_CACHE", "0")  # count compiles, not cache loads
+    compiles = []
+
+    def listener(name, secs, **kwargs):
+        if name == "/jax/core/compile/backend_compile_duration":
+            compiles.append(secs)
+
+    monitoring.register_event_duration_secs_listener(listener)
+    try:
+        flowlib.estimate(*_pair(48, 72, seed=3), spynet_model)
+        first = len(compiles)
+        for seed in range(3):
+            flowlib.estimate(*_pair(48, 72, seed=seed), spynet_model)
+        flowlib.estimate(*_pair(37, 61, seed=0), spynet_model)  # a size no other test uses
+    finally:
+        monitoring.unregister_event_duration_listener(listener)
+    assert len(compiles) == first + 1  # nothing for the same shape, once for the new one
 
 
 def test_paths_are_accepted(spynet_model, tmp_path):
@@ -186,7 +199,7 @@ def _random_npz(path, name, meta_model=True, **kwargs):
     from flowlib.convert._common import flatten, unflatten
 
     x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
-    shapes = jax.eval_shape(_zoo.get(name).build(**kwargs).init, jax.random.PRNGKey(0), x, x)
+    shapes = jax.eval_shape(_zoo.spec(name).build(**kwargs).init, jax.random.PRNGKey(0), x, x)
     rng = np.random.default_rng(0)
     flat = {k: (0.05 * rng.standard_normal(v.shape)).astype(np.float32)
             for k, v in flatten(dict(shapes)).items()}

@@ -58,7 +58,7 @@ def _random_weights(path: Path, name: str, seed: int) -> Path:
     from flowlib.weights import flatten, save_weights, unflatten
 
     x = jax.ShapeDtypeStruct((1, H, W, 3), jnp.float32)
-    shapes = jax.eval_shape(_zoo.get(name).build().init, jax.random.PRNGKey(0), x, x)
+    shapes = jax.eval_shape(_zoo.spec(name).build().init, jax.random.PRNGKey(0), x, x)
     rng = np.random.default_rng(seed)
     flat = {
         k: (0.05 * rng.standard_normal(v.shape)).astype(np.float32)
@@ -270,12 +270,31 @@ def test_download_reports_cached_weights_and_offline_misses(capsys, spynet_weigh
 
 
 def test_models_lists_the_zoo(capsys):
+    from flowlib import _zoo
+
     assert cli.main(["models"]) == 0
     out = capsys.readouterr().out
     assert "spynet:sintel-final" in out and "cfnet:" in out
-    # The embedded defaults are listed first and marked as the defaults.
-    assert "* spynet (embedded)" in out and "* cfnet (embedded)" in out
-    assert "* spynet:sintel-final" not in out
+    # One star per task: the model used without --model.
+    starred = [line.split()[1] for line in out.splitlines() if line.startswith("* ")
+               and not line.startswith("* =")]
+    assert starred == sorted([_zoo.DEFAULT_FLOW_MODEL, _zoo.DEFAULT_STEREO_MODEL])
+    # Each model's own default weights: embedded, else the named default variant.
+    assert "  spynet (embedded)" in out and "  cfnet (embedded)" in out
+    assert "  flownetc:chairs (default)" in out and "spynet:sintel-final (default)" not in out
+    assert "[--max-disp]" in out and "[--pyramid-levels, --dtype bfloat16]" in out
+
+
+def test_listing_models_traces_none(tmp_path):
+    # JAX reports every trace (jit, eval_shape, ...) as a duration event: there must be none.
+    code = ("import jax, sys; from flowlib import cli; events = []\n"
+            "jax.monitoring.register_event_duration_secs_listener("
+            "lambda name, secs, **kw: events.append(name))\n"
+            "assert cli.main(['models']) == 0\n"
+            "print([e for e in events if 'trac' in e or 'compile' in e], file=sys.stderr)\n")
+    env = dict(os.environ, FLOWLIB_HOME=str(tmp_path), JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0 and proc.stderr == "[]\n", proc.stderr
 
 
 # ------------------------------------------------------------------------------ errors
@@ -782,16 +801,17 @@ def test_model_options_on_the_command_line(tmp_path, capsys, loads):
     options = [{k: v for k, v in x[2].items() if k not in ("progress", "dtype")} for x in loads]
     assert options == [{"maxdisp": 128}, {"max_levels": 4}, {"div_flow": 10.0}]
     _usage_error(capsys, ["estimate", a, a, "-o", f, "--div-flow", "10"],
-                 "--div-flow applies to flownets and flownetc, not patchflow")
-    _usage_error(capsys, ["stereo", a, a, "-o", d, "--max-disp", "0"], "must be >= 1")
+                 "--div-flow applies to flownetc and flownets, not patchflow")
+    _usage_error(capsys, ["stereo", a, a, "-o", d, "--max-disp", "0"],
+                 "--max-disp: maxdisp must be an integer in [1, 1024], got 0")
     _usage_error(capsys, ["estimate", a, a, "-o", f, "--max-disp", "64"], "--max-disp")
     assert len(loads) == 3
 
 
-def test_bad_model_option_values_are_one_line(tmp_path, capsys):
+def test_bad_model_option_values_are_usage_errors(tmp_path, capsys):
     a = str(tmp_path / "a.png")
     io.write_image(a, np.zeros((H, W, 3), np.uint8))
-    _run_error(capsys, ["stereo", a, a, "-o", str(tmp_path / "d.pfm"), "--model", "cfnet",
+    _usage_error(capsys, ["stereo", a, a, "-o", str(tmp_path / "d.pfm"), "--model", "cfnet",
                         "--max-disp", "100"],
                "maxdisp must be an integer in [32, 1024] and a multiple of 32, got 100")
 
@@ -1125,36 +1145,34 @@ def test_an_output_folder_appears_with_its_first_file(tmp_path, capsys, frames_d
                    "cannot write in")
 
 
-def test_compiles_are_announced_once_per_size_unless_quiet(capsys):
-    import jax
-
+def test_compiles_are_announced_once_per_size_unless_quiet(capsys, monkeypatch):
     from flowlib import _compilation_cache
     from tests._stand_ins import constant_stereo
 
-    keep = jax.config.jax_persistent_cache_min_compile_time_secs
-    _compilation_cache._reset_for_tests()
-    try:
-        cache = _compilation_cache.enable()
-        # Keep even this tiny model's executable, so that a second model finds it.
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-        one, two = np.zeros((1, 16, 24, 3), np.float32), np.zeros((2, 16, 24, 3), np.float32)
-        model = constant_stereo(columns=3)
-        _cli_model.announce_compiles(model, quiet=False)
-        model(one, one), model(one, one), model(two, two)
-        assert capsys.readouterr().err.splitlines() == [
-            f"compiling constant for 16x24 (once per size; cached in {cache})",
-            f"compiling constant for 16x24, batch 2 (once per size; cached in {cache})",
-        ]
-        again = constant_stereo(columns=3)  # the same computation: from the cache, silently
-        _cli_model.announce_compiles(again, quiet=False)
-        again(one, one)
-        quiet = constant_stereo(columns=5)  # compiles, but --quiet
-        _cli_model.announce_compiles(quiet, quiet=True)
-        quiet(one, one)
-        assert capsys.readouterr().err == ""
-    finally:
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", keep)
-        _compilation_cache._reset_for_tests()
+    # Keep even this tiny model's executable, so that a second model finds it.
+    monkeypatch.setattr(_compilation_cache, "MIN_COMPILE_SECS", 0.0)
+    cache = _compilation_cache.cache_path()
+    one, two = np.zeros((1, 16, 24, 3), np.float32), np.zeros((2, 16, 24, 3), np.float32)
+    model = constant_stereo(columns=3)
+    _cli_model.announce_compiles(model, quiet=False)
+    model(one, one), model(one, one), model(two, two)
+    assert capsys.readouterr().err.splitlines() == [
+        f"compiling constant for 16x24 (once per size; cached in {cache})",
+        f"compiling constant for 16x24, batch 2 (once per size; cached in {cache})",
+    ]
+    again = constant_stereo(columns=3)  # the same computation: from the cache, silently
+    _cli_model.announce_compiles(again, quiet=False)
+    again(one, one)
+    quiet = constant_stereo(columns=5)  # compiles, but --quiet
+    _cli_model.announce_compiles(quiet, quiet=True)
+    quiet(one, one)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("FLOWLIB_COMPILATION_CACHE", "0")
+    off = constant_stereo(columns=7)
+    _cli_model.announce_compiles(off, quiet=False)
+    off(one, one)
+    assert capsys.readouterr().err == ("compiling constant for 16x24 (once per size; the "
+                                       "compilation cache is off)\n")
 
 
 def test_device_gpu_without_gpu_support_says_so(tmp_path):

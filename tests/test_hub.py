@@ -12,9 +12,11 @@ import json
 import os
 import pickle
 import re
+import tempfile
 import urllib.error
 import urllib.parse
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,6 +75,15 @@ def _cache_files(home) -> list[str]:
 
 
 # ------------------------------------------------------------------------- cache, fields
+
+
+def test_suite_keeps_out_of_the_users_cache():
+    """The tests' flowlib cache (downloads, converted weights, compiled models) is a temporary
+    folder of this run, not the user's ``~/.cache/flowlib`` (conftest)."""
+    cache = hub.cache_dir().resolve()
+    assert cache.is_relative_to(Path(tempfile.gettempdir()).resolve())
+    assert not cache.is_relative_to((Path.home() / ".cache").resolve())
+    assert cache.is_dir()
 
 
 def test_cache_dir_precedence(tmp_path, monkeypatch):
@@ -588,8 +599,8 @@ def _variants():
 
     return [
         (name, variant)
-        for name, entry in sorted(_zoo.MODELS.items())
-        for variant, ckpt in entry.checkpoints.items()
+        for name in sorted(_zoo.MODELS)
+        for variant, ckpt in _zoo.spec(name).checkpoints.items()
         if ckpt.source_format != "t7-dir"
     ]
 
@@ -603,7 +614,7 @@ def _flax_shapes(name: str, kwargs: tuple) -> dict:
     from flowlib.convert._common import flatten
 
     x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
-    module = _zoo.get(name).build(**dict(kwargs))
+    module = _zoo.spec(name).build(**dict(kwargs))
     return {
         k: tuple(v.shape)
         for k, v in flatten(jax.eval_shape(module.init, jax.random.PRNGKey(0), x, x)).items()
@@ -657,7 +668,7 @@ def _fake_checkpoint(name: str, ckpt: hub.Checkpoint, path) -> dict[str, float]:
     from flowlib import _zoo
     from tests._fake_hosts import BASE, constant, torch_shape
 
-    kwargs = {**_zoo.get(name).default_kwargs, **ckpt.model_kwargs}
+    kwargs = dict(ckpt.model_kwargs)
     shapes = _flax_shapes(name, tuple(sorted(kwargs.items())))
     state, values = {}, {}
     for i, (key, flax_path, kind) in enumerate(_rows(name, kwargs)):
@@ -686,13 +697,12 @@ def _serve_variant(hosts, name: str, variant: str, tmp_path, monkeypatch):
     A fake cannot match a published SHA-256, so the table then publishes the fake's."""
     from flowlib import _zoo
 
-    ckpt = _zoo.get(name).checkpoints[variant]
+    ckpt = _zoo.spec(name).checkpoints[variant]
     values = _fake_checkpoint(name, ckpt, tmp_path / "fake")
     body = (tmp_path / "fake").read_bytes()
     if ckpt.sha256 is not None:
         ckpt = dataclasses.replace(ckpt, sha256=hashlib.sha256(body).hexdigest())
-        table = _checkpoint_table(name)
-        monkeypatch.setitem(table, variant if variant in table else f"{name}:{variant}", ckpt)
+        monkeypatch.setitem(_zoo.spec(name).checkpoints, variant, ckpt)
     hosts.add(ckpt.url, body)
     return ckpt, body, values
 
@@ -710,12 +720,10 @@ def test_every_named_variant_downloads_through_its_host_and_converts(
     name, variant, home, hosts, tmp_path, monkeypatch
 ):
     """What ``load_model`` does for a named variant, to the converter accepting the file."""
-    import importlib
-
     from flowlib import _zoo
 
     ckpt, body, values = _serve_variant(hosts, name, variant, tmp_path, monkeypatch)
-    path = hub.fetch(_zoo.get(name).checkpoints[variant], progress=False)
+    path = hub.fetch(_zoo.spec(name).checkpoints[variant], progress=False)
     assert path.read_bytes() == body
     host = urllib.parse.urlsplit(ckpt.url).hostname
     assert hosts.requests[0][0] == host
@@ -727,8 +735,7 @@ def test_every_named_variant_downloads_through_its_host_and_converts(
     info = hub.cache_info(ckpt)
     assert info.sha256 == hashlib.sha256(body).hexdigest()
     assert info.sha256_source == ("published" if ckpt.sha256 else "recorded")
-    converter = importlib.import_module(_zoo.get(name).converter)
-    variables, _ = converter.convert_file(path, **dict(ckpt.model_kwargs))
+    variables, _ = _zoo.spec(name).convert(path, **dict(ckpt.model_kwargs))
     _check_values(variables, values)
 
 
@@ -755,21 +762,13 @@ def test_load_model_downloads_a_named_variant(name, variant, home, hosts, tmp_pa
     assert len(hosts.requests) == n
 
 
-def _checkpoint_table(name: str) -> dict:
-    import importlib
-
-    from flowlib import _zoo
-
-    return importlib.import_module(_zoo.get(name).module).CHECKPOINTS
-
-
 def test_the_zoo_uses_only_imitated_hosts():
     from flowlib import _zoo
 
     hosts = {
         urllib.parse.urlsplit(c.url).hostname
-        for e in _zoo.MODELS.values()
-        for c in e.checkpoints.values()
+        for spec in _zoo.specs()
+        for c in spec.checkpoints.values()
         if c.source_format != "t7-dir"
     }
     assert hosts <= {"drive.google.com", "media.githubusercontent.com", "content.sniklaus.com"}, (
@@ -785,7 +784,7 @@ def test_cli_download_prints_the_whole_message_and_says_what_it_did(
 ):
     from flowlib import _zoo
 
-    ckpt = _zoo.get("spynet").checkpoints["kitti-final"]
+    ckpt = _zoo.spec("spynet").checkpoints["kitti-final"]
     path = hub.checkpoint_path(ckpt)
     monkeypatch.setenv("FLOWLIB_OFFLINE", "1")
     assert cli.main(["download", "spynet:kitti-final"]) == 1
@@ -804,7 +803,7 @@ def test_cli_download_prints_the_whole_message_and_says_what_it_did(
     assert out.startswith("spynet:kitti-final: found in the cache") and ckpt.url in out
     # downloaded: says so, from where, and how the file was checked
     monkeypatch.delenv("FLOWLIB_OFFLINE")
-    ckpt2 = _zoo.get("spynet").checkpoints["sintel-clean"]
+    ckpt2 = _zoo.spec("spynet").checkpoints["sintel-clean"]
     _fake_checkpoint("spynet", ckpt2, tmp_path / "fake2")
     hosts.add(ckpt2.url, (tmp_path / "fake2").read_bytes())
     assert cli.main(["download", "spynet:sintel-clean", "-q"]) == 0
@@ -823,7 +822,7 @@ def test_cli_estimate_offline_prints_the_whole_message(home, tmp_path, capsys, m
     img = np.zeros((32, 32, 3), np.uint8)
     for n in ("a.png", "b.png"):
         fio.write_image(tmp_path / n, img)
-    ckpt = _zoo.get("spynet").checkpoints["sintel-final"]
+    ckpt = _zoo.spec("spynet").checkpoints["sintel-final"]
     code = cli.main(
         [
             "estimate",
@@ -842,7 +841,7 @@ def test_cli_estimate_offline_prints_the_whole_message(home, tmp_path, capsys, m
 def test_cli_models_table(home, capsys, ckpt_bytes):
     from flowlib import _zoo
 
-    spy = _zoo.get("spynet").checkpoints["sintel-final"]
+    spy = _zoo.spec("spynet").checkpoints["sintel-final"]
     path = hub.checkpoint_path(spy)
     path.parent.mkdir(parents=True)
     path.write_bytes(ckpt_bytes)

@@ -51,7 +51,7 @@ def _random_npz(path: Path, name: str, meta: dict | None = None, **kwargs) -> Pa
     from flowlib.convert._common import flatten, save_weights, unflatten
 
     x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
-    shapes = jax.eval_shape(_zoo.get(name).build(**kwargs).init, jax.random.PRNGKey(0), x, x)
+    shapes = jax.eval_shape(_zoo.spec(name).build(**kwargs).init, jax.random.PRNGKey(0), x, x)
     rng = np.random.default_rng(0)
     flat = {k: (0.05 * rng.standard_normal(v.shape)).astype(np.float32)
             for k, v in flatten(dict(shapes)).items()}

@@ -193,17 +193,17 @@ def test_mixed_scene_alternates_generators_and_still_pairs():
 def test_loss_dispatch_binds_the_module_options():
     import functools
 
-    from flowlib import losses
+    from flowlib import _zoo, losses
     from flowlib.models.cfnet import CFNet
     from flowlib.models.flownet import FlowNet
 
-    assert losses.loss_for("spynet", None) is losses.spynet_loss
-    flownet = losses.loss_for("flownetc", FlowNet(div_flow=10.0))
+    assert _zoo.spec("spynet").training_loss(None) is losses.spynet_loss
+    flownet = _zoo.spec("flownetc").training_loss(FlowNet(div_flow=10.0))
     assert isinstance(flownet, functools.partial) and flownet.func is losses.flownet_loss
     assert flownet.keywords == {"div_flow": 10.0}
-    assert losses.loss_for("cfnet", CFNet(maxdisp=128)).keywords == {"maxdisp": 128.0}
-    with pytest.raises(ValueError, match="no training loss for model 'raft'"):
-        losses.loss_for("raft", None)
+    assert _zoo.spec("cfnet").training_loss(CFNet(maxdisp=128)).keywords == {"maxdisp": 128.0}
+    with pytest.raises(ValueError, match="model 'patchflow' has no training loss"):
+        _zoo.spec("patchflow").training_loss(None)
 
 
 def test_command_line_is_generated_from_the_config():

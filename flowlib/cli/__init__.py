@@ -46,7 +46,6 @@ from flowlib.cli._args import (  # the argument types are part of the command li
     positive_int,
 )
 from flowlib.cli._estimate import add_estimate_parser
-from flowlib.cli._model import MODEL_OPTION_FLAGS  # noqa: F401  (flowlib.cli's, as before)
 
 __all__ = ["BENCHMARKS", "COMMAND_PARSERS", "UsageError", "build_parser", "finite_float", "main",
            "output_file", "positive_float", "positive_int", "run"]
@@ -242,7 +241,7 @@ def _cmd_download(args: argparse.Namespace) -> None:
     cli_model.select_device(args.device)
     for name in args.names:
         model_name, _, variant = name.partition(":")
-        ckpt = _zoo.get(model_name).checkpoints.get(variant) if variant else None
+        ckpt = _zoo.spec(model_name).checkpoints.get(variant) if variant else None
         if ckpt is None:  # the embedded default, a local path or an unknown variant
             model = flowlib.load_model(name, progress=not args.quiet)
             print(f"{model.meta.get('weights')}: ready ({model.meta.get('source_url', 'local')})")
@@ -272,44 +271,71 @@ def _cache_origin() -> str:
 
 
 def _model_rows() -> list[tuple[str, ...]]:
-    """``(mark, name, task, cached, sha-256, licence, trained on)`` per model and variant."""
+    """``(name, task, cached, sha-256, licence, trained on)`` per model and variant; the
+    weights a model loads without --weights are marked "(embedded)" or "(default)"."""
     from flowlib import _api, _zoo, hub
     from flowlib.weights import load_meta
 
     rows = []
-    for name, entry in sorted(_zoo.MODELS.items()):
+    for name in sorted(_zoo.MODELS):
         try:
-            checkpoints = entry.checkpoints
+            spec = _zoo.spec(name)
         except ImportError as err:  # a model file missing from a partial install
-            rows.append((" ", name, entry.task, "-", "-", f"(unavailable: {err})", ""))
+            rows.append((name, "?", "-", "-", f"(unavailable: {err})", ""))
             continue
+        checkpoints = spec.checkpoints
         embedded = _api.embedded_default(name)
         if embedded is not None:
             meta = load_meta(embedded)
-            rows.append(("*", f"{name} (embedded)", entry.task, "package", "-",
+            rows.append((f"{name} (embedded)", spec.task, "package", "-",
                          meta.get("license", "?"), f"{meta.get('training_data', '?')} (flowlib)"))
         for variant, ckpt in checkpoints.items():
-            mark = "*" if embedded is None and variant == entry.default_weights else " "
+            default = embedded is None and variant == spec.default_weights
             info = hub.cache_info(ckpt)
             cached = ("converted" if hub.converted_path(name, variant).is_file()
                       else "checkpoint" if info.present else "no")
             licence = ckpt.license.split(" (")[0]
-            rows.append((mark, f"{name}:{variant}", entry.task, cached,
-                         info.sha256_source or "none", licence, ckpt.training_data))
+            rows.append((f"{name}:{variant}" + (" (default)" if default else ""), spec.task,
+                         cached, info.sha256_source or "none", licence, ckpt.training_data))
     return rows
+
+
+def _print_models() -> None:
+    """One line per model: name, task, summary and its settings' flags."""
+    from flowlib import _zoo
+
+    print("Models (--model NAME; their settings are flags of the commands that run them):")
+    specs = []
+    for name in sorted(_zoo.MODELS):
+        try:
+            specs.append(_zoo.spec(name))
+        except ImportError as err:  # a model file missing from a partial install
+            print(f"  {name}: unavailable ({err})")
+    defaults = (_zoo.DEFAULT_FLOW_MODEL, _zoo.DEFAULT_STEREO_MODEL)
+    width = max((len(spec.name) for spec in specs), default=0)
+    for spec in specs:
+        flags = [option.cli_flag for option in spec.options]
+        flags += [f"--dtype {d}" for d in spec.dtypes if d != "float32"]
+        mark = "*" if spec.name in defaults else " "
+        print(f"{mark} {spec.name.ljust(width)}  {spec.task.ljust(6)}  {spec.summary}"
+              + (f" [{', '.join(flags)}]" if flags else ""))
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
     from flowlib import hub
 
-    rows = [("", "MODEL", "TASK", "CACHED", "SHA-256", "LICENCE", "TRAINED ON"), *_model_rows()]
-    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    _print_models()
+    print()
+    print("Weights (--weights VARIANT or --model NAME:VARIANT):")
+    rows = [("MODEL", "TASK", "CACHED", "SHA-256", "LICENCE", "TRAINED ON"), *_model_rows()]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for row in rows:
-        cells = [row[0] or " "] + [c.ljust(w) for c, w in zip(row[1:6], widths[1:6])]
-        print(" ".join(cells + [row[6]]).rstrip())
+        cells = [c.ljust(w) for c, w in zip(row[:5], widths)]
+        print("  " + " ".join(cells + [row[5]]).rstrip())
     cache = hub.cache_dir()
     print()
-    print("* = used when no weights are given (embedded: shipped inside the package)")
+    print("* = the model of its task used without --model; (embedded) = shipped inside the "
+          "package and (default) = named: the weights a model loads without --weights")
     print("CACHED: converted = ready to load; checkpoint = downloaded, converted on first load; "
           "no = downloaded on first use (flowlib download NAME)")
     print("SHA-256: published = checked against the authors' hash; recorded = checked against "
@@ -419,7 +445,7 @@ def add_download_parser(sub: Any) -> None:
     s = sub.add_parser("download", help="download and convert named weights into the cache")
     cli_args.global_flags(s, device=True, top=False)
     s.add_argument(
-        "names", nargs="+", metavar="NAME", help="model:variant, e.g. spynet:sintel-final"
+        "names", nargs="+", metavar="NAME", help="model:variant, as flowlib models lists them"
     )
     s.set_defaults(func=_cmd_download)
 
@@ -453,7 +479,8 @@ def _parser_and_commands() -> tuple[argparse.ArgumentParser, dict[str, argparse.
     )
     p.add_argument("--version", action="version", version=f"flowlib {__version__}")
     cli_args.global_flags(p, device=True, top=True)
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           parser_class=cli_args.CommandParser)
     for add_parser in COMMAND_PARSERS:
         add_parser(sub)
     return p, sub.choices

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
-    "DISPARITY_FORMATS", "FLOW_FORMATS", "PICTURE_FORMATS", "VIDEO_FORMATS", "UsageError",
-    "KITTI_PNG_NOTE", "check_distinct", "check_image_size", "check_input", "check_output_folder",
-    "check_outputs", "count", "disparity_picture", "finite_float",
+    "CommandParser", "DISPARITY_FORMATS", "FLOW_FORMATS", "PICTURE_FORMATS", "VIDEO_FORMATS",
+    "UsageError", "KITTI_PNG_NOTE", "check_distinct", "check_image_size", "check_input",
+    "check_output_folder", "check_outputs", "count", "disparity_picture", "finite_float",
     "flow_picture", "global_flags", "model_flags", "output_file", "picture_flags",
     "positive_float", "positive_int", "range_warnings", "read_map", "read_pair", "same_file",
     "write_bytes", "write_disparity", "write_flow", "written_note",
@@ -25,6 +25,36 @@ __all__ = [
 
 class UsageError(Exception):
     """Arguments that parse but do not fit together (exit status 2, like argparse)."""
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser whose deferred arguments are added when it is first used (to parse
+    or to print its help). The models' settings are deferred: their flags come from the
+    model modules, which import JAX, and only the command that runs needs them."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._deferred: list[Callable[[argparse.ArgumentParser], None]] = []
+
+    def defer(self, add_arguments: Callable[[argparse.ArgumentParser], None]) -> None:
+        self._deferred.append(add_arguments)
+
+    def complete(self) -> None:
+        """Add the deferred arguments now."""
+        while self._deferred:
+            self._deferred.pop(0)(self)
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        self.complete()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self.complete()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self.complete()
+        return super().format_help()
 
 
 #: What each kind of output may be written as (by extension). Flow and disparity ``.npy``
@@ -326,8 +356,10 @@ def global_flags(p: argparse.ArgumentParser, *, device: bool, top: bool) -> None
 
 def model_flags(p: argparse.ArgumentParser, default_model: str | None, *, tasks: Sequence[str],
                  batch: str | None = None) -> None:
-    """--model, --weights, --device, the global flags, [--batch-size] and the settings of
-    the models of ``tasks`` (flow: --pyramid-levels, --div-flow; stereo: --max-disp)."""
+    """--model, --weights, --device, the global flags, [--batch-size], --dtype and the
+    settings of the models of ``tasks`` (one flag per option of their specs; --dtype names
+    the models that take bfloat16; both added when ``p``, a :class:`CommandParser`, is first
+    used)."""
     global_flags(p, device=True, top=False)
     p.add_argument(
         "--model",
@@ -344,24 +376,16 @@ def model_flags(p: argparse.ArgumentParser, default_model: str | None, *, tasks:
     )
     if batch is not None:
         p.add_argument("--batch-size", type=positive_int, default=1, help=batch)
-    p.add_argument(
-        "--dtype",
-        choices=["float32", "bfloat16"],
-        default="float32",
-        help="bfloat16: convolutions in bfloat16, float32 accumulation and output (for "
-        "accelerators; no faster on CPUs, see README 'Speed')",
-    )
-    if "flow" in tasks:
-        p.add_argument("--pyramid-levels", dest="max_levels", type=positive_int, default=None,
-                       metavar="N", help="SpyNet: pyramid levels (upstream 6; default: what the "
-                       "weights record)")
-        p.add_argument("--div-flow", dest="div_flow", type=positive_float, default=None,
-                       metavar="X", help="FlowNet: prediction-to-pixels factor, for checkpoints "
-                       "that do not store it (default 20)")
-    if "stereo" in tasks:
-        p.add_argument("--max-disp", dest="maxdisp", type=positive_int, default=None,
-                       metavar="D", help="CFNet (a multiple of 32) and PatchStereo: largest disparity searched "
-                       "(default: what the weights record)")
+    if isinstance(p, CommandParser):
+        p.defer(lambda parser: _model_option_flags(parser, tasks))
+    else:
+        _model_option_flags(p, tasks)
+
+
+def _model_option_flags(p: argparse.ArgumentParser, tasks: Sequence[str]) -> None:
+    from flowlib.cli._model import add_option_flags
+
+    add_option_flags(p, tasks)
 
 
 def picture_flags(p: argparse.ArgumentParser, *, flow: bool, disparity: bool,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from flowlib.cli._args import UsageError
@@ -15,13 +16,6 @@ _INSTALL_HINT = {
     "gpu": "install a GPU build of JAX, e.g. pip install -U 'jax[cuda12]'",
     "tpu": "install JAX's TPU support: pip install -U 'jax[tpu]'",
     "cpu": "check the JAX installation",
-}
-
-#: Model settings on the command line: load_model keyword -> (flag, models that take it).
-MODEL_OPTION_FLAGS = {
-    "max_levels": ("--pyramid-levels", ("spynet",)),
-    "div_flow": ("--div-flow", ("flownets", "flownetc")),
-    "maxdisp": ("--max-disp", ("cfnet", "patchstereo")),
 }
 
 
@@ -76,16 +70,62 @@ def progress(quiet: bool, **kwargs: Any) -> Any:
     return tqdm(disable=quiet, delay=1.0, dynamic_ncols=True, **kwargs)
 
 
-def model_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
-    """The model settings given on the command line, checked against the model."""
+def _option_flags(tasks: Sequence[str]) -> dict[str, list[tuple[Any, Any]]]:
+    """``{flag: [(spec, option), ...]}`` over the options of the models of ``tasks``."""
+    from flowlib import _zoo
+
+    flags: dict[str, list[tuple[Any, Any]]] = {}
+    for spec in _zoo.specs():
+        if spec.task in tasks:
+            for option in spec.options:
+                flags.setdefault(option.cli_flag, []).append((spec, option))
+    for flag, users in flags.items():
+        first = users[0][1]
+        for spec, option in users[1:]:
+            if (option.name, option.type, option.choices) != (first.name, first.type, first.choices):
+                raise TypeError(f"{flag}: {users[0][0].name} and {spec.name} declare it "
+                                "differently (a shared flag needs one name, type and choices)")
+    return flags
+
+
+def add_option_flags(p: argparse.ArgumentParser, tasks: Sequence[str]) -> None:
+    """--dtype, and one flag per option of the models of ``tasks``; a flag several models
+    declare is one flag whose help gives each model's."""
+    from flowlib import _zoo
+
+    dtypes = sorted({d for spec in _zoo.specs() if spec.task in tasks for d in spec.dtypes},
+                    key=lambda d: d != "float32")
+    takers = [spec.name for spec in _zoo.specs() if spec.task in tasks
+              and "bfloat16" in spec.dtypes]
+    if takers:
+        p.add_argument("--dtype", choices=dtypes, default="float32",
+                       help=f"bfloat16 ({', '.join(takers)} only): convolutions in bfloat16, "
+                       "float32 accumulation and output (for accelerators; no faster on CPUs, "
+                       "see README 'Speed'); the other models compute in float32")
+    else:
+        p.set_defaults(dtype="float32")
+    for flag, users in _option_flags(tasks).items():
+        first = users[0][1]
+        p.add_argument(flag, dest=first.name, type=first.type, choices=first.choices,
+                       default=None, metavar=first.metavar,
+                       help="; ".join(f"{spec.name}: {option.help}" for spec, option in users))
+
+
+def model_options(args: argparse.Namespace, spec: Any) -> dict[str, Any]:
+    """The model settings given on the command line, checked by the model's spec."""
     options = {}
-    for keyword, (flag, models) in MODEL_OPTION_FLAGS.items():
-        value = getattr(args, keyword, None)
+    for flag, users in _option_flags(("flow", "stereo")).items():
+        value = getattr(args, users[0][1].name, None)
         if value is None:
             continue
-        if name not in models:
-            raise UsageError(f"{flag} applies to {' and '.join(models)}, not {name}")
-        options[keyword] = value
+        option = next((o for s, o in users if s.name == spec.name), None)
+        if option is None:
+            models = " and ".join(s.name for s, _ in users)
+            raise UsageError(f"{flag} applies to {models}, not {spec.name}")
+        try:
+            options[option.name] = option.check(option.name, value)
+        except ValueError as err:
+            raise UsageError(f"{flag}: {err}") from None
     return options
 
 
@@ -98,7 +138,7 @@ def recorded_model(weights: str | None, task: str | None = None) -> str | None:
     from flowlib.weights import load_meta
 
     model = load_meta(weights).get("model")
-    if model not in _zoo.MODELS or (task is not None and _zoo.MODELS[model].task != task):
+    if model not in _zoo.MODELS or (task is not None and _zoo.spec(model).task != task):
         return None
     return model
 
@@ -111,22 +151,25 @@ def load_model(args: argparse.Namespace, task: str) -> Any:
     # download or weight loading.
     recorded = recorded_model(args.weights)
     if recorded is not None:
-        kind = _zoo.get(recorded).task
+        kind = _zoo.spec(recorded).task
         if kind != task:
             raise ValueError(f"--weights {args.weights} holds {recorded} weights, a {kind} "
                              f"model; this command needs a {task} model")
     if args.model is None:  # the model a flowlib .npz records, else the command's default
         args.model = recorded or args.default_model
     name = args.model.split(":", 1)[0]
-    entry = _zoo.get(name)
-    if entry.task != task:
+    spec = _zoo.spec(name)
+    if spec.task != task:
         raise ValueError(
-            f"--model {args.model} is a {entry.task} model; this command needs a {task} model"
+            f"--model {args.model} is a {spec.task} model; this command needs a {task} model"
         )
     if recorded is not None and recorded != name:
         raise ValueError(f"--weights {args.weights} holds {recorded} weights, not {name} ones; "
                          f"pass --model {recorded} or leave --model out")
-    options = model_options(args, name)
+    if args.dtype not in spec.dtypes:
+        raise UsageError(f"--dtype {args.dtype}: {name} computes in {' or '.join(spec.dtypes)} "
+                         "only (flowlib models lists what each model takes)")
+    options = model_options(args, spec)
     select_device(args.device)
     model = flowlib.load_model(args.model, args.weights, progress=not args.quiet,
                                dtype=args.dtype, **options)
@@ -140,12 +183,10 @@ def announce_compiles(model: Any, quiet: bool) -> None:
     if quiet:
         model.on_compile = None
         return
-    import jax
-
     from flowlib import _compilation_cache
 
-    cache = _compilation_cache.enable() or jax.config.jax_compilation_cache_dir
-    where = f"cached in {cache}" if cache else "the compilation cache is off"
+    where = ("the compilation cache is off" if _compilation_cache.is_disabled()
+             else f"cached in {_compilation_cache.cache_path()}")
 
     def say(shape: tuple[int, ...]) -> None:
         from tqdm.auto import tqdm

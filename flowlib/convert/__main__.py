@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib
 import os
 import sys
 
@@ -30,18 +29,19 @@ def convert(model: str, src: str, dst: str) -> None:
     """Convert ``src`` for zoo model ``model`` and write ``dst`` atomically."""
     from flowlib import __version__
 
-    entry = _zoo.get(model)
+    spec = _zoo.spec(model)
     if not os.path.exists(src):
         raise ValueError(f"{src}: no such file or directory")
-    converter = importlib.import_module(entry.converter)
-    variables, kwargs = converter.convert_file(src)
+    if spec.convert is None:
+        raise ValueError(f"{model} has no converter: it loads only flowlib .npz files")
+    variables, kwargs = spec.convert(src)
     meta = {
         "model": model,
         "weights": os.path.basename(os.path.normpath(src)),
         "model_kwargs": dict(kwargs),
         "source": os.path.abspath(src),
         "source_sha256": _sha256(src),
-        "converter": entry.converter,
+        "converter": spec.convert.__module__,
         "flowlib_version": __version__,
     }
     save_weights(dst, variables, meta)

@@ -38,6 +38,7 @@ __all__ = [
     "texture",
     "write_chairs_layout",
     "write_sintel_layout",
+    "final_pass",
     "write_sceneflow_layout",
 ]
 
@@ -509,9 +510,26 @@ def write_chairs_layout(root: str | os.PathLike, count: int, *, seed: int = 0,
     return Path(root)
 
 
+def final_pass(image: np.ndarray, seed: int) -> np.ndarray:
+    """A Sintel-"final"-like rendering of a clean frame: defocus blur (Gaussian, sigma 1 px),
+    atmospheric fog (a blend toward light grey, up to 35 % at the top of the frame, where the
+    scene is farthest) and sensor noise (Gaussian, sigma 0.02), clipped to [0, 1].
+    Deterministic from ``seed``; the flow is unchanged (no motion blur)."""
+    from scipy.ndimage import gaussian_filter
+
+    image = np.asarray(image, np.float64)
+    h = image.shape[0]
+    blurred = gaussian_filter(image, sigma=(1.0, 1.0, 0.0), mode="nearest")
+    fog = (0.35 * (1.0 - np.arange(h) / max(h - 1, 1)))[:, None, None]
+    foggy = (1.0 - fog) * blurred + fog * np.array([0.8, 0.82, 0.85])
+    noise = np.random.default_rng(seed).normal(0.0, 0.02, image.shape)
+    return np.clip(foggy + noise, 0.0, 1.0).astype(np.float32)
+
+
 def write_sintel_layout(root: str | os.PathLike, *, scenes: int = 2, frames: int = 3, seed: int = 0,
                         height: int = 218, width: int = 512) -> Path:
-    """Write a small MPI-Sintel-layout training set (clean = final here, documented synthetic).
+    """Write a small MPI-Sintel-layout training set (documented synthetic): the clean pass
+    as rendered, the final pass through :func:`final_pass` (blur, fog, noise).
 
     ``<root>/training/{clean,final}/synthetic_<k>/frame_%04d.png``, ``training/flow/..flo``,
     ``training/occlusions/..png`` (255 = occluded) and an all-valid ``training/invalid``.
@@ -523,10 +541,11 @@ def write_sintel_layout(root: str | os.PathLike, *, scenes: int = 2, frames: int
         seq = flow_sequence(seed + 1000 * k, height, width, frames=frames)
         scene = f"synthetic_{k + 1}"
         for t, img in enumerate(seq["images"]):
-            for pass_ in ("clean", "final"):
+            passes = (("clean", img), ("final", final_pass(img, seed + 1000 * k + t)))
+            for pass_, rendered in passes:
                 path = root / "training" / pass_ / scene / f"frame_{t + 1:04d}.png"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                io.write_image(path, _u8(img))
+                io.write_image(path, _u8(rendered))
         for t, (flow, occ) in enumerate(zip(seq["flow"], seq["occlusions"])):
             for kind, writer in (("flow", None), ("occlusions", occ), ("invalid", np.zeros_like(occ))):
                 path = root / "training" / kind / scene / f"frame_{t + 1:04d}.{'flo' if kind == 'flow' else 'png'}"

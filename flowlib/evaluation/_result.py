@@ -106,14 +106,16 @@ class EvaluationResult:
         return json.dumps(_json_safe(dataclasses.asdict(self)), sort_keys=True, allow_nan=False,
                           **kwargs)
 
-    def table(self, max_groups: int = 30) -> str:
+    def table(self, max_groups: int = 30, *, note: str | None = None) -> str:
         """A plain-text table: one row per group, then the overall row, then what the columns
-        mean. A figure a group does not have (e.g. pooled ones per image) is left blank."""
+        mean. A figure a group does not have (e.g. pooled ones per image) is left blank.
+        ``note`` is appended to the title line (e.g. that the data are synthetic)."""
         names = list(self.metrics)
         width = max([len("overall")] + [len(g) for g in list(self.groups)[:max_groups]]) + 2
         head = "".ljust(width) + "".join(n.rjust(max(10, len(n) + 2)) for n in names)
         pairs = f"{self.num_pairs} pair{'' if self.num_pairs == 1 else 's'}"
-        rows = [f"{self.benchmark}  ({pairs})", head]
+        title = f"{self.benchmark}  ({pairs})" + (f"  {note}" if note else "")
+        rows = [title, head]
 
         def fmt(values: dict[str, float]) -> str:
             cells = (f"{values[n]:.4f}" if n in values else "" for n in names)

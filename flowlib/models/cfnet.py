@@ -54,7 +54,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowlib import hub, ops
+from flowlib import hub, losses, ops
+from flowlib.convert import cfnet as _convert
 from flowlib.models._cfnet_blocks import (
     NUM_GROUPS,
     STAGE_S2,
@@ -76,6 +77,7 @@ from flowlib.models._cfnet_blocks import (
 )
 from flowlib.models._layers import compute_dtype
 from flowlib.models._outputs import StereoOutput
+from flowlib.models._spec import ModelSpec, Option, int_in
 
 __all__ = [
     "CFNet",
@@ -88,7 +90,12 @@ __all__ = [
     "search_range",
     "disparity_hypotheses",
     "stage_volume",
+    "SPECS",
 ]
+
+#: The validator of ``maxdisp`` (the module's and ``load_model``'s): the cost volumes are
+#: built at 1/8, 1/16 and 1/32 of it.
+_check_maxdisp = int_in(32, 1024, multiple=32)
 
 _MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 _STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -213,8 +220,7 @@ class CFNet(nn.Module):
     dtype: Any = None
 
     def setup(self) -> None:
-        if self.maxdisp % 32 or self.maxdisp <= 0:
-            raise ValueError(f"maxdisp must be a positive multiple of 32, got {self.maxdisp}")
+        _check_maxdisp("maxdisp", self.maxdisp)
         check_channel_divisor(self.channel_divisor)
         div = self.channel_divisor
         dt = compute_dtype(self.dtype)
@@ -402,3 +408,23 @@ CHECKPOINTS: dict[str, hub.Checkpoint] = {
                "main.py's torch.save ({'epoch', 'model', 'optimizer'}); unverified."),
     ),
 }
+
+
+SPECS = (
+    ModelSpec(
+        name="cfnet",
+        task="stereo",
+        summary="CFNet (Shen et al. 2021): cascade and fused cost volumes",
+        build=CFNet,
+        options=(Option("maxdisp", _check_maxdisp, flag="--max-disp", metavar="D",
+                        help="largest disparity searched, a multiple of 32 in [32, 1024] "
+                        "(default: what the weights record)"),),
+        checkpoints=CHECKPOINTS,
+        embedded="cfnet.npz",
+        default_weights="sceneflow",
+        convert=_convert.convert_file,
+        loss=losses.cfnet_loss,
+        loss_options=("maxdisp",),
+        dtypes=("float32", "bfloat16"),
+    ),
+)

@@ -11,7 +11,7 @@ One module, :class:`FlowNet`, ports both upstream PyTorch code bases (SPECS §1)
   ``FlowNetC.py``, ``util.py``; ``run_inference.py`` pre/post-processing). No bias on
   ``deconv*``, ``predict_flow*``, ``upsampled_flow*``; any input size (``crop_like``).
   Weights: ``flownets:chairs``, ``flownets:chairs-bn``, ``flownetc:chairs``,
-  ``flownets:caffe`` (:data:`CHECKPOINTS`).
+  ``flownets:caffe`` (:data:`FLOWNETS_CHECKPOINTS`, :data:`FLOWNETC_CHECKPOINTS`).
 * ``family="nv"``: NVIDIA/flownet2-pytorch @ bce69c8 (``models.py`` ``FlowNet2S`` /
   ``FlowNet2C``, ``networks/FlowNetS.py``, ``FlowNetC.py``). ``deconv*`` and
   ``predict_flow*`` have biases, ``upsampled_flow*`` only in FlowNetC; the network
@@ -56,9 +56,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from flowlib import hub, ops
+from flowlib import hub, losses, ops
+from flowlib.convert import flownet as _convert
 from flowlib.models._layers import BatchNorm, Conv, ConvTranspose, compute_dtype, leaky_relu
 from flowlib.models._outputs import FlowOutput
+from flowlib.models._spec import ModelSpec, Option, positive_number
 
 __all__ = [
     "FlowNet",
@@ -68,11 +70,13 @@ __all__ = [
     "FlowNetC_BN",
     "FlowNet2S",
     "FlowNet2C",
-    "CHECKPOINTS",
+    "FLOWNETS_CHECKPOINTS",
+    "FLOWNETC_CHECKPOINTS",
     "INPUT_NORMS",
     "preprocess",
     "network_padding",
     "crop_like",
+    "SPECS",
 ]
 
 Family = Literal["fnp", "nv"]
@@ -376,22 +380,18 @@ def _nv(drive_id: str, filename: str, megabytes: int, *, correlation: bool) -> h
     )
 
 
-#: Named weights, ``"<model>:<variant>"``: FlowNetPytorch (``fnp``) and FlowNet 2.0 (``nv``).
-CHECKPOINTS: dict[str, hub.Checkpoint] = {
-    "flownets:chairs": _fnp(
+#: Named weights of FlowNetS: FlowNetPytorch (``fnp``) and FlowNet 2.0 (``nv``).
+FLOWNETS_CHECKPOINTS: dict[str, hub.Checkpoint] = {
+    "chairs": _fnp(
         "flownets_EPE1.951.pth", "d98505dc749c35f0d4b4ce0536b4f64797ec22ea194a5f743af97dc3f778447d",
         "FlyingChairs (FlowNetPytorch main.py; validation EPE 1.951)",
         "flownets_EPE1.951.pth(.tar), 154,706,509 bytes." + _FNP_NORM_NOTE, correlation=False),
-    "flownets:chairs-bn": _fnp(
+    "chairs-bn": _fnp(
         "flownets_bn_EPE2.459.pth", "77bbee0e7023c0d5b3f64bd9a55bdd71a87426616c2f4924379b2fd648e0c9c8",
         "FlyingChairs (FlowNetPytorch main.py, BatchNorm variant; validation EPE 2.459)",
         "flownets_bn_EPE2.459.pth(.tar), 154,768,164 bytes; the README advises against it."
         + _FNP_NORM_NOTE, correlation=False, batch_norm=True),
-    "flownetc:chairs": _fnp(
-        "flownetc_EPE1.766.pth", "b375584e3fb6f0208bf659c72e588803999ec038bc5ea42ecd023ace7be6ffc4",
-        "FlyingChairs (FlowNetPytorch main.py; validation EPE 1.766)",
-        "flownetc_EPE1.766.pth(.tar), 156,704,303 bytes." + _FNP_NORM_NOTE, correlation=True),
-    "flownets:caffe": hub.Checkpoint(
+    "caffe": hub.Checkpoint(
         url=_FNP_URL.format("flownets_from_caffe.pth"), filename="flownets_from_caffe.pth",
         sha256="0cfadc4e9b4b05807519f5d7472068e799bb587c7b23c3c8a5e94ed20a38ea51",
         license="FlowNet 1.0 Caffe release (Uni Freiburg), research use; terms not verified here",
@@ -402,8 +402,48 @@ CHECKPOINTS: dict[str, hub.Checkpoint] = {
         notes=("flownets_from_caffe.pth, 154,709,680 bytes, converted from Caffe by Kaixhin; "
                "expects BGR input (FNP README) with the Caffe means (FNP#101)."),
     ),
-    "flownets:things": _nv("1V61dZjFomwlynwlYklJHC-TLfdFom3Lg", "FlowNet2-S_checkpoint.pth.tar",
-                           148, correlation=False),
-    "flownetc:things": _nv("1BFT6b7KgKJC8rA59RmOVAXRM_S7aSfKE", "FlowNet2-C_checkpoint.pth.tar",
-                           149, correlation=True),
+    "things": _nv("1V61dZjFomwlynwlYklJHC-TLfdFom3Lg", "FlowNet2-S_checkpoint.pth.tar", 148,
+                  correlation=False),
 }
+#: Named weights of FlowNetC.
+FLOWNETC_CHECKPOINTS: dict[str, hub.Checkpoint] = {
+    "chairs": _fnp(
+        "flownetc_EPE1.766.pth", "b375584e3fb6f0208bf659c72e588803999ec038bc5ea42ecd023ace7be6ffc4",
+        "FlyingChairs (FlowNetPytorch main.py; validation EPE 1.766)",
+        "flownetc_EPE1.766.pth(.tar), 156,704,303 bytes." + _FNP_NORM_NOTE, correlation=True),
+    "things": _nv("1BFT6b7KgKJC8rA59RmOVAXRM_S7aSfKE", "FlowNet2-C_checkpoint.pth.tar", 149,
+                  correlation=True),
+}
+
+_DIV_FLOW = Option("div_flow", positive_number, flag="--div-flow", type=float, metavar="X",
+                   help="prediction-to-pixels factor, for checkpoints that do not store it "
+                   "(default 20)")
+
+SPECS = (
+    ModelSpec(
+        name="flownets",
+        task="flow",
+        summary="FlowNetS (Dosovitskiy et al. 2015; FlowNet 2.0-S): one encoder-decoder network",
+        build=FlowNetS,
+        options=(_DIV_FLOW,),
+        checkpoints=FLOWNETS_CHECKPOINTS,
+        default_weights="chairs",
+        convert=_convert.convert_file,
+        loss=losses.flownet_loss,
+        loss_options=("div_flow",),
+        dtypes=("float32", "bfloat16"),
+    ),
+    ModelSpec(
+        name="flownetc",
+        task="flow",
+        summary="FlowNetC (Dosovitskiy et al. 2015; FlowNet 2.0-C): FlowNet with a correlation layer",
+        build=FlowNetC,
+        options=(_DIV_FLOW,),
+        checkpoints=FLOWNETC_CHECKPOINTS,
+        default_weights="chairs",
+        convert=_convert.convert_file,
+        loss=losses.flownet_loss,
+        loss_options=("div_flow",),
+        dtypes=("float32", "bfloat16"),
+    ),
+)

@@ -45,11 +45,14 @@ import numpy as np
 
 from flowlib import ops
 from flowlib.models._outputs import FlowOutput, StereoOutput
+from flowlib.models._spec import ModelSpec, Option, int_in
 from flowlib.ops.patches import PatchGrid, extract_patches, overlap_add, patch_grid, sample_patches
 
-__all__ = ["PatchFlow", "PatchStereo", "coarse_to_fine", "inverse_search", "variational_refinement", "pyramid_depth"]
+__all__ = ["PatchFlow", "PatchStereo", "coarse_to_fine", "inverse_search", "variational_refinement",
+           "pyramid_depth", "SPECS"]
 
-CHECKPOINTS: dict[str, Any] = {}
+#: The validator of PatchStereo's ``maxdisp`` (the module's and ``load_model``'s).
+_check_maxdisp = int_in(1, 1024)
 
 #: Grey conversion (ITU-R BT.601 luma), images scaled to 0..255 as DIS's parameters assume.
 _LUMA = (0.299, 0.587, 0.114)
@@ -433,7 +436,8 @@ class PatchStereo(nn.Module):
         patch_grid(self.patch_size, self.patch_size, size=self.patch_size, stride=self.patch_stride)
         if not self.consistency >= 0:
             raise ValueError(f"PatchStereo.consistency must be >= 0, got {self.consistency!r}")
-        _check_counts(self, ("maxdisp", "levels", "iterations", "propagation_rounds",
+        _check_maxdisp("maxdisp", self.maxdisp)
+        _check_counts(self, ("levels", "iterations", "propagation_rounds",
                              "long_jump_levels", "refine_outer", "refine_inner"))
         super().__post_init__()
 
@@ -528,6 +532,28 @@ def write_settings(path: str, model: str = "patchflow", **overrides: Any) -> Non
     }
     save_weights(path, {}, meta)
 
+
+
+SPECS = (
+    ModelSpec(
+        name="patchflow",
+        task="flow",
+        summary="PatchFlow: coarse-to-fine patch matching with variational refinement (DIS-like, "
+        "no learned parameters)",
+        build=PatchFlow,
+        embedded="patchflow.npz",
+    ),
+    ModelSpec(
+        name="patchstereo",
+        task="stereo",
+        summary="PatchStereo: PatchFlow's matching along rectified rows, left-right checked",
+        build=PatchStereo,
+        options=(Option("maxdisp", _check_maxdisp, flag="--max-disp", metavar="D",
+                        help="largest disparity searched, in [1, 1024] (default: what the "
+                        "settings record, 192 embedded)"),),
+        embedded="patchstereo.npz",
+    ),
+)
 
 if __name__ == "__main__":
     import json

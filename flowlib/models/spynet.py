@@ -49,9 +49,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowlib import hub, ops
+from flowlib import hub, losses, ops
+from flowlib.convert import spynet as _convert
 from flowlib.models._layers import Conv, compute_dtype
 from flowlib.models._outputs import FlowOutput
+from flowlib.models._spec import ModelSpec, Option, int_in
 
 __all__ = [
     "SpyNet",
@@ -63,6 +65,7 @@ __all__ = [
     "preprocess",
     "upsample_to_level",
     "NUM_LEVEL_PARAMS",
+    "SPECS",
 ]
 
 _MEAN = (0.485, 0.456, 0.406)
@@ -280,3 +283,21 @@ CHECKPOINTS: dict[str, hub.Checkpoint] = {
         "kitti-final", "FlyingChairs, fine-tuned on KITTI", "modelL{1..6}_K.t7",
     ),
 }
+
+
+SPECS = (
+    ModelSpec(
+        name="spynet",
+        task="flow",
+        summary="SpyNet (Ranjan & Black 2017): a spatial pyramid of small networks",
+        build=SpyNet,
+        options=(Option("max_levels", int_in(1, 10), flag="--pyramid-levels", metavar="N",
+                        help="pyramid levels (upstream 6; default: what the weights record)"),),
+        checkpoints=CHECKPOINTS,
+        embedded="spynet.npz",
+        default_weights="sintel-final",
+        convert=_convert.convert_file,
+        loss=losses.spynet_loss,
+        dtypes=("float32", "bfloat16"),
+    ),
+)

@@ -28,6 +28,12 @@ from flowlib.ops.resize import (
 from flowlib.ops.sample import bilinear_sample, grid_sample_coords, in_bounds
 from flowlib.ops.warp import backward_warp, warp_by_disparity, warp_validity
 from flowlib.ops.correlation import all_pairs_correlation, local_correlation
+from flowlib.ops.correlation_pyramid import (
+    correlation_pyramid,
+    feature_pyramid,
+    lookup_correlation_on_the_fly,
+    lookup_correlation_pyramid,
+)
 from flowlib.ops.patches import PatchGrid, extract_patches, overlap_add, patch_grid, sample_patches
 from flowlib.ops.cost_volume import (
     concat_cost_volume,
@@ -57,6 +63,10 @@ __all__ = [
     "warp_validity",
     "all_pairs_correlation",
     "local_correlation",
+    "correlation_pyramid",
+    "feature_pyramid",
+    "lookup_correlation_pyramid",
+    "lookup_correlation_on_the_fly",
     "concat_cost_volume",
     "disparity_regression",
     "disparity_variance",

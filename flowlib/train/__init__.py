@@ -129,14 +129,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     from jax.sharding import Mesh, NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    from flowlib import __version__, _zoo, losses
+    from flowlib import __version__, _zoo
     from flowlib.data import prefetch
     from flowlib.train import _checkpoint
     from flowlib.train.batches import batch_builder
     from flowlib.train.step import create_train_state, train_step
 
-    entry = _zoo.get(cfg.model)
-    module = entry.build(**cfg.model_kwargs)
+    spec = _zoo.spec(cfg.model)
+    module = spec.build(**cfg.model_kwargs)
+    loss = spec.training_loss(module)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out / "checkpoints"
@@ -149,12 +150,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     state, tx = create_train_state(cfg, module, jax.random.PRNGKey(cfg.seed))
     state, start_step, history = _restore(cfg, ckpt_dir, state)
     state = jax.device_put(state, replicated)
-    step_fn = jax.jit(functools.partial(train_step, module, tx, losses.loss_for(cfg.model, module)),
+    step_fn = jax.jit(functools.partial(train_step, module, tx, loss),
                       in_shardings=(replicated, sharded), out_shardings=(replicated, replicated),
                       donate_argnums=(0,))
     nproc, rank = jax.process_count(), jax.process_index()
     local = cfg.batch_size // nproc
-    make_batch = batch_builder(cfg, entry.task, local, rank * local)
+    make_batch = batch_builder(cfg, spec.task, local, rank * local)
     steps = range(start_step, cfg.steps)
     log = _Log(cfg, start_step, history, rank0=rank == 0)
     for step, batch in zip(steps, prefetch(steps, make_batch, workers=cfg.workers, buffer=3)):

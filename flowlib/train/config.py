@@ -16,6 +16,7 @@ import json
 import typing
 from typing import Any
 
+from flowlib import _zoo
 from flowlib.cli._args import positive_int
 
 __all__ = ["TrainConfig", "add_config_arguments", "config_from_args"]
@@ -39,8 +40,6 @@ def _json_object(text: str) -> dict[str, Any]:
 
 
 def _model_names() -> list[str]:
-    from flowlib import _zoo
-
     return sorted(_zoo.MODELS)
 
 
@@ -57,7 +56,8 @@ def _option(default: Any = dataclasses.MISSING, *, help: str, factory: Any = dat
 class TrainConfig:
     """Everything that defines a training run (recorded in its checkpoints)."""
 
-    model: str = _option("spynet", help="model to train", positional=True, choices=_model_names)
+    model: str = _option(_zoo.DEFAULT_TRAIN_MODEL, help="model to train", positional=True,
+                         choices=_model_names)
     data: str = _option("synthetic", help="training data (all but synthetic need --root)",
                         choices=["synthetic", "chairs", "things", "sintel", "kitti"])
     root: str | None = _option(None, help="dataset folder")

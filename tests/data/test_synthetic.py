@@ -110,3 +110,19 @@ def test_flat_textures_are_nearly_uniform_and_zero_changes_nothing():
                                   synthetic.texture(np.random.default_rng(1)))
     scene = synthetic.flow_pair(2, 48, 64, flat=1.0)  # every layer untextured
     assert scene["image1"].std(axis=(0, 1)).max() < 0.5 and np.isfinite(scene["flow"]).all()
+
+
+def test_sintel_layout_final_pass_is_rendered_not_a_copy(tmp_path):
+    synthetic.write_sintel_layout(tmp_path / "s", scenes=1, frames=2, height=40, width=64, seed=9)
+    clean = data.load_sample(data.index_sintel(tmp_path / "s", pass_="clean")[0])
+    final = data.load_sample(data.index_sintel(tmp_path / "s", pass_="final")[0])
+    np.testing.assert_array_equal(clean["flow"], final["flow"])
+    for key in ("image1", "image2"):
+        diff = np.abs(final[key] - clean[key])
+        assert 0.01 < diff.mean() < 0.2  # visibly different, still the same scene
+        # fog: the top is pulled toward light grey more than the bottom
+        assert diff[:5].mean() > diff[-5:].mean()
+    # deterministic; blurred: less high-frequency energy than clean, the noise included
+    rendered = synthetic.final_pass(clean["image1"], 3)
+    np.testing.assert_array_equal(rendered, synthetic.final_pass(clean["image1"], 3))
+    assert np.abs(np.diff(rendered, axis=1)).mean() < np.abs(np.diff(clean["image1"], axis=1)).mean()

@@ -519,10 +519,13 @@ def test_converter_reads_pth_tar_dicts(tmp_path):
 
 
 def test_checkpoint_table():
+    tables = {"flownets": flownet.FLOWNETS_CHECKPOINTS, "flownetc": flownet.FLOWNETC_CHECKPOINTS}
+    checkpoints = {f"{model}:{variant}": ckpt for model, table in tables.items()
+                   for variant, ckpt in table.items()}
     names = {"flownets:chairs", "flownets:chairs-bn", "flownetc:chairs", "flownets:caffe",
              "flownets:things", "flownetc:things"}
-    assert set(flownet.CHECKPOINTS) == names
-    for name, ckpt in flownet.CHECKPOINTS.items():
+    assert set(checkpoints) == names
+    for name, ckpt in checkpoints.items():
         kwargs = ckpt.model_kwargs
         assert kwargs["correlation"] == name.startswith("flownetc"), name
         assert kwargs["batch_norm"] == name.endswith("-bn"), name
@@ -533,4 +536,4 @@ def test_checkpoint_table():
         assert ckpt.sha256 is None or (len(ckpt.sha256) == 64 and int(ckpt.sha256, 16) >= 0)
         assert ckpt.url.startswith("https://") and ckpt.source_format == "pytorch"
         jax.eval_shape(FlowNet(**kwargs).init, jax.random.PRNGKey(0), _X64, _X64)
-    assert flownet.CHECKPOINTS["flownets:caffe"].model_kwargs["input_norm"] == "caffe_bgr"
+    assert checkpoints["flownets:caffe"].model_kwargs["input_norm"] == "caffe_bgr"

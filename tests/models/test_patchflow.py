@@ -132,7 +132,7 @@ def test_zoo_loads_the_embedded_settings_and_refuses_checkpoints(tmp_path):
     assert m.meta["model_kwargs"] == patchflow.default_settings()
     fake = tmp_path / "net.pth"
     fake.write_bytes(b"PK\x03\x04")
-    with pytest.raises(ValueError, match="no learned weights"):
+    with pytest.raises(ValueError, match="no converter"):
         flowlib.load_model("patchflow", fake)
 
 

@@ -1,0 +1,465 @@
+"""RAFT and RAFT-small: recurrent all-pairs field transforms for optical flow (Flax Linen).
+
+Paper: Z. Teed, J. Deng, "RAFT: Recurrent All-Pairs Field Transforms for Optical Flow",
+ECCV 2020 (arXiv:2003.12039). This is a port of ``torchvision.models.optical_flow.raft``
+(torchvision 0.29; the same code as 0.28), ``raft_large`` and ``raft_small``, with the
+same parameter names, and it loads torchvision's published weights (``CHECKPOINTS``;
+converter: :mod:`flowlib.convert.raft`).
+
+Input: ``image1``, ``image2``, RGB float in [0, 1], ``(B, H, W, 3)``, any ``H, W >= 1``.
+Both frames are mapped to [-1, 1] (torchvision's ``OpticalFlow`` transform), padded by
+edge replication to multiples of 8 and at least 64 pixels on each side, the padding split
+evenly with the odd pixel at the bottom / right (RAFT's ``InputPadder``), and the flow is
+cropped back.
+
+Architecture (both as torchvision builds them):
+
+* feature encoder on both frames (one batch), instance norm; context encoder on frame 1,
+  batch norm (large) or none (small); residual blocks (large, 64-64-96-128 -> 256) or
+  bottleneck blocks (small, 32-32-64-96 -> 128 / 160), output at 1/8;
+* all-pairs correlation of the frame features, 4-level pooled pyramid, lookup radius 4
+  (large) / 3 (small) (:func:`flowlib.ops.correlation_pyramid`,
+  :func:`flowlib.ops.lookup_correlation_pyramid`);
+* ``iters`` updates of the 1/8 flow by a motion encoder, a ConvGRU (large: a 1x5 and a
+  5x1 GRU, hidden 128; small: one 3x3 GRU, hidden 96) and a flow head;
+* upsampling x8: convex combination of the 3x3 neighbours with learned masks (large) or
+  bilinear with ``align_corners=True`` (small).
+
+Correlation lookup (``lookup``): ``"volume"`` builds the all-pairs volume as torchvision
+does, ``(H/8 * W/8)^2`` float32 values per image pair; ``"on_the_fly"`` computes each
+looked-up window from the pooled frame-2 features (:func:`flowlib.ops.
+lookup_correlation_on_the_fly`, RAFT's "alternate" correlation): memory linear in the
+pixels, same flow within float rounding (1e-4 px), slower at small sizes. ``"auto"`` (the
+default) uses the volume up to :data:`ON_THE_FLY_ABOVE` volume elements per batch
+(``B * (H/8 * W/8)^2`` of the padded input, 256 Mi = 1 GiB float32: e.g. up to about
+1024x1024 for one pair) and computes on the fly above it (1920x1080: 4.3 GB volume).
+
+Output: ``FlowOutput(flow, aux)``; ``flow`` ``(B, H, W, 2)`` in pixels of the input grid,
+the prediction after the last update. ``aux`` keys:
+
+* ``low_res_flow``: ``(B, H'/8, W'/8, 2)``, the last 1/8 flow (``H' x W'`` the padded size);
+* ``flow_predictions`` (only with ``train=True``): list of the ``iters`` upsampled,
+  cropped predictions ``(B, H, W, 2)``, first to last: what RAFT's sequence loss
+  (:func:`flowlib.losses.raft_loss`) weights. As torchvision, the flow fed to each update's
+  correlation lookup carries no gradient (``coords1.detach()``).
+
+``train=True`` also switches the large model's context-encoder batch norm to batch
+statistics (``mutable=["batch_stats"]``).
+
+``dtype="bfloat16"``: every convolution multiplies in bfloat16 and accumulates in float32
+(:func:`~flowlib.models._layers.compute_dtype`); the correlation, lookup, GRU gates,
+norms and upsampling stay float32.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from flowlib import ops
+from flowlib.models._layers import BatchNorm, Conv, compute_dtype
+from flowlib.models._outputs import FlowOutput
+
+__all__ = [
+    "RAFT",
+    "RaftSmall",
+    "ON_THE_FLY_ABOVE",
+    "LOOKUPS",
+    "MIN_SIZE",
+    "check_iters",
+    "input_padding",
+]
+
+#: ``lookup="auto"`` computes the correlation on the fly above this many volume elements
+#: (``B * (H/8 * W/8)^2``; 2^28 float32 = 1 GiB).
+ON_THE_FLY_ABOVE = 2**28
+LOOKUPS = ("auto", "volume", "on_the_fly")
+#: Smallest padded side: the 1/8 grid must survive three 2x2 poolings.
+MIN_SIZE = 64
+_LEVELS = 4
+_FACTOR = 8
+
+
+def check_iters(iters: Any) -> int:
+    """Validate the number of flow updates: an int >= 1."""
+    if isinstance(iters, bool) or not isinstance(iters, (int, np.integer)) or iters < 1:
+        raise ValueError(f"iters must be an int >= 1 (number of flow updates), got {iters!r}")
+    return int(iters)
+
+
+def input_padding(height: int, width: int) -> ops.Padding:
+    """Edge padding of an ``height x width`` frame: to multiples of 8, at least
+    :data:`MIN_SIZE`, split evenly with the odd pixel at the bottom / right."""
+    pads = []
+    for size in (height, width):
+        target = max(-(-size // _FACTOR) * _FACTOR, MIN_SIZE)
+        extra = target - size
+        pads += [extra // 2, extra - extra // 2]
+    return ops.Padding(*pads)
+
+
+# ----------------------------------------------------------------- building blocks
+
+
+def _instance_norm(x: jax.Array) -> jax.Array:
+    """``nn.InstanceNorm2d`` defaults: no affine, biased variance, eps 1e-5, float32."""
+    x = x.astype(jnp.float32)
+    mean = jnp.mean(x, axis=(1, 2), keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=(1, 2), keepdims=True)
+    return (x - mean) * jax.lax.rsqrt(var + 1e-5)
+
+
+class ConvNormAct(nn.Module):
+    """torchvision ``Conv2dNormActivation`` (bias on): conv, norm, ReLU.
+
+    ``norm``: ``"instance"``, ``"batch"`` or ``None``; ``act``: ReLU or not.
+    """
+
+    features: int
+    kernel_size: int
+    stride: int = 1
+    norm: str | None = None
+    act: bool = True
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        x = Conv(self.features, self.kernel_size, stride=self.stride,
+                 padding=(self.kernel_size - 1) // 2, dtype=self.dtype, name="conv")(x)
+        if self.norm == "instance":
+            x = _instance_norm(x)
+        elif self.norm == "batch":
+            x = BatchNorm(name="norm")(x, train=train)
+        return nn.relu(x) if self.act else x
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 conv-norm-ReLU, a 1x1 projection when strided, ReLU of the sum."""
+
+    features: int
+    norm: str | None
+    stride: int = 1
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        y = ConvNormAct(self.features, 3, self.stride, self.norm, dtype=self.dtype,
+                        name="convnormrelu1")(x, train=train)
+        y = ConvNormAct(self.features, 3, 1, self.norm, dtype=self.dtype,
+                        name="convnormrelu2")(y, train=train)
+        if self.stride != 1:
+            x = ConvNormAct(self.features, 1, self.stride, self.norm, act=False, dtype=self.dtype,
+                            name="downsample")(x, train=train)
+        return nn.relu(x + y)
+
+
+class BottleneckBlock(nn.Module):
+    """1x1 (features/4), 3x3 (strided), 1x1 (features), a 1x1 projection when strided."""
+
+    features: int
+    norm: str | None
+    stride: int = 1
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        quarter = self.features // 4
+        y = ConvNormAct(quarter, 1, 1, self.norm, dtype=self.dtype,
+                        name="convnormrelu1")(x, train=train)
+        y = ConvNormAct(quarter, 3, self.stride, self.norm, dtype=self.dtype,
+                        name="convnormrelu2")(y, train=train)
+        y = ConvNormAct(self.features, 1, 1, self.norm, dtype=self.dtype,
+                        name="convnormrelu3")(y, train=train)
+        if self.stride != 1:
+            x = ConvNormAct(self.features, 1, self.stride, self.norm, act=False, dtype=self.dtype,
+                            name="downsample")(x, train=train)
+        return nn.relu(x + y)
+
+
+class FeatureEncoder(nn.Module):
+    """7x7 stride-2 conv, three stages of two blocks (strides 1, 2, 2), 1x1 conv: 1/8."""
+
+    layers: Sequence[int]
+    bottleneck: bool
+    norm: str | None
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        block = BottleneckBlock if self.bottleneck else ResidualBlock
+        x = ConvNormAct(self.layers[0], 7, 2, self.norm, dtype=self.dtype,
+                        name="convnormrelu")(x, train=train)
+        for stage, stride in zip((1, 2, 3), (1, 2, 2)):
+            for i in range(2):
+                x = block(self.layers[stage], self.norm, stride if i == 0 else 1, dtype=self.dtype,
+                          name=f"layer{stage}_{i}")(x, train=train)
+        return Conv(self.layers[4], 1, dtype=self.dtype, name="conv")(x)
+
+
+class MotionEncoder(nn.Module):
+    """Correlation and flow features, merged, with the flow appended (``out`` channels)."""
+
+    corr_layers: Sequence[int]
+    flow_layers: Sequence[int]
+    out: int
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, flow: jax.Array, corr: jax.Array) -> jax.Array:
+        c = ConvNormAct(self.corr_layers[0], 1, dtype=self.dtype, name="convcorr1")(corr)
+        if len(self.corr_layers) == 2:
+            c = ConvNormAct(self.corr_layers[1], 3, dtype=self.dtype, name="convcorr2")(c)
+        f = ConvNormAct(self.flow_layers[0], 7, dtype=self.dtype, name="convflow1")(flow)
+        f = ConvNormAct(self.flow_layers[1], 3, dtype=self.dtype, name="convflow2")(f)
+        cf = ConvNormAct(self.out - 2, 3, dtype=self.dtype,
+                         name="conv")(jnp.concatenate([c, f], axis=-1))
+        return jnp.concatenate([cf, flow], axis=-1)
+
+
+class ConvGRU(nn.Module):
+    """Convolutional GRU: ``h' = (1 - z) h + z tanh(conv_q([r h, x]))``."""
+
+    hidden: int
+    kernel_size: Sequence[int]
+    padding: Sequence[int]
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, h: jax.Array, x: jax.Array) -> jax.Array:
+        def conv(name: str) -> Conv:
+            return Conv(self.hidden, tuple(self.kernel_size), padding=tuple(self.padding),
+                        dtype=self.dtype, name=name)
+
+        hx = jnp.concatenate([h, x], axis=-1)
+        z = jax.nn.sigmoid(conv("convz")(hx))
+        r = jax.nn.sigmoid(conv("convr")(hx))
+        q = jnp.tanh(conv("convq")(jnp.concatenate([r * h, x], axis=-1)))
+        return (1 - z) * h + z * q
+
+
+class RecurrentBlock(nn.Module):
+    """One or two ConvGRUs in sequence (large: 1x5 then 5x1; small: one 3x3)."""
+
+    hidden: int
+    kernel_sizes: Sequence[Sequence[int]]
+    paddings: Sequence[Sequence[int]]
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, h: jax.Array, x: jax.Array) -> jax.Array:
+        for i, (k, p) in enumerate(zip(self.kernel_sizes, self.paddings)):
+            h = ConvGRU(self.hidden, k, p, dtype=self.dtype, name=f"convgru{i + 1}")(h, x)
+        return h
+
+
+class FlowHead(nn.Module):
+    """3x3 conv, ReLU, 3x3 conv to the 2-channel flow update."""
+
+    hidden: int
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = nn.relu(Conv(self.hidden, 3, padding=1, dtype=self.dtype, name="conv1")(x))
+        return Conv(2, 3, padding=1, dtype=self.dtype, name="conv2")(x)
+
+
+class MaskPredictor(nn.Module):
+    """3x3 conv-ReLU (256), 1x1 conv to 8*8*9 upsampling logits, times 0.25."""
+
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = ConvNormAct(256, 3, dtype=self.dtype, name="convrelu")(x)
+        return 0.25 * Conv(_FACTOR * _FACTOR * 9, 1, dtype=self.dtype, name="conv")(x)
+
+
+def convex_upsample(flow: jax.Array, mask: jax.Array) -> jax.Array:
+    """RAFT's convex upsampling x8.
+
+    Args:
+      flow: ``(B, h, w, 2)`` flow on the 1/8 grid.
+      mask: ``(B, h, w, 576)`` logits in torchvision's channel order ``k * 64 + i * 8 + j``
+        (k the 3x3 neighbour, row-major; ``(i, j)`` the sub-pixel row and column).
+
+    Returns:
+      ``(B, 8h, 8w, 2)``: ``out[8y + i, 8x + j] = sum_k softmax_k(mask[y, x, k, i, j]) *
+      8 * flow[y + ky - 1, x + kx - 1]`` (zero outside the grid, ``F.unfold(padding=1)``).
+    """
+    b, h, w, _ = flow.shape
+    weights = jax.nn.softmax(mask.astype(jnp.float32).reshape(b, h, w, 9, _FACTOR, _FACTOR),
+                             axis=3)
+    padded = jnp.pad(_FACTOR * flow, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    neighbours = jnp.stack([padded[:, ky:ky + h, kx:kx + w] for ky in range(3) for kx in range(3)],
+                           axis=3)  # (b, h, w, 9, 2)
+    up = jnp.einsum("bhwkij,bhwkc->bhiwjc", weights, neighbours)
+    return up.reshape(b, h * _FACTOR, w * _FACTOR, 2)
+
+
+def bilinear_upsample(flow: jax.Array) -> jax.Array:
+    """RAFT-small's upsampling: ``8 * interpolate(flow, x8, bilinear, align_corners=True)``."""
+    b, h, w, _ = flow.shape
+    return _FACTOR * ops.resize_bilinear(flow, (h * _FACTOR, w * _FACTOR), align_corners=True)
+
+
+def _coords_grid(batch: int, height: int, width: int) -> jax.Array:
+    ys, xs = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32),
+                          jnp.arange(width, dtype=jnp.float32), indexing="ij")
+    return jnp.broadcast_to(jnp.stack([xs, ys], axis=-1), (batch, height, width, 2))
+
+
+class _Update(nn.Module):
+    """One flow update (torchvision ``UpdateBlock`` + the lookup), scanned ``iters`` times.
+
+    Carry ``(hidden, coords1)``; per step it emits ``(hidden, coords1)`` when ``collect``.
+    """
+
+    corr_layers: Sequence[int]
+    flow_layers: Sequence[int]
+    motion_out: int
+    hidden: int
+    gru_kernels: Sequence[Sequence[int]]
+    gru_paddings: Sequence[Sequence[int]]
+    head_hidden: int
+    radius: int
+    on_the_fly: bool
+    collect: bool
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, carry, context, coords0, corr_state):
+        hidden, coords1 = carry
+        coords1 = jax.lax.stop_gradient(coords1)
+        if self.on_the_fly:
+            f1, f2_pyramid = corr_state
+            corr = ops.lookup_correlation_on_the_fly(f1, f2_pyramid, coords1, radius=self.radius,
+                                                     normalize="sqrt_channels")
+        else:
+            corr = ops.lookup_correlation_pyramid(corr_state, coords1, radius=self.radius)
+        flow = coords1 - coords0
+        motion = MotionEncoder(self.corr_layers, self.flow_layers, self.motion_out,
+                               dtype=self.dtype, name="motion_encoder")(flow, corr)
+        x = jnp.concatenate([context, motion], axis=-1)
+        hidden = RecurrentBlock(self.hidden, self.gru_kernels, self.gru_paddings, dtype=self.dtype,
+                                name="recurrent_block")(hidden, x)
+        delta = FlowHead(self.head_hidden, dtype=self.dtype, name="flow_head")(hidden)
+        coords1 = coords1 + delta
+        return (hidden, coords1), ((hidden, coords1) if self.collect else None)
+
+
+class RAFT(nn.Module):
+    """RAFT flow estimator (see the module docstring); defaults build ``raft_large``.
+
+    Attributes:
+      iters: number of flow updates (torchvision's ``num_flow_updates``, default 12).
+      lookup: ``"auto"``, ``"volume"`` or ``"on_the_fly"`` (module docstring).
+      dtype: ``None`` / ``"float32"`` or ``"bfloat16"`` (convolutions only).
+      small: RAFT-small's configuration (:data:`RaftSmall`).
+    """
+
+    iters: int = 12
+    lookup: str = "auto"
+    dtype: Any = None
+    small: bool = False
+
+    def _config(self) -> dict[str, Any]:
+        if self.small:
+            return dict(feature=(32, 32, 64, 96, 128), context=(32, 32, 64, 96, 160),
+                        bottleneck=True, context_norm=None, radius=3, corr_layers=(96,),
+                        flow_layers=(64, 32), motion_out=82, hidden=96, gru_kernels=((3, 3),),
+                        gru_paddings=((1, 1),), head_hidden=128, mask=False)
+        return dict(feature=(64, 64, 96, 128, 256), context=(64, 64, 96, 128, 256),
+                    bottleneck=False, context_norm="batch", radius=4, corr_layers=(256, 192),
+                    flow_layers=(128, 64), motion_out=128, hidden=128,
+                    gru_kernels=((1, 5), (5, 1)), gru_paddings=((0, 2), (2, 0)), head_hidden=256,
+                    mask=True)
+
+    @nn.compact
+    def __call__(self, image1: jax.Array, image2: jax.Array, *, train: bool = False) -> FlowOutput:
+        iters = check_iters(self.iters)
+        if self.lookup not in LOOKUPS:
+            raise ValueError(f"lookup must be one of {LOOKUPS}, got {self.lookup!r}")
+        _check_images(image1, image2)
+        dtype = compute_dtype(self.dtype)
+        cfg = self._config()
+        batch, height, width = image1.shape[:3]
+        padding = input_padding(height, width)
+        widths = ((0, 0), (padding.top, padding.bottom), (padding.left, padding.right), (0, 0))
+
+        def prepare(image: jax.Array) -> jax.Array:
+            return jnp.pad(2.0 * image.astype(jnp.float32) - 1.0, widths, mode="edge")
+
+        x1, x2 = prepare(image1), prepare(image2)
+        fmaps = FeatureEncoder(cfg["feature"], cfg["bottleneck"], "instance", dtype=dtype,
+                               name="feature_encoder")(jnp.concatenate([x1, x2], 0), train=train)
+        fmaps = fmaps.astype(jnp.float32)
+        fmap1, fmap2 = fmaps[:batch], fmaps[batch:]
+        h8, w8 = fmap1.shape[1:3]
+        on_the_fly = self.lookup == "on_the_fly" or (
+            self.lookup == "auto" and batch * (h8 * w8) ** 2 > ON_THE_FLY_ABOVE)
+        if on_the_fly:
+            corr_state = (fmap1, ops.feature_pyramid(fmap2, levels=_LEVELS))
+        else:
+            corr_state = ops.correlation_pyramid(fmap1, fmap2, levels=_LEVELS,
+                                                 normalize="sqrt_channels")
+
+        context_out = FeatureEncoder(cfg["context"], cfg["bottleneck"], cfg["context_norm"],
+                                     dtype=dtype, name="context_encoder")(x1, train=train)
+        context_out = context_out.astype(jnp.float32)
+        hidden = jnp.tanh(context_out[..., : cfg["hidden"]])
+        context = nn.relu(context_out[..., cfg["hidden"]:])
+
+        coords0 = _coords_grid(batch, h8, w8)
+        scan = nn.scan(_Update, variable_broadcast="params", split_rngs={"params": False},
+                       in_axes=(nn.broadcast, nn.broadcast, nn.broadcast), length=iters)
+        update = scan(cfg["corr_layers"], cfg["flow_layers"], cfg["motion_out"], cfg["hidden"],
+                      cfg["gru_kernels"], cfg["gru_paddings"], cfg["head_hidden"], cfg["radius"],
+                      on_the_fly, train, dtype=dtype, name="update_block")
+        (hidden, coords1), steps = update((hidden, coords0), context, coords0, corr_state)
+        mask_predictor = MaskPredictor(dtype=dtype, name="mask_predictor") if cfg["mask"] else None
+
+        def upsample(hidden: jax.Array, flow: jax.Array) -> jax.Array:
+            if mask_predictor is None:
+                return bilinear_upsample(flow)
+            return convex_upsample(flow, mask_predictor(hidden))
+
+        low_res = coords1 - coords0
+        aux: dict[str, Any] = {"low_res_flow": low_res}
+        if train:
+            hiddens, all_coords = steps
+            # All updates' upsamplings in one batch (iters folded into the batch axis).
+            flows = (all_coords - coords0).reshape(iters * batch, h8, w8, 2)
+            ups = upsample(hiddens.reshape(iters * batch, h8, w8, -1), flows)
+            ups = ops.unpad(ups, padding).reshape(iters, batch, height, width, 2)
+            aux["flow_predictions"] = [ups[i] for i in range(iters)]
+            flow = aux["flow_predictions"][-1]
+        else:
+            flow = ops.unpad(upsample(hidden, low_res), padding)
+        return FlowOutput(flow, aux)
+
+
+def RaftSmall(**kwargs: Any) -> RAFT:  # noqa: N802 (a constructor, like the classes)
+    """RAFT-small (torchvision ``raft_small``): :class:`RAFT` with ``small=True``."""
+    return RAFT(small=True, **kwargs)
+
+
+def _check_images(image1: jax.Array, image2: jax.Array) -> None:
+    for name, image in (("image1", image1), ("image2", image2)):
+        if image.ndim != 4 or image.shape[-1] != 3 or min(image.shape) < 1:
+            raise ValueError(
+                f"{name} must have shape (B, H, W, 3) (RGB in [0, 1]), got {image.shape}"
+            )
+        if not jnp.issubdtype(image.dtype, jnp.floating):
+            raise ValueError(
+                f"{name} must be a floating-point RGB array in [0, 1], got dtype {image.dtype}"
+            )
+    if image1.shape != image2.shape:
+        raise ValueError(
+            f"image1 and image2 must have the same shape, got {image1.shape} and {image2.shape}"
+        )

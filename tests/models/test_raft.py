@@ -1,0 +1,203 @@
+"""RAFT / RAFT-small: parity with torchvision (golden file, live with torch), the converter,
+convex upsampling, padding, options, and the on-the-fly lookup inside the model."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from benchmarks._torchvision import random_state_dict
+from flowlib.convert import raft as convert_raft
+from flowlib.models import raft
+from tests.convert._torch_writer import write_torch_checkpoint
+from tests.models import raft_parity
+
+
+@functools.lru_cache(maxsize=None)
+def _golden() -> dict[str, np.ndarray]:
+    with np.load(raft_parity.GOLDEN) as z:
+        return {k: z[k] for k in z.files}
+
+
+@functools.lru_cache(maxsize=None)
+def _state(model: str) -> dict[str, np.ndarray]:
+    shapes = raft_parity.shapes_from_json(str(_golden()[f"{model}/shapes"]))
+    return random_state_dict(shapes, raft_parity.MODELS[model])
+
+
+@functools.lru_cache(maxsize=None)
+def _apply(small: bool, iters: int, lookup: str = "auto", dtype=None):
+    module = raft.RAFT(small=small, iters=iters, lookup=lookup, dtype=dtype)
+    return jax.jit(module.apply)
+
+
+def _flow(model: str, iters: int, image1, image2, lookup: str = "auto") -> np.ndarray:
+    variables = convert_raft.convert_state_dict(_state(model))
+    out = _apply(model == "raft_small", iters, lookup)(variables, jnp.asarray(image1),
+                                                      jnp.asarray(image2))
+    return np.asarray(out.flow)
+
+
+# ----------------------------------------------------------------- parity with torchvision
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("model", sorted(raft_parity.MODELS))
+def test_matches_torchvision_golden(model, data):
+    image1, image2 = raft_parity.load_pairs(data)
+    for iters in raft_parity.ITERS:
+        flow = _flow(model, iters, image1, image2)[:, :: raft_parity.STEP, :: raft_parity.STEP]
+        want = _golden()[f"{model}/flow{iters}"]
+        assert flow.shape == want.shape
+        np.testing.assert_allclose(flow, want, rtol=0, atol=0.01)
+
+
+@pytest.mark.data
+@pytest.mark.torch
+@pytest.mark.parametrize("model", sorted(raft_parity.MODELS))
+def test_matches_torchvision_live(model, data):
+    pytest.importorskip("torch")
+    image1, image2 = raft_parity.load_pairs(data)
+    flows = raft_parity.torchvision_flows(model, _state(model), image1, image2)
+    for iters, want in flows.items():
+        np.testing.assert_allclose(_flow(model, iters, image1, image2), want, rtol=0, atol=0.01)
+        # The stored file is what torchvision computes now.
+        np.testing.assert_allclose(want[:, :: raft_parity.STEP, :: raft_parity.STEP],
+                                   _golden()[f"{model}/flow{iters}"], rtol=0, atol=1e-3)
+
+
+@pytest.mark.data
+def test_on_the_fly_lookup_same_flow(data):
+    image1, image2 = raft_parity.load_pairs(data)
+    a = _flow("raft_small", 12, image1[:1], image2[:1], lookup="volume")
+    b = _flow("raft_small", 12, image1[:1], image2[:1], lookup="on_the_fly")
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
+
+
+# ----------------------------------------------------------------- converter
+
+
+def test_converter_reads_a_torch_file(tmp_path):
+    state = _state("raft_small")
+    path = tmp_path / "raft_small_C_T_V2-01064c6d.pth"
+    write_torch_checkpoint(path, state)
+    variables, kwargs = convert_raft.convert_file(path)
+    assert kwargs == {"small": True}
+    direct = convert_raft.convert_state_dict(state)
+    leaves = jax.tree_util.tree_leaves_with_path(variables)
+    assert len(leaves) == len(jax.tree_util.tree_leaves(direct)) == len(
+        [k for k in state if not k.endswith("num_batches_tracked")])
+    for (_, got), want in zip(leaves, jax.tree_util.tree_leaves(direct)):
+        np.testing.assert_array_equal(got, want)
+    # A torch (O, I, kh, kw) kernel lands as (kh, kw, I, O).
+    kernel = variables["params"]["update_block"]["flow_head"]["conv2"]["conv"]["kernel"]
+    np.testing.assert_array_equal(kernel, np.transpose(state["update_block.flow_head.conv2.weight"],
+                                                       (2, 3, 1, 0)))
+
+
+def test_converter_maps_every_large_key():
+    state = _state("raft")
+    variables = convert_raft.convert_state_dict(state)
+    assert not convert_raft.small_from_state(state)
+    bn = variables["batch_stats"]["context_encoder"]["convnormrelu"]["norm"]["bn"]
+    np.testing.assert_array_equal(bn["var"], state["context_encoder.convnormrelu.1.running_var"])
+    n_params = sum(v.size for v in jax.tree_util.tree_leaves(variables["params"]))
+    assert n_params == 5_257_536  # torchvision's num_params for raft_large
+
+
+def test_converter_errors():
+    state = dict(_state("raft_small"))
+    del state["update_block.flow_head.conv2.bias"]
+    with pytest.raises(ValueError, match="not filled"):
+        convert_raft.convert_state_dict(state)
+    with pytest.raises(ValueError, match="unexpected tensor 'foo.extra'"):
+        convert_raft.convert_state_dict({**_state("raft_small"), "foo.extra": np.zeros(2)})
+    with pytest.raises(ValueError, match="shape mismatches"):
+        convert_raft.convert_state_dict(_state("raft_small"), small=False)
+
+
+# ----------------------------------------------------------------- pieces
+
+
+def test_convex_upsample_matches_naive():
+    rng = np.random.default_rng(0)
+    flow = rng.standard_normal((1, 3, 4, 2)).astype(np.float32)
+    mask = rng.standard_normal((1, 3, 4, 576)).astype(np.float32)
+    got = np.asarray(raft.convex_upsample(jnp.asarray(flow), jnp.asarray(mask)))
+    want = np.zeros((1, 24, 32, 2))
+    m = mask.reshape(1, 3, 4, 9, 8, 8).astype(np.float64)
+    w = np.exp(m) / np.exp(m).sum(axis=3, keepdims=True)
+    for y in range(3):
+        for x in range(4):
+            for i in range(8):
+                for j in range(8):
+                    for k in range(9):
+                        yy, xx = y + k // 3 - 1, x + k % 3 - 1
+                        if 0 <= yy < 3 and 0 <= xx < 4:
+                            want[0, 8 * y + i, 8 * x + j] += w[0, y, x, k, i, j] * 8 * flow[0, yy, xx]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_bilinear_upsample_hand_computed():
+    # align_corners=True x8 of a 1x2 ramp (0, 1): column c of 16 gets c / 15, times 8.
+    flow = jnp.asarray([[[[0.0, 0.0], [1.0, 2.0]]]])
+    up = np.asarray(raft.bilinear_upsample(flow))
+    assert up.shape == (1, 8, 16, 2)
+    np.testing.assert_allclose(up[0, 3, :, 0], 8 * np.arange(16) / 15, rtol=1e-6)
+    np.testing.assert_allclose(up[0, 0, :, 1], 16 * np.arange(16) / 15, rtol=1e-6)
+
+
+def test_input_padding():
+    assert raft.input_padding(436, 1024) == (2, 2, 0, 0)
+    assert raft.input_padding(375, 1242) == (0, 1, 3, 3)
+    assert raft.input_padding(20, 100) == (22, 22, 2, 2)  # at least 64 px each side
+    assert raft.input_padding(128, 192) == (0, 0, 0, 0)
+
+
+def test_any_size_and_options():
+    rng = np.random.default_rng(3)
+    x1 = jnp.asarray(rng.uniform(size=(1, 30, 45, 3)), jnp.float32)
+    x2 = jnp.asarray(rng.uniform(size=(1, 30, 45, 3)), jnp.float32)
+    variables = convert_raft.convert_state_dict(_state("raft_small"))
+    out = _apply(True, 2)(variables, x1, x2)
+    assert out.flow.shape == (1, 30, 45, 2)
+    assert out.aux["low_res_flow"].shape == (1, 8, 8, 2)  # padded to 64 x 64
+    assert np.isfinite(np.asarray(out.flow)).all()
+    for bad in (0, -1, 2.5, True, "12"):
+        with pytest.raises(ValueError, match="iters must be an int >= 1"):
+            raft.RAFT(iters=bad).apply(variables, x1, x2)
+    with pytest.raises(ValueError, match="lookup must be one of"):
+        raft.RAFT(small=True, lookup="lazy").apply(variables, x1, x2)
+    with pytest.raises(ValueError, match=r"image2 must have shape \(B, H, W, 3\)"):
+        raft.RAFT(small=True).apply(variables, x1, x2[..., :2])
+
+
+def test_train_outputs_every_update():
+    rng = np.random.default_rng(4)
+    x1 = jnp.asarray(rng.uniform(size=(1, 64, 64, 3)), jnp.float32)
+    x2 = jnp.roll(x1, 2, axis=2)
+    variables = convert_raft.convert_state_dict(_state("raft_small"))
+    module = raft.RAFT(small=True, iters=3)
+    train = module.apply(variables, x1, x2, train=True)
+    preds = train.aux["flow_predictions"]
+    assert len(preds) == 3 and all(p.shape == (1, 64, 64, 2) for p in preds)
+    # RAFT-small has no batch norm: the last training prediction is the inference flow.
+    np.testing.assert_allclose(preds[-1], module.apply(variables, x1, x2).flow, atol=1e-5)
+    two = raft.RAFT(small=True, iters=2).apply(variables, x1, x2).flow
+    np.testing.assert_allclose(preds[1], two, atol=1e-5)  # update 2 of 3 = the 2-update run
+
+
+@pytest.mark.data
+def test_bfloat16_close_to_float32(data):
+    image1, image2 = raft_parity.load_pairs(data)
+    variables = convert_raft.convert_state_dict(_state("raft_small"))
+    f32 = _apply(True, 12)(variables, jnp.asarray(image1[:1]), jnp.asarray(image2[:1])).flow
+    bf16 = _apply(True, 12, "auto", "bfloat16")(variables, jnp.asarray(image1[:1]),
+                                                 jnp.asarray(image2[:1])).flow
+    assert bf16.dtype == jnp.float32
+    epe = float(jnp.mean(jnp.linalg.norm(bf16 - f32, axis=-1)))
+    assert 0 < epe < 0.05 * float(jnp.mean(jnp.linalg.norm(f32, axis=-1)))
