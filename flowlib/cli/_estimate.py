@@ -43,7 +43,8 @@ def _estimate_pair(args: argparse.Namespace) -> None:
                          "--viz PICTURE and/or --arrows PICTURE")
     cli_args.check_outputs((args.output, cli_args.FLOW_FORMATS, "-o"),
                            (args.viz, cli_args.PICTURE_FORMATS, "--viz"),
-                           (args.arrows, cli_args.PICTURE_FORMATS, "--arrows (an image for a pair)"))
+                           (args.arrows, cli_args.PICTURE_FORMATS,
+                            "--arrows (an image for a pair)"))
     cli_args.check_distinct(args.sources, (args.output, "-o"), (args.viz, "--viz"),
                             (args.arrows, "--arrows"))
     image1, image2 = cli_args.read_pair(*args.sources)

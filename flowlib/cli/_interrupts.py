@@ -1,10 +1,10 @@
 """Ending a command on SIGINT (Ctrl-C) or SIGTERM: exit status 130 or 143, one line on stderr
 naming the complete files written, no temporary file, no traceback; part of :mod:`flowlib.cli`.
 
-How: the command runs in a worker thread while the main thread waits for it (:meth:`Interrupts.call`).
-Python runs signal handlers in the main thread only, so the handler runs at once whatever the
-worker is doing (loading, compiling in XLA, decoding, writing) and never inside the worker's
-code. It deletes the temporary files of the writes in progress and holds back any later one
+How: the command runs in a worker thread while the main thread waits for it
+(:meth:`Interrupts.call`). Python runs signal handlers in the main thread only, so the
+handler runs at once whatever the worker is doing (loading, compiling in XLA, decoding,
+writing) and never inside the worker's code. It deletes the temporary files of the writes in progress and holds back any later one
 (:func:`flowlib._files.abandon_writes`), prints the line and ends the process with
 ``os._exit``, which also skips the interpreter's shutdown.
 
