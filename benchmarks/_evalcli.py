@@ -12,7 +12,7 @@ import numpy as np
 
 
 def add_common(p: argparse.ArgumentParser, *, default_model: str) -> None:
-    from flowlib.cli import output_file, positive_int
+    from benchmarks._args import output_file, positive_int
 
     p.add_argument("--root", default=None, help="dataset root (default: a synthetic set flowlib generates)")
     p.add_argument("--model", default=None, help="model name (default: the model a flowlib .npz "
@@ -21,7 +21,7 @@ def add_common(p: argparse.ArgumentParser, *, default_model: str) -> None:
     p.add_argument("--weights", default=None, help="named variant or checkpoint path (default: embedded)")
     p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N pairs")
     p.add_argument("--batch-size", type=positive_int, default=1)
-    p.add_argument("--json", default=None, type=output_file((".json",)),
+    p.add_argument("--json", default=None, type=output_file(".json"),
                    help="write the result record here")
     p.add_argument("--save-viz", default=None, help="folder for colour-coded predictions")
     add_run_flags(p)
@@ -29,7 +29,7 @@ def add_common(p: argparse.ArgumentParser, *, default_model: str) -> None:
 
 def flow_model_name(args: argparse.Namespace) -> str:
     """--model, else the flow model a flowlib .npz --weights records, else the default."""
-    from flowlib.cli._model import recorded_model
+    from flowlib._api import recorded_model
 
     return args.model or recorded_model(args.weights, "flow") or args.default_model
 

@@ -52,9 +52,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks._args import positive_int
 from benchmarks._machine import cpu_description, machine_record
 from benchmarks._timing import format_table, measure, write_json
-from flowlib.cli import positive_int
 from flowlib.models._fft_conv import fft_conv2d
 
 SECTIONS = ("dot", "conv", "wide", "strided", "narrow", "copy")

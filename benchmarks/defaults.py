@@ -1,14 +1,28 @@
 """flowlib's default (embedded) models against classical baselines on the real pairs.
 
     python -m benchmarks.defaults --data ../shared/data [--json OUT]
+    python -m benchmarks.defaults --speed [--preset NAME] [--runs N] [--json OUT]
 
-Flow: the default of ``flowlib.estimate`` vs OpenCV DIS (MEDIUM preset) and Farneback
-(``0.5, 3, 15, 3, 5, 1.2, 0``) on Middlebury RubberWhale/Venus, Sintel alley_1
-clean/final, KITTI 2015 000000 (flow_noc) and the FlyingChairs samples: EPE (and Fl for
-KITTI). Stereo: the default of ``flowlib.estimate_disparity`` vs OpenCV StereoSGBM on
-Middlebury tsukuba/venus, KITTI 2015 000000 and FlyingThings3D: EPE (and D1 / bad-2).
-OpenCV is an optional benchmark dependency (``pip install opencv-python-headless``).
-Lower is better everywhere; each group's best is marked with ``*``.
+Flow: the default of ``flowlib.estimate`` vs OpenCV DIS and Farneback on Middlebury
+RubberWhale/Venus, Sintel alley_1 clean/final, KITTI 2015 000000 (flow_noc) and the
+FlyingChairs samples: EPE (and Fl for KITTI). Stereo: the default of
+``flowlib.estimate_disparity`` vs OpenCV StereoSGBM on Middlebury tsukuba/venus, KITTI 2015
+000000 and FlyingThings3D: EPE (and D1).
+
+Every method runs as its users would configure it, and the run prints those settings: the
+OpenCV presets and values its documentation recommends, and for stereo each dataset's known
+disparity range given to both methods (Middlebury 2001: its ``info.txt``; KITTI and
+FlyingThings3D: the customary 192). OpenCV is an optional benchmark dependency
+(``pip install opencv-python-headless``). Lower is better everywhere; each group's best is
+marked with ``*``.
+
+``--speed``: time instead of accuracy, on rendered pairs (:mod:`flowlib.data.synthetic`,
+no data needed) at the sizes of the table in the README: flow 640x480 (Middlebury),
+1024x436 (Sintel), 1280x720 and 1920x1080, stereo 1242x375 (KITTI). Each row runs in a
+fresh process with an empty ``FLOWLIB_HOME`` (no compilation cache) and prints the first
+call at that size (compilation included), the steady state (median of ``--runs`` calls),
+OpenCV on the same pair in the same process (DIS MEDIUM for flow; StereoSGBM
+numDisparities 192, blockSize 5, 3-way for stereo), their ratio and the time per pixel.
 """
 
 from __future__ import annotations
@@ -18,6 +32,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,6 +46,32 @@ def _grey_u8(img: np.ndarray) -> np.ndarray:
     return np.round(255 * (0.299 * img[..., 0] + 0.587 * img[..., 1] + 0.114 * img[..., 2])).astype(np.uint8)
 
 
+#: Farneback's parameters: the values of OpenCV's optical-flow tutorial.
+FARNEBACK = {"pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3, "poly_n": 5,
+             "poly_sigma": 1.2, "flags": 0}
+#: StereoSGBM's parameters besides the disparity range: block size in OpenCV's recommended
+#: 3-11, P1 = 8 * channels * block^2 and P2 = 32 * channels * block^2 as its documentation
+#: gives them, uniqueness 5-15, speckle window 50-200, speckle range 1-2 (the documented
+#: "normally" values), the 3-way mode.
+SGBM_BLOCK = 5
+SGBM = {"blockSize": SGBM_BLOCK, "P1": 8 * 3 * SGBM_BLOCK**2, "P2": 32 * 3 * SGBM_BLOCK**2,
+        "disp12MaxDiff": 1, "uniquenessRatio": 10, "speckleWindowSize": 100, "speckleRange": 2,
+        "mode": "STEREO_SGBM_MODE_SGBM_3WAY"}
+#: The customary disparity range (number of disparities 0 .. D-1) of datasets that do not
+#: state one: the KITTI and SceneFlow networks' maxdisp (GC-Net, PSMNet, CFNet).
+CUSTOMARY_RANGE = {"KITTI 2015": 192, "FlyingThings3D": 192}
+
+
+def disparity_range(group: str, sample: Any) -> int:
+    """The range D a user would give both stereo methods for ``sample``: the dataset's known
+    largest disparity + 1 (Middlebury 2001 ``info.txt``) or its customary range, rounded up to
+    a multiple of 16 (StereoSGBM's numDisparities must be one). SGBM searches 0 .. D-1,
+    PatchStereo 0 .. D."""
+    known = sample.meta.get("max_disparity")
+    count = math.floor(known) + 1 if known is not None else CUSTOMARY_RANGE[group]
+    return 16 * math.ceil(count / 16)
+
+
 def flow_methods(model: Any) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
     import cv2
 
@@ -40,36 +81,66 @@ def flow_methods(model: Any) -> dict[str, Callable[[np.ndarray, np.ndarray], np.
         "zero flow (floor)": lambda a, b: np.zeros((*a.shape[:2], 2), np.float32),
         "OpenCV DIS medium": lambda a, b: dis.calc(_grey_u8(a), _grey_u8(b), None),
         "OpenCV Farneback": lambda a, b: cv2.calcOpticalFlowFarneback(
-            _grey_u8(a), _grey_u8(b), None, 0.5, 3, 15, 3, 5, 1.2, 0),
+            _grey_u8(a), _grey_u8(b), None, *FARNEBACK.values()),
     }
 
 
-def stereo_methods(model: Any, max_disp: int = 192) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+def flow_settings(model: Any) -> dict[str, str]:
+    return {
+        f"flowlib {model.name}": f"the embedded defaults ({model.meta.get('weights')})",
+        "OpenCV DIS medium": "DISOpticalFlow_create(DISOPTICAL_FLOW_PRESET_MEDIUM), the "
+                             "highest-quality preset, on grey uint8",
+        "OpenCV Farneback": "calcOpticalFlowFarneback(" + ", ".join(
+            f"{k}={v}" for k, v in FARNEBACK.items()) + ") (OpenCV tutorial), on grey uint8",
+    }
+
+
+def sgbm(a: np.ndarray, b: np.ndarray, num_disparities: int) -> np.ndarray:
+    """StereoSGBM with :data:`SGBM` over 0 .. num_disparities-1; invalid (negative)
+    disparities filled from the left neighbour, as a user would."""
     import cv2
 
-    def sgbm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        n = 16 * math.ceil(min(max_disp, a.shape[1] // 2) / 16)
-        block = 5
-        matcher = cv2.StereoSGBM_create(0, n, block, P1=8 * 3 * block**2, P2=32 * 3 * block**2,
-                                        disp12MaxDiff=1, uniquenessRatio=10, speckleWindowSize=100,
-                                        speckleRange=2, mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY)
-        u8 = lambda x: np.round(255 * x).astype(np.uint8)[..., ::-1]  # noqa: E731 (OpenCV wants BGR)
-        d = matcher.compute(u8(a), u8(b)).astype(np.float32) / 16.0
-        # Invalid (negative) disparities are filled from the left neighbour, as a user would.
-        d[d < 0] = np.nan
-        for y in range(d.shape[0]):
-            row = d[y]
-            good = ~np.isnan(row)
-            if good.any():
-                idx = np.where(good, np.arange(row.size), 0)
-                np.maximum.accumulate(idx, out=idx)
-                row[:] = row[idx]
-                row[np.isnan(row)] = row[good][0]
-            else:
-                row[:] = 0
-        return d
+    settings = {**SGBM, "mode": getattr(cv2, SGBM["mode"])}
+    matcher = cv2.StereoSGBM_create(0, num_disparities, **settings)
+    u8 = lambda x: np.round(255 * x).astype(np.uint8)[..., ::-1]  # noqa: E731 (OpenCV wants BGR)
+    d = matcher.compute(u8(a), u8(b)).astype(np.float32) / 16.0
+    d[d < 0] = np.nan
+    for y in range(d.shape[0]):
+        row = d[y]
+        good = ~np.isnan(row)
+        if good.any():
+            idx = np.where(good, np.arange(row.size), 0)
+            np.maximum.accumulate(idx, out=idx)
+            row[:] = row[idx]
+            row[np.isnan(row)] = row[good][0]
+        else:
+            row[:] = 0
+    return d
 
-    return {f"flowlib {model.name}": lambda a, b: flowlib.estimate_disparity(a, b, model), "OpenCV SGBM": sgbm}
+
+def stereo_methods(name: str, weights: Any = None) -> dict[str, Callable[[np.ndarray, np.ndarray, int], np.ndarray]]:
+    """Stereo methods ``(left, right, D) -> disparity``, D from :func:`disparity_range`."""
+    models: dict[int, Any] = {}
+
+    def patchstereo(a: np.ndarray, b: np.ndarray, count: int) -> np.ndarray:
+        if count not in models:
+            models[count] = flowlib.load_model(name, weights, maxdisp=count)
+        with warnings.catch_warnings():
+            # the range is the dataset's: estimates at its top are the scene, not a cap
+            warnings.simplefilter("ignore", flowlib.DisparityRangeWarning)
+            return flowlib.estimate_disparity(a, b, models[count])
+
+    return {f"flowlib {name}": patchstereo, "OpenCV SGBM": sgbm}
+
+
+def stereo_settings(name: str, ranges: dict[str, int]) -> dict[str, str]:
+    return {
+        "disparity range D": ", ".join(f"{k} {v}" for k, v in ranges.items()),
+        f"flowlib {name}": "maxdisp=D (searches 0 .. D), other settings the embedded defaults",
+        "OpenCV SGBM": "StereoSGBM_create(minDisparity=0, numDisparities=D, " + ", ".join(
+            f"{k}={v}" for k, v in SGBM.items()) + "); invalid pixels filled from the left "
+            "neighbour",
+    }
 
 
 def flowlib_device() -> str:
@@ -107,15 +178,106 @@ def stereo_cases(root: Path) -> list[tuple[str, Any]]:
     return cases
 
 
+#: --speed rows: (task, height, width).
+SPEED_ROWS = (("flow", 480, 640), ("flow", 436, 1024), ("flow", 720, 1280), ("flow", 1080, 1920),
+              ("stereo", 375, 1242))
+
+
+def _sgbm_3way() -> Any:
+    import cv2
+
+    block = 5
+    return cv2.StereoSGBM_create(0, 192, block, P1=8 * 3 * block**2, P2=32 * 3 * block**2,
+                                 disp12MaxDiff=1, uniquenessRatio=10, speckleWindowSize=100,
+                                 speckleRange=2, mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY)
+
+
+def speed_row(task: str, height: int, width: int, *, runs: int, preset: str | None) -> dict[str, Any]:
+    """One --speed row, measured in this process (call it in a fresh one)."""
+    import cv2
+    import jax
+
+    from flowlib.data import synthetic
+
+    options = {} if preset is None else {"preset": preset}
+    t = time.perf_counter()
+    if task == "flow":
+        model = flowlib.load_model(_zoo.DEFAULT_FLOW_MODEL, **options)
+        d = synthetic.flow_pair(1, height, width, motion=1.5)
+        a, b = d["image1"], d["image2"]
+        ours = lambda: flowlib.estimate(a, b, model)  # noqa: E731
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        ga, gb = _grey_u8(a), _grey_u8(b)
+        peer, peer_name = (lambda: dis.calc(ga, gb, None)), "DIS medium"
+    else:
+        model = flowlib.load_model(_zoo.DEFAULT_STEREO_MODEL, **options)
+        d = synthetic.stereo_pair(1, height, width, max_disparity=160)
+        a, b = d["left"], d["right"]
+        ours = lambda: flowlib.estimate_disparity(a, b, model)  # noqa: E731
+        sgbm = _sgbm_3way()
+        ua, ub = (np.round(255 * x).astype(np.uint8)[..., ::-1] for x in (a, b))
+        peer, peer_name = (lambda: sgbm.compute(ua, ub)), "SGBM 3-way"
+    load_s = time.perf_counter() - t
+    t = time.perf_counter()
+    ours()
+    first_s = time.perf_counter() - t
+    peer()
+
+    def median(fn: Callable[[], Any], n: int) -> float:
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return float(np.median(times))
+
+    # Interleaved, so that both see the same machine state.
+    ours_s, peer_s = [], []
+    for _ in range(runs):
+        ours_s.append(median(ours, 1))
+        peer_s.append(median(peer, 3))
+    steady, opencv = float(np.median(ours_s)), float(np.median(peer_s))
+    return {"task": task, "size": f"{width}x{height}", "model": model.name,
+            "preset": preset or "default", "load_model_s": load_s, "first_call_s": first_s,
+            "steady_s": steady, "opencv": peer_name, "opencv_s": opencv, "ratio": steady / opencv,
+            "ns_per_pixel": 1e9 * steady / (height * width), "dtype": "float32",
+            "device": str(jax.devices()[0].device_kind)}
+
+
+def speed(runs: int, preset: str | None) -> list[dict[str, Any]]:
+    """Every --speed row, each in a fresh process with an empty FLOWLIB_HOME."""
+    import subprocess
+    import tempfile
+
+    rows = []
+    for task, h, w in SPEED_ROWS:
+        with tempfile.TemporaryDirectory() as home:
+            cmd = [sys.executable, "-m", "benchmarks.defaults", "--speed-row", task, str(h), str(w),
+                   "--runs", str(runs)] + ([] if preset is None else ["--preset", preset])
+            env = {**__import__("os").environ, "FLOWLIB_HOME": home}
+            out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True,
+                                 cwd=Path(__file__).resolve().parents[1])
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print_speed_row(rows[-1])
+    return rows
+
+
+def print_speed_row(r: dict[str, Any]) -> None:
+    print(f"| {r['task']} {r['size']} ({r['model']} {r['preset']}) | {r['first_call_s']:.2f} s "
+          f"| {1e3 * r['steady_s']:.0f} ms | {r['opencv']} {1e3 * r['opencv_s']:.1f} ms "
+          f"| {r['ratio']:.1f}x | {r['ns_per_pixel']:.0f} ns/px |", flush=True)
+
+
 def run(cases: list[tuple[str, Any]], methods: dict[str, Callable], task: str) -> dict[str, dict[str, dict[str, float]]]:
     """group -> method -> {epe, fl|d1, seconds}; EPE is the mean over the group's pairs."""
     table: dict[str, dict[str, dict[str, list[float]]]] = {}
     for group, sample in cases:
         d = data.load_sample(sample)
         a, b = d["image1"], d["image2"]
+        extra_args = (disparity_range(group, sample),) if task == "stereo" else ()
         for name, method in methods.items():
             t = time.perf_counter()
-            pred = np.asarray(method(a, b), dtype=np.float32)
+            pred = np.asarray(method(a, b, *extra_args), dtype=np.float32)
             seconds = time.perf_counter() - t
             valid = d["valid"]
             if task == "flow":
@@ -134,8 +296,11 @@ def run(cases: list[tuple[str, Any]], methods: dict[str, Callable], task: str) -
     return {g: {m: {k: float(np.mean(v)) for k, v in cell.items()} for m, cell in ms.items()} for g, ms in table.items()}
 
 
-def print_table(title: str, results: dict[str, dict[str, dict[str, float]]]) -> None:
+def print_table(title: str, results: dict[str, dict[str, dict[str, float]]],
+                settings: dict[str, str] | None = None) -> None:
     print(title)
+    for what, setting in (settings or {}).items():
+        print(f"  settings: {what}: {setting}")
     for group, methods in results.items():
         best = min(m["epe"] for m in methods.values())
         for name, m in methods.items():
@@ -143,6 +308,13 @@ def print_table(title: str, results: dict[str, dict[str, dict[str, float]]]) -> 
             mark = "*" if m["epe"] == best else " "
             print(f"  {group:<15} {name:<22} EPE {m['epe']:8.3f}{mark}  {extra}  ({m['seconds']:.2f} s)")
     print()
+
+
+def case_ranges(cases: list[tuple[str, Any]]) -> dict[str, int]:
+    """``"group scene" -> D`` of every stereo case (for the printed settings)."""
+    return {f"{group} {sample.meta['scene']}" if 'scene' in sample.meta else group:
+            disparity_range(group, sample)
+            for group, sample in cases}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,7 +327,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stereo-weights", default=None)
     p.add_argument("--task", choices=["flow", "stereo", "both"], default="both")
     p.add_argument("--json", default=None)
+    p.add_argument("--speed", action="store_true", help="time instead of accuracy (no data needed)")
+    p.add_argument("--preset", default=None, help="--speed: the models' preset (default: none)")
+    p.add_argument("--runs", type=int, default=7, help="--speed: timed calls per row")
+    p.add_argument("--speed-row", nargs=3, metavar=("TASK", "H", "W"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.speed_row:
+        task, h, w = args.speed_row
+        print(json.dumps(speed_row(task, int(h), int(w), runs=args.runs, preset=args.preset)))
+        return 0
+    if args.speed:
+        from benchmarks._machine import cpu_description
+
+        print(f"{cpu_description()}; {json.dumps(versions())}; float32; first call: fresh process, "
+              f"empty FLOWLIB_HOME, compilation included; steady: median of {args.runs}")
+        print("| row | first call | steady state | OpenCV (same run) | ratio | time/pixel |")
+        print("|---|---|---|---|---|---|")
+        rows = speed(args.runs, args.preset)
+        if args.json:
+            from benchmarks._evalcli import write_json
+
+            write_json(args.json, json.dumps({"versions": versions(), "rows": rows}, indent=1))
+        return 0
     root = Path(args.data)
     if not root.is_dir():
         p.error(f"--data {root}: not a folder (expected the shared real pairs, see ../shared/data/README.md)")
@@ -164,13 +357,18 @@ def main(argv: list[str] | None = None) -> int:
         flow_model = flowlib.load_model(args.flow_model, args.flow_weights)
         record["flow"] = run(flow_cases(root), flow_methods(flow_model), "flow")
         record["flow_weights"] = flow_model.meta.get("weights")
-        print_table(f"optical flow (EPE px, Fl %), flowlib weights {record['flow_weights']}", record["flow"])
+        record["flow_settings"] = flow_settings(flow_model)
+        print_table(f"optical flow (EPE px, Fl %), flowlib weights {record['flow_weights']}",
+                    record["flow"], record["flow_settings"])
     if args.task in ("stereo", "both"):
         stereo_model = flowlib.load_model(args.stereo_model, args.stereo_weights)
-        record["stereo"] = run(stereo_cases(root), stereo_methods(stereo_model), "stereo")
+        cases = stereo_cases(root)
+        record["stereo"] = run(cases, stereo_methods(args.stereo_model, args.stereo_weights),
+                               "stereo")
         record["stereo_weights"] = stereo_model.meta.get("weights")
+        record["stereo_settings"] = stereo_settings(stereo_model.name, case_ranges(cases))
         print_table(f"stereo (EPE px, D1 %; Middlebury on nonocc), flowlib weights {record['stereo_weights']}",
-                    record["stereo"])
+                    record["stereo"], record["stereo_settings"])
     if args.json:
         from benchmarks._evalcli import write_json
 

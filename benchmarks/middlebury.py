@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 import flowlib
+from benchmarks._args import output_file
 from benchmarks._evalcli import add_run_flags, flow_model_name, journal_for, report, viz_saver
 from flowlib import _zoo, data, evaluation, hub, io
-from flowlib.cli import output_file
 
 SYNTHETIC_VERSION = "v1"
 _STEREO_SCALE = 8  # grey level = disparity * 8, as Middlebury 2001's venus
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", default=None)
     p.add_argument("--stereo-model", default=_zoo.DEFAULT_STEREO_MODEL)
     p.add_argument("--stereo-weights", default=None)
-    p.add_argument("--json", default=None, type=output_file((".json",)))
+    p.add_argument("--json", default=None, type=output_file(".json"))
     p.add_argument("--save-viz", default=None)
     add_run_flags(p)
     args = p.parse_args(argv)

@@ -16,8 +16,7 @@ For each op and implementation: compile time; forward and forward+backward (forw
 plus the VJP of a random cotangent w.r.t. every differentiable input) median and IQR;
 GFLOP/s from the op's nominal flop count (2 flops per multiply-add) and that as a
 percentage of a large float32 matmul timed in the same run; XLA's static peak-memory
-estimate; the bandwidth implied by XLA's ``bytes accessed``. The naive NumPy reference
-runs at the smallest size only.
+estimate; the bandwidth implied by XLA's ``bytes accessed``.
 Benchmarks never assert.
 """
 
@@ -40,7 +39,6 @@ from benchmarks._timing import (
     forward_backward,
     matmul_peak_flops,
     measure,
-    time_host,
     write_json,
 )
 from flowlib import ops
@@ -153,16 +151,12 @@ def run(args: argparse.Namespace) -> dict:
     )
     rows: list[dict] = []
     cases = [c for c in CASES if not args.only or c.name in args.only]
-    naive_done = False
     for case in cases:
         f1 = _inputs(case.features, dtype, 0)
         f2 = _inputs(case.features, dtype, 1)
         if case.max_disparity is None:
-            flops = _bench_local(rows, case, f1, f2, quick=args.quick, precision=precision,
-                                 peak=peak, runs=runs, max_seconds=max_seconds)
-            if not naive_done:
-                naive_done = True
-                _bench_naive(rows, case, f1, f2, flops, peak)
+            _bench_local(rows, case, f1, f2, quick=args.quick, precision=precision,
+                         peak=peak, runs=runs, max_seconds=max_seconds)
         else:
             _bench_groupwise(rows, case, f1, f2, peak=peak, runs=runs, max_seconds=max_seconds)
         _bench_warp(rows, case, dtype, peak, runs, max_seconds)
@@ -176,8 +170,8 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def _bench_local(rows: list[dict], case: Case, f1: jax.Array, f2: jax.Array, *, quick: bool,
-                 precision: Any, peak: float, runs: int, max_seconds: float) -> float:
-    """Time ``local_correlation``'s formulations on one case; returns its FLOP count."""
+                 precision: Any, peak: float, runs: int, max_seconds: float) -> None:
+    """Time ``local_correlation``'s formulations on one case."""
     b, h, w, c = case.features
     radius = case.max_displacement // case.stride
     flops = 2.0 * b * h * w * (2 * radius + 1) ** 2 * c
@@ -199,7 +193,6 @@ def _bench_local(rows: list[dict], case: Case, f1: jax.Array, f2: jax.Array, *, 
         backward = impl != "patches" or case.name == "flownetc"
         _bench_pair(rows, "local_correlation", case.name, impl, fn, (f1, f2), (0, 1), flops,
                     peak, runs, max_seconds, backward)
-    return flops
 
 
 def _bench_groupwise(rows: list[dict], case: Case, f1: jax.Array, f2: jax.Array, *, peak: float,
@@ -213,28 +206,6 @@ def _bench_groupwise(rows: list[dict], case: Case, f1: jax.Array, f2: jax.Array,
         )
         _bench_pair(rows, "groupwise_cost_volume", case.name, impl, fn, (f1, f2), (0, 1), flops,
                     peak, runs, max_seconds)
-
-
-def _bench_naive(
-    rows: list[dict], case: Case, f1: jax.Array, f2: jax.Array, flops: float, peak: float
-) -> None:
-    try:
-        from tests.ops._reference import local_correlation as naive
-    except ImportError:
-        print(
-            "  (naive NumPy reference skipped: run from the repository root to import tests/)",
-            file=sys.stderr,
-        )
-        return
-    a, b = np.asarray(f1, np.float64), np.asarray(f2, np.float64)
-    m = time_host(
-        lambda: naive(
-            a, b, max_displacement=case.max_displacement, stride=case.stride, normalize="channels"
-        ),
-        runs=1,
-    )
-    rows.append(_row("local_correlation", case.name, "naive-np", "fwd", m, flops, peak))
-    _print_last(rows)
 
 
 def _bench_warp(

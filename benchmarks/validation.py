@@ -1,7 +1,7 @@
 """flowlib's own validation set for choosing default models and settings.
 
-    python -m benchmarks.validation [--task flow|stereo] [--model NAME] [--model-kwargs JSON]
-                                    [--pairs N]
+    python -m benchmarks.validation [--task flow|stereo] [--model NAME] [--preset NAME]
+                                    [--model-kwargs JSON] [--pairs N]
 
 The shared real pairs (``../shared/data``) are a test set: nothing is selected on them.
 Settings of the embedded defaults are chosen on these rendered scenes instead
@@ -92,12 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--task", choices=["flow", "stereo"], default="flow")
     p.add_argument("--model", default=None, help="default: patchflow / patchstereo")
     p.add_argument("--weights", default=None)
+    p.add_argument("--preset", default=None, help="PatchFlow / PatchStereo preset (fast, accurate)")
     p.add_argument("--model-kwargs", default="{}", help="JSON: constructor overrides")
     p.add_argument("--pairs", type=int, default=6, help="pairs per group")
     p.add_argument("--no-opencv", action="store_true")
     args = p.parse_args(argv)
     args.model = args.model or {"flow": "patchflow", "stereo": "patchstereo"}[args.task]
-    model = flowlib.load_model(args.model, args.weights)
+    model = flowlib.load_model(args.model, args.weights,
+                               **({} if args.preset is None else {"preset": args.preset}))
     overrides = json.loads(args.model_kwargs)
     if overrides:
         model = flowlib.Model(model.name, model.module.clone(**overrides), model.variables,
@@ -105,16 +107,17 @@ def main(argv: list[str] | None = None) -> int:
     rows = {}
     t = time.perf_counter()
     if args.task == "stereo":
-        rows[f"flowlib {args.model} {args.model_kwargs}"] = evaluate_stereo(
+        rows[f"flowlib {args.model} {args.preset or ''} {args.model_kwargs}"] = evaluate_stereo(
             lambda a, b: flowlib.estimate_disparity(a, b, model), args.pairs)
     else:
-        rows[f"flowlib {args.model} {args.model_kwargs}"] = evaluate(
+        rows[f"flowlib {args.model} {args.preset or ''} {args.model_kwargs}"] = evaluate(
             lambda a, b: flowlib.estimate(a, b, model), args.pairs)
     seconds = time.perf_counter() - t
     if args.task == "stereo" and not args.no_opencv:
-        from benchmarks.defaults import stereo_methods
+        from benchmarks.defaults import sgbm
 
-        rows["OpenCV SGBM"] = evaluate_stereo(stereo_methods(model)["OpenCV SGBM"], args.pairs)
+        # The customary KITTI range, as PatchStereo's maxdisp 192.
+        rows["OpenCV SGBM"] = evaluate_stereo(lambda a, b: sgbm(a, b, 192), args.pairs)
     elif not args.no_opencv:
         try:
             import cv2

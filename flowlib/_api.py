@@ -97,7 +97,11 @@ class Model:
             # Only the final prediction leaves the jitted function: XLA drops the rest.
             return getattr(module.apply(variables, image1, image2), field)
 
-        self._forward = _compilation_cache.CachedFunction(jax.jit(forward), name)
+        # A model may name XLA compiler options it compiles faster with (PatchFlow's
+        # graph is many small loops, where XLA:CPU's compile time is most of a first call).
+        options = getattr(module, "compiler_options", None)
+        self._forward = _compilation_cache.CachedFunction(
+            jax.jit(forward, compiler_options=options), name)
         self._on_compile: Callable[[tuple[int, ...]], None] | None = None
 
     def __call__(self, image1: np.ndarray, image2: np.ndarray) -> Any:
@@ -290,6 +294,19 @@ def _model_name(name: Any, weights: Any) -> tuple[str, Any]:
     raise ValueError(f"{text} is a file, not a model name: pass the model too, as "
                      f"load_model(MODEL, {text!r}) with MODEL one of "
                      f"{', '.join(available_models())}")
+
+
+def recorded_model(weights: str | None, task: str | None = None) -> str | None:
+    """The zoo model a flowlib ``.npz`` records in its metadata, if it does (and is a model of
+    ``task`` when given); None for anything else."""
+    if weights is None or not weights.lower().endswith(".npz") or not os.path.isfile(weights):
+        return None
+    from flowlib.weights import load_meta
+
+    model = load_meta(weights).get("model")
+    if model not in _zoo.MODELS or (task is not None and _zoo.spec(model).task != task):
+        return None
+    return model
 
 
 def load_model(

@@ -18,6 +18,8 @@ MODELS: dict[str, str] = {
     "flownets": "flowlib.models.flownet",
     "flownetc": "flowlib.models.flownet",
     "cfnet": "flowlib.models.cfnet",
+    "raft": "flowlib.models.raft",
+    "raft_small": "flowlib.models.raft",
 }
 
 #: What ``flowlib.estimate`` / ``flowlib.estimate_disparity`` (and the CLI, the demo and the

@@ -64,6 +64,10 @@ class Checkpoint:
       url: where the original file is published (``http(s)://`` or ``file://``).
       filename: the name it is cached under (``<cache>/checkpoints/<filename>``).
       sha256: hex SHA-256 of the file, or ``None`` where it is not known.
+      sha256_prefix: the leading hex digits of the file's SHA-256 that the publisher puts
+        in its name (torchvision's ``<name>-<8 hex>.pth``), or ``None``. Checked on every
+        copy (downloaded or found in the cache) in addition to ``sha256`` or the recorded
+        digest.
       license: the licence the authors publish the weights under.
       training_data: what the weights were trained on (e.g. "FlyingChairs -> Sintel").
       source_format: ``"pytorch"`` (a ``torch.save`` file), ``"t7-dir"`` (a folder of
@@ -80,6 +84,7 @@ class Checkpoint:
     source_format: str
     model_kwargs: dict = dataclasses.field(default_factory=dict)
     notes: str = ""
+    sha256_prefix: str | None = None
 
 
 class WeightsUnavailableError(FileNotFoundError, RuntimeError):
@@ -237,6 +242,16 @@ def _mismatch(
     )
 
 
+def _check_prefix(checkpoint: Checkpoint, digest: str, path: Path) -> None:
+    prefix = checkpoint.sha256_prefix
+    if prefix is not None and not digest.startswith(prefix.lower()):
+        raise ValueError(
+            f"{path}: SHA-256 is {digest}, which does not start with {prefix.lower()} as the "
+            f"published file name says for {checkpoint.url}; delete the file to download it "
+            "again, or pass its path directly to use it anyway"
+        )
+
+
 def _check_cached(checkpoint: Checkpoint, path: Path, record: dict[str, Any] | None) -> Path:
     """Verify a file found in the cache (hashing it only if it changed since last time)."""
     expected = _expected_digest(checkpoint, record)
@@ -258,6 +273,7 @@ def _check_cached(checkpoint: Checkpoint, path: Path, record: dict[str, Any] | N
     digest = _sha256_file(path)
     if expected is not None and digest != expected:
         raise _mismatch(checkpoint, record, digest, path)
+    _check_prefix(checkpoint, digest, path)
     _write_record(path, checkpoint, digest, "copy found in the cache", record)
     return path
 
@@ -267,7 +283,8 @@ def fetch(checkpoint: Checkpoint, *, offline: bool | None = None, progress: bool
 
     A file is verified against ``checkpoint.sha256``, or where that is ``None`` against the
     size and SHA-256 recorded (in ``<file>.json``) from the first copy downloaded or found
-    in the cache. A cached file is hashed again only if its size or mtime changed.
+    in the cache, and against ``checkpoint.sha256_prefix`` where given (a download that
+    fails it is deleted). A cached file is hashed again only if its size or mtime changed.
 
     Args:
       checkpoint: one of a model spec's ``checkpoints``.
@@ -283,7 +300,7 @@ def fetch(checkpoint: Checkpoint, *, offline: bool | None = None, progress: bool
         page); the one-line message names the URL, what happened and the exact path to
         put the file at.
       ValueError: the cached or downloaded file's SHA-256 differs from the published or
-        recorded one.
+        recorded one, or does not start with the published prefix.
     """
     if offline is None:
         offline = _offline_from_env()
@@ -323,5 +340,10 @@ def fetch(checkpoint: Checkpoint, *, offline: bool | None = None, progress: bool
         raise _unavailable(
             checkpoint, path, f"download failed ({type(err).__name__}: {err})"
         ) from err
+    try:
+        _check_prefix(checkpoint, digest, path)
+    except ValueError:
+        path.unlink(missing_ok=True)
+        raise
     _write_record(path, checkpoint, digest, "first download", record)
     return path

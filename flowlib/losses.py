@@ -9,6 +9,10 @@
   average-pooled to that level and scaled to its pixel units. The paper trains levels one
   at a time with the coarser ones frozen; ``flowlib.train --freeze REGEX`` keeps chosen
   parameters fixed, and by default all levels are trained jointly with this summed loss.
+* RAFT (Teed & Deng 2020; princeton-vl/RAFT train.py ``sequence_loss``): the L1 error of
+  every update's upsampled prediction, weighted ``gamma^(n - 1 - i)`` (gamma 0.8, the last
+  update weighted 1), over the pixels whose ground truth is valid and shorter than
+  ``max_flow`` = 400 px.
 * CFNet (Shen et al. 2021; models/loss.py): smooth-L1 over the pixels with
   0 < gt < maxdisp for each of the nine training outputs, weights
   0.25, 0.35, 0.5, 0.5, 0.7, 1.0, 1.0, 1.4, 2.0.
@@ -30,10 +34,13 @@ import jax.numpy as jnp
 
 from flowlib import ops
 
-__all__ = ["flownet_loss", "spynet_loss", "cfnet_loss", "FLOWNET_WEIGHTS", "CFNET_WEIGHTS"]
+__all__ = ["flownet_loss", "spynet_loss", "raft_loss", "cfnet_loss", "FLOWNET_WEIGHTS",
+           "CFNET_WEIGHTS", "RAFT_GAMMA", "RAFT_MAX_FLOW"]
 
 FLOWNET_WEIGHTS = (0.005, 0.01, 0.02, 0.08, 0.32)
 CFNET_WEIGHTS = (0.25, 0.35, 0.5, 0.5, 0.7, 1.0, 1.0, 1.4, 2.0)
+RAFT_GAMMA = 0.8
+RAFT_MAX_FLOW = 400.0
 
 
 def _area_downsample(x: jax.Array, size: tuple[int, int]) -> jax.Array:
@@ -94,6 +101,32 @@ def spynet_loss(output: Any, batch: dict[str, jax.Array]) -> tuple[jax.Array, di
     metrics["zero_epe"] = jnp.mean(jnp.sqrt(jnp.sum(gt**2, axis=-1)))  # the zero-flow floor
     metrics["loss"] = total
     return total, metrics
+
+
+def raft_loss(output: Any, batch: dict[str, jax.Array], *, gamma: float = RAFT_GAMMA,
+              max_flow: float = RAFT_MAX_FLOW) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """RAFT's sequence loss over ``output.aux["flow_predictions"]`` (see module docstring).
+
+    ``sum_i gamma^(n - 1 - i) * mean(valid * |pred_i - gt|)``, the mean over every pixel and
+    both channels (invalid pixels count as zeros, as upstream ``train.py``); valid pixels
+    have ``valid >= 0.5`` (all when the batch has no ``valid``) and ``|gt| < max_flow``.
+    ``epe`` and ``zero_epe`` are means over the valid pixels.
+    """
+    gt = batch["flow"]
+    magnitude = jnp.sqrt(jnp.sum(gt**2, axis=-1))
+    valid = magnitude < max_flow
+    if "valid" in batch:
+        valid = valid & (batch["valid"] >= 0.5)
+    weight = valid[..., None].astype(gt.dtype)
+    predictions = output.aux["flow_predictions"]
+    n = len(predictions)
+    total = 0.0
+    for i, pred in enumerate(predictions):
+        total = total + gamma ** (n - 1 - i) * jnp.mean(weight * jnp.abs(pred - gt))
+    count = jnp.maximum(jnp.sum(valid), 1)
+    epe = jnp.sum(_epe(predictions[-1], gt) * valid) / count
+    zero = jnp.sum(magnitude * valid) / count
+    return total, {"loss": total, "epe": epe, "zero_epe": zero}
 
 
 def _smooth_l1(x: jax.Array) -> jax.Array:

@@ -474,6 +474,25 @@ def test_fetch_refuses_a_corrupt_cached_file(home, hosts, ckpt_bytes):
     assert path.exists() and hosts.requests == []
 
 
+def test_sha256_prefix_checked_on_download_and_in_the_cache(home, hosts, ckpt_bytes):
+    digest = hashlib.sha256(ckpt_bytes).hexdigest()
+    hosts.add("https://example.org/w.pth", ckpt_bytes)
+    bad = _ckpt("https://example.org/w.pth", None,
+                sha256_prefix=("1" if digest[0] == "0" else "0") * 8)
+    with pytest.raises(ValueError, match=f"SHA-256 is {digest}, which does not start with"):
+        hub.fetch(bad, progress=False)
+    assert _cache_files(home) == []  # deleted, nothing recorded
+    good = dataclasses.replace(bad, sha256_prefix=digest[:8].upper())
+    path = hub.fetch(good, progress=False)
+    assert path.read_bytes() == ckpt_bytes
+    assert _cache_files(home) == ["w.pth", "w.pth.json"]
+    # A copy put in the cache by hand is checked against the prefix before it is recorded.
+    os.remove(hub.cache_info(good).record)
+    with pytest.raises(ValueError, match="does not start with"):
+        hub.fetch(bad, progress=False)
+    assert hub.fetch(good, progress=False) == path
+
+
 def test_first_download_records_the_checksum_later_copies_are_verified(home, hosts, ckpt_bytes):
     hosts.add(URL, ckpt_bytes)
     ckpt = _ckpt(URL, None)
@@ -642,6 +661,18 @@ def _rows(name: str, kwargs: dict) -> list[tuple[str, str, str | None]]:
             family=kwargs["family"],
         )
         return [(key, path, kinds[t]) for key, path, t in table]
+    if name.startswith("raft"):
+        from flowlib.convert import raft
+        from tests.models import raft_parity
+
+        with np.load(raft_parity.GOLDEN) as golden:  # torchvision's names and shapes
+            shapes = raft_parity.shapes_from_json(str(golden[f"{name}/shapes"]))
+        rows = []
+        for key, shape in shapes:
+            if not key.endswith("num_batches_tracked"):
+                path, transform = raft.flax_path(key)
+                rows.append((key, path, "conv" if transform is not None else None))
+        return rows
     assert name == "cfnet"
     rows = []
     for t, f, kind in cfnet.key_table():
@@ -674,8 +705,8 @@ def _fake_checkpoint(name: str, ckpt: hub.Checkpoint, path) -> dict[str, float]:
     for i, (key, flax_path, kind) in enumerate(_rows(name, kwargs)):
         state[key] = constant(i, torch_shape(kind, shapes[flax_path]))
         values[flax_path] = float(BASE[i % BASE.size])
-    if name == "spynet":
-        obj = state  # sniklaus's .pytorch files: the bare state dict
+    if name in ("spynet", "raft", "raft_small"):
+        obj = state  # sniklaus's .pytorch files, torchvision's .pth: the bare state dict
     elif name == "cfnet":
         from flowlib.convert.cfnet import IGNORED
 
@@ -694,14 +725,19 @@ def _fake_checkpoint(name: str, ckpt: hub.Checkpoint, path) -> dict[str, float]:
 
 def _serve_variant(hosts, name: str, variant: str, tmp_path, monkeypatch):
     """Serve a fake of ``name:variant`` at its URL; returns (checkpoint, bytes, constants).
-    A fake cannot match a published SHA-256, so the table then publishes the fake's."""
+    A fake cannot match a published SHA-256 or hash prefix, so the table then publishes the
+    fake's."""
     from flowlib import _zoo
 
     ckpt = _zoo.spec(name).checkpoints[variant]
     values = _fake_checkpoint(name, ckpt, tmp_path / "fake")
     body = (tmp_path / "fake").read_bytes()
+    digest = hashlib.sha256(body).hexdigest()
     if ckpt.sha256 is not None:
-        ckpt = dataclasses.replace(ckpt, sha256=hashlib.sha256(body).hexdigest())
+        ckpt = dataclasses.replace(ckpt, sha256=digest)
+        monkeypatch.setitem(_zoo.spec(name).checkpoints, variant, ckpt)
+    if ckpt.sha256_prefix is not None:
+        ckpt = dataclasses.replace(ckpt, sha256_prefix=digest[: len(ckpt.sha256_prefix)])
         monkeypatch.setitem(_zoo.spec(name).checkpoints, variant, ckpt)
     hosts.add(ckpt.url, body)
     return ckpt, body, values
@@ -746,6 +782,7 @@ def test_every_named_variant_downloads_through_its_host_and_converts(
         ("flownetc", "chairs"),  # GitHub LFS media, published SHA-256
         ("flownets", "things"),  # Google Drive
         ("cfnet", "robust"),  # Google Drive; the slowest (CFNet tracing: 6-13 s)
+        ("raft_small", "C_T_V2"),  # download.pytorch.org, hash prefix in the file name
     ],
     ids=lambda v: v,
 )
@@ -771,9 +808,9 @@ def test_the_zoo_uses_only_imitated_hosts():
         for c in spec.checkpoints.values()
         if c.source_format != "t7-dir"
     }
-    assert hosts <= {"drive.google.com", "media.githubusercontent.com", "content.sniklaus.com"}, (
-        hosts
-    )
+    # download.pytorch.org (torchvision's weights) is a plain server with Range support.
+    assert hosts <= {"drive.google.com", "media.githubusercontent.com", "content.sniklaus.com",
+                     "download.pytorch.org"}, hosts
 
 
 # ------------------------------------------------------------------------------ the CLI

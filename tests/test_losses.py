@@ -66,3 +66,21 @@ def test_spynet_loss_zero_for_exact_levels():
     loss, metrics = losses.spynet_loss(SimpleNamespace(flow=gt, aux={"level_flows": levels}), {"flow": gt})
     assert float(loss) < 1e-4 and set(metrics) >= {"epe_level0", "epe_level2", "epe"}
     assert float(metrics["zero_epe"]) == pytest.approx(float(jnp.linalg.norm(gt, axis=-1).mean()), rel=1e-5)
+
+
+def test_raft_loss_by_hand():
+    # Two predictions on a 1x2 image; gt (3, 4) (|gt| 5) and (500, 0) (beyond max_flow: masked).
+    gt = jnp.asarray([[[[3.0, 4.0], [500.0, 0.0]]]])
+    first = gt + jnp.asarray([[[[1.0, -1.0], [7.0, 7.0]]]])  # L1 2 at the valid pixel
+    last = gt + jnp.asarray([[[[0.0, 2.0], [9.0, 9.0]]]])  # L1 2, EPE 2
+    out = SimpleNamespace(aux={"flow_predictions": [first, last]})
+    loss, metrics = losses.raft_loss(out, {"flow": gt})
+    # mean over 2 pixels x 2 channels = 4 elements: 0.8 * 2 / 4 + 1.0 * 2 / 4
+    np.testing.assert_allclose(float(loss), 0.8 * 0.5 + 0.5, rtol=1e-6)
+    np.testing.assert_allclose(float(metrics["epe"]), 2.0, rtol=1e-6)
+    np.testing.assert_allclose(float(metrics["zero_epe"]), 5.0, rtol=1e-6)
+    # valid < 0.5 masks the other pixel too: nothing left, loss 0
+    loss, _ = losses.raft_loss(out, {"flow": gt, "valid": jnp.asarray([[[0.0, 1.0]]])})
+    assert float(loss) == 0.0
+    loss, _ = losses.raft_loss(out, {"flow": gt}, gamma=0.5, max_flow=1000.0)
+    np.testing.assert_allclose(float(loss), 0.5 * (2 + 14) / 4 + (2 + 18) / 4, rtol=1e-6)

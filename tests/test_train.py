@@ -181,9 +181,9 @@ def test_batches_are_a_pure_function_of_seed_and_step():
 def test_mixed_scene_alternates_generators_and_still_pairs():
     from flowlib.train.batches import STILL_MOTION_DIVISOR, mixed_flow_pair
 
-    assert STILL_MOTION_DIVISOR == 20
+    still = 0.5 / STILL_MOTION_DIVISOR
     cases = ((0, synthetic.flow_pair, 0.5), (1, synthetic.warp_pair, 0.5),
-             (2, synthetic.flow_pair, 0.5 / 20), (3, synthetic.warp_pair, 0.5 / 20))
+             (2, synthetic.flow_pair, still), (3, synthetic.warp_pair, still))
     for seed, generator, motion in cases:
         got = mixed_flow_pair(seed, 24, 32, motion=0.5)
         want = generator(seed, 24, 32, motion=motion)

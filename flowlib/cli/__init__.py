@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -34,27 +35,29 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from flowlib.cli import _args as cli_args
-from flowlib.cli import _model as cli_model
 from flowlib import _compilation_cache, _zoo
+from flowlib.cli import _args as cli_args
 from flowlib.cli import _interrupts
-from flowlib.cli._args import (  # the argument types are part of the command line's API
-    UsageError,
-    finite_float,
-    output_file,
-    positive_float,
-    positive_int,
-)
+from flowlib.cli import _model as cli_model
+from flowlib.cli._args import UsageError
 from flowlib.cli._estimate import add_estimate_parser
 
-__all__ = ["BENCHMARKS", "COMMAND_PARSERS", "UsageError", "build_parser", "finite_float", "main",
-           "output_file", "positive_float", "positive_int", "run"]
+__all__ = ["build_parser", "main", "run"]
 
 # ----------------------------------------------------------------------------------- commands
 
 
 #: The demo scene: a deterministic synthetic pair (flowlib.data.synthetic), exact ground truth.
 DEMO_SEED, DEMO_SIZE = 20261122, (240, 320)
+
+
+def demo_stereo_pair() -> dict:
+    """The ``demo --stereo`` scene: disparities up to 48 px, and texture at the pixel scale on
+    every surface (``detail=0.1``, as on the validation scenes PatchStereo's settings were
+    chosen on), as real stereo pairs have: a uniform surface has no disparity to find."""
+    from flowlib.data import synthetic
+
+    return synthetic.stereo_pair(DEMO_SEED, *DEMO_SIZE, max_disparity=48.0, detail=0.1)
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -84,15 +87,16 @@ def _cmd_demo(args: argparse.Namespace) -> None:
           f"EPE {epe:.2f} px (zero flow: {zero:.2f} px), {time.perf_counter() - t0:.1f} s")
     if args.stereo:
         t0 = time.perf_counter()
-        pair = synthetic.stereo_pair(DEMO_SEED, h, w, max_disparity=48.0)
+        pair = demo_stereo_pair()
         model = flowlib.load_model(_zoo.DEFAULT_STEREO_MODEL, progress=not args.quiet,
                                    **stereo_options)
         cli_model.announce_compiles(model, args.quiet)
         disp = flowlib.estimate_disparity(pair["left"], pair["right"], model=model)
         io.write_image(args.stereo, viz.stereo_figure(pair["left"], disp, pair["disparity"]))
         epe = float(np.mean(np.abs(disp - pair["disparity"])))
+        d1 = 100 * float(np.mean(flowlib.metrics.d1_outlier_map(disp, pair["disparity"])))
         print(f"wrote {args.stereo}: {_zoo.DEFAULT_STEREO_MODEL} disparity on a synthetic "
-              f"{w}x{h} pair, EPE {epe:.2f} px, {time.perf_counter() - t0:.1f} s")
+              f"{w}x{h} pair, EPE {epe:.2f} px, D1 {d1:.1f} %, {time.perf_counter() - t0:.1f} s")
 
 
 def _cmd_viz(args: argparse.Namespace) -> None:
@@ -191,10 +195,10 @@ BENCHMARKS = {
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from flowlib import data, evaluation
+    from flowlib import _api, data, evaluation
 
     bench = BENCHMARKS[args.benchmark]
-    args.model = args.model or cli_model.recorded_model(args.weights) or bench.default_model
+    args.model = args.model or _api.recorded_model(args.weights) or bench.default_model
     cli_args.check_outputs((args.json, (".json",), "--json"))
     if not os.path.isdir(args.root):
         raise FileNotFoundError(f"--root {args.root}: no such folder")
@@ -295,8 +299,9 @@ def _model_rows() -> list[tuple[str, ...]]:
             cached = ("converted" if hub.converted_path(name, variant).is_file()
                       else "checkpoint" if info.present else "no")
             licence = ckpt.license.split(" (")[0]
+            digest = info.sha256_source or ("prefix" if ckpt.sha256_prefix else "none")
             rows.append((f"{name}:{variant}" + (" (default)" if default else ""), spec.task,
-                         cached, info.sha256_source or "none", licence, ckpt.training_data))
+                         cached, digest, licence, ckpt.training_data))
     return rows
 
 
@@ -334,12 +339,19 @@ def _cmd_models(args: argparse.Namespace) -> None:
         print("  " + " ".join(cells + [row[5]]).rstrip())
     cache = hub.cache_dir()
     print()
+    for name, module in _zoo.MODELS.items():
+        measured = getattr(importlib.import_module(module), "PRESET_MEASURED", {}).get(name)
+        for preset, line in (measured or {}).items():
+            print(f"{name} --preset {preset:<8} {line}")
+    print()
     print("* = the model of its task used without --model; (embedded) = shipped inside the "
           "package and (default) = named: the weights a model loads without --weights")
     print("CACHED: converted = ready to load; checkpoint = downloaded, converted on first load; "
           "no = downloaded on first use (flowlib download NAME)")
     print("SHA-256: published = checked against the authors' hash; recorded = checked against "
-          "the first copy downloaded here; none = recorded at the first download")
+          "the first copy downloaded here; prefix = the first download is checked against the "
+          "hash prefix in the published file name, then recorded; none = recorded at the "
+          "first download")
     print(f"cache: {cache} ({_cache_origin()}): checkpoints in {cache / 'checkpoints'}, "
           f"converted weights in {cache / 'converted'}")
 

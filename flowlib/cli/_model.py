@@ -129,27 +129,13 @@ def model_options(args: argparse.Namespace, spec: Any) -> dict[str, Any]:
     return options
 
 
-def recorded_model(weights: str | None, task: str | None = None) -> str | None:
-    """The zoo model a flowlib ``.npz`` records in its metadata, if it does (and is a model of
-    ``task`` when given); None for anything else."""
-    if weights is None or not weights.lower().endswith(".npz") or not os.path.isfile(weights):
-        return None
-    from flowlib import _zoo
-    from flowlib.weights import load_meta
-
-    model = load_meta(weights).get("model")
-    if model not in _zoo.MODELS or (task is not None and _zoo.spec(model).task != task):
-        return None
-    return model
-
-
 def load_model(args: argparse.Namespace, task: str) -> Any:
     import flowlib
-    from flowlib import _zoo
+    from flowlib import _api, _zoo
 
     # The tasks are known from the zoo table and the .npz metadata: fail before any
     # download or weight loading.
-    recorded = recorded_model(args.weights)
+    recorded = _api.recorded_model(args.weights)
     if recorded is not None:
         kind = _zoo.spec(recorded).task
         if kind != task:

@@ -30,8 +30,8 @@ import jax.numpy as jnp
 from flowlib.convert._common import KeyMapper, conv_kernel
 from flowlib.convert._torch import unwrap_state_dict
 
-__all__ = ["convert_state_dict", "convert_file", "flax_path", "small_from_state",
-           "IGNORED_PATTERN"]
+__all__ = ["convert_state_dict", "convert_file", "convert_large_file", "convert_small_file",
+           "flax_path", "small_from_state", "IGNORED_PATTERN"]
 
 #: BatchNorm step counters (no meaning in eval; Flax keeps none).
 IGNORED_PATTERN = r".*\.num_batches_tracked"
@@ -119,3 +119,32 @@ def convert_file(path: str | os.PathLike, **model_kwargs: Any) -> tuple[dict, di
     except ValueError as err:
         raise ValueError(f"{os.fspath(path)}: {err}") from err
     return variables, {"small": small}
+
+
+def _convert_sized(path: str | os.PathLike, small: bool, **model_kwargs: Any) -> tuple[dict, dict]:
+    from flowlib.convert._torch import read_torch_checkpoint
+
+    if model_kwargs:
+        raise ValueError(f"unknown RAFT keyword arguments {sorted(model_kwargs)}")
+    want, other = ("RAFT-small", "RAFT (large)") if small else ("RAFT (large)", "RAFT-small")
+    try:
+        state, _ = unwrap_state_dict(read_torch_checkpoint(path))
+        if small_from_state(state) != small:
+            raise ValueError(f"this is a {other} state dict (mask_predictor.* "
+                             f"{'present' if small else 'absent'}), expected {want}")
+        variables = convert_state_dict(state, small=small)
+    except ValueError as err:
+        raise ValueError(f"{os.fspath(path)}: {err}") from err
+    return variables, {}
+
+
+def convert_large_file(path: str | os.PathLike, **model_kwargs: Any) -> tuple[dict, dict]:
+    """:func:`convert_file` for a ``raft_large`` file only (the ``raft`` model's converter):
+    ``(variables, {})``; a RAFT-small file is a ValueError saying so."""
+    return _convert_sized(path, False, **model_kwargs)
+
+
+def convert_small_file(path: str | os.PathLike, **model_kwargs: Any) -> tuple[dict, dict]:
+    """:func:`convert_file` for a ``raft_small`` file only (the ``raft_small`` model's
+    converter): ``(variables, {})``; a large RAFT file is a ValueError saying so."""
+    return _convert_sized(path, True, **model_kwargs)

@@ -7,9 +7,9 @@ datasets):
 
 * an exhaustive zero-mean SSD search of +-``coarse_radius`` pixels at the coarsest level,
   so motions larger than the pyramid's reach start from a match, not from zero;
-* parallel spatial propagation with long jumps (a patch tries the flow of the patches 4, 2
-  and 1 cells away in each direction, keeping the best by SSD) instead of DIS's sequential
-  scan-line passes, which do not vectorise;
+* parallel spatial propagation with long jumps (a patch tries the flows of the patches 4, 2
+  and 1 cells away in each direction, all as one batched cost, keeping the best by SSD)
+  instead of DIS's sequential scan-line passes, which do not vectorise;
 * guarded Gauss-Newton: each inverse-compositional step is at most one pixel long, and a
   patch keeps its new flow only if it lowers the patch SSD and moved less than a patch size.
 
@@ -28,17 +28,25 @@ Per pyramid level l (coarsest first, grey images in 0..255):
    linearised data terms; ``refine_outer`` fixed-point x ``refine_inner`` red-black SOR
    iterations).
 
+Levels finer than ``finest_level`` (PatchFlow's default 1: half size, as DIS's medium preset)
+get no inverse search: the flow is upsampled and, with ``upsampled_refine_outer`` > 0,
+refined variationally at each of them.
+
 It has no learned parameters: the "weights" file holds only its settings and their
-provenance. Every step is plain JAX, jit-compiled per image size, and differentiable
+provenance. The algorithm is a pure function, :func:`patchflow` / :func:`patchstereo`,
+of the images and a frozen settings dataclass (:class:`PatchFlow` / :class:`PatchStereo`,
+which also give :class:`flowlib.Model` its ``init`` / ``apply``); :data:`PRESETS` holds
+faster and more accurate settings. Every step is plain JAX, jit-compiled per image size,
+and differentiable
 almost everywhere (argmin choices are piecewise constant), so it can sit inside a larger
 trainable model.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -48,8 +56,8 @@ from flowlib.models._outputs import FlowOutput, StereoOutput
 from flowlib.models._spec import ModelSpec, Option, int_in
 from flowlib.ops.patches import PatchGrid, extract_patches, overlap_add, patch_grid, sample_patches
 
-__all__ = ["PatchFlow", "PatchStereo", "coarse_to_fine", "inverse_search", "variational_refinement",
-           "pyramid_depth", "SPECS"]
+__all__ = ["PatchFlow", "PatchStereo", "patchflow", "patchstereo", "coarse_to_fine", "inverse_search",
+           "variational_refinement", "pyramid_depth", "PRESETS", "SPECS"]
 
 #: The validator of PatchStereo's ``maxdisp`` (the module's and ``load_model``'s).
 _check_maxdisp = int_in(1, 1024)
@@ -119,7 +127,9 @@ def inverse_search(
       flow_init: ``(B, H, W, 2)`` initial flow (upsampled from the coarser level).
       patch_size, patch_stride: the patch grid (size a multiple of stride).
       iterations: Gauss-Newton steps, in two halves, each after a propagation pass.
-      propagation_rounds: rounds of each propagation pass.
+      propagation_rounds: rounds of each propagation pass; in a round every patch tries the
+        flows of the cells ``jumps`` away in the four directions at once (one batched cost)
+        and keeps the best if it beats its own.
       jumps: cell distances a patch looks at in each of the four directions.
       search_radius: > 0: first try every integer offset within +-radius of the initial
         patch flow (exhaustive zero-mean SSD search).
@@ -131,11 +141,14 @@ def inverse_search(
     t0 = _zero_mean(template)
     gx, gy = _gradients(i0)
     gx, gy = _zero_mean(extract_patches(gx, grid)), _zero_mean(extract_patches(gy, grid))
-    # Inverse compositional: the Gauss-Newton matrix depends on the template only.
+    # Inverse compositional: the Gauss-Newton matrix depends on the template only, and so
+    # does the template's share of the right-hand side (the gradients are zero-mean, so the
+    # sampled patch's mean drops out of sum(g * r)).
     reg = 1e-2 * patch_size * patch_size
-    hxx = jnp.sum(gx * gx, axis=(-2, -1)) + reg
-    hxy = jnp.sum(gx * gy, axis=(-2, -1))
-    hyy = jnp.sum(gy * gy, axis=(-2, -1)) + reg
+    g = jnp.stack([gx, gy])
+    hxx, hxy, hyy, cx, cy = jnp.sum(jnp.stack([gx * gx, gx * gy, gy * gy, gx * t0, gy * t0]),
+                                    axis=(-2, -1))
+    hxx, hyy = hxx + reg, hyy + reg
     det = hxx * hyy - hxy * hxy
 
     def cost(u: jax.Array) -> jax.Array:
@@ -166,34 +179,35 @@ def inverse_search(
     directions = [(0, j) for j in jumps] + [(0, -j) for j in jumps]
     directions += [(j, 0) for j in jumps] + [(-j, 0) for j in jumps]
 
-    def propagate(st: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
-        def one_round(_: Any, st: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
-            for dy, dx in directions:
-                st = keep_better(st, _shift_cells(st[0], dy, dx))
-            return st
+    def propagate(_: Any, st: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        u, c = st
+        cands = jnp.stack([_shift_cells(u, dy, dx) for dy, dx in directions])
+        costs = jax.vmap(cost)(cands)
+        best = jnp.argmin(costs, axis=0)
+        best_u = jnp.take_along_axis(cands, best[None, ..., None], axis=0)[0]
+        best_c = jnp.min(costs, axis=0)
+        better = best_c < c
+        return jnp.where(better[..., None], best_u, u), jnp.where(better, best_c, c)
 
-        return jax.lax.fori_loop(0, propagation_rounds, one_round, st)
+    def step(_: Any, u: jax.Array) -> jax.Array:
+        bx, by = jnp.sum(g * sample_patches(i1, grid, u), axis=(-2, -1))
+        bx, by = bx - cx, by - cy
+        if horizontal:
+            delta = jnp.stack([bx / hxx, jnp.zeros_like(bx)], -1)
+        else:
+            delta = jnp.stack([(hyy * bx - hxy * by) / det, (hxx * by - hxy * bx) / det], -1)
+        norm = jnp.linalg.norm(delta, axis=-1, keepdims=True)
+        return u - delta / jnp.maximum(1.0, norm)  # at most one pixel per step
 
-    def gauss_newton(st: tuple[jax.Array, jax.Array], steps: int) -> tuple[jax.Array, jax.Array]:
-        def step(_: Any, u: jax.Array) -> jax.Array:
-            r = _zero_mean(sample_patches(i1, grid, u)) - t0
-            bx = jnp.sum(gx * r, axis=(-2, -1))
-            by = jnp.sum(gy * r, axis=(-2, -1))
-            if horizontal:
-                delta = jnp.stack([bx / hxx, jnp.zeros_like(bx)], -1)
-            else:
-                delta = jnp.stack([(hyy * bx - hxy * by) / det, (hxx * by - hxy * bx) / det], -1)
-            norm = jnp.linalg.norm(delta, axis=-1, keepdims=True)
-            return u - delta / jnp.maximum(1.0, norm)  # at most one pixel per step
-
-        u0, c0 = st
+    def one_pass(i: jax.Array, st: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        u0, c0 = jax.lax.fori_loop(0, propagation_rounds, propagate, st)
+        steps = jnp.where(i == 0, iterations // 2, iterations - iterations // 2)
         u1 = jax.lax.fori_loop(0, steps, step, u0)
         c1 = cost(u1)
         keep = (c1 < c0) & (jnp.max(jnp.abs(u1 - u0), axis=-1) < patch_size)
         return jnp.where(keep[..., None], u1, u0), jnp.where(keep, c1, c0)
 
-    state = gauss_newton(propagate(state), iterations // 2)
-    u, _ = gauss_newton(propagate(state), iterations - iterations // 2)
+    u, _ = jax.lax.fori_loop(0, 2, one_pass, state)
     return densify(i1, template, u, grid)
 
 
@@ -202,9 +216,11 @@ def densify(i1: jax.Array, template: jax.Array, u: jax.Array, grid: PatchGrid) -
     the average of the covering patches' flows weighted by ``1 / max(1, |I1(x + u_i) - I0(x)|)``
     (``template`` holds the frame-1 patches)."""
     weights = 1.0 / jnp.maximum(1.0, jnp.abs(sample_patches(i1, grid, u) - template))
-    num_u = overlap_add(weights * u[..., 0, None, None], grid)
-    num_v = overlap_add(weights * u[..., 1, None, None], grid)
-    den = overlap_add(weights, grid)
+    b = u.shape[0]
+    # One overlap-add of the three sums, stacked along the batch.
+    sums = jnp.concatenate([weights * u[..., 0, None, None], weights * u[..., 1, None, None], weights])
+    sums = overlap_add(sums, grid)
+    num_u, num_v, den = sums[:b], sums[b : 2 * b], sums[2 * b :]
     return jnp.stack([num_u / den, num_v / den], axis=-1)
 
 
@@ -258,12 +274,16 @@ def variational_refinement(
     n_i = ix * ix + iy * iy + zeta * zeta
     n_x = ixx * ixx + ixy * ixy + zeta * zeta
     n_y = ixy * ixy + iyy * iyy + zeta * zeta
-    u, v = flow[..., 0], flow[..., 1]
+    # The per-pixel constants, stacked: XLA computes them in one pass and the loops read
+    # slices of one array (one fused kernel each, instead of one per quantity).
+    data = jnp.stack([ix, iy, iz, ixx, ixy, iyy, ixz, iyz, n_i, n_x, n_y])
+    uv = jnp.stack([flow[..., 0], flow[..., 1]])  # (2, B, H, W)
     yy, xx = np.mgrid[0:h, 0:w]
     red = jnp.asarray((yy + xx) % 2 == 0)
 
-    def fixed_point(_: Any, duv: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
-        du, dv = duv
+    def fixed_point(_: Any, d: jax.Array) -> jax.Array:
+        ix, iy, iz, ixx, ixy, iyy, ixz, iyz, n_i, n_x, n_y = data
+        du, dv = d
         p_i = delta * _robust_weight((iz + ix * du + iy * dv) ** 2 / n_i)
         p_g = gamma * _robust_weight(
             (ixz + ixx * du + ixy * dv) ** 2 / n_x + (iyz + ixy * du + iyy * dv) ** 2 / n_y
@@ -273,67 +293,72 @@ def variational_refinement(
         a22 = p_i * iy * iy / n_i + p_g * (ixy * ixy / n_x + iyy * iyy / n_y)
         b1 = p_i * ix * iz / n_i + p_g * (ixx * ixz / n_x + ixy * iyz / n_y)
         b2 = p_i * iy * iz / n_i + p_g * (ixy * ixz / n_x + iyy * iyz / n_y)
-        tu, tv = u + du, v + dv
-        fwd = lambda a, ax: jnp.diff(a, axis=ax, append=jnp.take(a, jnp.array([-1]), axis=ax))  # noqa: E731
-        s = alpha * _robust_weight(fwd(tu, 2) ** 2 + fwd(tu, 1) ** 2 + fwd(tv, 2) ** 2 + fwd(tv, 1) ** 2)
+        t = uv + d
+        fwd_x = jnp.diff(t, axis=3, append=t[..., -1:])
+        fwd_y = jnp.diff(t, axis=2, append=t[..., -1:, :])
+        s = alpha * _robust_weight(jnp.sum(fwd_x * fwd_x + fwd_y * fwd_y, axis=0))
         # Edge weights (mean of the two pixels' weights), zero across the image border.
         w_r = jnp.pad(0.5 * (s[:, :, :-1] + s[:, :, 1:]), ((0, 0), (0, 0), (0, 1)))
         w_d = jnp.pad(0.5 * (s[:, :-1] + s[:, 1:]), ((0, 0), (0, 1), (0, 0)))
         w_l = jnp.pad(w_r[:, :, :-1], ((0, 0), (0, 0), (1, 0)))
         w_u = jnp.pad(w_d[:, :-1], ((0, 0), (1, 0), (0, 0)))
         w_sum = w_r + w_d + w_l + w_u
-
-        def neighbours(a: jax.Array) -> jax.Array:
-            p = jnp.pad(a, ((0, 0), (1, 1), (1, 1)), mode="edge")
-            return (w_r * p[:, 1:-1, 2:] + w_l * p[:, 1:-1, :-2] + w_d * p[:, 2:, 1:-1]
-                    + w_u * p[:, :-2, 1:-1])
-
         m11, m22 = a11 + w_sum, a22 + w_sum
-        det = m11 * m22 - a12 * a12
-        base_u = neighbours(u) - w_sum * u - b1
-        base_v = neighbours(v) - w_sum * v - b2
+        if horizontal:
+            inv = (1 / m11, jnp.zeros_like(m11), jnp.zeros_like(m11))
+        else:
+            det = m11 * m22 - a12 * a12
+            inv = (m22 / det, -a12 / det, m11 / det)
+        weights = jnp.stack([w_r, w_l, w_d, w_u])
 
-        def sor(_: Any, duv: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
-            du, dv = duv
+        def neighbours(a: jax.Array) -> jax.Array:  # a (2, B, H, W)
+            p = jnp.pad(a, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge")
+            return (weights[0] * p[:, :, 1:-1, 2:] + weights[1] * p[:, :, 1:-1, :-2]
+                    + weights[2] * p[:, :, 2:, 1:-1] + weights[3] * p[:, :, :-2, 1:-1])
+
+        base = neighbours(uv) - w_sum * uv - jnp.stack([b1, b2])
+        system = jnp.stack([*inv, *weights, base[0], base[1]])
+        weights = system[3:7]
+
+        def sor(_: Any, d: jax.Array) -> jax.Array:
+            c11, c12, c22 = system[0], system[1], system[2]
+            base = system[7:9]
             for colour in (red, ~red):
-                ru, rv = base_u + neighbours(du), base_v + neighbours(dv)
-                if horizontal:
-                    nu, nv = ru / m11, jnp.zeros_like(rv)
-                else:
-                    nu, nv = (m22 * ru - a12 * rv) / det, (m11 * rv - a12 * ru) / det
-                du = jnp.where(colour, (1 - omega) * du + omega * nu, du)
-                dv = jnp.where(colour, (1 - omega) * dv + omega * nv, dv)
-            return du, dv
+                r = base + neighbours(d)
+                new = jnp.stack([c11 * r[0] + c12 * r[1], c12 * r[0] + c22 * r[1]])
+                d = jnp.where(colour, (1 - omega) * d + omega * new, d)
+            return d
 
-        return jax.lax.fori_loop(0, inner, sor, (du, dv))
+        return jax.lax.fori_loop(0, inner, sor, d)
 
-    zeros = jnp.zeros_like(u)
-    du, dv = jax.lax.fori_loop(0, outer, fixed_point, (zeros, zeros))
-    return jnp.stack([u + du, v + dv], axis=-1)
+    d = jax.lax.fori_loop(0, outer, fixed_point, jnp.zeros_like(uv))
+    return jnp.stack([uv[0] + d[0], uv[1] + d[1]], axis=-1)
 
 
-def _check_counts(module: nn.Module, names: Sequence[str]) -> None:
-    """Each named setting of ``module`` is an int >= 0 (a clear error naming it otherwise)."""
+def _check_counts(config: Any, names: Sequence[str]) -> None:
+    """Each named setting of ``config`` is an int >= 0 (a clear error naming it otherwise)."""
     for name in names:
-        value = getattr(module, name)
+        value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{type(module).__name__}.{name} must be an int >= 0, got {value!r}")
+            raise ValueError(f"{type(config).__name__}.{name} must be an int >= 0, got {value!r}")
 
 
-def coarse_to_fine(i0: jax.Array, i1: jax.Array, settings: Any, *, depth: int,
+def coarse_to_fine(i0: jax.Array, i1: jax.Array, settings: Any, *, depth: int, finest: int,
                    search_radius: int, horizontal: bool) -> dict[int, jax.Array]:
-    """The pyramid loop shared by :class:`PatchFlow` and :class:`PatchStereo`.
+    """The pyramid loop shared by :func:`patchflow` and :func:`patchstereo`.
 
-    Grey ``(B, H, W)`` images, levels ``depth .. 0``: upsample the coarser flow, inverse
+    Grey ``(B, H, W)`` images, levels ``depth .. finest``: upsample the coarser flow, inverse
     search (exhaustive ``search_radius`` at the coarsest level, long jumps on the
-    ``settings.long_jump_levels`` coarsest), then variational refinement. ``settings`` is the
-    module (its patch, iteration and refinement fields). Returns ``{level: flow}``.
+    ``settings.long_jump_levels`` coarsest), then variational refinement; below ``finest``,
+    ``settings.upsampled_refine_outer`` > 0 refines the upsampled flow at each finer level. ``settings`` is the
+    configuration (its patch, iteration and refinement fields). Returns ``{level: flow}``
+    (level ``l`` at ``1 / 2**l`` of the input size).
     """
     pyr0 = [p[..., 0] for p in ops.image_pyramid(i0[..., None], levels=depth + 1)]
     pyr1 = [p[..., 0] for p in ops.image_pyramid(i1[..., None], levels=depth + 1)]
     flow = jnp.zeros((*pyr0[depth].shape, 2), jnp.float32)
     levels = {}
-    for level in range(depth, -1, -1):
+    for level in range(depth, min(finest, depth) - 1, -1):
         a, b = pyr0[level], pyr1[level]
         if level < depth:
             flow = ops.upsample_flow(flow, a.shape[1:], align_corners=False)
@@ -354,11 +379,62 @@ def coarse_to_fine(i0: jax.Array, i1: jax.Array, settings: Any, *, depth: int,
                 outer=settings.refine_outer, inner=settings.refine_inner, horizontal=horizontal,
             )
         levels[level] = flow
+    for level in range(min(finest, depth) - 1, -1, -1) if settings.upsampled_refine_outer else ():
+        a, b = pyr0[level], pyr1[level]
+        flow = ops.upsample_flow(flow, a.shape[1:], align_corners=False)
+        if horizontal:
+            flow = flow.at[..., 1].set(0.0)
+        flow = variational_refinement(
+            a, b, flow, alpha=settings.alpha, delta=settings.delta, gamma=settings.gamma,
+            outer=settings.upsampled_refine_outer, inner=settings.refine_inner, horizontal=horizontal,
+        )
+        levels[level] = flow
     return levels
 
 
-class PatchFlow(nn.Module):
-    """Coarse-to-fine patch matching + variational refinement (see the module docstring).
+def _to_full_size(flow: jax.Array, size: tuple[int, int], horizontal: bool) -> jax.Array:
+    """The finest computed level's flow, bilinearly upsampled to the input size."""
+    if flow.shape[1:3] == tuple(size):
+        return flow
+    flow = ops.upsample_flow(flow, size, align_corners=False)
+    return flow.at[..., 1].set(0.0) if horizontal else flow
+
+
+_CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False, "xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+class _NoParameters:
+    """What :class:`flowlib.Model` needs of a model without learned parameters: ``init``
+    returns an empty variable tree (nothing traced), ``apply`` checks that it is empty and
+    runs the algorithm, ``clone`` returns the configuration with some settings changed."""
+
+    def init(self, rng: Any, image1: Any, image2: Any) -> dict[str, Any]:
+        del rng, image1, image2
+        return {}
+
+    def apply(self, variables: Any, image1: jax.Array, image2: jax.Array, *, train: bool = False) -> Any:
+        del train  # nothing is learned
+        if jax.tree_util.tree_leaves(variables):
+            raise ValueError(f"{type(self).__name__} has no learned parameters; expected empty "
+                             f"variables {{}}, got {jax.tree_util.tree_structure(variables)}")
+        return self(image1, image2)
+
+    def clone(self, **changes: Any) -> Any:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def compiler_options(self) -> dict[str, Any] | None:
+        """XLA options :class:`flowlib.Model` compiles the algorithm with: on XLA:CPU, the
+        loop emitters without the YNN reduction kernels compile its many small kernels in
+        ~40 % less time (``benchmarks.defaults --speed``)."""
+        if jax.default_backend() != "cpu":
+            return None
+        return dict(_CPU_COMPILER_OPTIONS)
+
+
+@dataclasses.dataclass(frozen=True)
+class PatchFlow(_NoParameters):
+    """Settings of :func:`patchflow` (a frozen dataclass; calling it runs the algorithm).
 
     Attributes:
       patch_size, patch_stride: the patch grid at every level (size a multiple of stride).
@@ -368,6 +444,10 @@ class PatchFlow(nn.Module):
         cells away; finer levels look at direct neighbours only (cheaper at full size).
       coarse_radius: exhaustive search radius (pixels of the coarsest level).
       min_coarse_side: the coarsest level is the deepest whose shorter side is at least this.
+      finest_level: the finest level computed (0: full size; 1: half size, then bilinear
+        upsampling, as DIS's ``finest_scale``).
+      upsampled_refine_outer: outer iterations of the variational refinement on each level
+        finer than ``finest_level`` (0: the finest computed level is only upsampled).
       alpha, delta, gamma, refine_outer, refine_inner: the variational refinement
         (``refine_outer = 0`` turns it off).
     """
@@ -379,6 +459,8 @@ class PatchFlow(nn.Module):
     long_jump_levels: int = 3
     coarse_radius: int = 4
     min_coarse_side: int = 16
+    finest_level: int = 1
+    upsampled_refine_outer: int = 1
     alpha: float = 20.0
     delta: float = 5.0
     gamma: float = 10.0
@@ -388,26 +470,30 @@ class PatchFlow(nn.Module):
     def __post_init__(self) -> None:
         patch_grid(self.patch_size, self.patch_size, size=self.patch_size, stride=self.patch_stride)
         _check_counts(self, ("iterations", "propagation_rounds", "long_jump_levels", "coarse_radius",
-                             "refine_outer", "refine_inner"))
-        super().__post_init__()
+                             "finest_level", "upsampled_refine_outer", "refine_outer", "refine_inner"))
 
-    @nn.compact
-    def __call__(self, image1: jax.Array, image2: jax.Array, *, train: bool = False) -> FlowOutput:
-        """Flow from ``image1`` to ``image2``: RGB ``(B, H, W, 3)`` in [0, 1] -> FlowOutput."""
-        del train  # nothing is learned
-        grey = _grey_pair(image1, image2)
-        _, h, w = grey[0].shape
-        depth = pyramid_depth(h, w, patch_size=self.patch_size, min_coarse_side=self.min_coarse_side)
-        levels = coarse_to_fine(grey[0], grey[1], self, depth=depth,
-                                search_radius=self.coarse_radius, horizontal=False)
-        flow = levels[0]
-        return FlowOutput(flow=flow, aux={"levels": levels})
+    def __call__(self, image1: jax.Array, image2: jax.Array) -> FlowOutput:
+        return patchflow(image1, image2, self)
 
 
-class PatchStereo(nn.Module):
-    """PatchFlow's matching restricted to rectified stereo: flow ``(-d, 0)``, ``d >= 0``.
+def patchflow(image1: jax.Array, image2: jax.Array, config: PatchFlow = PatchFlow()) -> FlowOutput:
+    """Flow from ``image1`` to ``image2``: RGB ``(B, H, W, 3)`` in [0, 1] -> FlowOutput
+    (``aux["levels"]``: ``{level: flow}`` of the levels computed)."""
+    i0, i1 = _grey_pair(image1, image2)
+    _, h, w = i0.shape
+    depth = pyramid_depth(h, w, patch_size=config.patch_size, min_coarse_side=config.min_coarse_side)
+    levels = coarse_to_fine(i0, i1, config, depth=depth, finest=config.finest_level,
+                            search_radius=config.coarse_radius, horizontal=False)
+    flow = _to_full_size(levels[min(levels)], (h, w), horizontal=False)
+    return FlowOutput(flow=flow, aux={"levels": levels})
 
-    Same steps as :class:`PatchFlow` with a horizontal-only search, Gauss-Newton and
+
+@dataclasses.dataclass(frozen=True)
+class PatchStereo(_NoParameters):
+    """Settings of :func:`patchstereo`: PatchFlow's matching restricted to rectified stereo,
+    flow ``(-d, 0)``, ``d >= 0``.
+
+    Same steps as :func:`patchflow` with a horizontal-only search, Gauss-Newton and
     refinement. The pyramid has ``levels`` levels below full size (fewer on small images);
     at the coarsest one every disparity in ``0 .. maxdisp`` (scaled to that level) is
     tried exhaustively, so KITTI-range disparities (~200 px) are found however far they are.
@@ -415,6 +501,9 @@ class PatchStereo(nn.Module):
     Attributes:
       maxdisp: largest disparity searched, full-resolution pixels.
       levels: pyramid levels below full resolution (the coarsest is at 1 / 2**levels).
+      consistency: left-right check tolerance (pixels; 0 turns the check off): the right
+        view's disparity comes from the same matching on the mirrored pair, and left
+        pixels that disagree take the farther of their row's nearest consistent values.
       others: as :class:`PatchFlow`.
     """
 
@@ -425,6 +514,8 @@ class PatchStereo(nn.Module):
     iterations: int = 16
     propagation_rounds: int = 2
     long_jump_levels: int = 2
+    finest_level: int = 1
+    upsampled_refine_outer: int = 1
     alpha: float = 20.0
     delta: float = 5.0
     gamma: float = 10.0
@@ -437,34 +528,85 @@ class PatchStereo(nn.Module):
         if not self.consistency >= 0:
             raise ValueError(f"PatchStereo.consistency must be >= 0, got {self.consistency!r}")
         _check_maxdisp("maxdisp", self.maxdisp)
-        _check_counts(self, ("levels", "iterations", "propagation_rounds",
-                             "long_jump_levels", "refine_outer", "refine_inner"))
-        super().__post_init__()
+        _check_counts(self, ("levels", "iterations", "propagation_rounds", "long_jump_levels",
+                             "finest_level", "upsampled_refine_outer", "refine_outer", "refine_inner"))
 
-    @nn.compact
-    def __call__(self, left: jax.Array, right: jax.Array, *, train: bool = False) -> StereoOutput:
-        """Disparity of the left view: RGB ``(B, H, W, 3)`` in [0, 1] -> StereoOutput."""
-        del train
-        i0, i1 = _grey_pair(left, right)
-        if not self.consistency:
-            return StereoOutput(disparity=self._match(i0, i1), aux={})
-        # The right view's disparity is the same matching on the mirrored pair: both run as
-        # one batch of 2B, so XLA compiles the pyramid once.
-        b = i0.shape[0]
-        both = self._match(jnp.concatenate([i0, i1[:, :, ::-1]]),
-                           jnp.concatenate([i1, i0[:, :, ::-1]]))
-        disparity, right_disp = both[:b], both[b:, :, ::-1]
-        valid = left_right_consistent(disparity, right_disp, self.consistency)
-        return StereoOutput(disparity=fill_from_background(disparity, valid),
-                            aux={"raw": disparity, "consistent": valid})
+    def __call__(self, left: jax.Array, right: jax.Array) -> StereoOutput:
+        return patchstereo(left, right, self)
 
-    def _match(self, i0: jax.Array, i1: jax.Array) -> jax.Array:
-        _, h, w = i0.shape
-        depth = min(self.levels, pyramid_depth(h, w, patch_size=self.patch_size,
-                                               min_coarse_side=self.patch_size))
-        flow = coarse_to_fine(i0, i1, self, depth=depth, search_radius=-(-self.maxdisp // 2**depth),
-                              horizontal=True)[0]
-        return jnp.clip(-flow[..., 0], 0.0, float(self.maxdisp))
+
+def patchstereo(left: jax.Array, right: jax.Array, config: PatchStereo = PatchStereo()) -> StereoOutput:
+    """Disparity of the left view: RGB ``(B, H, W, 3)`` in [0, 1] -> StereoOutput
+    (``aux``: ``raw`` and ``consistent`` when the left-right check is on)."""
+    i0, i1 = _grey_pair(left, right)
+    if not config.consistency:
+        return StereoOutput(disparity=_match(i0, i1, config), aux={})
+    # The right view's disparity is the same matching on the mirrored pair: both run as
+    # one batch of 2B, so XLA compiles the pyramid once.
+    b = i0.shape[0]
+    both = _match(jnp.concatenate([i0, i1[:, :, ::-1]]), jnp.concatenate([i1, i0[:, :, ::-1]]), config)
+    disparity, right_disp = both[:b], both[b:, :, ::-1]
+    valid = left_right_consistent(disparity, right_disp, config.consistency)
+    return StereoOutput(disparity=fill_from_background(disparity, valid),
+                        aux={"raw": disparity, "consistent": valid})
+
+
+def _match(i0: jax.Array, i1: jax.Array, config: PatchStereo) -> jax.Array:
+    _, h, w = i0.shape
+    depth = min(config.levels, pyramid_depth(h, w, patch_size=config.patch_size,
+                                             min_coarse_side=config.patch_size))
+    levels = coarse_to_fine(i0, i1, config, depth=depth, finest=config.finest_level,
+                            search_radius=-(-config.maxdisp // 2**depth), horizontal=True)
+    flow = _to_full_size(levels[min(levels)], (h, w), horizontal=True)
+    return jnp.clip(-flow[..., 0], 0.0, float(config.maxdisp))
+
+
+#: Presets, as DIS offers them: settings that replace the settings file's for a faster or a
+#: more accurate run (``load_model("patchflow", preset="fast")``, CLI ``--preset``).
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "patchflow": {
+        "fast": {"iterations": 16, "upsampled_refine_outer": 0},
+        "default": {},
+        "accurate": {"finest_level": 0},
+    },
+    "patchstereo": {
+        "fast": {"iterations": 8, "upsampled_refine_outer": 0},
+        "default": {},
+        "accurate": {"finest_level": 0},
+    },
+}
+
+#: What each preset costs and gives (shown by ``flowlib models``): steady-state time on a
+#: 2-core AMD EPYC (Zen 4) on the pairs of ``python -m benchmarks.defaults --speed`` (the
+#: defaults: that benchmark's median; fast and accurate: best of 3 calls on the same pairs),
+#: and mean errors on flowlib's validation set, 4 pairs per group,
+#: ``python -m benchmarks.validation [--task stereo] --pairs 4 [--preset NAME]``.
+PRESET_MEASURED: dict[str, dict[str, str]] = {
+    "patchflow": {
+        "fast": "1024x436: 116 ms; validation EPE (chairs-small, -medium, warp, chairs-large) "
+                "0.505, 3.489, 0.081, 9.744",
+        "default": "1024x436: 127 ms (DIS medium 27 ms); validation EPE 0.496, 2.985, 0.052, 9.421 "
+                   "(DIS medium 0.531, 3.237, 0.074, 10.855)",
+        "accurate": "1024x436: 990 ms; validation EPE 0.376, 2.722, 0.041, 9.102",
+    },
+    "patchstereo": {
+        "fast": "1242x375: 142 ms; validation EPE / D1 (stereo-64, stereo-160) 2.97 / 11.3 %, "
+                "4.57 / 8.2 %",
+        "default": "1242x375: 261 ms (SGBM 3-way 73 ms); validation 2.91 / 11.1 %, 4.45 / 7.9 % "
+                   "(SGBM 6.49 / 25.9 %, 11.46 / 16.5 %)",
+        "accurate": "1242x375: 978 ms; validation 2.52 / 8.9 %, 3.71 / 5.7 %",
+    },
+}
+
+
+def build_patchflow(preset: str = "default", **settings: Any) -> PatchFlow:
+    """:class:`PatchFlow` from a settings file's values with a preset's on top."""
+    return PatchFlow(**{**settings, **PRESETS["patchflow"][preset]})
+
+
+def build_patchstereo(preset: str = "default", **settings: Any) -> PatchStereo:
+    """:class:`PatchStereo` from a settings file's values with a preset's on top."""
+    return PatchStereo(**{**settings, **PRESETS["patchstereo"][preset]})
 
 
 def left_right_consistent(left: jax.Array, right: jax.Array, tolerance: float) -> jax.Array:
@@ -507,7 +649,7 @@ def _grey_pair(image1: jax.Array, image2: jax.Array) -> tuple[jax.Array, jax.Arr
 def default_settings(module: type = None) -> dict[str, Any]:  # type: ignore[assignment]
     """A module's constructor defaults as a plain dict (what its settings file records)."""
     module = PatchFlow if module is None else module
-    return {f: getattr(module, f) for f in module.__dataclass_fields__ if f not in ("parent", "name")}
+    return {f.name: f.default for f in dataclasses.fields(module)}
 
 
 
@@ -534,23 +676,35 @@ def write_settings(path: str, model: str = "patchflow", **overrides: Any) -> Non
 
 
 
+def _check_preset(name: str, value: Any) -> str:
+    if value not in _PRESET_NAMES:
+        raise ValueError(f"{name} must be one of {', '.join(_PRESET_NAMES)}, got {value!r}")
+    return value
+
+
+_PRESET_NAMES = ("fast", "default", "accurate")
+_PRESET = Option("preset", _check_preset, type=str, choices=_PRESET_NAMES, metavar="NAME",
+                 help="a faster or a more accurate setting, as DIS's presets: fast, default, "
+                 "accurate (default: the embedded settings; time and error of each: flowlib models)")
+
 SPECS = (
     ModelSpec(
         name="patchflow",
         task="flow",
         summary="PatchFlow: coarse-to-fine patch matching with variational refinement (DIS-like, "
         "no learned parameters)",
-        build=PatchFlow,
+        build=build_patchflow,
+        options=(_PRESET,),
         embedded="patchflow.npz",
     ),
     ModelSpec(
         name="patchstereo",
         task="stereo",
         summary="PatchStereo: PatchFlow's matching along rectified rows, left-right checked",
-        build=PatchStereo,
+        build=build_patchstereo,
         options=(Option("maxdisp", _check_maxdisp, flag="--max-disp", metavar="D",
                         help="largest disparity searched, in [1, 1024] (default: what the "
-                        "settings record, 192 embedded)"),),
+                        "settings record, 192 embedded)"), _PRESET),
         embedded="patchstereo.npz",
     ),
 )

@@ -53,7 +53,7 @@ norms and upsampling stay float32.
 
 from __future__ import annotations
 
-import math
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -61,9 +61,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowlib import ops
+from flowlib import hub, losses, ops
+from flowlib.convert import raft as _convert
 from flowlib.models._layers import BatchNorm, Conv, compute_dtype
 from flowlib.models._outputs import FlowOutput
+from flowlib.models._spec import ModelSpec, Option
 
 __all__ = [
     "RAFT",
@@ -73,6 +75,9 @@ __all__ = [
     "MIN_SIZE",
     "check_iters",
     "input_padding",
+    "LARGE_CHECKPOINTS",
+    "SMALL_CHECKPOINTS",
+    "SPECS",
 ]
 
 #: ``lookup="auto"`` computes the correlation on the fly above this many volume elements
@@ -444,9 +449,8 @@ class RAFT(nn.Module):
         return FlowOutput(flow, aux)
 
 
-def RaftSmall(**kwargs: Any) -> RAFT:  # noqa: N802 (a constructor, like the classes)
-    """RAFT-small (torchvision ``raft_small``): :class:`RAFT` with ``small=True``."""
-    return RAFT(small=True, **kwargs)
+#: RAFT-small (torchvision ``raft_small``): :class:`RAFT` with ``small=True``.
+RaftSmall = functools.partial(RAFT, small=True)
 
 
 def _check_images(image1: jax.Array, image2: jax.Array) -> None:
@@ -463,3 +467,109 @@ def _check_images(image1: jax.Array, image2: jax.Array) -> None:
         raise ValueError(
             f"image1 and image2 must have the same shape, got {image1.shape} and {image2.shape}"
         )
+
+
+# ----------------------------------------------------------------- torchvision's weights
+
+_URL = "https://download.pytorch.org/models/{}"
+_LICENSE = "BSD-3-Clause (torchvision)"
+_CT = "FlyingChairs + FlyingThings3D"
+_SKHT = (f"{_CT}, fine-tuned on Sintel + KITTI 2015 + HD1K + FlyingThings3D (clean) "
+         "('C+T+S+K+H')")
+
+
+def _checkpoint(file: str, training_data: str, published: str, ported: bool) -> hub.Checkpoint:
+    source = ("ported by torchvision from princeton-vl/RAFT (the paper's weights)" if ported
+              else "trained by torchvision's references/optical_flow recipe")
+    return hub.Checkpoint(
+        url=_URL.format(file),
+        filename=file,
+        sha256=None,
+        sha256_prefix=file.rsplit("-", 1)[1].split(".")[0],
+        license=_LICENSE,
+        training_data=f"{training_data} (torchvision: {published})",
+        source_format="pytorch",
+        model_kwargs={},
+        notes=f"torchvision {file}: {source}; figures from torchvision's weight metadata.",
+    )
+
+
+#: torchvision ``Raft_Large_Weights`` (default: ``C_T_SKHT_V2``, torchvision's DEFAULT).
+LARGE_CHECKPOINTS: dict[str, hub.Checkpoint] = {
+    "C_T_V1": _checkpoint(
+        "raft_large_C_T_V1-22a6c225.pth", _CT,
+        "Sintel train EPE clean 1.4411, final 2.7894; KITTI-15 train EPE 5.0172, Fl-all 17.45 %",
+        True),
+    "C_T_V2": _checkpoint(
+        "raft_large_C_T_V2-1bb1363a.pth", _CT,
+        "Sintel train EPE clean 1.3822, final 2.7161; KITTI-15 train EPE 4.5118, Fl-all 16.07 %",
+        False),
+    "C_T_SKHT_V1": _checkpoint(
+        "raft_large_C_T_SKHT_V1-0b8c9e55.pth", _SKHT,
+        "Sintel test EPE clean 1.94, final 3.18", True),
+    "C_T_SKHT_V2": _checkpoint(
+        "raft_large_C_T_SKHT_V2-ff5fadd5.pth", _SKHT,
+        "Sintel test EPE clean 1.819, final 3.067", False),
+    "C_T_SKHT_K_V1": _checkpoint(
+        "raft_large_C_T_SKHT_K_V1-4a6a5039.pth", f"{_SKHT}, then KITTI 2015",
+        "KITTI-15 test Fl-all 5.10 %", True),
+    "C_T_SKHT_K_V2": _checkpoint(
+        "raft_large_C_T_SKHT_K_V2-b5c70766.pth", f"{_SKHT}, then KITTI 2015",
+        "KITTI-15 test Fl-all 5.19 %", False),
+}
+
+#: torchvision ``Raft_Small_Weights`` (default: ``C_T_V2``, torchvision's DEFAULT).
+SMALL_CHECKPOINTS: dict[str, hub.Checkpoint] = {
+    "C_T_V1": _checkpoint(
+        "raft_small_C_T_V1-ad48884c.pth", _CT,
+        "Sintel train EPE clean 2.1231, final 3.2790; KITTI-15 train EPE 7.6557, Fl-all 25.28 %",
+        True),
+    "C_T_V2": _checkpoint(
+        "raft_small_C_T_V2-01064c6d.pth", _CT,
+        "Sintel train EPE clean 1.9901, final 3.2831; KITTI-15 train EPE 7.5978, Fl-all 25.24 %",
+        False),
+}
+
+
+def _check_lookup(name: str, value: Any) -> str:
+    if value not in LOOKUPS:
+        raise ValueError(f"{name} must be one of {LOOKUPS}, got {value!r}")
+    return value
+
+
+_OPTIONS = (
+    Option("iters", lambda name, value: check_iters(value), metavar="N",
+           help="RAFT flow updates (default 12, as torchvision; more: slower, often better)"),
+    Option("lookup", _check_lookup, type=str, choices=LOOKUPS, flag="--corr-lookup",
+           help="RAFT correlation lookup: 'volume' (all-pairs volume, torchvision), "
+                "'on_the_fly' (memory linear in the pixels, slower), 'auto' (default: "
+                "on the fly above 2^28 volume elements, e.g. 1920x1080)"),
+)
+
+SPECS = (
+    ModelSpec(
+        name="raft",
+        task="flow",
+        summary="RAFT (Teed & Deng 2020; torchvision raft_large): recurrent all-pairs field "
+                "transforms",
+        build=RAFT,
+        options=_OPTIONS,
+        checkpoints=LARGE_CHECKPOINTS,
+        default_weights="C_T_SKHT_V2",
+        convert=_convert.convert_large_file,
+        loss=losses.raft_loss,
+        dtypes=("float32", "bfloat16"),
+    ),
+    ModelSpec(
+        name="raft_small",
+        task="flow",
+        summary="RAFT-small (Teed & Deng 2020; torchvision raft_small): the 1M-parameter RAFT",
+        build=RaftSmall,
+        options=_OPTIONS,
+        checkpoints=SMALL_CHECKPOINTS,
+        default_weights="C_T_V2",
+        convert=_convert.convert_small_file,
+        loss=losses.raft_loss,
+        dtypes=("float32", "bfloat16"),
+    ),
+)

@@ -17,9 +17,19 @@ import typing
 from typing import Any
 
 from flowlib import _zoo
-from flowlib.cli._args import positive_int
 
 __all__ = ["TrainConfig", "add_config_arguments", "config_from_args"]
+
+
+def _positive_int(text: str) -> int:
+    """``type=`` for counts and sizes: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def _non_negative_int(text: str) -> int:
@@ -61,11 +71,11 @@ class TrainConfig:
     data: str = _option("synthetic", help="training data (all but synthetic need --root)",
                         choices=["synthetic", "chairs", "things", "sintel", "kitti"])
     root: str | None = _option(None, help="dataset folder")
-    steps: int = _option(1000, help="total optimiser steps", type=positive_int)
+    steps: int = _option(1000, help="total optimiser steps", type=_positive_int)
     batch_size: int = _option(8, help="pairs per step (a multiple of the device count)",
-                              type=positive_int)
+                              type=_positive_int)
     crop: tuple[int, int] = _option((256, 320), help="training crop", metavar=("H", "W"),
-                                    type=positive_int)
+                                    type=_positive_int)
     lr: float = _option(1e-4, help="peak learning rate")
     schedule: str = _option("cosine", help="learning-rate schedule",
                             choices=["constant", "cosine", "step"])
@@ -73,15 +83,15 @@ class TrainConfig:
     weight_decay: float = _option(0.0, help="AdamW weight decay")
     seed: int = _option(0, help="seed of the initialisation and of every batch")
     out: str = _option("runs/train", help="run folder (default runs/<model>)", cli_default=None)
-    checkpoint_every: int = _option(200, help="steps between checkpoints", type=positive_int)
-    log_every: int = _option(10, help="steps between logged losses", type=positive_int)
+    checkpoint_every: int = _option(200, help="steps between checkpoints", type=_positive_int)
+    log_every: int = _option(10, help="steps between logged losses", type=_positive_int)
     init: str | None = _option(None, help="fine-tune from these weights (name:variant or path)")
     model_kwargs: dict[str, Any] = _option(factory=dict, help='JSON, e.g. \'{"maxdisp": 192}\'')
     data_kwargs: dict[str, Any] = _option(
         factory=dict,
         help='JSON for the synthetic generator, e.g. \'{"motion": 0.5}\' or \'{"max_disparity": 64}\'')
     freeze: str | None = _option(None, help="regex of parameter paths to keep fixed")
-    workers: int = _option(2, help="threads that render/decode batches ahead", type=positive_int)
+    workers: int = _option(2, help="threads that render/decode batches ahead", type=_positive_int)
     progress: bool = _option(True, help="no progress bar")
     photometric: bool = _option(
         True, help="no colour jitter / noise (geometric augmentation only): an early curriculum stage")

@@ -38,7 +38,13 @@ def _pair(shape, seed=0):
     return jnp.asarray(a), jnp.asarray(np.roll(a, 3, axis=2))
 
 
-@pytest.fixture(scope="module", params=sorted(_MODELS))
+# CFNet's and FlowNetC's compiles take 110 s and 24 s on 2 cores: those two run with -m slow.
+_SLOW = ("cfnet", "flownetc")
+
+
+@pytest.fixture(scope="module", params=[
+    pytest.param(name, marks=pytest.mark.slow) if name in _SLOW else name for name in sorted(_MODELS)
+])
 def run(request):
     name = request.param
     model, shape, field = _MODELS[name]

@@ -10,7 +10,7 @@ from scipy.ndimage import gaussian_filter, map_coordinates
 
 import flowlib
 from flowlib.models import patchflow
-from flowlib.models.patchflow import PatchFlow, inverse_search, pyramid_depth, variational_refinement
+from flowlib.models.patchflow import PatchFlow, PatchStereo, inverse_search, pyramid_depth, variational_refinement
 
 
 def _texture(h: int, w: int, seed: int = 0, blur: float = 1.5) -> np.ndarray:
@@ -82,35 +82,55 @@ def small_model():
     return PatchFlow(iterations=8, refine_outer=2, refine_inner=2)
 
 
-def test_large_translation_is_recovered(small_model):
+@pytest.fixture(scope="module")
+def small_apply(small_model):
+    """The small model's apply, jitted once for the module (one compile per shape)."""
+    return jax.jit(small_model.apply, compiler_options=small_model.compiler_options)
+
+
+@pytest.fixture(scope="module")
+def translations(small_apply):
+    """One pair alone and in a batch of two with another pair, at 96x128."""
     i1, i2 = _translated_pair(96, 128, 21.0, -9.0, seed=3)
-    out = small_model.apply({}, _rgb(i1)[None], _rgb(i2)[None])
+    j1, j2 = _translated_pair(96, 128, -1.0, 3.0, seed=5)
+    single = small_apply({}, _rgb(i1)[None], _rgb(i2)[None])
+    batch = small_apply({}, np.stack([_rgb(j1), _rgb(i1)]), np.stack([_rgb(j2), _rgb(i2)]))
+    return single, batch
+
+
+def test_large_translation_is_recovered(translations):
+    out = translations[0]
     inner = np.asarray(out.flow)[0, 16:-16, 24:-24]
     np.testing.assert_allclose(np.median(inner.reshape(-1, 2), axis=0), [21.0, -9.0], atol=0.1)
     assert sorted(out.aux["levels"]) == list(range(pyramid_depth(96, 128, patch_size=8, min_coarse_side=16) + 1))
 
 
-@pytest.mark.parametrize("h,w", [(8, 8), (13, 37), (33, 20)])
-def test_odd_and_tiny_sizes(small_model, h, w):
+def test_batch_items_are_independent(translations):
+    single, batch = translations
+    np.testing.assert_allclose(np.asarray(batch.flow)[1:], np.asarray(single.flow), atol=1e-4)
+    inner = np.asarray(batch.flow)[0, 16:-16, 24:-24]
+    np.testing.assert_allclose(np.median(inner.reshape(-1, 2), axis=0), [-1.0, 3.0], atol=0.1)
+
+
+@pytest.mark.parametrize("h,w", [(8, 8), (13, 37)])
+def test_odd_and_tiny_sizes(small_apply, h, w):
     rng = np.random.default_rng(h * w)
     a = rng.random((1, h, w, 3)).astype(np.float32)
-    flow = np.asarray(small_model.apply({}, a, a).flow)
+    flow = np.asarray(small_apply({}, a, a).flow)
     assert flow.shape == (1, h, w, 2) and flow.dtype == np.float32
     assert np.all(np.isfinite(flow)) and np.abs(flow).max() < 1e-3  # identical frames: no motion
 
 
-def test_batch_items_are_independent_and_jit_equals_eager(small_model):
-    i1, i2 = _translated_pair(40, 56, 2.5, 1.0, seed=4)
-    j1, j2 = _translated_pair(40, 56, -1.0, 3.0, seed=5)
-    a = np.stack([_rgb(i1), _rgb(j1)])
-    b = np.stack([_rgb(i2), _rgb(j2)])
-    fn = jax.jit(lambda x, y: small_model.apply({}, x, y).flow)
-    both = np.asarray(fn(a, b))
-    single = np.asarray(fn(a[1:], b[1:]))
-    np.testing.assert_allclose(both[1:], single, atol=1e-4)
+def test_jit_equals_eager_on_a_tiny_pair():
+    model = PatchFlow(iterations=1, propagation_rounds=1, refine_outer=1, refine_inner=1,
+                      coarse_radius=1)
+    i1, i2 = _translated_pair(16, 24, -2.0, 0.0, seed=9)
+    a, b = _rgb(i1)[None], _rgb(i2)[None]
+    jitted = jax.tree.leaves(jax.jit(model.apply)({}, a, b))
     with jax.disable_jit():
-        eager = np.asarray(small_model.apply({}, a[:1], b[:1]).flow)
-    np.testing.assert_allclose(both[:1], eager, atol=1e-3)
+        eager = jax.tree.leaves(model.apply({}, a, b))
+    for x, y in zip(jitted, eager):
+        np.testing.assert_allclose(np.asarray(x, np.float32), np.asarray(y, np.float32), atol=1e-3)
 
 
 @pytest.mark.parametrize("kwargs,match", [({"patch_stride": 3}, "multiple of stride"),
@@ -124,6 +144,35 @@ def test_bad_settings_are_refused(kwargs, match):
 def test_bad_input_shapes_are_refused(small_model):
     with pytest.raises(ValueError, match=r"\(B, H, W, 3\)"):
         small_model.apply({}, jnp.zeros((1, 16, 16, 3)), jnp.zeros((1, 16, 17, 3)))
+
+
+def test_parameters_are_refused_and_init_is_empty():
+    model = PatchFlow()
+    assert model.init(jax.random.PRNGKey(0), None, None) == {}
+    with pytest.raises(ValueError, match="no learned parameters"):
+        model.apply({"params": {"w": jnp.zeros(1)}}, jnp.zeros((1, 8, 8, 3)), jnp.zeros((1, 8, 8, 3)))
+
+
+@pytest.mark.parametrize("name", ["patchflow", "patchstereo"])
+def test_presets_replace_the_settings_and_unknown_ones_are_refused(name):
+    for preset, settings in patchflow.PRESETS[name].items():
+        m = flowlib.load_model(name, preset=preset)
+        for key, value in settings.items():
+            assert getattr(m.module, key) == value
+        assert preset in patchflow.PRESET_MEASURED[name]
+    assert flowlib.load_model(name, preset="default").module == flowlib.load_model(name).module
+    with pytest.raises(ValueError, match="preset must be one of fast, default, accurate"):
+        flowlib.load_model(name, preset="fastest")
+
+
+def test_models_command_lists_each_preset_with_its_measurements(capsys):
+    from flowlib import cli
+
+    assert cli.main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name, measured in patchflow.PRESET_MEASURED.items():
+        for preset, line in measured.items():
+            assert f"{name} --preset {preset:<8} {line}" in out
 
 
 def test_zoo_loads_the_embedded_settings_and_refuses_checkpoints(tmp_path):
@@ -146,13 +195,16 @@ def test_settings_file_round_trip(tmp_path):
     assert not (tmp_path / "bad.npz").exists()
 
 
-def test_patch_stereo_recovers_a_large_disparity_and_stays_in_range():
-    from flowlib.models.patchflow import PatchStereo
-
+@pytest.fixture(scope="module")
+def stereo_out():
+    """PatchStereo (left-right check on) on a pair with a 37 px disparity, jitted once."""
     i1, i2 = _translated_pair(48, 160, -37.0, 0.0, seed=6)  # left[x] = right[x - 37]
     model = PatchStereo(maxdisp=64, iterations=8, refine_outer=2, refine_inner=2)
-    out = model.apply({}, _rgb(i1)[None], _rgb(i2)[None])
-    disp = np.asarray(out.disparity)[0]
+    return jax.jit(model.apply, compiler_options=model.compiler_options)({}, _rgb(i1)[None], _rgb(i2)[None])
+
+
+def test_patch_stereo_recovers_a_large_disparity_and_stays_in_range(stereo_out):
+    disp = np.asarray(stereo_out.disparity)[0]
     assert disp.shape == (48, 160) and disp.min() >= 0 and disp.max() <= 64
     assert np.median(disp[8:-8, 48:-8]) == pytest.approx(37.0, abs=0.1)
 
@@ -193,13 +245,9 @@ def test_fill_from_background_by_hand():
     np.testing.assert_array_equal(got[1], [1.0] * 5)
 
 
-def test_consistency_check_matches_a_plain_run_where_views_agree():
-    from flowlib.models.patchflow import PatchStereo
-
-    i1, i2 = _translated_pair(40, 96, -12.0, 0.0, seed=7)
-    kw = dict(maxdisp=32, iterations=8, refine_outer=2, refine_inner=2)
-    plain = PatchStereo(consistency=0.0, **kw).apply({}, _rgb(i1)[None], _rgb(i2)[None]).disparity
-    checked = PatchStereo(consistency=1.0, **kw).apply({}, _rgb(i1)[None], _rgb(i2)[None])
-    inner = (slice(None), slice(8, -8), slice(24, -8))
-    np.testing.assert_allclose(np.asarray(checked.disparity)[inner], np.asarray(plain)[inner], atol=1e-4)
-    assert float(np.asarray(checked.aux["consistent"])[inner].mean()) > 0.95
+def test_consistency_check_keeps_the_plain_match_where_views_agree(stereo_out):
+    # aux["raw"] is the left view's matching alone (what consistency=0 returns).
+    inner = (slice(None), slice(8, -8), slice(48, -8))
+    np.testing.assert_allclose(np.asarray(stereo_out.disparity)[inner],
+                               np.asarray(stereo_out.aux["raw"])[inner], atol=1e-4)
+    assert float(np.asarray(stereo_out.aux["consistent"])[inner].mean()) > 0.95

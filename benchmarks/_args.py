@@ -1,0 +1,30 @@
+"""Argument types of the benchmark scripts' command lines."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+
+def positive_int(text: str) -> int:
+    """``type=`` for counts: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def output_file(*suffixes: str) -> Callable[[str], str]:
+    """``type=`` for an output file whose extension must be one of ``suffixes``."""
+
+    def check(text: str) -> str:
+        if Path(text).suffix.lower() not in suffixes:
+            raise argparse.ArgumentTypeError(f"{text}: expected a {' or '.join(suffixes)} file")
+        return text
+
+    check.__name__ = "output file"
+    return check
