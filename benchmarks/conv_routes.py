@@ -1,8 +1,8 @@
 """Routes to faster convolutions on XLA:CPU, each timed against ``lax.conv_general_dilated``
-in float32 on the same shapes in the same run (issue 12: bfloat16 and float32 speed).
+in float32 on the same shapes in the same run.
 
-    python -m benchmarks.conv_routes [--quick] [--only dot conv wide strided narrow copy]
-        [--flag-sweep] [--json OUT]
+    python -m benchmarks.conv_routes [--quick]
+        [--only dot conv wide strided narrow copy volume deconv] [--flag-sweep] [--json OUT]
 
 XLA:CPU (jax 0.10.2) converts the operands of a bfloat16 convolution back to float32
 (``benchmarks.models`` prints "bf16 convs 0/n run"), so the CPU's bfloat16 units are only
@@ -27,6 +27,12 @@ call on another CPU (AMX, a newer jaxlib):
   predictors) as ``lax`` and with the output channels zero-padded to 8 and 16.
 * ``copy``: the data movement the rewrites need, in GB/s: the 49-tap im2col as one
   concatenate, the 7 kw taps concatenated, and an elementwise pass over the same bytes.
+* ``volume``: CFNet's stride-1 3x3x3 convolutions at KITTI size (maxdisp 256) as ``lax``
+  3-D convolutions (the peer) and by the routes :class:`flowlib.models._layers.Conv` takes
+  on a CPU: depth taps stacked on the channels of one 2-D convolution and, for the
+  one-channel cost heads, one dot plus shifted sums of the taps.
+* ``deconv``: CFNet's stride-2 3-D transposed convolution input-dilated (``lax``, the peer;
+  what other platforms run) and by sub-pixel phases (the CPU route).
 * ``--flag-sweep``: the ``conv`` bfloat16-vs-float32 ratio of the 32->64 layer in a fresh
   process per ``XLA_FLAGS`` setting (library fusions, oneDNN, max ISA).
 
@@ -56,8 +62,9 @@ from benchmarks._args import positive_int
 from benchmarks._machine import cpu_description, machine_record
 from benchmarks._timing import format_table, measure, write_json
 from flowlib.models._fft_conv import fft_conv2d
+from flowlib.models._layers import _conv3d_output_taps, _conv3d_stride1, conv_transpose
 
-SECTIONS = ("dot", "conv", "wide", "strided", "narrow", "copy")
+SECTIONS = ("dot", "conv", "wide", "strided", "narrow", "copy", "volume", "deconv")
 _DN = ("NHWC", "HWIO", "NHWC")
 BF16 = jnp.bfloat16
 # XLA_FLAGS tried for bfloat16 convolutions (DEFAULTS-EVIDENCE; none changed the ratio).
@@ -336,8 +343,55 @@ def copy_section(*, quick: bool, runs: int) -> list[dict[str, Any]]:
     return rows
 
 
+# CFNet's stride-1 3x3x3 layers at KITTI size, 375x1242 padded to 384x1248, maxdisp 256:
+# a 32-channel aggregation layer and the three one-channel cost heads.
+CFNET_VOLUME = (((1, 48, 96, 312, 32), (3, 3, 3, 32, 32)),
+                ((1, 32, 48, 156, 32), (3, 3, 3, 32, 1)),
+                ((1, 16, 96, 312, 32), (3, 3, 3, 32, 1)),
+                ((1, 12, 192, 624, 16), (3, 3, 3, 16, 1)))
+_PAD3 = [(1, 1)] * 3
+
+
+def lax_conv3d(x: jax.Array, w: jax.Array) -> jax.Array:
+    """The peer: a stride-1 ``lax`` 3-D convolution, NDHWC x DHWIO, padding 1."""
+    return jax.lax.conv_general_dilated(x, w, (1, 1, 1), _PAD3,
+                                        dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
+
+
+def volume_section(*, quick: bool, runs: int) -> list[dict[str, Any]]:
+    cases = (((1, 8, 16, 32, 16), (3, 3, 3, 16, 1)),) if quick else CFNET_VOLUME
+    rows = []
+    for shape, kernel in cases:
+        routes = {"depth taps, one 2-D convolution": (
+            lambda x, w: _conv3d_stride1(x, w, _PAD3), jnp.float32)}
+        if kernel[-1] == 1:
+            routes["output taps: one dot, shifted sums"] = (
+                lambda x, w: _conv3d_output_taps(x, w, _PAD3), jnp.float32)
+        d, h, w = shape[1:4]
+        rows += compare(f"3x3x3 {kernel[3]}->{kernel[4]} at {d}x{h}x{w}", shape, kernel,
+                        routes, runs=runs, peer=lax_conv3d, section="volume",
+                        flops=2.0 * np.prod(shape[:4]) * np.prod(kernel))
+    return rows
+
+
+def deconv_section(*, quick: bool, runs: int) -> list[dict[str, Any]]:
+    """CFNet's DeconvBN: 3x3x3, stride 2, padding 1, output padding 1."""
+    shape, kernel = (((1, 4, 8, 16, 16), (3, 3, 3, 16, 8)) if quick else
+                     ((1, 24, 48, 156, 64), (3, 3, 3, 64, 32)))
+
+    def transposed(method: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
+        return lambda x, w: conv_transpose(x, w, (2, 2, 2), (1, 1, 1), (1, 1, 1), method=method)
+
+    d, h, w = shape[1:4]
+    return compare(f"3x3x3/2 transposed {kernel[3]}->{kernel[4]} at {d}x{h}x{w}", shape, kernel,
+                   {"sub-pixel phases": (transposed("phases"), jnp.float32)}, runs=runs,
+                   peer=transposed("dilated"), section="deconv",
+                   flops=2.0 * np.prod(shape[:4]) * 8 * np.prod(kernel))
+
+
 RUNNERS = {"dot": dot_section, "conv": conv_section, "wide": wide_section,
-           "strided": strided_section, "narrow": narrow_section, "copy": copy_section}
+           "strided": strided_section, "narrow": narrow_section, "copy": copy_section,
+           "volume": volume_section, "deconv": deconv_section}
 
 
 def flag_sweep(*, quick: bool, runs: int) -> list[dict[str, Any]]:

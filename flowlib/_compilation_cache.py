@@ -1,9 +1,9 @@
 """flowlib's cache of compiled models: compile a model once per machine, not once per process.
 
 Every :class:`flowlib.Model` runs its forward through :class:`CachedFunction`. On the first
-call with new input shapes in a process it lowers the jitted function (tracing, about 2 s for
-a model), hashes the lowered StableHLO module together with the JAX and jaxlib versions, the
-target device, ``$XLA_FLAGS`` and the host's CPU, and looks for a serialised executable of that
+call with new input shapes in a process it lowers (traces) the jitted function, hashes the
+lowered StableHLO module together with the JAX and jaxlib versions, the target device,
+``$XLA_FLAGS`` and the host's CPU, and looks for a serialised executable of that
 hash in ``<flowlib cache>/compiled/jax-<version>-<host>/`` (the flowlib cache is
 ``$FLOWLIB_HOME``, else ``$XDG_CACHE_HOME/flowlib``, else ``~/.cache/flowlib``; see
 :func:`flowlib.hub.cache_dir`). Found: it is loaded instead of compiled. Not found: the

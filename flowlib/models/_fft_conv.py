@@ -1,13 +1,12 @@
 """2-D convolution by FFT overlap-add, for layers with few output channels.
 
-XLA:CPU runs a convolution with 2 output channels at ~14 GFLOP/s against ~200 for wide
-ones (jax 0.10.2, 2-core AMD EPYC Zen 4): SpyNet's last 7x7 layer (16 -> 2 channels)
-costs as much as its 32 -> 16 layer with 8x the multiplies. In the frequency domain the
-same layer needs ~4 C F real multiplies per output instead of k^2 C F, and XLA's FFT is
-fast enough for that to pay when F is small (``python -m benchmarks.conv_routes --only
-conv``: 16 -> 2 at 224x512, 25.4 ms -> 6.1 ms; at 448x1024, 100 -> 47 ms). For wide
-layers it does not (32 -> 64: 1.8x slower), so it is opt-in per layer
-(:class:`flowlib.models._layers.Conv` ``method="fft"``).
+XLA:CPU runs a convolution with 2 output channels far below its speed for wide ones:
+SpyNet's last 7x7 layer (16 -> 2 channels) costs about as much as its 32 -> 16 layer with 8x
+the multiplies. In the frequency domain the same layer needs ~4 C F real multiplies per
+output instead of k^2 C F, and XLA's FFT is fast enough for that to pay when F is small; for
+wide layers it does not. So it is opt-in per layer (:class:`flowlib.models._layers.Conv`
+``method="fft"``, which takes it only where XLA compiles for a CPU). ``python -m
+benchmarks.conv_routes --only conv`` times it against ``lax`` on SpyNet's layers.
 
 Method: the padded input is cut into non-overlapping ``tile - k + 1`` blocks, each
 zero-padded to ``tile`` and convolved with the flipped kernel (a full linear

@@ -25,25 +25,21 @@ runs 3-D and input-dilated convolutions far below its 2-D speed, so:
 * A 3-D convolution (:func:`conv3d`) with stride 1 is a 2-D convolution of the depth taps
   stacked on the channels, depth folded into the batch; with one output channel (CFNet's
   cost heads) it is a dot over the channels giving every tap's contribution, summed at
-  the taps' shifts (XLA:CPU runs 1-channel convolutions at a few GFLOP/s). Strided and
-  1x1x1 ones stay ``lax`` convolutions: the rewrites tried for them (space-to-depth;
-  strided depth taps, summed or stacked; 1x1 2-D) were no faster or slower.
+  the taps' shifts (XLA:CPU runs 1-channel convolutions far below its speed for wide
+  ones). Strided and 1x1x1 ones stay ``lax`` convolutions: the rewrites tried for them
+  (space-to-depth; strided depth taps, summed or stacked; 1x1 2-D) were no faster.
+* A 2-D layer with very few output channels may ask for an FFT overlap-add convolution
+  (:class:`Conv` ``method="fft"``; :mod:`flowlib.models._fft_conv`).
 
-Measured on a 2-core AMD EPYC (AVX-512), idle, float32, jitted, best of 3 (jax 0.10.2; the
-2-D convolutions run in XLA:CPU's YNNPACK fusions, the 3-D ones do not):
-
-* CFNet's DeconvBN transposed conv, (1, 24, 48, 156, 64) -> 32: 18.05 s input-dilated,
-  0.42 s by phases (43x).
-* 3x3x3 stride-1 conv, (1, 48, 96, 312, 32) -> 32: 2.28 s ``lax``, 0.88 s by depth taps
-  (2.6x). Stride-2 (-> 64, 0.35 s) and 1x1x1 ones: unchanged.
-* CFNet's three cost heads (3x3x3 -> 1 channel) at KITTI size, (1, 32, 48, 156, 32),
-  (1, 16, 96, 312, 32), (1, 12, 192, 624, 16): 298 / 593 / 883 ms ``lax``, 116 / 197 /
-  303 ms by depth taps, 25 / 50 / 152 ms by output taps (Zen 4, best of 5).
-* Whole CFNet, KITTI 375x1242 (padded 384x1248), maxdisp 256, ``python -m
-  benchmarks.models --models cfnet --dtypes float32``: 67.1 s -> 10.3 s per forward
-  (compile 5 s -> 8 s, XLA peak 0.73 -> 1.03 GiB); eager PyTorch 11.8 s, flowlib/torch
-  5.5 -> 0.88. What remains is mostly 2-D convolutions with 16 to 32 output channels,
-  which XLA:CPU runs at 75-120 GFLOP/s (its 256-channel yardstick: ~200).
+The layers choose per lowering platform (:func:`on_cpu`, ``jax.lax.platform_dependent``):
+these routes where XLA compiles for a CPU, the plain ``lax`` convolution (input-dilated for
+transposed ones) on every other platform, where the vendor's convolution kernels are the fast
+path. So a model exported or compiled for a GPU or TPU holds only ``lax`` convolutions
+(``tests/models/test_platforms.py``), whatever machine traced it. The functions
+:func:`conv3d`, :func:`conv_transpose` (``method="phases"``) and
+:func:`~flowlib.models._fft_conv.fft_conv2d` themselves always compute their route. Every
+route timed against ``lax`` on the same shapes: ``python -m benchmarks.conv_routes``
+(sections ``volume`` and ``conv``).
 """
 
 from __future__ import annotations
@@ -59,7 +55,7 @@ import numpy as np
 from flowlib.models._fft_conv import fft_conv2d
 
 __all__ = ["Conv", "ConvTranspose", "BatchNorm", "leaky_relu", "mish", "conv3d",
-           "conv_transpose", "compute_dtype"]
+           "conv_transpose", "compute_dtype", "on_cpu"]
 
 
 def leaky_relu(x: jax.Array) -> jax.Array:
@@ -72,9 +68,8 @@ def mish(x: jax.Array) -> jax.Array:
 
     Computed with one ``exp``: with ``e = exp(x)``, ``tanh(log(1 + e)) = n / (n + 2)``
     for ``n = e (e + 2)``. Same values as the ``tanh(log1p(exp))`` form within 2e-6
-    relative (``tests/models/test_layers.py``), and about as fast as a ReLU on XLA:CPU
-    (23M float32 elements, 2-core EPYC: 44 ms against 81 ms for the three-
-    transcendental form; CFNet applies it to every 3-D volume).
+    relative (``tests/models/test_layers.py``) with one transcendental instead of three
+    (CFNet applies it to every 3-D volume).
     """
     e = jnp.exp(jnp.minimum(x, 20.0))
     n = e * (e + 2.0)
@@ -128,8 +123,8 @@ def _conv3d_output_taps(x: jax.Array, kernel: jax.Array, padding: Sequence[tuple
                         preferred_element_type: jnp.dtype | None = None) -> jax.Array:
     """Stride-1 3-D convolution with one output channel: one dot gives every tap's
     contribution ``z[..., t] = x . kernel[t]`` (K = C, N = taps), then the taps are summed
-    at their shifts, ``y[p] = sum_t z_pad[p + t, t]``. XLA:CPU runs a 1-output-channel
-    convolution at a few GFLOP/s; this is 2-5x faster for CFNet's cost heads."""
+    at their shifts, ``y[p] = sum_t z_pad[p + t, t]`` (CFNet's cost heads: XLA:CPU runs
+    1-output-channel convolutions slowly)."""
     kd, kh, kw, cin, _ = kernel.shape
     taps = jnp.moveaxis(kernel[..., 0].reshape(kd * kh * kw, cin), 0, 1)  # (C, taps)
     z = jnp.einsum("ndhwc,ct->ndhwt", x, taps, precision=precision,
@@ -209,15 +204,31 @@ def _conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                           rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                           batch_group_count=1, precision=None, preferred_element_type=None):
     """``lax.conv_general_dilated`` for ``nn.Conv``: 3-D channels-last convolutions without
-    dilation or groups go to :func:`conv3d`, everything else to ``lax``."""
+    dilation or groups go to :func:`conv3d` where XLA compiles for a CPU; everything else,
+    and every other platform, to ``lax``."""
+    def plain(lhs: jax.Array, rhs: jax.Array) -> jax.Array:
+        return jax.lax.conv_general_dilated(
+            lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+            rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+            feature_group_count=feature_group_count, batch_group_count=batch_group_count,
+            precision=precision, preferred_element_type=preferred_element_type)
+
+    def cpu(lhs: jax.Array, rhs: jax.Array) -> jax.Array:
+        return conv3d(lhs, rhs, window_strides, padding, precision, preferred_element_type)
+
     if _plain_conv(3, lhs, rhs, padding, lhs_dilation, rhs_dilation, dimension_numbers,
                    feature_group_count, batch_group_count):
-        return conv3d(lhs, rhs, window_strides, padding, precision, preferred_element_type)
-    return jax.lax.conv_general_dilated(
-        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
-        rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-        feature_group_count=feature_group_count, batch_group_count=batch_group_count,
-        precision=precision, preferred_element_type=preferred_element_type)
+        return on_cpu(cpu, plain, lhs, rhs)
+    return plain(lhs, rhs)
+
+
+def on_cpu(cpu: Callable[..., jax.Array], default: Callable[..., jax.Array],
+           *args: jax.Array) -> jax.Array:
+    """``cpu(*args)`` where XLA compiles for a CPU, ``default(*args)`` on every other
+    platform. ``jax.lax.platform_dependent`` makes the choice per lowering platform, not by
+    the default backend at trace time: traced on a CPU and exported for a GPU, the
+    computation holds only ``default``."""
+    return jax.lax.platform_dependent(*args, cpu=cpu, default=default)
 
 
 def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
@@ -236,8 +247,8 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
     into the ``s``-times finer grid and cropped to ``[padding, padding + out)``.
     ``method="dilated"``: the flipped kernel over the input dilated by ``s`` (``lax``'s
     ``lhs_dilation``), padded by ``k - 1 - padding`` (+ ``output_padding`` at the end).
-    ``"auto"``: phases in 3-D, dilated otherwise (XLA:CPU runs 2-D input-dilated
-    convolutions as fast as the phases, 3-D ones up to ~50x slower).
+    ``"auto"``: phases in 3-D where XLA compiles for a CPU (XLA:CPU runs 3-D input-dilated
+    convolutions far slower than the phases, 2-D ones as fast), dilated otherwise.
 
     Args:
       x: ``(N, *spatial, C)``, 1 to 3 spatial dimensions.
@@ -257,7 +268,6 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
     if method not in ("auto", "phases", "dilated"):
         raise ValueError(f"method must be 'auto', 'phases' or 'dilated', got {method!r}")
     k = kernel.shape[:nd]
-    cin, cout = kernel.shape[nd:]
     strides, padding, output_padding = (tuple(int(v) for v in a)
                                         for a in (strides, padding, output_padding))
     if not len(strides) == len(padding) == len(output_padding) == nd:
@@ -268,12 +278,32 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
            for n, s, p, ki, op in zip(size, strides, padding, k, output_padding)]
     if min(out) < 1:
         raise ValueError(f"transposed convolution output would be empty: {out}")
-    if method == "dilated" or (method == "auto" and nd != 3):
+
+    def dilated(x: jax.Array, kernel: jax.Array) -> jax.Array:
         return jax.lax.conv_general_dilated(
             x, jnp.flip(kernel, axis=tuple(range(nd))), (1,) * nd,
             [(ki - 1 - p, ki - 1 - p + op) for ki, p, op in zip(k, padding, output_padding)],
             lhs_dilation=strides, dimension_numbers=_layout(nd), precision=precision,
             preferred_element_type=preferred_element_type)
+
+    def phases(x: jax.Array, kernel: jax.Array) -> jax.Array:
+        return _phases(x, kernel, strides, padding, out, precision, preferred_element_type)
+
+    if method == "dilated" or (method == "auto" and nd != 3):
+        return dilated(x, kernel)
+    if method == "auto":
+        return on_cpu(phases, dilated, x, kernel)
+    return phases(x, kernel)
+
+
+def _phases(x: jax.Array, kernel: jax.Array, strides: tuple[int, ...],
+            padding: tuple[int, ...], out: list[int], precision: jax.lax.PrecisionLike,
+            preferred_element_type: jnp.dtype | None) -> jax.Array:
+    """:func:`conv_transpose` by sub-pixel phases (see its docstring)."""
+    nd = x.ndim - 2
+    k = kernel.shape[:nd]
+    cin, cout = kernel.shape[nd:]
+    size = x.shape[1:-1]
     taps = [-(-ki // s) for ki, s in zip(k, strides)]
     # Phase rows needed: the fine grid [0, m * s) must cover [padding, padding + out).
     rows = [-(-(p + o) // s) for p, o, s in zip(padding, out, strides)]
@@ -359,6 +389,13 @@ def _fft_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=No
     return fft_conv2d(lhs, rhs, padding)
 
 
+def _fft_on_cpu(lhs, rhs, *args, **kwargs):
+    """:func:`_fft_conv_general_dilated` where XLA compiles for a CPU, ``lax`` elsewhere."""
+    return on_cpu(lambda lhs, rhs: _fft_conv_general_dilated(lhs, rhs, *args, **kwargs),
+                  lambda lhs, rhs: jax.lax.conv_general_dilated(lhs, rhs, *args, **kwargs),
+                  lhs, rhs)
+
+
 _CONV_METHODS = ("lax", "fft")
 
 
@@ -370,8 +407,9 @@ class Conv(nn.Module):
     compute dtype of the products (:func:`compute_dtype`): with bfloat16, input and kernel
     are rounded to bfloat16, the sums, the bias and the output stay float32.
     ``method="fft"`` (2-D, stride 1 only) computes it by FFT overlap-add
-    (:func:`flowlib.models._fft_conv.fft_conv2d`): same parameters and results within
-    float32 rounding, faster on XLA:CPU for layers with very few output channels.
+    (:func:`flowlib.models._fft_conv.fft_conv2d`) where XLA compiles for a CPU, and as a
+    ``lax`` convolution on other platforms: same parameters and results within float32
+    rounding, faster on XLA:CPU for layers with very few output channels.
     """
 
     features: int
@@ -390,7 +428,7 @@ class Conv(nn.Module):
         if self.method not in _CONV_METHODS:
             raise ValueError(f"method must be one of {_CONV_METHODS}, got {self.method!r}")
         if self.method == "fft":
-            base = _fft_conv_general_dilated
+            base = _fft_on_cpu
         else:
             base = _conv_general_dilated if self.ndim == 3 else jax.lax.conv_general_dilated
         return nn.Conv(

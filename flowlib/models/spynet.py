@@ -71,7 +71,7 @@ __all__ = [
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
 _FEATURES = (32, 64, 32, 16, 2)  # 8 -> 32 -> 64 -> 32 -> 16 -> 2, 7x7 convolutions
-#: Parameters of one level network (SPECS §2.2).
+#: Parameters of one level network.
 NUM_LEVEL_PARAMS = 240_050
 _MULTIPLE = 32  # network input sides are multiples of this
 _COARSEST = 32  # pool while the coarsest level is larger than this in either side
@@ -142,11 +142,10 @@ class LevelNetwork(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for j, features in enumerate(_FEATURES):
-            # On XLA:CPU the 16 -> 2 layer runs by FFT: its 2-output-channel convolution
-            # reaches ~14 GFLOP/s (wide layers ~200), so it cost as much as the 32 -> 16
-            # layer. Accelerators keep their convolution (not measured there).
-            fft = features <= 2 and jax.default_backend() == "cpu"
-            method = "fft" if fft else "lax"
+            # The 16 -> 2 layer runs by FFT where XLA compiles for a CPU (XLA:CPU runs
+            # 2-output-channel convolutions far below its speed for wide ones; python -m
+            # benchmarks.conv_routes --only conv); other platforms keep the lax convolution.
+            method = "fft" if features <= 2 else "lax"
             x = Conv(features, 7, padding=3, dtype=self.dtype, method=method,
                      name=f"conv{j}")(x)
             if j < len(_FEATURES) - 1:

@@ -72,6 +72,7 @@ def _lines(folder: Path) -> int:
     return len(files[0].read_bytes().splitlines()) if files else 0
 
 
+@pytest.mark.slow  # 43 s on 2 cores: benchmark subprocesses, killed and resumed
 def test_killed_benchmark_run_resumes_and_skips_finished_pairs(tmp_path):
     synthetic.write_sintel_layout(tmp_path / "sintel", scenes=1, frames=13, seed=3, height=256, width=512)
     weights = _weights(tmp_path / "w.npz")
