@@ -1,10 +1,10 @@
 """Eager-PyTorch peers of the flowlib models, for timing only (``benchmarks.models``).
 
-Each class rebuilds one architecture from ``SPECS.md`` (sections 1-3) in plain eager
+Each class rebuilds one architecture from the official code in plain eager
 PyTorch, NCHW, written for this benchmark (no upstream code). They exist to time the
 *same compute* as the flowlib model on the same machine: same layers, same sizes, same
 pre/post-processing. Their weights are random; numerical parity with flowlib is not a
-goal and not checked. ``PARAM_COUNTS`` holds the SPECS parameter counts that
+goal and not checked. ``PARAM_COUNTS`` holds the official models' parameter counts that
 ``benchmarks.models`` asserts, so a layer that went missing cannot go unnoticed.
 
 Where there is a choice of eager implementation we take the faster one on CPU, so that
@@ -35,7 +35,7 @@ from torch import nn
 __all__ = ["SpyNetPeer", "FlowNetSPeer", "FlowNetCPeer", "CFNetPeer", "PARAM_COUNTS", "make_peer",
            "count_parameters", "CORRELATIONS", "fastest_correlation"]
 
-# SPECS §2.2, §1.9, §3.6 (CFNet: every registered parameter, incl. the unused
+# The official parameter counts (CFNet: every registered parameter, incl. the unused
 # combine3/redir3 of hourglassup).
 PARAM_COUNTS = {
     "spynet": 1_440_300,
@@ -46,7 +46,7 @@ PARAM_COUNTS = {
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
-# FlowNetPytorch training mean (RGB), SPECS §1.7.
+# FlowNetPytorch training mean (RGB).
 _FLOWNET_MEAN = (0.45, 0.432, 0.411)
 _DIV_FLOW = 20.0
 
@@ -63,7 +63,7 @@ def _channel_const(values: tuple[float, ...], like: torch.Tensor) -> torch.Tenso
 
 
 class SpyNetPeer(nn.Module):
-    """SPyNet as sniklaus/pytorch-spynet computes it (SPECS §2.2-§2.7).
+    """SPyNet as sniklaus/pytorch-spynet computes it.
 
     forward(image1, image2): RGB in [0, 1], (B, 3, H, W) -> flow (B, 2, H, W) in pixels.
     """
@@ -96,7 +96,7 @@ class SpyNetPeer(nn.Module):
 
     def _backwarp(self, image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         # Exact pixel-coordinate warping with border clamping: grid_sample(border,
-        # align_corners=True) fed base grid + flow * 2 / (size - 1) (SPECS §2.6).
+        # align_corners=True) fed base grid + flow * 2 / (size - 1).
         _, _, h, w = flow.shape
         scale = torch.tensor([2.0 / (w - 1), 2.0 / (h - 1)], dtype=flow.dtype,
                              device=flow.device).view(1, 2, 1, 1)
@@ -334,7 +334,7 @@ def _head(cin: int, hidden: int, cout: int) -> nn.Sequential:
 
 
 class _FeatureExtraction(nn.Module):
-    """SPECS §3.2; returns {gw2..gw6, concat2..concat6} NCHW."""
+    """CFNet's cost volumes; returns {gw2..gw6, concat2..concat6} NCHW."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -492,7 +492,7 @@ class _CascadeStage(nn.Module):
 
 
 class CFNetPeer(nn.Module):
-    """CFNet (Mish), inference path of SPECS §3.1-§3.4. forward(left, right): RGB in [0, 1]
+    """CFNet (Mish), inference path of the official code. forward(left, right): RGB in [0, 1]
     NCHW, any size (padded at the top and right to a multiple of 32, as upstream's KITTI
     loader: 375x1242 -> 384x1248) -> (disparity, s3 output, s4 output), each (B, H, W), the
     three maps flowlib's CFNet computes at inference."""

@@ -4,7 +4,7 @@
     python -m benchmarks.gpu --quick        # tiny sizes, 2 runs: checks the script (CPU ok)
 
 Runs flowlib's models (random, well-scaled weights; speed does not depend on their values)
-at the sizes of issue 12's accelerator targets and prints each time and memory as a ratio to
+at the sizes of flowlib's accelerator targets and prints each time and memory as a ratio to
 its target (< 1: met):
 
 * FlowNetC at 500x1000: <= 10 ms and <= 1 GB,

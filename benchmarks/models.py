@@ -18,7 +18,7 @@ For every model, input size and dtype this measures, in one process:
   3x3 ``conv_general_dilated``): the compute-bound time, and the fraction of it that the
   model reaches;
 * the eager-PyTorch peer of the same architecture (:mod:`benchmarks._torch_peers`, the
-  SPECS parameter counts asserted) under ``torch.inference_mode()`` with
+  official parameter counts asserted) under ``torch.inference_mode()`` with
   ``torch.set_num_threads`` = the number of threads XLA's CPU client uses (the
   schedulable cores); bfloat16 through ``torch.autocast("cpu", torch.bfloat16)``. It runs
   in a worker process of the same run (``--torch-worker``, same input images) so that
@@ -298,7 +298,7 @@ def torch_worker(task: dict[str, Any]) -> dict[str, Any]:
         out["correlation_ms"] = {k: v * 1e3 for k, v in corr_times.items()}
     peer = peers.make_peer(name, **kwargs)
     count = peers.count_parameters(peer)
-    assert count == peers.PARAM_COUNTS[name], f"{name} peer has {count} parameters, SPECS {peers.PARAM_COUNTS[name]}"
+    assert count == peers.PARAM_COUNTS[name], f"{name} peer has {count} parameters, official {peers.PARAM_COUNTS[name]}"
     out["params"] = count
     out.update(_measure_torch(lambda: peer(im1, im2), dtype=task["dtype"], runs=task["runs"],
                               max_seconds=task["max_seconds"]))
@@ -558,7 +558,7 @@ def report(result: dict[str, Any]) -> str:
     lines.append(format_table([_display(r) for r in result["results"]], COLUMNS))
     params = sorted({(r["model"], r["flowlib_params"], r.get("torch_params")) for r in result["results"]})
     lines.append("")
-    lines.append("parameters (flowlib / torch peer = SPECS): " + "; ".join(
+    lines.append("parameters (flowlib / torch peer = official): " + "; ".join(
         f"{m} {f:,} / {t:,}" if t else f"{m} {f:,}" for m, f, t in params))
     corr = {r["size"]: r["torch_correlation_ms"] for r in result["results"] if "torch_correlation_ms" in r}
     for size, times in corr.items():

@@ -1,5 +1,3 @@
-import sys
+from flowlib.cli import run
 
-from flowlib.cli import main
-
-sys.exit(main())
+run()

@@ -102,10 +102,24 @@ class Model:
         options = getattr(module, "compiler_options", None)
         self._forward = _compilation_cache.CachedFunction(
             jax.jit(forward, compiler_options=options), name)
+        self._on_compile: Callable[[tuple[int, ...]], None] | None = None
 
     def __call__(self, image1: np.ndarray, image2: np.ndarray) -> Any:
         """Run on float32 RGB batches in [0, 1], (B, H, W, 3); returns a JAX array."""
         return self._forward(self.variables, image1, image2)
+
+    @property
+    def on_compile(self) -> Callable[[tuple[int, ...]], None] | None:
+        """If set, called with the ``(B, H, W, 3)`` input shape just before XLA compiles the
+        forward for a new shape (not when the compilation cache holds it): the command line
+        says "compiling" there."""
+        return self._on_compile
+
+    @on_compile.setter
+    def on_compile(self, callback: Callable[[tuple[int, ...]], None] | None) -> None:
+        self._on_compile = callback
+        self._forward.on_compile = None if callback is None else (
+            lambda args: callback(tuple(np.shape(args[1]))))
 
     def __repr__(self) -> str:
         return f"Model({self.name!r}, task={self.task!r}, weights={self.meta.get('weights')!r})"
@@ -387,6 +401,11 @@ def _model_for(model: Any, weights: Any, task: str) -> Model:
             raise ValueError("pass weights to load_model, not together with a Model instance")
         m = model
     elif isinstance(model, str):
+        name = model.split(":", 1)[0]
+        kind = _zoo.spec(name).task if name in _zoo.MODELS else None
+        if kind is not None and kind != task:  # before any weights are loaded
+            other = "estimate_disparity" if kind == "stereo" else "estimate"
+            raise ValueError(f"model {name!r} is a {kind} model; use flowlib.{other}")
         m = _cached_model(model, None if weights is None else os.fspath(weights))
     else:
         raise ValueError(f"model must be a name or a flowlib Model, got {type(model).__name__}")
@@ -463,13 +482,19 @@ def _prepare_pair(a: Any, b: Any, names: Sequence[str]) -> tuple[np.ndarray, np.
     _, h, w, _ = a.shape
     if a.shape[0] == 0:
         raise ValueError("empty batch: expected at least one image pair")
-    if min(h, w) < MIN_SIDE:
-        raise ValueError(f"images must be at least {MIN_SIDE}x{MIN_SIDE} pixels, got {h}x{w}")
-    if h * w > MAX_PIXELS:
-        raise ValueError(
-            f"images of {h}x{w} exceed the {MAX_PIXELS}-pixel limit; resize them (or tile) first"
-        )
+    check_size(h, w)
     return a, b, batched
+
+
+def check_size(height: int, width: int) -> None:
+    """Raise ``ValueError`` unless an image of ``height`` x ``width`` can be estimated on
+    (at least :data:`MIN_SIDE` on each side, at most :data:`MAX_PIXELS` pixels)."""
+    if min(height, width) < MIN_SIDE:
+        raise ValueError(f"images must be at least {MIN_SIDE}x{MIN_SIDE} pixels, got "
+                         f"{height}x{width}")
+    if height * width > MAX_PIXELS:
+        raise ValueError(f"images of {height}x{width} exceed the {MAX_PIXELS}-pixel limit; "
+                         "resize them (or tile) first")
 
 
 def _run(m: Model, a: np.ndarray, b: np.ndarray, batch_size: int | None) -> np.ndarray:

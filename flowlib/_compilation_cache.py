@@ -43,6 +43,7 @@ import threading
 import time
 import warnings
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ import numpy as np
 
 from flowlib._files import atomic_write
 
-__all__ = ["ENV", "MIN_COMPILE_SECS", "CachedFunction", "cache_path", "is_disabled"]
+__all__ = ["ENV", "MIN_COMPILE_SECS", "CachedFunction", "cache_path", "is_disabled", "is_entry"]
 
 #: Environment variable: ``0`` / ``false`` / ``no`` / ``off`` turn the cache off.
 ENV = "FLOWLIB_COMPILATION_CACHE"
@@ -92,14 +93,23 @@ def _host_fingerprint() -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def _root() -> Path:
+    from flowlib import hub
+
+    return hub.cache_dir() / "compiled"
+
+
 def cache_path() -> Path:
     """The folder of this machine's entries (not created here)."""
     import jax
 
-    from flowlib import hub
-
     host = f"{platform.machine()}-{_host_fingerprint()}"
-    return hub.cache_dir() / "compiled" / f"jax-{jax.__version__}-{host}"
+    return _root() / f"jax-{jax.__version__}-{host}"
+
+
+def is_entry(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is in flowlib's compilation cache (of any JAX version or host)."""
+    return _root() in Path(path).absolute().parents
 
 
 def _warn_once(path: Path, what: str, message: str) -> None:
@@ -179,6 +189,11 @@ class CachedFunction:
     Args:
       fun: the jitted function (``jax.jit(f)``), called with positional array arguments.
       name: a readable prefix for its cache files (the model's name).
+
+    Attributes:
+      on_compile: if set, called as ``on_compile(args)`` just before XLA compiles for a new
+        signature (not when the executable is loaded from the cache): a caller can say
+        that a wait is coming.
     """
 
     def __init__(self, fun: Any, name: str):
@@ -186,6 +201,7 @@ class CachedFunction:
         self._name = name
         self._executables: dict[tuple, Any] = {}
         self._lock = threading.Lock()
+        self.on_compile: Callable[[tuple], None] | None = None
 
     def __call__(self, *args: Any) -> Any:
         signature = _signature(args)
@@ -201,17 +217,23 @@ class CachedFunction:
         lowered = self._fun.lower(*args)
         folder, writable = _folder()
         if folder is None:
+            self._announce(args)
             return lowered.compile()
         device = _target_device()
         file = folder / f"{self._name}-{_key(lowered.as_text(), device)[:32]}{_SUFFIX}"
         executable = self._load(file, lowered, device, writable)
         if executable is not None:
             return executable
+        self._announce(args)
         start = time.perf_counter()
         executable = lowered.compile()
         if writable and time.perf_counter() - start >= MIN_COMPILE_SECS:
             self._save(file, executable)
         return executable
+
+    def _announce(self, args: tuple) -> None:
+        if self.on_compile is not None:
+            self.on_compile(args)
 
     @staticmethod
     def _load(file: Path, lowered: Any, device: Any, writable: bool) -> Any:

@@ -16,6 +16,13 @@ Three shapes of the same steps:
 * :class:`AtomicFile` -- open now, :meth:`~AtomicFile.commit` or :meth:`~AtomicFile.abort`
   later (a video encoder that streams frames over many calls; a tool that writes the
   temporary path by name, such as ``shutil.make_archive``).
+
+For a process that is told to stop (SIGINT, SIGTERM; :mod:`flowlib.cli`): every temporary
+file not yet committed is listed, so :func:`abandon_writes` can delete them all and refuse
+later writes, and :func:`watch_commits` reports each committed file, so the caller can name
+the complete files written. Creating a temporary file, committing it and abandoning share
+one lock: a file is either committed (and reported) or its temporary deleted, never both
+or neither.
 """
 
 from __future__ import annotations
@@ -24,11 +31,71 @@ import contextlib
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["AtomicFile", "atomic_open", "atomic_write", "fsync_dir", "umask"]
+__all__ = ["AtomicFile", "WritesAbandoned", "abandon_writes", "atomic_open", "atomic_write",
+           "fsync_dir", "resume_writes", "umask", "watch_commits"]
+
+
+class WritesAbandoned(RuntimeError):
+    """A write started or committed after :func:`abandon_writes`."""
+
+
+# The temporary files of the AtomicFiles not yet committed or aborted, the commit watchers,
+# and whether writes were abandoned; all under _lock.
+_lock = threading.Lock()
+_pending: set[Path] = set()
+_watchers: list[Callable[[Path], None]] = []
+_abandoned = False
+
+
+def abandon_writes() -> list[Path]:
+    """Delete the temporary file of every atomic write in progress (in any thread) and make
+    every later :class:`AtomicFile` creation or commit raise :class:`WritesAbandoned`.
+
+    For a process about to end on a signal: no temporary file is left behind, and no file
+    appears after the caller has named the files written. A commit running in another
+    thread finishes first (its file is complete and was reported to the watchers).
+
+    Returns:
+      The temporary files deleted.
+    """
+    global _abandoned
+    with _lock:
+        _abandoned = True
+        removed = sorted(_pending)
+        for tmp in removed:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+        _pending.clear()
+    return removed
+
+
+def resume_writes() -> None:
+    """Undo :func:`abandon_writes` (for a caller that goes on: tests, an application that
+    handled the signal itself)."""
+    global _abandoned
+    with _lock:
+        _abandoned = False
+
+
+@contextlib.contextmanager
+def watch_commits(callback: Callable[[Path], None]) -> Iterator[None]:
+    """Call ``callback(path)`` for every file committed (by any thread) inside the block.
+
+    The callback runs under the writers' lock, right after the rename: keep it short (e.g.
+    ``list.append``) and do not write files from it.
+    """
+    with _lock:
+        _watchers.append(callback)
+    try:
+        yield
+    finally:
+        with _lock:
+            _watchers.remove(callback)
 
 
 def umask() -> int:
@@ -83,14 +150,18 @@ class AtomicFile:
                  suffix: str = ".tmp") -> None:
         self.path = Path(path)
         self._mode = _target_mode(self.path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=suffix,
-                                   dir=self.path.parent)
-        self.tmp = Path(tmp)
+        with _lock:
+            if _abandoned:
+                raise WritesAbandoned(f"{self.path}: not written (writes were abandoned)")
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=suffix,
+                                       dir=self.path.parent)
+            self.tmp = Path(tmp)
+            _pending.add(self.tmp)
         try:
             self.file: IO[Any] = os.fdopen(fd, mode, encoding=encoding)
         except BaseException:
             os.close(fd)
-            self.tmp.unlink(missing_ok=True)
+            self._forget()
             raise
         self._done = False
 
@@ -99,6 +170,8 @@ class AtomicFile:
         if self._done:
             raise RuntimeError(f"{self.path}: already committed or aborted")
         try:
+            if _abandoned:  # the temporary is gone; checked again under the lock below
+                raise WritesAbandoned(f"{self.path}: not written (writes were abandoned)")
             if not self.file.closed:
                 self.file.flush()
                 os.fsync(self.file.fileno())
@@ -109,8 +182,14 @@ class AtomicFile:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-            os.chmod(self.tmp, self._mode)
-            os.replace(self.tmp, self.path)
+            with _lock:
+                if _abandoned:
+                    raise WritesAbandoned(f"{self.path}: not written (writes were abandoned)")
+                os.chmod(self.tmp, self._mode)
+                os.replace(self.tmp, self.path)
+                _pending.discard(self.tmp)
+                for watcher in _watchers:
+                    watcher(self.path)
         except BaseException:
             self.abort()
             raise
@@ -123,8 +202,14 @@ class AtomicFile:
         self._done = True
         with contextlib.suppress(OSError):
             self.file.close()
-        with contextlib.suppress(OSError):
-            self.tmp.unlink(missing_ok=True)
+        self._forget()
+
+    def _forget(self) -> None:
+        """Delete the temporary file and take it off the list of pending writes."""
+        with _lock:
+            with contextlib.suppress(OSError):
+                self.tmp.unlink(missing_ok=True)
+            _pending.discard(self.tmp)
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""The Middlebury flow colour coding (SPECS §7.1) and its key; part of :mod:`flowlib.viz`."""
+"""The Middlebury flow colour coding (Baker et al., IJCV 2011) and its key; part of :mod:`flowlib.viz`."""
 
 from __future__ import annotations
 

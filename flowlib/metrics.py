@@ -1,7 +1,7 @@
 """Optical-flow and stereo error metrics: per-pixel maps and explicit masked reductions.
 
 Three layers, kept apart so that the *aggregation policy* is always visible at the call
-site (benchmarks disagree on it, see SPECS §6.1):
+site (benchmarks disagree on it):
 
 * **Per-pixel maps** (:func:`epe_map`, :func:`angular_error_map`, :func:`fl_outlier_map`,
   :func:`disparity_error_map`, :func:`d1_outlier_map`, :func:`bad_n_map`). Pure
@@ -346,7 +346,7 @@ def occlusion_distance(occluded: Any) -> np.ndarray:
     set of occluded pixels, so a non-occluded (matched) pixel's distance to the boundary is
     its distance to the nearest occluded pixel -- the nearest one always lies on the rim of
     an occluded region. Matched pixels therefore have distance >= 1, occluded pixels 0.
-    The official Sintel definition is **unverified** (SPECS §6.2); this is the reading of
+    The official Sintel definition is **unverified**; this is the reading of
     a third-party reimplementation. A frame without occluded pixels has no boundary: every
     distance is ``inf``.
 
@@ -387,7 +387,7 @@ def sintel_breakdown(
       occlusion boundary (:func:`occlusion_distance`: nearest occluded pixel, so matched
       distances start at 1) is in ``[0, 10)``, ``[10, 60)``, ``[60, 140)``. Evaluating on
       matched pixels follows a third-party reimplementation; the official definition is
-      unverified (SPECS §6.2).
+      unverified.
 
     Args:
       flow: estimated flow ``(H, W, 2)`` or ``(B, H, W, 2)``.

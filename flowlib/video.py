@@ -93,16 +93,20 @@ class FrameSource:
         what the container declares, else None).
       fps: the video's average frame rate, None for folders.
       files: the frame files in order (folders), else empty.
+      size: ``(width, height)`` of the frames as the video's stream declares it; None for
+        folders (:meth:`check_sizes` reads theirs).
     """
 
     def __init__(
-        self, path: Path, kind: str, *, count: int | None, fps: float | None, files: list[Path]
+        self, path: Path, kind: str, *, count: int | None, fps: float | None, files: list[Path],
+        size: tuple[int, int] | None = None,
     ) -> None:
         self.path = path
         self.kind = kind
         self.count = count
         self.fps = fps
         self.files = files
+        self.size = size
         # Stem counts, for frame_name (one pass, not one per frame).
         self._stems = collections.Counter(p.stem for p in files)
 
@@ -121,15 +125,18 @@ class FrameSource:
         path = self.files[index]
         return path.stem if self._stems[path.stem] == 1 else path.name.replace(".", "_")
 
-    def check_sizes(self) -> None:
+    def check_sizes(self) -> tuple[int, int] | None:
         """Check that a folder's frames all have the first one's size, reading only the
         files' headers where Pillow can (fully decoding otherwise); videos pass.
+
+        Returns:
+          The frames' ``(width, height)``: a folder's, or what a video declares (:attr:`size`).
 
         Raises:
           ValueError: naming the first frame of another size.
         """
         if self.kind != "folder":
-            return
+            return self.size
         first = None
         for path in self.files:
             size = _frame_size(path)
@@ -141,6 +148,7 @@ class FrameSource:
                     f"{self.path} are {first[0]}x{first[1]} (all frames must have the same "
                     "size); nothing was written"
                 )
+        return first
 
     def _iter_folder(self) -> Iterator[np.ndarray]:
         from flowlib import io
@@ -237,13 +245,17 @@ def open_frames(source: str | os.PathLike) -> FrameSource:
     try:
         with iio.imopen(path, "r", plugin="pyav") as video:
             meta = video.metadata()
-            count = int(video.properties().n_images or 0) or None
+            properties = video.properties()
+            count = int(properties.n_images or 0) or None
+            shape = tuple(properties.shape or ())
     except Exception as err:  # imageio: OSError "can not handle the given uri", av errors
         raise ValueError(
             f"{path}: not a readable video file ({type(err).__name__}: {err})"
         ) from err
     fps = meta.get("fps")
-    return FrameSource(path, "video", count=count, fps=float(fps) if fps else None, files=[])
+    size = (int(shape[-2]), int(shape[-3])) if len(shape) >= 3 else None
+    return FrameSource(path, "video", count=count, fps=float(fps) if fps else None, files=[],
+                       size=size)
 
 
 def iter_frames(source: str | os.PathLike) -> Iterator[np.ndarray]:

@@ -3,10 +3,10 @@
 * :func:`flow_to_rgb`: the Middlebury colour coding of Baker et al., "A Database and
   Evaluation Methodology for Optical Flow" (IJCV 2011), after D. Scharstein's C++
   ``computeColor`` and the Matlab code by D. Sun, as also used by RAFT and torchvision
-  (SPECS §7.1). Hue gives the direction, saturation the magnitude: white = no motion.
+  (Baker et al., IJCV 2011). Hue gives the direction, saturation the magnitude: white = no motion.
 * :func:`colorwheel_legend`: the key to that coding.
 * :func:`disparity_to_rgb`: a matplotlib colour map over disparity.
-* :func:`error_to_rgb`: the KITTI-style log-scaled error colours (SPECS §7.2).
+* :func:`error_to_rgb`: the KITTI-style log-scaled error colours (KITTI devkit).
 * :func:`draw_arrows`, :func:`comparison_figure`: matplotlib renderings (Agg, no screen),
   matplotlib imported lazily.
 * :func:`tile`, :func:`save_png`: layout and atomic PNG writing.

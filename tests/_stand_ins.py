@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 import flowlib
-from flowlib.models._outputs import StereoOutput
+from flowlib.models._outputs import FlowOutput, StereoOutput
 
 
 class ConstantStereo(nn.Module):
@@ -25,3 +25,15 @@ class ConstantStereo(nn.Module):
 
 def constant_stereo(**kw) -> flowlib.Model:
     return flowlib.Model("constant", ConstantStereo(**kw), {}, task="stereo", meta={})
+
+
+class ZeroFlow(nn.Module):
+    """A flow model that estimates zero motion everywhere."""
+
+    def __call__(self, image1, image2, train=False):
+        b, h, w, _ = image1.shape
+        return FlowOutput(jnp.zeros((b, h, w, 2), jnp.float32), {})
+
+
+def zero_flow() -> flowlib.Model:
+    return flowlib.Model("zero", ZeroFlow(), {}, task="flow", meta={})

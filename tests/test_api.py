@@ -211,7 +211,7 @@ def _spynet_pytorch(path):
     """A one-level SpyNet checkpoint in the official PyTorch layout (random values)."""
     from flowlib.convert import spynet as convert_spynet
     from flowlib.convert._common import flatten
-    try:  # the test-only writer's home once issue 14's move lands
+    try:  # the test-only writer
         from tests.convert._torch_writer import write_torch_checkpoint
     except ImportError:
         from flowlib.convert._torch import write_torch_checkpoint

@@ -7,7 +7,7 @@ the listing and commit it with the change, so the review sees the API diff::
 
     PYTHONPATH=$PWD python tests/test_api_surface.py > tests/api_surface.txt
 
-The intended shape (STYLE.md §3.6, dm-pix): data arguments are positional, options are
+The intended shape (as in dm-pix): data arguments are positional, options are
 keyword-only. The few optional parameters that may be passed positionally are listed in
 ``POSITIONAL_OPTIONAL`` with the reason; a new one fails :func:`test_options_are_keyword_only`.
 """
@@ -127,7 +127,7 @@ def test_options_are_keyword_only():
                 positional = p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
                 if positional and p.default is not p.empty and p.name not in allowed:
                     offenders.append(f"{module_name}.{name}({p.name}=...)")
-    assert not offenders, f"optional parameters must be keyword-only (STYLE.md): {offenders}"
+    assert not offenders, f"optional parameters must be keyword-only (as in dm-pix): {offenders}"
 
 
 def test_readme_positional_model_still_works():

@@ -3,6 +3,7 @@ end-to-end runs on image pairs, folders of frames and video files (random-weight
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -16,6 +17,7 @@ import pytest
 
 import flowlib
 from flowlib import cli, io, video, viz
+from flowlib.cli import _model as _cli_model
 
 COMMANDS = (
     "demo",
@@ -189,6 +191,7 @@ def test_version(capsys):
 # ------------------------------------------------------------------------------ demo, viz, models
 
 
+@pytest.mark.slow  # 23 s on 2 cores
 def test_demo_works_offline_and_beats_zero_flow(tmp_path, monkeypatch, capsys):
     import re
     import socket
@@ -283,12 +286,31 @@ def test_download_reports_cached_weights_and_offline_misses(capsys, spynet_weigh
 
 
 def test_models_lists_the_zoo(capsys):
+    from flowlib import _zoo
+
     assert cli.main(["models"]) == 0
     out = capsys.readouterr().out
     assert "spynet:sintel-final" in out and "cfnet:" in out
-    # The embedded defaults are listed first and marked as the defaults.
-    assert "* spynet (embedded)" in out and "* cfnet (embedded)" in out
-    assert "* spynet:sintel-final" not in out
+    # One star per task: the model used without --model.
+    starred = [line.split()[1] for line in out.splitlines() if line.startswith("* ")
+               and not line.startswith("* =")]
+    assert starred == sorted([_zoo.DEFAULT_FLOW_MODEL, _zoo.DEFAULT_STEREO_MODEL])
+    # Each model's own default weights: embedded, else the named default variant.
+    assert "  spynet (embedded)" in out and "  cfnet (embedded)" in out
+    assert "  flownetc:chairs (default)" in out and "spynet:sintel-final (default)" not in out
+    assert "--pyramid-levels, --dtype bfloat16" in out
+
+
+def test_listing_models_traces_none(tmp_path):
+    # JAX reports every trace (jit, eval_shape, ...) as a duration event: there must be none.
+    code = ("import jax, sys; from flowlib import cli; events = []\n"
+            "jax.monitoring.register_event_duration_secs_listener("
+            "lambda name, secs, **kw: events.append(name))\n"
+            "assert cli.main(['models']) == 0\n"
+            "print([e for e in events if 'trac' in e or 'compile' in e], file=sys.stderr)\n")
+    env = dict(os.environ, FLOWLIB_HOME=str(tmp_path), JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0 and proc.stderr == "[]\n", proc.stderr
 
 
 # ------------------------------------------------------------------------------ errors
@@ -426,7 +448,8 @@ def test_model_errors_name_the_model_or_weights(tmp_path, capsys, spynet_weights
             "--weights",
             str(spynet_weights),
         ],
-        "spynet is a flow model",
+        f"--weights {spynet_weights} holds spynet weights, a flow model; this command needs a "
+        "stereo model",
     )
     assert not os.path.exists(out)
 
@@ -459,7 +482,7 @@ def test_usage_errors_exit_2(tmp_path, capsys, frames_dir):
     io.write_image(a, np.zeros((H, W, 3), np.uint8))
     _usage_error(capsys, ["estimate", a, a, a, "-o", "x.flo"], "got 3 inputs")
     _usage_error(capsys, ["estimate", a, a, "-o", "x.flo", "--video", "v.mp4"], "--video")
-    _usage_error(capsys, ["estimate", a, a], "needs -o")
+    _usage_error(capsys, ["estimate", a, a], "nothing to write: pass -o OUT")
     _usage_error(capsys, ["estimate", a, "-o", "out"], "single image")
     _usage_error(capsys, ["estimate", str(frames_dir)], "nothing to write")
     _usage_error(capsys, ["estimate", str(frames_dir), "-o", "d", "--viz", "v.png"], "--video")
@@ -741,7 +764,7 @@ def test_evaluate_sintel_layout_prints_table_and_writes_json(
     assert result["record"]["model"] == "spynet" and result["record"]["root"] == str(root.resolve())
 
 
-# ------------------------------------------------------------------------------ issue 13
+# ------------------------------------------------------------------- usage and output checks
 
 
 @pytest.fixture
@@ -752,6 +775,18 @@ def no_model(monkeypatch):
         raise AssertionError("a model was loaded before the arguments were checked")
 
     monkeypatch.setattr(flowlib, "load_model", refuse)
+
+
+@pytest.fixture
+def no_load(monkeypatch):
+    """Fail the test if flowlib.load_model is called (the command line's checks before it
+    run; see no_model to stop before them)."""
+    from flowlib import _api
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("load_model was called before the arguments were checked")
+
+    monkeypatch.setattr(_api, "load_model", refuse)
 
 
 @pytest.fixture
@@ -944,15 +979,20 @@ def test_viz_shows_disparity_files(tmp_path, capsys):
     assert cli.main(["viz", str(tmp_path / "d.npy"), "-o", str(fixed), "--disparity"]) == 0
 
 
-def test_weights_of_another_model_are_named_on_the_command_line(tmp_path, capsys):
+def test_weights_of_another_model_are_named_on_the_command_line(tmp_path, capsys, no_load):
     a = str(tmp_path / "a.png")
     io.write_image(a, np.zeros((H, W, 3), np.uint8))
     cfnet = tmp_path / "cfnet.npz"
     from flowlib.convert._common import save_weights
 
     save_weights(cfnet, {"params": {}}, {"model": "cfnet", "model_kwargs": {"channel_divisor": 8}})
+    # Said before any weights are loaded (no_load): the weights' task, then their model.
     _run_error(capsys, ["estimate", a, a, "-o", str(tmp_path / "f.flo"), "--weights", str(cfnet)],
-               "holds cfnet weights, not patchflow ones")
+               f"--weights {cfnet} holds cfnet weights, a stereo model; this command needs a "
+               "flow model")
+    _run_error(capsys, ["stereo", a, a, "-o", str(tmp_path / "d.pfm"), "--weights", str(cfnet),
+                        "--model", "patchstereo"],
+               "holds cfnet weights, not patchstereo ones; pass --model cfnet")
 
 
 def test_stereo_says_when_disparities_pile_up_at_max_disp(tmp_path, capsys, monkeypatch):
@@ -964,7 +1004,7 @@ def test_stereo_says_when_disparities_pile_up_at_max_disp(tmp_path, capsys, monk
         monkeypatch.setattr(flowlib, "load_model",
                             lambda *args, c=columns, **kwargs: constant_stereo(maxdisp=48, top=48.0,
                                                                                columns=c))
-        assert cli.main(["stereo", a, a, "-o", str(tmp_path / "d.npy")]) == 0
+        assert cli.main(["stereo", a, a, "-o", str(tmp_path / "d.npy"), "--quiet"]) == 0
         out, err = capsys.readouterr()
         assert out.startswith("wrote")
         if warned:  # one line, after the outputs are written, naming the flag
@@ -1001,3 +1041,196 @@ def test_viz_warns_about_a_map_with_no_valid_value(tmp_path, capsys):
     np.save(tmp_path / "ok.npy", np.where(np.eye(6, 8) > 0, 3.0, np.nan).astype(np.float32))
     assert cli.main(["viz", str(tmp_path / "ok.npy"), "-o", str(tmp_path / "ok.png")]) == 0
     assert capsys.readouterr().err == ""
+
+
+# ----------------------------------------------------------------- outputs, sizes, announcements
+
+
+def test_an_output_that_is_an_input_is_refused(tmp_path, capsys, frames_dir, no_model):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    io.write_image(a, np.zeros((H, W, 3), np.uint8))
+    io.write_image(b, np.full((H, W, 3), 9, np.uint8))
+    link = tmp_path / "link.png"
+    link.symlink_to(b)
+    kitti = tmp_path / "k.png"
+    io.write_flow(kitti, np.zeros((H, W, 2), np.float32))
+    (tmp_path / "w.npz").write_bytes(b"not read")
+    inputs = {p: p.read_bytes() for p in (a, b, kitti, tmp_path / "w.npz", *frames_dir.iterdir())}
+    f = str(tmp_path / "f.flo")
+    _usage_error(capsys, ["estimate", str(a), str(b), "-o", str(a)],
+                 f"-o {a} is the input {a}: writing it would overwrite the input")
+    _usage_error(capsys, ["estimate", str(a), str(b), "-o", f, "--viz", str(link)],
+                 f"--viz {link} is the input {b}")
+    _usage_error(capsys, ["estimate", str(a), str(b), "-o", f, "--arrows", str(a)],
+                 "--arrows")
+    _usage_error(capsys, ["estimate", str(a), str(b), "-o", str(tmp_path / "x.png"), "--viz",
+                          str(tmp_path / "x.png")], "is also -o: name two files")
+    _usage_error(capsys, ["stereo", str(a), str(b), "-o", str(b)], f"-o {b} is the input {b}")
+    _usage_error(capsys, ["stereo", str(a), str(b), "-o", str(tmp_path / "d.pfm"), "--viz",
+                          str(a)], f"--viz {a} is the input {a}")
+    _usage_error(capsys, ["viz", str(kitti), "-o", str(kitti)], f"-o {kitti} is the input")
+    _usage_error(capsys, ["convert", "spynet", str(tmp_path / "w.npz"), str(tmp_path / "w.npz")],
+                 "DST")
+    # A sequence's flow files written as PNG next to PNG frames of the same names.
+    _usage_error(capsys, ["estimate", str(frames_dir), "-o", str(frames_dir), "--format", "png"],
+                 "the flow file frame_1.png would overwrite the frame frame_1.png")
+    assert {p: p.read_bytes() for p in inputs} == inputs
+
+
+def test_png_flow_is_said_to_be_kitti_data(tmp_path, capsys, monkeypatch):
+    from tests._stand_ins import constant_stereo, zero_flow
+
+    with pytest.raises(SystemExit):
+        cli.main(["estimate", "--help"])
+    assert "KITTI 16-bit encoding: data for flowlib/KITTI tools, not a picture" in " ".join(
+        capsys.readouterr().out.split())
+    a = tmp_path / "a.png"
+    io.write_image(a, np.zeros((H, W, 3), np.uint8))
+    monkeypatch.setattr(_cli_model, "load_model",
+                        lambda args, task: zero_flow() if task == "flow" else constant_stereo())
+    for argv in (["estimate", str(a), str(a), "-o", str(tmp_path / "f.png")],
+                 ["stereo", str(a), str(a), "-o", str(tmp_path / "d.png")]):
+        assert cli.main(argv) == 0
+        out = capsys.readouterr().out
+        assert out == (f"wrote {argv[-1]} (KITTI 16-bit encoding: data for flowlib/KITTI tools, "
+                       "not a picture; --viz writes one)\n")
+    assert io.read_flow(tmp_path / "f.png")[0].shape == (H, W, 2)
+    assert io.read_disparity(tmp_path / "d.png")[0].shape == (H, W)
+
+
+def test_a_picture_alone_is_a_valid_request(tmp_path, capsys, monkeypatch):
+    from tests._stand_ins import constant_stereo, zero_flow
+
+    a = tmp_path / "a.png"
+    io.write_image(a, np.zeros((H, W, 3), np.uint8))
+    monkeypatch.setattr(_cli_model, "load_model",
+                        lambda args, task: zero_flow() if task == "flow" else constant_stereo())
+    for argv in (["estimate", str(a), str(a), "--viz", str(tmp_path / "f.jpg")],
+                 ["estimate", str(a), str(a), "--arrows", str(tmp_path / "arrows.png")],
+                 ["stereo", str(a), str(a), "--viz", str(tmp_path / "d.jpg")]):
+        assert cli.main(argv) == 0
+        assert capsys.readouterr().out == f"wrote {argv[-1]}\n"
+        assert io.read_image(argv[-1]).shape == (H, W, 3)
+    assert {p.name for p in tmp_path.iterdir()} - {"flowlib-home"} == {"a.png", "arrows.png",
+                                                                        "d.jpg", "f.jpg"}
+    _usage_error(capsys, ["stereo", str(a), str(a)], "nothing to write")
+    _usage_error(capsys, ["estimate", str(a), str(a)], "nothing to write")
+
+
+def test_images_too_small_fail_before_loading(tmp_path, capsys, no_model):
+    tiny = tmp_path / "tiny.png"
+    io.write_image(tiny, np.zeros((4, 6, 3), np.uint8))
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for k in range(3):
+        io.write_image(frames / f"{k}.png", np.zeros((4, 6, 3), np.uint8))
+    needle = "images must be at least 8x8 pixels, got 4x6"
+    _run_error(capsys, ["estimate", str(tiny), str(tiny), "-o", str(tmp_path / "f.flo")],
+               f"{tiny}: {needle}")
+    _run_error(capsys, ["stereo", str(tiny), str(tiny), "--viz", str(tmp_path / "d.png")],
+               needle)
+    _run_error(capsys, ["estimate", str(frames), "-o", str(tmp_path / "out")], needle)
+    assert {p.name for p in tmp_path.iterdir()} - {"flowlib-home"} == {"frames", "tiny.png"}
+
+
+def test_sequence_outputs_are_counted_in_words(tmp_path, capsys, monkeypatch):
+    from tests._stand_ins import zero_flow
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for k in range(2):
+        io.write_image(frames / f"f{k}.png", np.zeros((H, W, 3), np.uint8))
+    monkeypatch.setattr(_cli_model, "load_model", lambda args, task: zero_flow())
+    assert cli.main(["estimate", str(frames), "-o", str(tmp_path / "out")]) == 0
+    assert capsys.readouterr().out == f"wrote 1 flow file to {tmp_path / 'out'}\n"
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["f0.flo"]
+
+
+def test_an_output_folder_appears_with_its_first_file(tmp_path, capsys, frames_dir,
+                                                      monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError("stand-in: no model")
+
+    monkeypatch.setattr(_cli_model, "load_model", fail)
+    _run_error(capsys, ["estimate", str(frames_dir), "-o", str(tmp_path / "a" / "b")],
+               "stand-in: no model")
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "ro").mkdir(mode=0o500)
+    if not os.access(tmp_path / "ro", os.W_OK):  # root may write anywhere
+        _run_error(capsys, ["estimate", str(frames_dir), "-o", str(tmp_path / "ro" / "out")],
+                   "cannot write in")
+
+
+def test_compiles_are_announced_once_per_size_unless_quiet(capsys, monkeypatch):
+    from flowlib import _compilation_cache
+    from tests._stand_ins import constant_stereo
+
+    # Keep even this tiny model's executable, so that a second model finds it.
+    monkeypatch.setattr(_compilation_cache, "MIN_COMPILE_SECS", 0.0)
+    cache = _compilation_cache.cache_path()
+    one, two = np.zeros((1, 16, 24, 3), np.float32), np.zeros((2, 16, 24, 3), np.float32)
+    model = constant_stereo(columns=3)
+    _cli_model.announce_compiles(model, quiet=False)
+    model(one, one), model(one, one), model(two, two)
+    assert capsys.readouterr().err.splitlines() == [
+        f"compiling constant for 16x24 (once per size; cached in {cache})",
+        f"compiling constant for 16x24, batch 2 (once per size; cached in {cache})",
+    ]
+    again = constant_stereo(columns=3)  # the same computation: from the cache, silently
+    _cli_model.announce_compiles(again, quiet=False)
+    again(one, one)
+    quiet = constant_stereo(columns=5)  # compiles, but --quiet
+    _cli_model.announce_compiles(quiet, quiet=True)
+    quiet(one, one)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("FLOWLIB_COMPILATION_CACHE", "0")
+    off = constant_stereo(columns=7)
+    _cli_model.announce_compiles(off, quiet=False)
+    off(one, one)
+    assert capsys.readouterr().err == ("compiling constant for 16x24 (once per size; the "
+                                       "compilation cache is off)\n")
+
+
+def test_device_gpu_without_gpu_support_says_so(tmp_path):
+    if _cli_model.gpu_plugins():
+        pytest.skip("this JAX has a GPU plugin")
+    code = ("import sys; from flowlib.cli import _model\n"
+            "try:\n    _model.select_device('gpu')\n"
+            "except RuntimeError as err:\n    print(err, 'jax' in sys.modules)\n")
+    env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.stdout == ("--device gpu: this JAX has no GPU support (no CUDA or ROCm plugin is "
+                           "installed); install a GPU build of JAX, e.g. pip install -U "
+                           "'jax[cuda12]' False\n"), proc.stderr
+
+
+def test_demo_writes_any_picture_format_and_takes_max_disp(tmp_path, capsys, monkeypatch):
+    from tests._stand_ins import constant_stereo, zero_flow
+
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--help"])
+    assert "--max-disp D" in capsys.readouterr().out
+    _usage_error(capsys, ["demo", "--max-disp", "64"], "pass --stereo PICTURE too")
+    loaded = []
+
+    def load(name, weights=None, **kwargs):
+        loaded.append((name, kwargs.get("maxdisp")))
+        return constant_stereo(maxdisp=kwargs.get("maxdisp", 16))
+
+    monkeypatch.setattr(_cli_model, "load_model", lambda args, task: zero_flow())
+    monkeypatch.setattr(flowlib, "load_model", load)
+    flow_jpg, stereo_jpg = tmp_path / "demo.jpg", tmp_path / "stereo.jpg"
+    assert cli.main(["demo", "-o", str(flow_jpg), "--stereo", str(stereo_jpg), "--max-disp",
+                     "64"]) == 0
+    assert loaded == [("patchstereo", 64)]
+    for path in (flow_jpg, stereo_jpg):
+        assert path.read_bytes()[:2] == b"\xff\xd8"  # a JPEG
+        assert io.read_image(path).shape[1] == 1600
+
+
+def test_every_positional_argument_has_help():
+    _, commands = cli._parser_and_commands()
+    for name, parser in commands.items():
+        for action in parser._actions:
+            if not action.option_strings and not isinstance(action, argparse._SubParsersAction):
+                assert action.help, (name, action.dest)

@@ -79,3 +79,44 @@ def test_commit_of_a_file_written_by_name(tmp_path):
 def test_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError):
         atomic_write(tmp_path / "nope" / "a.bin", b"")
+
+
+def test_abandon_writes_deletes_the_temporaries_of_writes_in_progress(tmp_path):
+    from flowlib._files import WritesAbandoned, abandon_writes, resume_writes, watch_commits
+
+    committed = []
+    with watch_commits(committed.append):
+        atomic_write(tmp_path / "done.bin", b"complete")
+        pending = AtomicFile(tmp_path / "half.bin")
+        pending.file.write(b"half")
+        try:
+            assert abandon_writes() == [pending.tmp]
+            assert sorted(p.name for p in tmp_path.iterdir()) == ["done.bin"]
+            with pytest.raises(WritesAbandoned, match="half.bin"):
+                pending.commit()
+            with pytest.raises(WritesAbandoned, match="new.bin"):
+                atomic_write(tmp_path / "new.bin", b"x")
+        finally:
+            resume_writes()
+        atomic_write(tmp_path / "after.bin", b"y")
+    assert committed == [tmp_path / "done.bin", tmp_path / "after.bin"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["after.bin", "done.bin"]
+    assert (tmp_path / "done.bin").read_bytes() == b"complete"
+
+
+def test_commits_of_other_threads_are_reported_and_aborted_writes_are_not(tmp_path):
+    import threading
+
+    from flowlib._files import watch_commits
+
+    committed = []
+    with watch_commits(committed.append):
+        worker = threading.Thread(target=atomic_write, args=(tmp_path / "t.bin", b"t"))
+        worker.start()
+        worker.join()
+        with pytest.raises(ZeroDivisionError):
+            with atomic_open(tmp_path / "failed.bin") as f:
+                f.write(b"x")
+                1 / 0
+    atomic_write(tmp_path / "outside.bin", b"o")
+    assert committed == [tmp_path / "t.bin"]

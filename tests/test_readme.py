@@ -62,7 +62,7 @@ def _random_npz(path: Path, name: str, meta: dict | None = None, **kwargs) -> Pa
 def _spynet_pytorch(path: Path) -> Path:
     from flowlib.convert import spynet as convert_spynet
     from flowlib.convert._common import flatten
-    try:  # the test-only writer's home once issue 14's move lands
+    try:  # the test-only writer
         from tests.convert._torch_writer import write_torch_checkpoint
     except ImportError:
         from flowlib.convert._torch import write_torch_checkpoint
@@ -188,6 +188,7 @@ def _run(command: str) -> None:
     assert status == 0, command
 
 
+@pytest.mark.slow  # 25 s on 2 cores
 def test_use_python_example_runs(in_scratch):
     rng = np.random.default_rng(0)
     names = {

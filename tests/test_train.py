@@ -96,6 +96,7 @@ def test_damaged_checkpoint_is_a_clear_error(tmp_path):
         train(TrainConfig(**_TINY, steps=2, checkpoint_every=1, out=str(tmp_path)))
 
 
+@pytest.mark.slow  # 47 s on 2 cores
 def test_killed_run_resumes_to_the_same_state(tmp_path):
     """SIGKILL a training subprocess after a random checkpoint, re-run: same weights, same curve."""
     steps = 20

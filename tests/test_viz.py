@@ -1,4 +1,4 @@
-"""flowlib.viz: the Middlebury colour wheel (SPECS §7.1), error colours (§7.2), renderings."""
+"""flowlib.viz: the Middlebury colour wheel (Baker et al. 2011), KITTI error colours, renderings."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from flowlib import io, viz
 
-# SPECS §7.1 full table (index: R, G, B), transcribed from the specification text.
+# The 55-colour wheel (index: R, G, B) of the Middlebury flow code (colorcode.cpp).
 SPECS_WHEEL = [
     (255, 0, 0), (255, 17, 0), (255, 34, 0), (255, 51, 0), (255, 68, 0), (255, 85, 0),
     (255, 102, 0), (255, 119, 0), (255, 136, 0), (255, 153, 0), (255, 170, 0), (255, 187, 0),
@@ -27,7 +27,7 @@ SPECS_WHEEL = [
     (255, 0, 43),
 ]
 
-# SPECS §7.1 test vectors: already-normalised (u, v) -> RGB.
+# Test vectors of the Middlebury code: already-normalised (u, v) -> RGB.
 SPECS_VECTORS = [
     ((1.0, 0.0), (255, 0, 0)),
     ((0.0, 1.0), (255, 229, 0)),
@@ -475,7 +475,7 @@ def test_stereo_figure_panels_and_errors(tmp_path):
         viz.stereo_figure(image[:-1], est)
 
 
-# ----------------------------------------------------------------- issue 13: pictures to look at
+# ----------------------------------------------------------------- pictures to look at
 
 
 def _arrow_extent(u):

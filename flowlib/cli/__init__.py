@@ -31,17 +31,18 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
-from flowlib import _zoo
+from flowlib import _compilation_cache, _zoo
 from flowlib.cli import _args as cli_args
+from flowlib.cli import _interrupts
 from flowlib.cli import _model as cli_model
 from flowlib.cli._args import UsageError
 from flowlib.cli._estimate import add_estimate_parser
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "run"]
 
 # ----------------------------------------------------------------------------------- commands
 
@@ -65,15 +66,21 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     import time
 
     import flowlib
-    from flowlib import viz
+    from flowlib import io, viz
     from flowlib.data import synthetic
 
-    cli_args.check_outputs((args.output, (".png",), "-o"), (args.stereo, (".png",), "--stereo"))
+    cli_args.check_outputs((args.output, cli_args.PICTURE_FORMATS, "-o"),
+                           (args.stereo, cli_args.PICTURE_FORMATS, "--stereo"))
+    cli_args.check_distinct((), (args.output, "-o"), (args.stereo, "--stereo"))
+    stereo_options = {} if args.maxdisp is None else {"maxdisp": args.maxdisp}
+    if args.maxdisp is not None and not args.stereo:
+        raise UsageError("--max-disp is for the stereo figure: pass --stereo PICTURE too")
+    args.maxdisp = None  # the flow model's settings are the other flags
     h, w = DEMO_SIZE
     t0 = time.perf_counter()
     pair = synthetic.flow_pair(DEMO_SEED, h, w, motion=0.6)
     flow = flowlib.estimate(pair["image1"], pair["image2"], model=cli_model.load_model(args, "flow"))
-    viz.comparison_figure(pair["image1"], flow, pair["flow"], path=args.output)
+    io.write_image(args.output, viz.comparison_figure(pair["image1"], flow, pair["flow"]))
     epe = float(np.mean(np.linalg.norm(flow - pair["flow"], axis=-1)))
     zero = float(np.mean(np.linalg.norm(pair["flow"], axis=-1)))
     print(f"wrote {args.output}: {args.model} flow on a synthetic {w}x{h} pair, "
@@ -81,9 +88,11 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     if args.stereo:
         t0 = time.perf_counter()
         pair = demo_stereo_pair()
-        model = flowlib.load_model(_zoo.DEFAULT_STEREO_MODEL, progress=not args.quiet)
+        model = flowlib.load_model(_zoo.DEFAULT_STEREO_MODEL, progress=not args.quiet,
+                                   **stereo_options)
+        cli_model.announce_compiles(model, args.quiet)
         disp = flowlib.estimate_disparity(pair["left"], pair["right"], model=model)
-        viz.stereo_figure(pair["left"], disp, pair["disparity"], path=args.stereo)
+        io.write_image(args.stereo, viz.stereo_figure(pair["left"], disp, pair["disparity"]))
         epe = float(np.mean(np.abs(disp - pair["disparity"])))
         d1 = 100 * float(np.mean(flowlib.metrics.d1_outlier_map(disp, pair["disparity"])))
         print(f"wrote {args.stereo}: {_zoo.DEFAULT_STEREO_MODEL} disparity on a synthetic "
@@ -95,6 +104,7 @@ def _cmd_viz(args: argparse.Namespace) -> None:
 
     cli_args.check_input(args.input, "flow or disparity file")
     cli_args.check_outputs((args.output, cli_args.PICTURE_FORMATS, "-o"))
+    cli_args.check_distinct((args.input,), (args.output, "-o"))
     kind, values, valid = cli_args.read_map(args.input, args.disparity)
     if not valid.any():
         print(f"flowlib viz: warning: {args.input} holds no valid {kind} value (all unknown, "
@@ -119,17 +129,25 @@ def _cmd_stereo(args: argparse.Namespace) -> None:
 
     for path, what in ((args.left, "left image"), (args.right, "right image")):
         cli_args.check_input(path, what)
-    cli_args.check_outputs((args.output, cli_args.DISPARITY_FORMATS, "-o"), (args.viz, cli_args.PICTURE_FORMATS, "--viz"))
+    if not (args.output or args.viz):
+        raise UsageError("nothing to write: pass -o OUT (.pfm, KITTI .png or .npy) and/or "
+                         "--viz PICTURE")
+    cli_args.check_outputs((args.output, cli_args.DISPARITY_FORMATS, "-o"),
+                           (args.viz, cli_args.PICTURE_FORMATS, "--viz"))
+    cli_args.check_distinct((args.left, args.right), (args.output, "-o"), (args.viz, "--viz"))
     left, right = cli_args.read_pair(args.left, args.right)
+    cli_args.check_image_size(args.left, *left.shape[:2])
     model = cli_model.load_model(args, "stereo")
     with cli_args.range_warnings() as capped:
         disp = flowlib.estimate_disparity(left, right, model)
-    cli_args.write_disparity(args.output, disp)
-    msg = f"wrote {args.output}"
+    written = []
+    if args.output:
+        cli_args.write_disparity(args.output, disp)
+        written.append(cli_args.written_note(args.output))
     if args.viz:
         io.write_image(args.viz, cli_args.disparity_picture(disp, None, args))
-        msg += f" and {args.viz}"
-    print(msg)
+        written.append(args.viz)
+    print(f"wrote {' and '.join(written)}")
     for warning in capped:
         print(f"flowlib stereo: warning: {warning}", file=sys.stderr)
 
@@ -215,6 +233,7 @@ def _cmd_convert(args: argparse.Namespace) -> None:
 
     cli_args.check_input(args.src, "checkpoint")
     cli_args.check_outputs((args.dst, (".npz",), "DST"))
+    cli_args.check_distinct((args.src,), (args.dst, "DST"))
     convert(args.model, args.src, args.dst)
     print(f"wrote {args.dst}")
 
@@ -256,7 +275,8 @@ def _cache_origin() -> str:
 
 
 def _model_rows() -> list[tuple[str, ...]]:
-    """``(mark, name, task, cached, sha-256, licence, trained on)`` per model and variant."""
+    """``(name, task, cached, sha-256, licence, trained on)`` per model and variant; the
+    weights a model loads without --weights are marked "(embedded)" or "(default)"."""
     from flowlib import _api, _zoo, hub
     from flowlib.weights import load_meta
 
@@ -265,23 +285,23 @@ def _model_rows() -> list[tuple[str, ...]]:
         try:
             spec = _zoo.spec(name)
         except ImportError as err:  # a model file missing from a partial install
-            rows.append((" ", name, "?", "-", "-", f"(unavailable: {err})", ""))
+            rows.append((name, "?", "-", "-", f"(unavailable: {err})", ""))
             continue
         checkpoints = spec.checkpoints
         embedded = _api.embedded_default(name)
         if embedded is not None:
             meta = load_meta(embedded)
-            rows.append(("*", f"{name} (embedded)", spec.task, "package", "-",
+            rows.append((f"{name} (embedded)", spec.task, "package", "-",
                          meta.get("license", "?"), f"{meta.get('training_data', '?')} (flowlib)"))
         for variant, ckpt in checkpoints.items():
-            mark = "*" if embedded is None and variant == spec.default_weights else " "
+            default = embedded is None and variant == spec.default_weights
             info = hub.cache_info(ckpt)
             cached = ("converted" if hub.converted_path(name, variant).is_file()
                       else "checkpoint" if info.present else "no")
             licence = ckpt.license.split(" (")[0]
             digest = info.sha256_source or ("prefix" if ckpt.sha256_prefix else "none")
-            rows.append((mark, f"{name}:{variant}", spec.task, cached, digest, licence,
-                         ckpt.training_data))
+            rows.append((f"{name}:{variant}" + (" (default)" if default else ""), spec.task,
+                         cached, digest, licence, ckpt.training_data))
     return rows
 
 
@@ -296,11 +316,14 @@ def _print_models() -> None:
             specs.append(_zoo.spec(name))
         except ImportError as err:  # a model file missing from a partial install
             print(f"  {name}: unavailable ({err})")
+    defaults = (_zoo.DEFAULT_FLOW_MODEL, _zoo.DEFAULT_STEREO_MODEL)
     width = max((len(spec.name) for spec in specs), default=0)
     for spec in specs:
-        flags = ", ".join(option.cli_flag for option in spec.options)
-        print(f"  {spec.name.ljust(width)}  {spec.task.ljust(6)}  {spec.summary}"
-              + (f" [{flags}]" if flags else ""))
+        flags = [option.cli_flag for option in spec.options]
+        flags += [f"--dtype {d}" for d in spec.dtypes if d != "float32"]
+        mark = "*" if spec.name in defaults else " "
+        print(f"{mark} {spec.name.ljust(width)}  {spec.task.ljust(6)}  {spec.summary}"
+              + (f" [{', '.join(flags)}]" if flags else ""))
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
@@ -308,11 +331,12 @@ def _cmd_models(args: argparse.Namespace) -> None:
 
     _print_models()
     print()
-    rows = [("", "MODEL", "TASK", "CACHED", "SHA-256", "LICENCE", "TRAINED ON"), *_model_rows()]
-    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    print("Weights (--weights VARIANT or --model NAME:VARIANT):")
+    rows = [("MODEL", "TASK", "CACHED", "SHA-256", "LICENCE", "TRAINED ON"), *_model_rows()]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for row in rows:
-        cells = [row[0] or " "] + [c.ljust(w) for c, w in zip(row[1:6], widths[1:6])]
-        print(" ".join(cells + [row[6]]).rstrip())
+        cells = [c.ljust(w) for c, w in zip(row[:5], widths)]
+        print("  " + " ".join(cells + [row[5]]).rstrip())
     cache = hub.cache_dir()
     print()
     for name, module in _zoo.MODELS.items():
@@ -320,7 +344,8 @@ def _cmd_models(args: argparse.Namespace) -> None:
         for preset, line in (measured or {}).items():
             print(f"{name} --preset {preset:<8} {line}")
     print()
-    print("* = used when no weights are given (embedded: shipped inside the package)")
+    print("* = the model of its task used without --model; (embedded) = shipped inside the "
+          "package and (default) = named: the weights a model loads without --weights")
     print("CACHED: converted = ready to load; checkpoint = downloaded, converted on first load; "
           "no = downloaded on first use (flowlib download NAME)")
     print("SHA-256: published = checked against the authors' hash; recorded = checked against "
@@ -341,22 +366,28 @@ def add_demo_parser(sub: Any) -> None:
     )
     cli_args.model_flags(s, _zoo.DEFAULT_FLOW_MODEL, tasks=("flow",))
     s.add_argument("-o", "--output", default="flowlib-demo.png",
-                   help="PNG (default flowlib-demo.png)")
-    s.add_argument("--stereo", metavar="PNG", default=None,
-                   help="also estimate disparity (the default stereo model) on a synthetic stereo "
-                        "pair, figure here")
+                   help=f"the figure ({', '.join(cli_args.PICTURE_FORMATS)}; default "
+                   "flowlib-demo.png, in the current folder)")
+    s.add_argument("--stereo", metavar="PICTURE", default=None,
+                   help=f"also estimate disparity ({_zoo.DEFAULT_STEREO_MODEL}) on a synthetic "
+                        "stereo pair, figure here")
+    s.add_argument("--max-disp", dest="maxdisp", type=cli_args.positive_int, default=None,
+                   metavar="D", help=f"with --stereo: largest disparity {_zoo.DEFAULT_STEREO_MODEL} "
+                   "searches (default: what its weights record)")
     s.set_defaults(func=_cmd_demo)
 
 
 def add_stereo_parser(sub: Any) -> None:
     s = sub.add_parser("stereo", help="disparity of a rectified stereo pair")
     cli_args.model_flags(s, _zoo.DEFAULT_STEREO_MODEL, tasks=("stereo",))
-    s.add_argument("left")
-    s.add_argument("right")
-    s.add_argument("-o", "--output", required=True, type=cli_args.output_file(cli_args.DISPARITY_FORMATS),
-                   help="disparity file: .pfm, KITTI 16-bit .png or .npy")
+    s.add_argument("left", help="left image of a rectified pair (the disparity is the left "
+                   "view's)")
+    s.add_argument("right", help="right image, same size")
+    s.add_argument("-o", "--output", default=None,
+                   type=cli_args.output_file(cli_args.DISPARITY_FORMATS),
+                   help=f"disparity file: .pfm, .npy or .png ({cli_args.KITTI_PNG_NOTE})")
     s.add_argument("--viz", default=None, type=cli_args.output_file(cli_args.PICTURE_FORMATS),
-                   help="also write a colour-coded picture")
+                   help="a colour-coded picture (with or without -o)")
     cli_args.picture_flags(s, flow=False, disparity=True)
     s.set_defaults(func=_cmd_stereo)
 
@@ -382,7 +413,8 @@ def add_evaluate_parser(sub: Any) -> None:
     cli_args.model_flags(s, None, tasks=("flow", "stereo"),
                  batch="Sintel: pairs per forward pass (default 1); KITTI and Middlebury images "
                  "differ in size, so their evaluators run one pair at a time")
-    s.add_argument("benchmark", choices=sorted(BENCHMARKS))
+    s.add_argument("benchmark", choices=sorted(BENCHMARKS),
+                   help="which benchmark (its training split, which has ground truth)")
     s.add_argument("--root", required=True, help="the dataset folder (official layout)")
     s.add_argument("--limit", type=cli_args.positive_int, default=None, help="only the first N pairs")
     s.add_argument("--json", default=None, type=cli_args.output_file((".json",)),
@@ -413,9 +445,11 @@ def add_train_parser(sub: Any) -> None:
 def add_convert_parser(sub: Any) -> None:
     s = sub.add_parser("convert", help="convert official weights to a flowlib .npz")
     cli_args.global_flags(s, device=False, top=False)
-    s.add_argument("model")
-    s.add_argument("src")
-    s.add_argument("dst", type=cli_args.output_file((".npz",)))
+    s.add_argument("model", help="zoo model the checkpoint is for (flowlib models lists them)")
+    s.add_argument("src", help="the authors' checkpoint: a PyTorch file (.pth, .tar, ...) or, "
+                   "for SpyNet, a folder of Torch7 files")
+    s.add_argument("dst", type=cli_args.output_file((".npz",)),
+                   help="the flowlib .npz to write (load it with --weights DST)")
     s.set_defaults(func=_cmd_convert)
 
 
@@ -465,26 +499,48 @@ def _parser_and_commands() -> tuple[argparse.ArgumentParser, dict[str, argparse.
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (argparse exits 2 on bad usage)."""
+    """Run the command line; returns the exit status (argparse exits 2 on bad usage).
+
+    The command runs under :class:`~flowlib.cli._interrupts.Interrupts`: SIGINT and SIGTERM
+    end the process at once (status 130 / 143) with one line naming the files written.
+    """
     parser, commands = _parser_and_commands()
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "train":
-            return _cmd_train(args)
-        args.func(args)
-    except UsageError as err:
-        commands[args.command].error(str(err))
-    except KeyboardInterrupt:
-        print("flowlib: interrupted", file=sys.stderr)
-        return 130
-    except Exception as err:  # one line for users, the traceback under --debug
-        if args.debug:
-            raise
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"flowlib {args.command}: error: {message}", file=sys.stderr)
-        return 1
+    with _interrupts.Interrupts("flowlib", ignore=_compilation_cache.is_entry) as guard:
+        args = parser.parse_args(argv)
+        guard.program = f"flowlib {args.command}"
+        try:
+            if args.command == "train":
+                return guard.call(lambda: _cmd_train(args))
+            guard.call(lambda: args.func(args))
+        except UsageError as err:
+            commands[args.command].error(str(err))
+        except Exception as err:  # one line for users, the traceback under --debug
+            if args.debug:
+                raise
+            message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            print(f"flowlib {args.command}: error: {message}", file=sys.stderr)
+            return 1
     return 0
 
 
+def run() -> NoReturn:
+    """The ``flowlib`` program: :func:`main`, then the process ends at once with its status
+    (``os._exit`` after flushing stdout and stderr; every file was written and synced before
+    its name was printed). Skipping the interpreter's shutdown means no signal can land in
+    it (JAX's garbage-collector callback would print and drop it) and XLA's threads are not
+    torn down under running code."""
+    with _interrupts.Interrupts("flowlib", ignore=_compilation_cache.is_entry):
+        try:
+            code: Any = main()
+        except SystemExit as stop:  # --help, --version, usage errors
+            code = stop.code
+        if code is None:
+            code = 0
+        elif not isinstance(code, int):
+            print(code, file=sys.stderr)
+            code = 1
+        _interrupts.exit_now(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -15,11 +15,11 @@ import numpy as np
 
 __all__ = [
     "CommandParser", "DISPARITY_FORMATS", "FLOW_FORMATS", "PICTURE_FORMATS", "VIDEO_FORMATS",
-    "UsageError",
-    "check_input", "check_output_folder", "check_outputs", "disparity_picture", "finite_float",
+    "UsageError", "KITTI_PNG_NOTE", "check_distinct", "check_image_size", "check_input",
+    "check_output_folder", "check_outputs", "count", "disparity_picture", "finite_float",
     "flow_picture", "global_flags", "model_flags", "output_file", "picture_flags",
-    "positive_float", "positive_int", "range_warnings", "read_map", "read_pair", "write_bytes",
-    "write_disparity", "write_flow",
+    "positive_float", "positive_int", "range_warnings", "read_map", "read_pair", "same_file",
+    "write_bytes", "write_disparity", "write_flow", "written_note",
 ]
 
 
@@ -147,6 +147,53 @@ def check_outputs(*outputs: tuple[str | None, tuple[str, ...], str]) -> None:
         except argparse.ArgumentTypeError as err:
             raise UsageError(str(err)) from None
         check_output_folder(path)
+
+
+def count(n: int, noun: str) -> str:
+    """``"1 flow file"``, ``"3 flow files"``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether ``a`` and ``b`` name one file or folder (links followed; either may not exist)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_distinct(inputs: Sequence[str | Path], *outputs: tuple[str | Path | None, str]
+                   ) -> None:
+    """Refuse an ``(path, flag)`` output that is one of the ``inputs`` (it would be
+    overwritten) or the same file as an earlier output (one would replace the other)."""
+    given = [(path, flag) for path, flag in outputs if path is not None]
+    for k, (path, flag) in enumerate(given):
+        for source in inputs:
+            if same_file(path, source):
+                raise UsageError(f"{flag} {path} is the input {source}: writing it would "
+                                 "overwrite the input; name another file")
+        for other, other_flag in given[:k]:
+            if same_file(path, other):
+                raise UsageError(f"{flag} {path} is also {other_flag}: name two files")
+
+
+def check_image_size(path: str | Path, height: int, width: int) -> None:
+    """Refuse an image no model can run on, before a model is loaded."""
+    from flowlib import _api
+
+    try:
+        _api.check_size(height, width)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+#: Said after a ``.png`` flow or disparity output: it holds data, not a picture.
+KITTI_PNG_NOTE = "KITTI 16-bit encoding: data for flowlib/KITTI tools, not a picture; --viz writes one"
+
+
+def written_note(path: str | Path) -> str:
+    """``path``, followed by what it holds where its extension could mislead (``.png``)."""
+    return f"{path} ({KITTI_PNG_NOTE})" if Path(path).suffix.lower() == ".png" else str(path)
 
 
 def write_bytes(path: str | Path, payload: bytes) -> None:
@@ -309,9 +356,10 @@ def global_flags(p: argparse.ArgumentParser, *, device: bool, top: bool) -> None
 
 def model_flags(p: argparse.ArgumentParser, default_model: str | None, *, tasks: Sequence[str],
                  batch: str | None = None) -> None:
-    """--model, --weights, --device, the global flags, [--batch-size] and the settings of
-    the models of ``tasks`` (one flag per option of their specs, added when ``p``, a
-    :class:`CommandParser`, is first used)."""
+    """--model, --weights, --device, the global flags, [--batch-size], --dtype and the
+    settings of the models of ``tasks`` (one flag per option of their specs; --dtype names
+    the models that take bfloat16; both added when ``p``, a :class:`CommandParser`, is first
+    used)."""
     global_flags(p, device=True, top=False)
     p.add_argument(
         "--model",
@@ -328,13 +376,6 @@ def model_flags(p: argparse.ArgumentParser, default_model: str | None, *, tasks:
     )
     if batch is not None:
         p.add_argument("--batch-size", type=positive_int, default=1, help=batch)
-    p.add_argument(
-        "--dtype",
-        choices=["float32", "bfloat16"],
-        default="float32",
-        help="bfloat16: convolutions in bfloat16, float32 accumulation and output (for "
-        "accelerators; no faster on CPUs, see README 'Speed')",
-    )
     if isinstance(p, CommandParser):
         p.defer(lambda parser: _model_option_flags(parser, tasks))
     else:

@@ -38,15 +38,23 @@ def _estimate_pair(args: argparse.Namespace) -> None:
                  if value is not None]
     if misplaced:
         raise UsageError(f"{', '.join(misplaced)}: only for a folder of frames or a video file")
-    if args.output is None:
-        raise UsageError("the two-image form needs -o OUT (.flo, .pfm, KITTI .png or .npy)")
-    cli_args.check_outputs((args.output, cli_args.FLOW_FORMATS, "-o"), (args.viz, cli_args.PICTURE_FORMATS, "--viz"),
-                   (args.arrows, cli_args.PICTURE_FORMATS, "--arrows (an image for a pair)"))
+    if not (args.output or args.viz or args.arrows):
+        raise UsageError("nothing to write: pass -o OUT (.flo, .pfm, KITTI .png or .npy), "
+                         "--viz PICTURE and/or --arrows PICTURE")
+    cli_args.check_outputs((args.output, cli_args.FLOW_FORMATS, "-o"),
+                           (args.viz, cli_args.PICTURE_FORMATS, "--viz"),
+                           (args.arrows, cli_args.PICTURE_FORMATS,
+                            "--arrows (an image for a pair)"))
+    cli_args.check_distinct(args.sources, (args.output, "-o"), (args.viz, "--viz"),
+                            (args.arrows, "--arrows"))
     image1, image2 = cli_args.read_pair(*args.sources)
+    cli_args.check_image_size(args.sources[0], *image1.shape[:2])
     model = cli_model.load_model(args, "flow")
     flow = flowlib.estimate(image1, image2, model)
-    cli_args.write_flow(args.output, flow)
-    written = [args.output]
+    written = []
+    if args.output:
+        cli_args.write_flow(args.output, flow)
+        written.append(cli_args.written_note(args.output))
     if args.viz:
         io.write_image(args.viz, cli_args.flow_picture(flow, None, args.max_norm, args.legend))
         written.append(args.viz)
@@ -70,14 +78,47 @@ def _check_sequence_args(args: argparse.Namespace) -> None:
         raise UsageError("nothing to write: pass -o OUT_DIR (flow files), --video and/or --arrows")
     cli_args.check_outputs((args.video, cli_args.VIDEO_FORMATS, "--video"),
                    (args.arrows, cli_args.VIDEO_FORMATS, "--arrows (a video for a sequence)"))
+    cli_args.check_distinct(args.sources, (args.video, "--video"), (args.arrows, "--arrows"))
     if args.output is not None and Path(args.output).exists() and not Path(args.output).is_dir():
         raise ValueError(f"-o {args.output}: exists and is not a folder "
                          "(a sequence writes one flow file per pair)")
     if args.output is not None and Path(args.output).suffix.lower() in cli_args.FLOW_FORMATS:
         raise UsageError(f"-o {args.output}: a sequence writes one flow file per pair into a "
                          "folder; name a folder (and --format for the file type)")
+    if args.output is not None:
+        _check_creatable(Path(args.output))
     if args.video or args.arrows:
         video.require_video_backend()  # before a model is loaded, not after
+
+
+def _check_creatable(folder: Path) -> None:
+    """The output folder exists, or its nearest existing parent is a folder we may write in
+    (it is created when the first flow file is written)."""
+    import os
+
+    parent = folder
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(f"-o {folder}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"-o {folder}: cannot write in {parent}")
+
+
+def _check_frame_names(args: argparse.Namespace, source: Any, every: int) -> None:
+    """Refuse flow files that would replace the source's own frames (``-o`` the frames'
+    folder with ``--format png``)."""
+    if args.output is None or source.kind != "folder" or not Path(args.output).is_dir():
+        return
+    if not cli_args.same_file(args.output, source.path):
+        return
+    frames = {p.name for p in source.files}
+    ext = args.format or "flo"
+    for index in range(0, len(source.files) - 1, every):
+        name = f"{source.frame_name(index)}.{ext}"
+        if name in frames:
+            raise UsageError(f"-o {args.output}: the flow file {name} would overwrite the frame "
+                             f"{name} of {source.path}; name another folder")
 
 
 def _estimate_sequence(args: argparse.Namespace) -> None:
@@ -91,10 +132,11 @@ def _estimate_sequence(args: argparse.Namespace) -> None:
     if pairs == 0:
         raise ValueError(f"{source.path}: needs at least 2 frames"
                          f"{f' (with --every {every})' if every > 1 else ''}, found {source.count}")
-    source.check_sizes()  # a folder's frames all have one size: fail before any output
+    size = source.check_sizes()  # a folder's frames all have one size: fail before any output
+    if size is not None:
+        cli_args.check_image_size(source.path, size[1], size[0])
+    _check_frame_names(args, source, every)
     out_dir = None if args.output is None else Path(args.output)
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
     fps = args.fps if args.fps is not None else (source.fps or 24.0) / every
     model = cli_model.load_model(args, "flow")
     written: list[Path] = []
@@ -105,14 +147,17 @@ def _estimate_sequence(args: argparse.Namespace) -> None:
         if not written:
             raise
         done = written[0].name + (f" ... {written[-1].name}" if len(written) > 1 else "")
-        message = (f"{str(err).strip().splitlines()[0]} (before it, {len(written)} complete flow "
-                   f"files were written to {out_dir}: {done}; no video was written)")
+        were = "was" if len(written) == 1 else "were"
+        message = (f"{str(err).strip().splitlines()[0]} (before it, "
+                   f"{cli_args.count(len(written), 'complete flow file')} {were} written to "
+                   f"{out_dir}: {done}; no video was written)")
         raise RuntimeError(message) from err
     if n == 0:
         raise ValueError(f"{source.path}: needs at least 2 frames"
                          f"{f' (with --every {every})' if every > 1 else ''}")
-    report = [f"{n} flow files to {out_dir}"] if out_dir is not None else []
-    report += [f"{p} ({n} frames at {fps:g} fps)" for p in (args.video, args.arrows) if p]
+    report = [f"{cli_args.count(n, 'flow file')} to {out_dir}"] if out_dir is not None else []
+    report += [f"{p} ({cli_args.count(n, 'frame')} at {fps:g} fps)"
+               for p in (args.video, args.arrows) if p]
     print(f"wrote {', '.join(report)}")
 
 
@@ -134,6 +179,8 @@ def _stream_flows(args: argparse.Namespace, source: Any, predict: Callable[..., 
                 source, predict, batch_size=args.batch_size, every=args.every or 1
             ):
                 if out_dir is not None:
+                    if not written:
+                        out_dir.mkdir(parents=True, exist_ok=True)
                     path = out_dir / f"{source.frame_name(index)}.{args.format or 'flo'}"
                     cli_args.write_flow(path, flow)
                     written.append(path)
@@ -151,7 +198,7 @@ def _stream_flows(args: argparse.Namespace, source: Any, predict: Callable[..., 
 
 
 _ESTIMATE_DESCRIPTION = (
-    "Two images:     flowlib estimate IMG1 IMG2 -o flow.flo [--viz flow.png]\n"
+    "Two images:     flowlib estimate IMG1 IMG2 [-o flow.flo] [--viz flow.png]\n"
     "                    [--arrows arrows.png]\n"
     "Frames / video: flowlib estimate FRAMES_DIR|VIDEO -o OUT_DIR [--video flow.mp4]\n"
     "                    [--arrows arrows.mp4] [--every K] [--batch-size B]\n\n"
@@ -175,9 +222,10 @@ def add_estimate_parser(sub: Any) -> None:
     s.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="IMG1 IMG2, or a folder of frames, or a video")
     s.add_argument("-o", "--output", default=None,
-                   help="pair: flow file (.flo, .pfm, KITTI .png, .npy); sequence: folder")
-    s.add_argument("--viz", default=None, help="pair: also write a colour-coded picture "
-                   f"({', '.join(cli_args.PICTURE_FORMATS)})")
+                   help="pair: flow file: .flo, .pfm, .npy or .png (KITTI 16-bit encoding: data "
+                   "for flowlib/KITTI tools, not a picture; --viz writes one); sequence: folder")
+    s.add_argument("--viz", default=None, help="pair: a colour-coded picture "
+                   f"({', '.join(cli_args.PICTURE_FORMATS)}), with or without -o")
     s.add_argument("--video", default=None,
                    help=f"sequence: colour-coded flow video ({', '.join(cli_args.VIDEO_FORMATS)})")
     s.add_argument("--arrows", default=None,

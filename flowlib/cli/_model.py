@@ -18,13 +18,23 @@ _INSTALL_HINT = {
     "cpu": "check the JAX installation",
 }
 
+
 def select_device(device: str | None) -> None:
     """Make JAX use ``device`` ("cpu", "gpu", "tpu"), failing clearly if it has none."""
     if device is None:
         return
     if "jax" not in sys.modules:
-        # Read by JAX when it initialises its backends; "gpu" expands to CUDA or ROCm.
-        os.environ["JAX_PLATFORMS"] = device
+        # Read by JAX when it initialises its backends. "gpu" would make JAX try CUDA and
+        # ROCm and report the last failure (ROCm on a CUDA-less machine): name the plugins
+        # installed instead, or say that there is none.
+        platforms = device
+        if device == "gpu":
+            installed = gpu_plugins()
+            if not installed:
+                raise RuntimeError(f"--device gpu: this JAX has no GPU support (no CUDA or ROCm "
+                                   f"plugin is installed); {_INSTALL_HINT['gpu']}")
+            platforms = ",".join(installed)
+        os.environ["JAX_PLATFORMS"] = platforms
     import jax
 
     try:
@@ -37,6 +47,20 @@ def select_device(device: str | None) -> None:
         ) from err
     # JAX may have been initialised with several platforms already (a library caller).
     jax.config.update("jax_default_device", devices[0])
+
+
+def gpu_plugins() -> list[str]:
+    """The GPU platforms ("cuda", "rocm") this JAX has a PJRT plugin installed for (found as
+    JAX finds them: ``jax_plugins`` entry points and modules), without importing JAX."""
+    import importlib.util
+    import pkgutil
+    from importlib import metadata
+
+    names = [f"{ep.name} {ep.value}" for ep in metadata.entry_points(group="jax_plugins")]
+    spec = importlib.util.find_spec("jax_plugins")
+    if spec is not None and spec.submodule_search_locations:
+        names += [m.name for m in pkgutil.iter_modules(spec.submodule_search_locations)]
+    return [platform for platform in ("cuda", "rocm") if any(platform in n for n in names)]
 
 
 def progress(quiet: bool, **kwargs: Any) -> Any:
@@ -65,8 +89,21 @@ def _option_flags(tasks: Sequence[str]) -> dict[str, list[tuple[Any, Any]]]:
 
 
 def add_option_flags(p: argparse.ArgumentParser, tasks: Sequence[str]) -> None:
-    """One flag per option of the models of ``tasks``; a flag several models declare is one
-    flag whose help gives each model's."""
+    """--dtype, and one flag per option of the models of ``tasks``; a flag several models
+    declare is one flag whose help gives each model's."""
+    from flowlib import _zoo
+
+    dtypes = sorted({d for spec in _zoo.specs() if spec.task in tasks for d in spec.dtypes},
+                    key=lambda d: d != "float32")
+    takers = [spec.name for spec in _zoo.specs() if spec.task in tasks
+              and "bfloat16" in spec.dtypes]
+    if takers:
+        p.add_argument("--dtype", choices=dtypes, default="float32",
+                       help=f"bfloat16 ({', '.join(takers)} only): convolutions in bfloat16, "
+                       "float32 accumulation and output (for accelerators; no faster on CPUs, "
+                       "see README 'Speed'); the other models compute in float32")
+    else:
+        p.set_defaults(dtype="float32")
     for flag, users in _option_flags(tasks).items():
         first = users[0][1]
         p.add_argument(flag, dest=first.name, type=first.type, choices=first.choices,
@@ -96,15 +133,61 @@ def load_model(args: argparse.Namespace, task: str) -> Any:
     import flowlib
     from flowlib import _api, _zoo
 
+    # The tasks are known from the zoo table and the .npz metadata: fail before any
+    # download or weight loading.
+    recorded = _api.recorded_model(args.weights)
+    if recorded is not None:
+        kind = _zoo.spec(recorded).task
+        if kind != task:
+            raise ValueError(f"--weights {args.weights} holds {recorded} weights, a {kind} "
+                             f"model; this command needs a {task} model")
     if args.model is None:  # the model a flowlib .npz records, else the command's default
-        args.model = _api.recorded_model(args.weights, task) or args.default_model
-    # The task is known from the model's spec: fail before any download or weight loading.
-    spec = _zoo.spec(args.model.split(":", 1)[0])
+        args.model = recorded or args.default_model
+    name = args.model.split(":", 1)[0]
+    spec = _zoo.spec(name)
     if spec.task != task:
         raise ValueError(
             f"--model {args.model} is a {spec.task} model; this command needs a {task} model"
         )
+    if recorded is not None and recorded != name:
+        raise ValueError(f"--weights {args.weights} holds {recorded} weights, not {name} ones; "
+                         f"pass --model {recorded} or leave --model out")
+    if args.dtype not in spec.dtypes:
+        raise UsageError(f"--dtype {args.dtype}: {name} computes in {' or '.join(spec.dtypes)} "
+                         "only (flowlib models lists what each model takes)")
     options = model_options(args, spec)
     select_device(args.device)
-    return flowlib.load_model(args.model, args.weights, progress=not args.quiet,
-                              dtype=args.dtype, **options)
+    model = flowlib.load_model(args.model, args.weights, progress=not args.quiet,
+                               dtype=args.dtype, **options)
+    announce_compiles(model, args.quiet)
+    return model
+
+
+def flowlib_model() -> type:
+    from flowlib import _api
+
+    return _api.Model
+
+
+def announce_compiles(model: Any, quiet: bool) -> None:
+    """Say "compiling <model> for HxW (once per size; cached in ...)" on stderr before
+    each compile of ``model``'s forward (a new image or batch size), unless ``quiet``."""
+    if not isinstance(model, flowlib_model()):  # a caller's stand-in
+        return
+    if quiet:
+        model.on_compile = None
+        return
+    from flowlib import _compilation_cache
+
+    where = ("the compilation cache is off" if _compilation_cache.is_disabled()
+             else f"cached in {_compilation_cache.cache_path()}")
+
+    def say(shape: tuple[int, ...]) -> None:
+        from tqdm.auto import tqdm
+
+        batch, height, width = shape[:3]
+        size = f"{height}x{width}" + (f", batch {batch}" if batch > 1 else "")
+        tqdm.write(f"compiling {model.name} for {size} (once per size; {where})",
+                   file=sys.stderr)
+
+    model.on_compile = say

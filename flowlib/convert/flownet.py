@@ -3,7 +3,7 @@
 Files: FNP ``main.py`` saves ``{'epoch', 'arch', 'state_dict', 'best_EPE', 'div_flow'}``
 (``arch`` in ``flownets``, ``flownets_bn``, ``flownetc``, ``flownetc_bn``); NVIDIA's
 ``convert.py`` saves ``{'epoch': 0, 'state_dict', 'best_EPE'}``; a bare state dict is
-accepted too (SPECS §1.8). Upstream layers are ``nn.Sequential`` blocks, so the keys are
+accepted too. Upstream layers are ``nn.Sequential`` blocks, so the keys are
 ``convX.0.weight`` (+ ``convX.0.bias`` without BatchNorm, ``convX.1.*`` with it),
 ``deconvX.0.weight``, ``predict_flowX.weight``, ``upsampled_flowA_to_B.weight``, and for
 the NVIDIA family also ``deconvX.0.bias``, ``predict_flowX.bias`` and (FlowNetC only)

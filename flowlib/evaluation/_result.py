@@ -113,7 +113,8 @@ class EvaluationResult:
         names = list(self.metrics)
         width = max([len("overall")] + [len(g) for g in list(self.groups)[:max_groups]]) + 2
         head = "".ljust(width) + "".join(n.rjust(max(10, len(n) + 2)) for n in names)
-        title = f"{self.benchmark}  ({self.num_pairs} pairs)" + (f"  {note}" if note else "")
+        pairs = f"{self.num_pairs} pair{'' if self.num_pairs == 1 else 's'}"
+        title = f"{self.benchmark}  ({pairs})" + (f"  {note}" if note else "")
         rows = [title, head]
 
         def fmt(values: dict[str, float]) -> str:

@@ -1,6 +1,6 @@
 """File formats for optical flow, disparity and images (numpy only, no jax).
 
-Formats (SPECS §6.3-6.6):
+Formats:
 
 * Middlebury ``.flo``: :func:`read_flo`, :func:`write_flo`.
 * PFM (FlyingThings3D, Middlebury 2014): :func:`read_pfm`, :func:`write_pfm`.

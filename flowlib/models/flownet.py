@@ -5,7 +5,7 @@ Smagt, D. Cremers, T. Brox, "FlowNet: Learning Optical Flow with Convolutional N
 ICCV 2015. FlowNet2-S / -C: E. Ilg et al., "FlowNet 2.0: Evolution of Optical Flow
 Estimation with Deep Networks", CVPR 2017.
 
-One module, :class:`FlowNet`, ports both upstream PyTorch code bases (SPECS §1):
+One module, :class:`FlowNet`, ports both upstream PyTorch code bases:
 
 * ``family="fnp"``: ClementPinard/FlowNetPytorch @ d5f3292 (``models/FlowNetS.py``,
   ``FlowNetC.py``, ``util.py``; ``run_inference.py`` pre/post-processing). No bias on
@@ -20,14 +20,14 @@ One module, :class:`FlowNet`, ports both upstream PyTorch code bases (SPECS §1)
 Converter: :mod:`flowlib.convert.flownet`.
 
 Input: ``image1``, ``image2``, RGB float in [0, 1], ``(B, H, W, 3)``, any ``H, W >= 1``.
-:func:`preprocess` applies the checkpoint's normalisation (``input_norm``, SPECS §1.7);
+:func:`preprocess` applies the checkpoint's normalisation (``input_norm``);
 ``family="nv"`` then zero-pads both normalised frames at the bottom / right to the next
 multiple of 64 (:func:`network_padding`).
 
 Output: ``FlowOutput(flow, aux)``; ``flow`` is ``(B, H, W, 2)`` in pixels of the input
 (u right, v down): ``div_flow * flow2`` resized bilinearly (``align_corners=False``) with
 **no** rescaling of the values: FlowNet's predictions are in full-resolution pixels / 20 at
-every level (SPECS §1.5). ``fnp``: resized from 1/4 of the input straight to ``H x W`` as
+every level. ``fnp``: resized from 1/4 of the input straight to ``H x W`` as
 ``run_inference.py --upsampling bilinear``; ``nv``: ``nn.Upsample(scale_factor=4)`` of the
 padded grid, then cropped. ``aux`` keys:
 
@@ -91,7 +91,7 @@ NV_MULTIPLE = 64  # NVIDIA's networks need sides divisible by 2^6 (no crop_like)
 _ENCODER = (("conv4", 512, 3, 2), ("conv4_1", 512, 3, 1), ("conv5", 512, 3, 2),
             ("conv5_1", 512, 3, 1), ("conv6", 1024, 3, 2), ("conv6_1", 1024, 3, 1))
 _DECONV_FEATURES = {5: 512, 4: 256, 3: 128, 2: 64}
-# FlowNetC correlation (SPECS §1.6): d = 20, stride2 = 2 -> 21 x 21 = 441 channels.
+# FlowNetC correlation: d = 20, stride2 = 2 -> 21 x 21 = 441 channels.
 MAX_DISPLACEMENT = 20
 CORRELATION_STRIDE = 2
 
@@ -237,7 +237,7 @@ class FlowNet(nn.Module):
         dtype = compute_dtype(self.dtype)
         conv = functools.partial(ConvBlock, batch_norm=self.batch_norm, dtype=dtype)
         nv = self.family == "nv"
-        # Layer names are upstream's (SPECS §1.2-1.3), so the converter table is literal.
+        # Layer names are upstream's, so the converter table is literal.
         self.conv1 = conv(64 // div, 7, 2)
         self.conv2 = conv(128 // div, 5, 2)
         self.conv3 = conv(256 // div, 5, 2)

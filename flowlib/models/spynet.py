@@ -71,7 +71,7 @@ __all__ = [
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
 _FEATURES = (32, 64, 32, 16, 2)  # 8 -> 32 -> 64 -> 32 -> 16 -> 2, 7x7 convolutions
-#: Parameters of one level network (SPECS §2.2).
+#: Parameters of one level network.
 NUM_LEVEL_PARAMS = 240_050
 _MULTIPLE = 32  # network input sides are multiples of this
 _COARSEST = 32  # pool while the coarsest level is larger than this in either side

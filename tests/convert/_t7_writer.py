@@ -1,7 +1,7 @@
 """Write Lua Torch7 binary files without Lua: the test-only counterpart of ``read_t7``.
 
 The tests build SpyNet's ``.t7`` level files and hand-made edge cases with it; nothing in the
-package writes Torch7, so it lives with the tests (issue 14).
+package writes Torch7, so it lives with the tests.
 """
 
 from __future__ import annotations

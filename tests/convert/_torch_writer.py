@@ -2,7 +2,7 @@
 
 The tests build PyTorch checkpoints (zip and legacy formats, shared storages, views) without
 torch installed, to exercise :mod:`flowlib.convert._torch` and the converters. Nothing in the
-package writes PyTorch files, so this lives with the tests (issue 14: the ~300-line writer
+package writes PyTorch files, so this lives with the tests (the ~300-line writer
 made ``convert/_torch.py`` a 1024-line module doing two jobs).
 """
 

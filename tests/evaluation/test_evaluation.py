@@ -186,7 +186,7 @@ def test_sharded_evaluation_equals_single_device(sintel_tree):
         assert out["metrics"][k] == pytest.approx(v, rel=1e-6, nan_ok=True), k
 
 
-# ------------------------------------------------------------------- issue 13 point 9
+# ------------------------------------------------------------------- result tables
 
 
 def test_middlebury_stereo_reports_a_non_occluded_epe(tmp_path):

@@ -35,7 +35,7 @@ from flowlib.models._layers import mish
 from flowlib.models.cfnet import CFNet
 from flowlib.weights import flatten, unflatten
 
-TOTAL_PARAMS = 23_051_396  # SPECS §3.6 / keys.json num_parameters (all registered params)
+TOTAL_PARAMS = 23_051_396  # the official model's registered parameters (fixture keys.json num_parameters)
 UNUSED_PARAMS = 680_448  # hourglassup.combine3 + redir3: registered, never called upstream
 
 
@@ -294,7 +294,7 @@ def test_param_count_and_structure():
     assert count == TOTAL_PARAMS - UNUSED_PARAMS == 22_370_948
     fe = sum(int(np.prod(s.shape)) for k, s in params.items()
              if k.startswith("feature_extraction/"))
-    assert fe == 15_088_448  # SPECS §3.6
+    assert fe == 15_088_448  # the official feature extraction's parameter count
     assert shapes["params"]["gamma_s3"].shape == (1,)
     # ConvTranspose3d kernels are (*k, in, out) = torch (in, out, *k) moved.
     assert params["dres3/conv5/deconv/kernel"].shape == (3, 3, 3, 128, 64)

@@ -133,7 +133,7 @@ def test_fixture_preprocessing(case, tolerances):
 
 # ----------------------------------------------------------------------------- structure
 
-# SPECS §1.9 and fixtures README §2 (trainable parameters; BN adds scale and bias).
+# The official models' parameter counts (fixtures README) (trainable parameters; BN adds scale and bias).
 PARAM_COUNTS = {
     "FlowNetS": 38_675_536,
     "FlowNetC": 39_174_320,
@@ -159,7 +159,7 @@ def test_param_count(variant):
 
 
 def test_bias_layout_per_family():
-    """SPECS §1.10: FNP has no deconv/predict/upsample biases; NV has deconv and predict
+    """FNP has no deconv/predict/upsample biases; NV has deconv and predict
     biases, and upsampled_flow biases in FlowNetC only; BatchNorm convs have no bias."""
     paths = {v: set(flatten(_shapes(getattr(flownet, v)())["params"]))
              for v in ("FlowNetS", "FlowNetC", "FlowNetS_BN", "FlowNet2S", "FlowNet2C")}

@@ -29,7 +29,7 @@ from flowlib.models.spynet import SpyNet, SpyNetChairs
 from flowlib.weights import flatten, unflatten
 from tests.convert._t7_writer import write_t7
 
-TOTAL_PARAMS = 1_440_300  # SPECS §2.2 / keys.json num_parameters: 6 x 240,050
+TOTAL_PARAMS = 1_440_300  # fixture keys.json num_parameters: 6 x 240,050
 CONV_SHAPES = [(32, 8), (64, 32), (32, 64), (16, 32), (2, 16)]  # (out, in), 7x7
 
 

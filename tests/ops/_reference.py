@@ -1,6 +1,6 @@
 """Naive NumPy (float64) references for the correlation and cost-volume tests.
 
-Written straight from the formulas in SPECS.md section 4 with explicit bounds checks
+Written straight from the correlation formulas of FlowNet / CFNet with explicit bounds checks
 instead of padding, so they share no code or trick with ``flowlib.ops``. Also used by
 ``benchmarks/ops.py`` as the "naive" baseline.
 """

@@ -181,7 +181,7 @@ def test_grid_sample_coords_convention():
 
 @pytest.mark.parametrize("align_corners", [True, False])
 def test_grid_sample_coords_inverts_the_normalisation(align_corners):
-    # Pixel -> normalised formulas of SPECS section 5.2.
+    # Pixel -> normalised formulas of grid_sample (align_corners True / False).
     height, width = 4, 7
     rng = np.random.default_rng(4)
     pixels = np.stack([rng.uniform(0, width - 1, 10), rng.uniform(0, height - 1, 10)], -1)
