@@ -42,6 +42,8 @@ PARAM_COUNTS = {
     "flownets": 38_675_536,
     "flownetc": 39_174_320,
     "cfnet": 23_051_396,
+    "raft": 5_257_536,
+    "raft_small": 990_162,
 }
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -564,8 +566,25 @@ class CFNetPeer(nn.Module):
         return tuple(d[:, top:, :w] for d in outputs)
 
 
+class _RaftPeer(nn.Module):
+    """torchvision RAFT returning the last of its 12 flow predictions."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        from benchmarks._torchvision import random_state_dict, state_shapes, torchvision_raft
+
+        self.net = torchvision_raft(name, random_state_dict(state_shapes(name), seed=0))
+
+    def forward(self, image1: torch.Tensor, image2: torch.Tensor) -> torch.Tensor:
+        return self.net(2.0 * image1 - 1.0, 2.0 * image2 - 1.0, num_flow_updates=12)[-1]
+
+
 def make_peer(name: str, **kwargs) -> nn.Module:
-    """A fresh peer in eval mode (random weights, BatchNorm with its running statistics)."""
+    """A fresh peer in eval mode (random weights, BatchNorm with its running statistics);
+    RAFT: torchvision's ``raft_large`` / ``raft_small`` with :mod:`benchmarks._torchvision`'s
+    random weights, 12 flow updates."""
+    if name in ("raft", "raft_small"):
+        return _RaftPeer(name)
     peer = {"spynet": SpyNetPeer, "flownets": FlowNetSPeer, "flownetc": FlowNetCPeer,
             "cfnet": CFNetPeer}[name](**kwargs)
     return peer.eval()

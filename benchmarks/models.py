@@ -87,10 +87,11 @@ from benchmarks._machine import (  # cpu_description: also used by benchmarks.gp
     torch_version,
 )
 
-SIZES = {"chairs": (384, 512), "sintel": (436, 1024), "kitti": (375, 1242)}
-MODELS = ("spynet", "flownets", "flownetc", "cfnet")
+SIZES = {"chairs": (384, 512), "sintel": (436, 1024), "kitti": (375, 1242), "sintel440": (440, 1024)}
+MODELS = ("spynet", "flownets", "flownetc", "cfnet", "raft", "raft_small")
 DEFAULT_SIZES = {"spynet": ("chairs", "sintel", "kitti"), "flownets": ("chairs", "sintel", "kitti"),
-                 "flownetc": ("chairs", "sintel", "kitti"), "cfnet": ("kitti",)}
+                 "flownetc": ("chairs", "sintel", "kitti"), "cfnet": ("kitti",),
+                 "raft": ("sintel440",), "raft_small": ("sintel440",)}
 # Goals stated in the issues: (model, size, max flowlib/torch ratio, max time / bound).
 GOALS = (("spynet", "sintel", 0.75, 1.2), ("flownets", "sintel", 0.8, None),
          ("flownetc", "sintel", 0.8, None), ("cfnet", "kitti", 0.8, None))
@@ -328,6 +329,10 @@ def flowlib_model(name: str, dtype: str) -> tuple[FlowlibModel, str]:
     elif name == "cfnet":
         mod = importlib.import_module("flowlib.models.cfnet")
         cls, kwargs, output, init = mod.CFNet, {"maxdisp": 256}, "disparity", (64, 128)
+    elif name in ("raft", "raft_small"):
+        # 12 flow updates (torchvision's default num_flow_updates), at Sintel size padded to /8.
+        mod = importlib.import_module("flowlib.models.raft")
+        cls, kwargs, output, init = mod.RAFT, {"iters": 12, "small": name == "raft_small"}, "flow", (64, 64)
     else:
         raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
     mode = "-"
@@ -399,7 +404,14 @@ def bench_one(name: str, size_name: str, dtype: str, args: argparse.Namespace,
               peaks: dict[str, dict]) -> dict[str, Any]:
     size = SIZES[size_name]
     model, bf16_mode = flowlib_model(name, dtype)
-    variables = init_variables(model, "float32")
+    if name in ("raft", "raft_small"):
+        # The torch peer's random weights (benchmarks._torchvision), converted.
+        from benchmarks._torchvision import random_state_dict, state_shapes
+        from flowlib.convert.raft import convert_state_dict
+
+        variables = convert_state_dict(random_state_dict(state_shapes(name), seed=0))
+    else:
+        variables = init_variables(model, "float32")
     im1, im2 = _images(size, 1), _images(size, 2)
     x1, x2 = jnp.asarray(im1), jnp.asarray(im2)
     output = model.output
