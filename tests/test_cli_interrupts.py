@@ -250,3 +250,26 @@ def test_signal_as_a_pair_run_finishes(tmp_path, pair, warm_home):
     assert last.endswith("; wrote flow.flo")
     assert io.read_flow(tmp_path / "flow.flo")[0].shape == (H, W, 2)
     assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs Linux /proc")
+def test_interrupted_training_says_how_to_resume(tmp_path):
+    run = _Process(["train", "spynet", "--data", "synthetic", "--steps", "100000",
+                    "--batch-size", "2", "--crop", "32", "32", "--out", "run", "--quiet"],
+                   tmp_path, tmp_path / "home")
+    run.wait_until(lambda: (tmp_path / "run").is_dir())  # the arguments are parsed
+    code, _, stderr = run.finish(signal.SIGINT)
+    last = _check_clean_exit(code, stderr, signal.SIGINT, "train")
+    assert last.endswith("re-run the same command to resume from the last checkpoint"), last
+
+
+def test_a_reader_that_goes_away_ends_the_listing_quietly(tmp_path):
+    # flowlib models | head: the pipe's reader is gone before the listing is written.
+    proc = subprocess.Popen([sys.executable, "-m", "flowlib", "models"], cwd=tmp_path,
+                            env=_env(tmp_path / "home"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGPIPE, stderr
+    assert stderr == ""

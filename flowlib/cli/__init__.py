@@ -29,6 +29,7 @@ import argparse
 import dataclasses
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -510,10 +511,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         guard.program = f"flowlib {args.command}"
         try:
             if args.command == "train":
+                guard.hint = "re-run the same command to resume from the last checkpoint"
                 return guard.call(lambda: _cmd_train(args))
             guard.call(lambda: args.func(args))
         except UsageError as err:
             commands[args.command].error(str(err))
+        except BrokenPipeError:  # the reader went away (flowlib models | head): end quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 128 + signal.SIGPIPE
         except Exception as err:  # one line for users, the traceback under --debug
             if args.debug:
                 raise
