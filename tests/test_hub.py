@@ -913,4 +913,6 @@ def test_cli_models_table(home, capsys, ckpt_bytes):
     assert by_name["cfnet:sceneflow"][columns[2] : columns[4]].split() == ["no", "none"]
     text = "\n".join(lines)
     assert str(hub.cache_dir()) in text and "FLOWLIB_HOME" in text
-    assert "* spynet (embedded)" in text and "* spynet:sintel-final" not in text
+    # The weights used without --weights: spynet's embedded file, not a named variant.
+    assert "spynet (embedded)" in text and "spynet:sintel-final (default)" not in text
+    assert "flownetc:chairs (default)" in text

@@ -49,4 +49,4 @@ def test_benchmarks_import_neither_tests_nor_the_command_line():
 def test_the_command_line_exports_its_entry_points_only():
     from flowlib import cli
 
-    assert sorted(cli.__all__) == ["build_parser", "main"]
+    assert sorted(cli.__all__) == ["build_parser", "main", "run"]

@@ -234,7 +234,7 @@ def test_command_line_is_generated_from_the_config():
     (["spynet", "--model-kwargs", "{maxdisp: 1}"], "not valid JSON"),
     (["spynet", "--data-kwargs", "[1, 2]"], "must be a JSON object"),
     (["spynet", "--steps", "0"], "must be >= 1"),
-    (["raft"], "invalid choice"),
+    (["pwcnet"], "invalid choice"),
 ])
 def test_command_line_errors_are_usage_errors(argv, message, capsys):
     from flowlib.train.__main__ import build_parser
