@@ -334,8 +334,13 @@ def load_model(
         for accelerators: XLA:CPU runs it in float32 (no faster; README "Speed").
       **options: the model's settings (the ``options`` of its spec):
         ``max_levels`` (SpyNet pyramid levels), ``div_flow`` (FlowNet output scale),
-        ``maxdisp`` (largest disparity: CFNet, a multiple of 32; PatchStereo). They override
-        what the weights record.
+        ``maxdisp`` (largest disparity: CFNet, a multiple of 32; PatchStereo), ``preset``
+        (PatchFlow, PatchStereo: ``"fast"``, ``"default"``, ``"accurate"``), ``iters`` (RAFT
+        flow updates, default 12) and ``lookup`` (RAFT's correlation: ``"volume"`` builds the
+        all-pairs volume, ``"on_the_fly"`` computes each lookup from the features in memory
+        linear in the pixels, same flow within 1e-4 px; the default ``"auto"`` takes the
+        volume up to 2^28 volume elements, ``B * (H/8 * W/8)^2`` (1 GiB in float32: one
+        pair of about a megapixel), and the on-the-fly lookup above). They override what the weights record.
 
     Returns:
       A :class:`Model` accepted by :func:`estimate` / :func:`estimate_disparity`.
