@@ -6,16 +6,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-
-def positive_int(text: str) -> int:
-    """``type=`` for counts: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+from flowlib._argtypes import positive_int
 
 
 def output_file(*suffixes: str) -> Callable[[str], str]:

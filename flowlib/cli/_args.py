@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from flowlib._argtypes import positive_int
+
 __all__ = [
     "CommandParser", "DISPARITY_FORMATS", "FLOW_FORMATS", "PICTURE_FORMATS", "VIDEO_FORMATS",
     "UsageError", "KITTI_PNG_NOTE", "check_distinct", "check_image_size", "check_input",
@@ -71,17 +73,6 @@ _FORMAT_NOTES = {
 }
 
 # ------------------------------------------------------------------------- argument types
-
-
-def positive_int(text: str) -> int:
-    """``type=`` for counts and sizes: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def positive_float(text: str) -> float:

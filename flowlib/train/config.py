@@ -17,19 +17,9 @@ import typing
 from typing import Any
 
 from flowlib import _zoo
+from flowlib._argtypes import positive_int as _positive_int
 
 __all__ = ["TrainConfig", "add_config_arguments", "config_from_args"]
-
-
-def _positive_int(text: str) -> int:
-    """``type=`` for counts and sizes: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _non_negative_int(text: str) -> int:
