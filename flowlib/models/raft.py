@@ -63,6 +63,7 @@ import numpy as np
 
 from flowlib import hub, losses, ops
 from flowlib.convert import raft as _convert
+from flowlib.models._inputs import check_image_pair
 from flowlib.models._layers import BatchNorm, Conv, compute_dtype
 from flowlib.models._outputs import FlowOutput
 from flowlib.models._spec import ModelSpec, Option
@@ -390,7 +391,7 @@ class RAFT(nn.Module):
         iters = check_iters(self.iters)
         if self.lookup not in LOOKUPS:
             raise ValueError(f"lookup must be one of {LOOKUPS}, got {self.lookup!r}")
-        _check_images(image1, image2)
+        check_image_pair(image1, image2)
         dtype = compute_dtype(self.dtype)
         cfg = self._config()
         batch, height, width = image1.shape[:3]
@@ -451,22 +452,6 @@ class RAFT(nn.Module):
 
 #: RAFT-small (torchvision ``raft_small``): :class:`RAFT` with ``small=True``.
 RaftSmall = functools.partial(RAFT, small=True)
-
-
-def _check_images(image1: jax.Array, image2: jax.Array) -> None:
-    for name, image in (("image1", image1), ("image2", image2)):
-        if image.ndim != 4 or image.shape[-1] != 3 or min(image.shape) < 1:
-            raise ValueError(
-                f"{name} must have shape (B, H, W, 3) (RGB in [0, 1]), got {image.shape}"
-            )
-        if not jnp.issubdtype(image.dtype, jnp.floating):
-            raise ValueError(
-                f"{name} must be a floating-point RGB array in [0, 1], got dtype {image.dtype}"
-            )
-    if image1.shape != image2.shape:
-        raise ValueError(
-            f"image1 and image2 must have the same shape, got {image1.shape} and {image2.shape}"
-        )
 
 
 # ----------------------------------------------------------------- torchvision's weights

@@ -51,6 +51,7 @@ import numpy as np
 
 from flowlib import hub, losses, ops
 from flowlib.convert import spynet as _convert
+from flowlib.models._inputs import check_image_pair
 from flowlib.models._layers import Conv, compute_dtype
 from flowlib.models._outputs import FlowOutput
 from flowlib.models._spec import ModelSpec, Option, int_in
@@ -153,22 +154,6 @@ class LevelNetwork(nn.Module):
         return x
 
 
-def _check_images(image1: jax.Array, image2: jax.Array) -> None:
-    for name, image in (("image1", image1), ("image2", image2)):
-        if image.ndim != 4 or image.shape[-1] != 3 or min(image.shape) < 1:
-            raise ValueError(
-                f"{name} must have shape (B, H, W, 3) (RGB in [0, 1]), got {image.shape}"
-            )
-        if not jnp.issubdtype(image.dtype, jnp.floating):
-            raise ValueError(
-                f"{name} must be a floating-point RGB array in [0, 1], got dtype {image.dtype}"
-            )
-    if image1.shape != image2.shape:
-        raise ValueError(
-            f"image1 and image2 must have the same shape, got {image1.shape} and {image2.shape}"
-        )
-
-
 class SpyNet(nn.Module):
     """SpyNet flow estimator (see the module docstring for conventions and aux keys).
 
@@ -190,7 +175,7 @@ class SpyNet(nn.Module):
     @nn.compact
     def __call__(self, image1: jax.Array, image2: jax.Array, *, train: bool = False) -> FlowOutput:
         del train  # No BatchNorm or dropout: training and inference run the same graph.
-        _check_images(image1, image2)
+        check_image_pair(image1, image2)
         dtype = compute_dtype(self.dtype)
         networks = [LevelNetwork(dtype=dtype, name=f"basic{i}") for i in range(self.num_networks)]
         height, width = image1.shape[1:3]
