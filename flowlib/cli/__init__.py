@@ -101,12 +101,15 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 
 def _cmd_viz(args: argparse.Namespace) -> None:
-    from flowlib import io
+    from flowlib import io, viz
 
     cli_args.check_input(args.input, "flow or disparity file")
     cli_args.check_outputs((args.output, cli_args.PICTURE_FORMATS, "-o"))
     cli_args.check_distinct((args.input,), (args.output, "-o"))
-    kind, values, valid = cli_args.read_map(args.input, args.disparity)
+    try:
+        kind, values, valid = io.read_map(args.input, kind="disparity" if args.disparity else None)
+    except ValueError as err:
+        raise ValueError(f"--disparity: {err}" if args.disparity else str(err)) from None
     if not valid.any():
         print(f"flowlib viz: warning: {args.input} holds no valid {kind} value (all unknown, "
               "NaN or infinite): the picture is black", file=sys.stderr)
@@ -114,7 +117,7 @@ def _cmd_viz(args: argparse.Namespace) -> None:
         if args.viz_min is not None or args.viz_max is not None:
             raise UsageError("--min-disp / --max-disp are for disparity maps; flow takes "
                              "--max-norm")
-        rgb = cli_args.flow_picture(values, valid, args.max_norm, args.legend)
+        rgb = viz.flow_picture(values, valid=valid, max_norm=args.max_norm, legend=args.legend)
     else:
         if args.max_norm is not None:
             raise UsageError("--max-norm is for flow; a disparity map takes --min-disp / "
@@ -143,7 +146,7 @@ def _cmd_stereo(args: argparse.Namespace) -> None:
         disp = flowlib.estimate_disparity(left, right, model)
     written = []
     if args.output:
-        cli_args.write_disparity(args.output, disp)
+        io.write_disparity(args.output, disp)
         written.append(cli_args.written_note(args.output))
     if args.viz:
         io.write_image(args.viz, cli_args.disparity_picture(disp, None, args))
@@ -197,6 +200,7 @@ BENCHMARKS = {
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from flowlib import _api, data, evaluation
+    from flowlib._files import atomic_write
 
     bench = BENCHMARKS[args.benchmark]
     args.model = args.model or _api.recorded_model(args.weights) or bench.default_model
@@ -212,7 +216,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     result.record["root"] = os.path.abspath(args.root)
     print(result.table())
     if args.json is not None:
-        cli_args.write_bytes(args.json, (result.to_json(indent=1) + "\n").encode("utf-8"))
+        atomic_write(args.json, (result.to_json(indent=1) + "\n").encode("utf-8"))
         print(f"wrote {args.json}")
 
 
