@@ -33,7 +33,7 @@ never sees a half-written file and a failed write leaves any previous file untou
 
 Pillow and imageio decode 16-bit RGB PNGs (KITTI flow ground truth) as 8-bit without any
 error, so 16-bit, low-bit-depth and palette PNGs are decoded with pypng (pure Python,
-lossless); plain 8-bit PNGs go through Pillow, which is ~15x faster and exact for them.
+lossless); plain 8-bit PNGs go through Pillow, which is much faster and exact for them.
 
 """
 
