@@ -84,7 +84,8 @@ def _u8(x: np.ndarray) -> np.ndarray:
 
 
 def _datasets(root: Path) -> None:
-    """MPI-Sintel/ (training + test), KITTI2015/ (noc flow, stereo), middlebury/ (flow),
+    """MPI-Sintel/ (training + test), KITTI2015/ (training: noc flow, stereo; testing),
+    middlebury/ (flow),
     middlebury-2001/ (stereo): one or two tiny pairs each."""
     from flowlib.data import synthetic
 
@@ -102,6 +103,8 @@ def _datasets(root: Path) -> None:
     io.write_image(kitti / "image_3" / "000000_10.png", _u8(stereo["right"]))
     io.write_kitti_flow(kitti / "flow_noc" / "000000_10.png", pair["flow"])
     io.write_kitti_disparity(kitti / "disp_occ_0" / "000000_10.png", stereo["disparity"])
+    for folder in ("image_2", "image_3"):  # the testing split: the same images, no ground truth
+        shutil.copytree(kitti / folder, root / "KITTI2015" / "testing" / folder)
     flow_root = root / "middlebury"
     for sub in ("other-data/Scene", "other-gt-flow/Scene"):
         (flow_root / sub).mkdir(parents=True)
