@@ -58,9 +58,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks._args import positive_int
 from benchmarks._machine import cpu_description, machine_record
 from benchmarks._timing import format_table, measure, write_json
+from flowlib._argtypes import positive_int
 from flowlib.models._fft_conv import fft_conv2d
 from flowlib.models._layers import _conv3d_output_taps, _conv3d_stride1, conv_transpose
 

@@ -345,9 +345,9 @@ def main(argv: list[str] | None = None) -> int:
         print("|---|---|---|---|---|---|")
         rows = speed(args.runs, args.preset)
         if args.json:
-            from benchmarks._evalcli import write_json
+            from benchmarks._timing import write_json
 
-            write_json(args.json, json.dumps({"versions": versions(), "rows": rows}, indent=1))
+            write_json(args.json, {"versions": versions(), "rows": rows})
         return 0
     root = Path(args.data)
     if not root.is_dir():
@@ -370,9 +370,9 @@ def main(argv: list[str] | None = None) -> int:
         print_table(f"stereo (EPE px, D1 %; Middlebury on nonocc), flowlib weights {record['stereo_weights']}",
                     record["stereo"], record["stereo_settings"])
     if args.json:
-        from benchmarks._evalcli import write_json
+        from benchmarks._timing import write_json
 
-        write_json(args.json, json.dumps(record, indent=1))
+        write_json(args.json, record)
     return 0
 
 

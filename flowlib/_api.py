@@ -97,11 +97,14 @@ class Model:
             # Only the final prediction leaves the jitted function: XLA drops the rest.
             return getattr(module.apply(variables, image1, image2), field)
 
-        # A model may name XLA compiler options it compiles faster with (PatchFlow's
-        # graph is many small loops, where XLA:CPU's compile time is most of a first call).
-        options = getattr(module, "compiler_options", None)
-        self._forward = _compilation_cache.CachedFunction(
-            jax.jit(forward, compiler_options=options), name)
+        if getattr(module, "runs_in_stages", False):
+            # A model that compiles itself in parts (PatchFlow) runs unjitted.
+            self._forward: Any = _StagedForward(forward)
+        else:
+            # A model may name XLA compiler options it compiles faster with.
+            options = getattr(module, "compiler_options", None)
+            self._forward = _compilation_cache.CachedFunction(
+                jax.jit(forward, compiler_options=options), name)
         self._on_compile: Callable[[tuple[int, ...]], None] | None = None
 
     def __call__(self, image1: np.ndarray, image2: np.ndarray) -> Any:
@@ -123,6 +126,30 @@ class Model:
 
     def __repr__(self) -> str:
         return f"Model({self.name!r}, task={self.task!r}, weights={self.meta.get('weights')!r})"
+
+
+class _StagedForward:
+    """The forward of a model that compiles its own stages: called as is; ``on_compile``
+    (``on_compile(args)``, as :class:`flowlib._compilation_cache.CachedFunction`'s) is
+    called once in a call where any stage compiles."""
+
+    def __init__(self, forward: Callable[..., Any]):
+        self._forward = forward
+        self.on_compile: Callable[[tuple], None] | None = None
+
+    def __call__(self, *args: Any) -> Any:
+        callback = self.on_compile
+        if callback is None:
+            return self._forward(*args)
+        fired = []
+
+        def once(_: tuple) -> None:
+            if not fired:
+                fired.append(True)
+                callback(args)
+
+        with _compilation_cache.announcing(once):
+            return self._forward(*args)
 
 
 def _parse_name(name: str, weights: Any) -> tuple[str, Any]:

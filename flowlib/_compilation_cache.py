@@ -35,6 +35,8 @@ Choices:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import os
 import platform
@@ -51,7 +53,8 @@ import numpy as np
 
 from flowlib._files import atomic_write
 
-__all__ = ["ENV", "MIN_COMPILE_SECS", "CachedFunction", "cache_path", "is_disabled", "is_entry"]
+__all__ = ["ENV", "MIN_COMPILE_SECS", "CachedFunction", "announcing", "cache_path", "is_disabled",
+           "is_entry"]
 
 #: Environment variable: ``0`` / ``false`` / ``no`` / ``off`` turn the cache off.
 ENV = "FLOWLIB_COMPILATION_CACHE"
@@ -176,6 +179,22 @@ def _key(text: str, device: Any) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
+_ANNOUNCE: contextvars.ContextVar[Callable[[tuple], None] | None] = contextvars.ContextVar(
+    "flowlib_compile_announcement", default=None)
+
+
+@contextlib.contextmanager
+def announcing(callback: Callable[[tuple], None] | None) -> Any:
+    """Within the block, a :class:`CachedFunction` without its own ``on_compile`` calls
+    ``callback(args)`` just before it compiles (a model made of several compiled functions
+    says once that a wait is coming)."""
+    token = _ANNOUNCE.set(callback)
+    try:
+        yield
+    finally:
+        _ANNOUNCE.reset(token)
+
+
 def _signature(args: tuple) -> tuple:
     import jax
 
@@ -232,8 +251,9 @@ class CachedFunction:
         return executable
 
     def _announce(self, args: tuple) -> None:
-        if self.on_compile is not None:
-            self.on_compile(args)
+        callback = self.on_compile if self.on_compile is not None else _ANNOUNCE.get()
+        if callback is not None:
+            callback(args)
 
     @staticmethod
     def _load(file: Path, lowered: Any, device: Any, writable: bool) -> Any:

@@ -75,6 +75,15 @@ def tile(images: Sequence[Any], *, columns: int | None = None, padding: int = 0)
     return out
 
 
+def beside(picture: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """``key`` to the right of ``picture`` (both uint8 RGB); the shorter one is padded with
+    white below."""
+    height = max(picture.shape[0], key.shape[0])
+    pad = lambda im: np.pad(im, ((0, height - im.shape[0]), (0, 0), (0, 0)),  # noqa: E731
+                            constant_values=255)
+    return np.concatenate([pad(picture), pad(key)], axis=1)
+
+
 def save_png(path: str | os.PathLike, rgb: Any) -> None:
     """Write a uint8 image as PNG atomically (temporary file in the same folder + rename).
 

@@ -6,6 +6,7 @@
   (Baker et al., IJCV 2011). Hue gives the direction, saturation the magnitude: white = no motion.
 * :func:`colorwheel_legend`: the key to that coding.
 * :func:`disparity_to_rgb`: a matplotlib colour map over disparity.
+* :func:`flow_picture`, :func:`disparity_picture`: either coding with its key beside it.
 * :func:`error_to_rgb`: the KITTI-style log-scaled error colours (KITTI devkit).
 * :func:`draw_arrows`, :func:`comparison_figure`: matplotlib renderings (Agg, no screen),
   matplotlib imported lazily.
@@ -29,6 +30,7 @@ from flowlib._viz_maps import (
     error_to_rgb,
     flow_legend,
 )
+from flowlib._viz_pictures import disparity_picture, flow_picture
 
 __all__ = [
     "make_colorwheel",
@@ -38,6 +40,8 @@ __all__ = [
     "disparity_to_rgb",
     "disparity_range",
     "colorbar",
+    "flow_picture",
+    "disparity_picture",
     "arrow_scale",
     "error_to_rgb",
     "ERROR_COLORS",

@@ -11,17 +11,18 @@ import flowlib
 from flowlib import _api
 from flowlib.weights import save_weights
 
+from tests._random_weights import random_variables
 from tests._stand_ins import constant_stereo
 
 
 @pytest.fixture(scope="module")
 def spynet_model():
-    """SpyNet with random weights (3 networks keep it cheap): estimate needs no download."""
+    """SpyNet with random weights: estimate needs no download."""
     from flowlib.models.spynet import SpyNet
 
     module = SpyNet()
     x = jnp.zeros((1, 64, 64, 3), jnp.float32)
-    variables = module.init(jax.random.PRNGKey(0), x, x)
+    variables = random_variables(module, x, x)
     return flowlib.Model("spynet", module, variables, task="flow", meta={"weights": "random"})
 
 

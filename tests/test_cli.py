@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import subprocess
 import sys
@@ -719,49 +718,6 @@ def test_sequence_memory_is_flat_over_long_videos(tmp_path, capsys, monkeypatch)
     frame_bytes = h * w * 3
     # Keeping the 40 extra frames (or their float32 flows, 2.7x larger) would add > 40 frames.
     assert long - short < 4 * frame_bytes, (short, long)
-
-
-def test_evaluate_sintel_layout_prints_table_and_writes_json(
-    tmp_path, capsys, spynet_weights, model_cache
-):
-    from flowlib.data import synthetic
-
-    root = synthetic.write_sintel_layout(
-        tmp_path / "sintel", scenes=1, frames=3, seed=3, height=H, width=W
-    )
-    record = tmp_path / "result.json"
-    argv = [
-        "benchmark",
-        "sintel",
-        "--root",
-        str(root),
-        "--pass",
-        "clean",
-        "--weights",
-        str(spynet_weights),
-        "--json",
-        str(record),
-        "-q",
-    ]
-    assert cli.main(argv) == 0
-    out = capsys.readouterr().out
-    assert "sintel-clean" in out and "overall" in out and f"wrote {record}" in out
-    result = json.loads(record.read_text())
-    assert result["num_pairs"] == 2 and result["benchmark"] == "sintel-clean"
-    # EPE pooled over the pixels of both pairs, by hand.
-    model = model_cache("spynet", spynet_weights)
-    scene = root / "training" / "clean" / "synthetic_1"
-    total = count = 0.0
-    for i in (1, 2):
-        pred = flowlib.estimate(
-            scene / f"frame_{i:04d}.png", scene / f"frame_{i + 1:04d}.png", model
-        )
-        gt, valid = io.read_flow(root / "training" / "flow" / "synthetic_1" / f"frame_{i:04d}.flo")
-        epe = np.sqrt(np.sum((pred.astype(np.float64) - gt) ** 2, -1))
-        total += epe[valid].sum()
-        count += valid.sum()
-    assert result["metrics"]["epe"] == pytest.approx(total / count, rel=1e-5)
-    assert result["record"]["model"] == "spynet" and result["record"]["root"] == str(root.resolve())
 
 
 # ------------------------------------------------------------------- usage and output checks

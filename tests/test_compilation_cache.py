@@ -183,6 +183,22 @@ def test_cached_function_in_process(tmp_path, monkeypatch):
     assert dict(jax.config.values) == config
 
 
+def test_announcing_reaches_functions_without_their_own_callback(tmp_path, monkeypatch):
+    """Within ``announcing(cb)`` a CachedFunction about to compile calls cb with its arguments
+    (its own on_compile wins); a signature already compiled calls nothing; outside the block
+    nothing is called."""
+    monkeypatch.setenv("FLOWLIB_HOME", str(tmp_path))
+    heard, own = [], []
+    plain = _compilation_cache.CachedFunction(jax.jit(lambda x: x + 1), "plus")
+    mine = _compilation_cache.CachedFunction(jax.jit(lambda x: x * 2), "times")
+    mine.on_compile = lambda args: own.append(np.shape(args[0]))
+    x2, x3 = np.zeros(2, np.float32), np.zeros(3, np.float32)
+    with _compilation_cache.announcing(lambda args: heard.append(np.shape(args[0]))):
+        plain(x2), plain(x2), mine(x2)
+    plain(x3)
+    assert heard == [(2,)] and own == [(2,)]
+
+
 def test_no_private_jax_imports():
     """flowlib uses JAX's public API only (``jax._src`` changes with any release)."""
     offenders = [

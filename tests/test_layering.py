@@ -41,9 +41,19 @@ def test_nothing_in_flowlib_imports_the_command_line():
     assert _importers("flowlib", "flowlib.cli", allowed=("flowlib/cli/", "flowlib/__main__.py")) == []
 
 
+#: The benchmark scripts that are entry points to ``flowlib evaluate``, and only that.
+EVALUATE_ENTRY_POINTS = ("benchmarks/sintel.py", "benchmarks/kitti.py", "benchmarks/middlebury.py")
+
+
 def test_benchmarks_import_neither_tests_nor_the_command_line():
     assert _importers("benchmarks", "tests") == []
-    assert _importers("benchmarks", "flowlib.cli") == []
+    assert _importers("benchmarks", "flowlib.cli", allowed=EVALUATE_ENTRY_POINTS) == []
+
+
+def test_the_evaluate_entry_points_import_the_command_line_only():
+    for rel in EVALUATE_ENTRY_POINTS:
+        imported = {n for n in _imports(ROOT / rel) if n.startswith(("flowlib", "benchmarks"))}
+        assert imported == {"flowlib", "flowlib.cli"}, rel
 
 
 def test_the_command_line_exports_its_entry_points_only():

@@ -230,6 +230,23 @@ def test_command_line_is_generated_from_the_config():
         (64, 96), {"maxdisp": 128}, False, False, 4, "x")
 
 
+def test_the_models_offered_are_those_with_a_training_loss(capsys):
+    from flowlib import _zoo
+    from flowlib.train.__main__ import build_parser
+
+    specs = _zoo.specs()
+    trainable = [spec.name for spec in specs if spec.loss is not None]
+    for spec in specs:
+        if spec.loss is not None:
+            assert build_parser().parse_args([spec.name]).model == spec.name
+            continue
+        with pytest.raises(SystemExit) as exit_:
+            build_parser().parse_args([spec.name])
+        assert exit_.value.code == 2
+        listed = ", ".join(f"'{name}'" for name in trainable)
+        assert f"invalid choice: '{spec.name}' (choose from {listed})" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["spynet", "--model-kwargs", "{maxdisp: 1}"], "not valid JSON"),
     (["spynet", "--data-kwargs", "[1, 2]"], "must be a JSON object"),

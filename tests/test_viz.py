@@ -581,3 +581,39 @@ def test_flow_legend_label_grows_with_the_picture():
     # the label fits across: white margins left and right of it
     cols = np.flatnonzero(ink.any(axis=0))
     assert cols[0] > 0 and cols[-1] < legend.shape[1] - 1
+
+
+def test_flow_picture_puts_the_legend_of_the_largest_valid_motion_beside_the_colours():
+    flow = np.zeros((40, 30, 2), np.float32)
+    flow[..., 0] = np.linspace(-2, 2, 30)
+    flow[0, 0] = 50.0  # invalid: left out of the scale
+    valid = np.ones((40, 30), bool)
+    valid[0, 0] = False
+    np.testing.assert_array_equal(viz.flow_picture(flow, valid=valid),
+                                  viz.flow_to_rgb(flow, valid=valid))
+    picture = viz.flow_picture(flow, valid=valid, legend=True)
+    key = viz.flow_legend(64, 2.0)  # 64 px: the smallest legend; the flow is padded white
+    assert picture.shape == (64, 30 + key.shape[1], 3)
+    np.testing.assert_array_equal(picture[:40, :30], viz.flow_to_rgb(flow, valid=valid))
+    assert (picture[40:, :30] == 255).all()
+    np.testing.assert_array_equal(picture[:, 30:], key)
+    fixed = viz.flow_picture(flow, max_norm=8.0, legend=True)
+    np.testing.assert_array_equal(fixed[:, 30:], viz.flow_legend(64, 8.0))
+    still = viz.flow_picture(np.zeros((70, 20, 2)), legend=True)  # no motion: scale 1 px
+    np.testing.assert_array_equal(still[:, 20:], viz.flow_legend(70, 1.0))
+
+
+def test_disparity_picture_range_and_colour_bar():
+    disp = np.tile(np.linspace(1, 50, 40), (30, 1))
+    disp[0, 0] = 1000.0  # one far-out value does not darken the rest
+    low, high = viz.disparity_range(disp)
+    np.testing.assert_array_equal(viz.disparity_picture(disp),
+                                  viz.disparity_to_rgb(disp, min_disp=low, max_disp=high))
+    np.testing.assert_array_equal(viz.disparity_picture(disp, min_disp=0, max_disp=100),
+                                  viz.disparity_to_rgb(disp, max_disp=100.0))
+    picture = viz.disparity_picture(disp, max_disp=100, legend=True)
+    assert picture.shape == (96, 40 + 72, 3)
+    np.testing.assert_array_equal(picture[30:, :40], 255)
+    np.testing.assert_array_equal(picture[:, 40:], viz.colorbar(96, low, 100.0))
+    with pytest.raises(ValueError, match="the colour range is empty: min 60 >= max 50"):
+        viz.disparity_picture(disp, min_disp=60, max_disp=50)

@@ -5,7 +5,7 @@
     flowlib estimate FRAMES_DIR|VIDEO -o OUT_DIR [--video flow.mp4] [--arrows arrows.mp4]
     flowlib stereo LEFT RIGHT -o disp.pfm [--viz disp_color.png] [--max-disp 192]
     flowlib viz flow.flo|disp.pfm -o flow.png [--max-norm N] [--legend]
-    flowlib evaluate sintel|kitti-flow|kitti-stereo|middlebury-flow|middlebury-stereo --root PATH
+    flowlib evaluate sintel|kitti|middlebury [--root PATH] [--json OUT] [--resume] [...]
     flowlib train MODEL [...]                      (python -m flowlib.train's arguments)
     flowlib convert MODEL SRC DST | download NAME | models
 
@@ -26,12 +26,11 @@ only after the arguments are parsed, so ``--device`` can still choose the platfo
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import numpy as np
@@ -42,6 +41,7 @@ from flowlib.cli import _interrupts
 from flowlib.cli import _model as cli_model
 from flowlib.cli._args import UsageError
 from flowlib.cli._estimate import add_estimate_parser
+from flowlib.cli._evaluate import add_evaluate_parser
 
 __all__ = ["build_parser", "main", "run"]
 
@@ -101,12 +101,15 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 
 def _cmd_viz(args: argparse.Namespace) -> None:
-    from flowlib import io
+    from flowlib import io, viz
 
     cli_args.check_input(args.input, "flow or disparity file")
     cli_args.check_outputs((args.output, cli_args.PICTURE_FORMATS, "-o"))
     cli_args.check_distinct((args.input,), (args.output, "-o"))
-    kind, values, valid = cli_args.read_map(args.input, args.disparity)
+    try:
+        kind, values, valid = io.read_map(args.input, kind="disparity" if args.disparity else None)
+    except ValueError as err:
+        raise ValueError(f"--disparity: {err}" if args.disparity else str(err)) from None
     if not valid.any():
         print(f"flowlib viz: warning: {args.input} holds no valid {kind} value (all unknown, "
               "NaN or infinite): the picture is black", file=sys.stderr)
@@ -114,7 +117,7 @@ def _cmd_viz(args: argparse.Namespace) -> None:
         if args.viz_min is not None or args.viz_max is not None:
             raise UsageError("--min-disp / --max-disp are for disparity maps; flow takes "
                              "--max-norm")
-        rgb = cli_args.flow_picture(values, valid, args.max_norm, args.legend)
+        rgb = viz.flow_picture(values, valid=valid, max_norm=args.max_norm, legend=args.legend)
     else:
         if args.max_norm is not None:
             raise UsageError("--max-norm is for flow; a disparity map takes --min-disp / "
@@ -143,7 +146,7 @@ def _cmd_stereo(args: argparse.Namespace) -> None:
         disp = flowlib.estimate_disparity(left, right, model)
     written = []
     if args.output:
-        cli_args.write_disparity(args.output, disp)
+        io.write_disparity(args.output, disp)
         written.append(cli_args.written_note(args.output))
     if args.viz:
         io.write_image(args.viz, cli_args.disparity_picture(disp, None, args))
@@ -151,69 +154,6 @@ def _cmd_stereo(args: argparse.Namespace) -> None:
     print(f"wrote {' and '.join(written)}")
     for warning in capped:
         print(f"flowlib stereo: warning: {warning}", file=sys.stderr)
-
-
-@dataclasses.dataclass(frozen=True)
-class Benchmark:
-    """One benchmark of ``flowlib evaluate``.
-
-    Attributes:
-      task: "flow" or "stereo".
-      default_model: the model used without --model.
-      index: ``index(data_module, args) -> samples`` of the training split.
-      evaluator: name of the :mod:`flowlib.evaluation` function.
-      batched: whether the evaluator takes ``batch_size`` (same-sized images).
-    """
-
-    task: str
-    default_model: str
-    index: Callable[[Any, argparse.Namespace], list]
-    evaluator: str
-    batched: bool = False
-
-
-def _index_kitti(task: str) -> Callable[[Any, argparse.Namespace], list]:
-    def index(data: Any, args: argparse.Namespace) -> list:
-        from flowlib.evaluation.kitti import index_kitti
-
-        return index_kitti(args.root, task=task, year=args.year, split="training", gt=args.gt)
-
-    return index
-
-
-BENCHMARKS = {
-    "sintel": Benchmark(
-        "flow", _zoo.DEFAULT_FLOW_MODEL, lambda data, a: data.index_sintel(a.root, split="training",
-                                                            pass_=a.pass_),
-        "evaluate_sintel", batched=True),
-    "kitti-flow": Benchmark("flow", _zoo.DEFAULT_FLOW_MODEL, _index_kitti("flow"), "evaluate_kitti_flow"),
-    "kitti-stereo": Benchmark("stereo", _zoo.DEFAULT_STEREO_MODEL, _index_kitti("stereo"), "evaluate_kitti_stereo"),
-    "middlebury-flow": Benchmark("flow", _zoo.DEFAULT_FLOW_MODEL, lambda data, a: data.index_middlebury_flow(
-        a.root), "evaluate_middlebury_flow"),
-    "middlebury-stereo": Benchmark("stereo", _zoo.DEFAULT_STEREO_MODEL, lambda data, a: data.index_middlebury_stereo(
-        a.root), "evaluate_middlebury_stereo"),
-}
-
-
-def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from flowlib import _api, data, evaluation
-
-    bench = BENCHMARKS[args.benchmark]
-    args.model = args.model or _api.recorded_model(args.weights) or bench.default_model
-    cli_args.check_outputs((args.json, (".json",), "--json"))
-    if not os.path.isdir(args.root):
-        raise FileNotFoundError(f"--root {args.root}: no such folder")
-    # Index first: a wrong root fails before a model is loaded or downloaded.
-    samples = bench.index(data, args)[: args.limit]
-    model = cli_model.load_model(args, bench.task)
-    batch = {"batch_size": args.batch_size} if bench.batched else {}
-    evaluate = getattr(evaluation, bench.evaluator)
-    result = evaluate(model, samples, progress=not args.quiet, **batch)
-    result.record["root"] = os.path.abspath(args.root)
-    print(result.table())
-    if args.json is not None:
-        cli_args.write_bytes(args.json, (result.to_json(indent=1) + "\n").encode("utf-8"))
-        print(f"wrote {args.json}")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -404,28 +344,6 @@ def add_viz_parser(sub: Any) -> None:
                    help="read the input as a disparity map (default: detected from the file)")
     cli_args.picture_flags(s, flow=True, disparity=True, disparity_aliases=True)
     s.set_defaults(func=_cmd_viz)
-
-
-def add_evaluate_parser(sub: Any) -> None:
-    s = sub.add_parser("evaluate", aliases=["benchmark"],
-                       help="evaluate on a benchmark's training split",
-                       description="Print the benchmark's metrics for a model (training split, "
-                       "which has ground truth) and optionally save the result record as JSON.")
-    cli_args.model_flags(s, None, tasks=("flow", "stereo"),
-                 batch="Sintel: pairs per forward pass (default 1); KITTI and Middlebury images "
-                 "differ in size, so their evaluators run one pair at a time")
-    s.add_argument("benchmark", choices=sorted(BENCHMARKS),
-                   help="which benchmark (its training split, which has ground truth)")
-    s.add_argument("--root", required=True, help="the dataset folder (official layout)")
-    s.add_argument("--limit", type=cli_args.positive_int, default=None, help="only the first N pairs")
-    s.add_argument("--json", default=None, type=cli_args.output_file((".json",)),
-                   help="write the result record here")
-    s.add_argument("--pass", dest="pass_", default="final", choices=["clean", "final"],
-                   help="Sintel pass")
-    s.add_argument("--year", type=int, default=2015, choices=[2012, 2015], help="KITTI year")
-    s.add_argument("--gt", default="occ", choices=["occ", "noc"],
-                   help="KITTI ground truth: all or non-occluded")
-    s.set_defaults(func=_cmd_evaluate)
 
 
 def add_train_parser(sub: Any) -> None:

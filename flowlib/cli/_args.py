@@ -1,6 +1,6 @@
-"""The command line's arguments and files: ``type=`` validators, the output formats and
-their checks (run before anything is computed), writers by extension, and the colour-coded
-pictures of flow and disparity. Used by :mod:`flowlib.cli` and the ``benchmarks`` scripts."""
+"""The command line's arguments: ``type=`` validators, the output formats and their checks
+(run before anything is computed), the shared flags, and the one-line notes the commands
+print. The files and pictures themselves are :mod:`flowlib.io`'s and :mod:`flowlib.viz`'s."""
 
 from __future__ import annotations
 
@@ -19,9 +19,8 @@ __all__ = [
     "CommandParser", "DISPARITY_FORMATS", "FLOW_FORMATS", "PICTURE_FORMATS", "VIDEO_FORMATS",
     "UsageError", "KITTI_PNG_NOTE", "check_distinct", "check_image_size", "check_input",
     "check_output_folder", "check_outputs", "count", "disparity_picture", "finite_float",
-    "flow_picture", "global_flags", "model_flags", "output_file", "picture_flags",
-    "positive_float", "positive_int", "range_warnings", "read_map", "read_pair", "same_file",
-    "write_bytes", "write_disparity", "write_flow", "written_note",
+    "global_flags", "model_flags", "output_file", "picture_flags", "positive_float",
+    "positive_int", "range_warnings", "read_pair", "same_file", "written_note",
 ]
 
 
@@ -59,8 +58,7 @@ class CommandParser(argparse.ArgumentParser):
         return super().format_help()
 
 
-#: What each kind of output may be written as (by extension). Flow and disparity ``.npy``
-#: files hold the float32 array as returned by flowlib.estimate / estimate_disparity.
+#: What each kind of output may be written as (by extension, as flowlib.io writes them).
 FLOW_FORMATS = (".flo", ".pfm", ".png", ".npy")
 DISPARITY_FORMATS = (".pfm", ".png", ".npy")
 PICTURE_FORMATS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm")
@@ -187,74 +185,18 @@ def written_note(path: str | Path) -> str:
     return f"{path} ({KITTI_PNG_NOTE})" if Path(path).suffix.lower() == ".png" else str(path)
 
 
-def write_bytes(path: str | Path, payload: bytes) -> None:
-    """Write a file atomically (temporary file + rename), through flowlib's one writer."""
-    from flowlib._files import atomic_write
-
-    atomic_write(path, payload)
-
-
-def _write_array(path: str | Path, array: np.ndarray) -> None:
-    """``.npy`` output, atomically like every other writer."""
-    import io as _bytes
-
-    buffer = _bytes.BytesIO()
-    np.save(buffer, np.asarray(array, np.float32))
-    write_bytes(path, buffer.getvalue())
-
-
-def write_flow(path: str | Path, flow: np.ndarray) -> None:
-    from flowlib import io
-
-    _write_array(path, flow) if Path(path).suffix.lower() == ".npy" else io.write_flow(path, flow)
-
-
-def write_disparity(path: str | Path, disp: np.ndarray) -> None:
-    from flowlib import io
-
-    if Path(path).suffix.lower() == ".npy":
-        _write_array(path, disp)
-    else:
-        io.write_disparity(path, disp)
-
-
-def flow_picture(flow: np.ndarray, valid: np.ndarray | None, max_norm: float | None,
-                  legend: bool) -> np.ndarray:
-    from flowlib import viz
-
-    rgb = viz.flow_to_rgb(flow, max_norm=max_norm, valid=valid)
-    if not legend:
-        return rgb
-    if max_norm is None:
-        known = np.ones(flow.shape[:2], bool) if valid is None else valid
-        norms = np.linalg.norm(flow[known], axis=-1)
-        max_norm = float(norms.max()) if norms.size and norms.max() > 0 else 1.0
-    return _beside(rgb, viz.flow_legend(max(rgb.shape[0], 64), max_norm))
-
-
-def _beside(picture: np.ndarray, key: np.ndarray) -> np.ndarray:
-    """``key`` to the right of ``picture``; a picture shorter than the key is padded white."""
-    pad = key.shape[0] - picture.shape[0]
-    if pad > 0:
-        picture = np.pad(picture, ((0, pad), (0, 0), (0, 0)), constant_values=255)
-    return np.concatenate([picture, key], axis=1)
-
-
 def disparity_picture(disp: np.ndarray, valid: np.ndarray | None, args: argparse.Namespace
-                       ) -> np.ndarray:
-    """Colour-coded disparity over ``--viz-min/--viz-max`` (default: 1st-99th percentile)."""
+                      ) -> np.ndarray:
+    """:func:`flowlib.viz.disparity_picture` over ``--viz-min/--viz-max`` and ``--legend``."""
     from flowlib import viz
 
-    low, high = viz.disparity_range(disp, valid)
-    low = low if args.viz_min is None else args.viz_min
-    high = high if args.viz_max is None else args.viz_max
-    if high <= low:
-        raise ValueError(f"the colour range is empty: min {low:g} >= max {high:g} "
-                         "(set --viz-min / --viz-max)")
-    rgb = viz.disparity_to_rgb(disp, valid=valid, min_disp=low, max_disp=high)
-    if args.legend:
-        rgb = _beside(rgb, viz.colorbar(max(rgb.shape[0], 96), low, high))
-    return rgb
+    try:
+        return viz.disparity_picture(disp, valid=valid, min_disp=args.viz_min,
+                                     max_disp=args.viz_max, legend=args.legend)
+    except ValueError as err:
+        if "colour range is empty" not in str(err):
+            raise
+        raise ValueError(f"{err} (set --viz-min / --viz-max)") from None
 
 
 @contextlib.contextmanager
@@ -276,40 +218,6 @@ def range_warnings() -> Iterator[list[str]]:
                          f"{suggested_maxdisp(m.maxdisp)})")
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
-
-
-def read_map(path: str, force_disparity: bool) -> tuple[str, np.ndarray, np.ndarray]:
-    """``(kind, values, valid)`` of a flow or disparity file, by its content: a 1-channel
-    PFM, a 16-bit grey KITTI PNG or an (H, W) .npy is a disparity map."""
-    from flowlib import io
-
-    ext = Path(path).suffix.lower()
-    if force_disparity and ext == ".flo":
-        raise ValueError(f"--disparity: {path} is a .flo file, which holds flow only "
-                         "(disparity maps are 1-channel .pfm, 16-bit grey .png or (H, W) .npy)")
-    if ext == ".npy":
-        values = np.load(path, allow_pickle=False)
-        if values.ndim == 3 and values.shape[-1] == 2:
-            if force_disparity:
-                raise ValueError(f"--disparity: {path} holds flow (shape {values.shape}); a "
-                                 "disparity .npy holds an (H, W) array")
-            return "flow", values, np.isfinite(values).all(axis=-1)
-        if values.ndim != 2:
-            raise ValueError(f"{path}: expected an (H, W) disparity or (H, W, 2) flow array, "
-                             f"got shape {values.shape}")
-        return "disparity", values, np.isfinite(values)
-    if ext in (".pfm", ".png") and (force_disparity or _is_one_channel(path, ext)):
-        return ("disparity", *io.read_disparity(path))
-    return ("flow", *io.read_flow(path))
-
-
-def _is_one_channel(path: str, ext: str) -> bool:
-    from flowlib import io
-
-    if ext == ".pfm":
-        with open(path, "rb") as f:
-            return f.read(2) == b"Pf"
-    return io.read_image_raw(path).ndim == 2
 
 
 def read_pair(first: str, second: str) -> tuple[np.ndarray, np.ndarray]:

@@ -53,10 +53,11 @@ def _estimate_pair(args: argparse.Namespace) -> None:
     flow = flowlib.estimate(image1, image2, model)
     written = []
     if args.output:
-        cli_args.write_flow(args.output, flow)
+        io.write_flow(args.output, flow)
         written.append(cli_args.written_note(args.output))
     if args.viz:
-        io.write_image(args.viz, cli_args.flow_picture(flow, None, args.max_norm, args.legend))
+        io.write_image(args.viz, viz.flow_picture(flow, max_norm=args.max_norm,
+                                                  legend=args.legend))
         written.append(args.viz)
     if args.arrows:
         arrows = viz.draw_arrows(image1, flow, step=args.arrow_step, scale=args.arrow_scale)
@@ -166,7 +167,7 @@ def _stream_flows(args: argparse.Namespace, source: Any, predict: Callable[..., 
                   written: list[Path]) -> int:
     """Flow of every pair into the flow files and videos; returns the number of pairs.
     Flow files are named after the pair's first frame and appended to ``written``."""
-    from flowlib import video, viz
+    from flowlib import io, video, viz
 
     n = 0
     with contextlib.ExitStack() as stack:
@@ -182,7 +183,7 @@ def _stream_flows(args: argparse.Namespace, source: Any, predict: Callable[..., 
                     if not written:
                         out_dir.mkdir(parents=True, exist_ok=True)
                     path = out_dir / f"{source.frame_name(index)}.{args.format or 'flo'}"
-                    cli_args.write_flow(path, flow)
+                    io.write_flow(path, flow)
                     written.append(path)
                 if colour is not None:
                     colour.write(viz.flow_to_rgb(flow, max_norm=args.max_norm))

@@ -70,7 +70,7 @@ def progress(quiet: bool, **kwargs: Any) -> Any:
     return tqdm(disable=quiet, delay=1.0, dynamic_ncols=True, **kwargs)
 
 
-def _option_flags(tasks: Sequence[str]) -> dict[str, list[tuple[Any, Any]]]:
+def option_flags(tasks: Sequence[str]) -> dict[str, list[tuple[Any, Any]]]:
     """``{flag: [(spec, option), ...]}`` over the options of the models of ``tasks``."""
     from flowlib import _zoo
 
@@ -104,7 +104,7 @@ def add_option_flags(p: argparse.ArgumentParser, tasks: Sequence[str]) -> None:
                        "see README 'Speed'); the other models compute in float32")
     else:
         p.set_defaults(dtype="float32")
-    for flag, users in _option_flags(tasks).items():
+    for flag, users in option_flags(tasks).items():
         first = users[0][1]
         p.add_argument(flag, dest=first.name, type=first.type, choices=first.choices,
                        default=None, metavar=first.metavar,
@@ -114,7 +114,7 @@ def add_option_flags(p: argparse.ArgumentParser, tasks: Sequence[str]) -> None:
 def model_options(args: argparse.Namespace, spec: Any) -> dict[str, Any]:
     """The model settings given on the command line, checked by the model's spec."""
     options = {}
-    for flag, users in _option_flags(("flow", "stereo")).items():
+    for flag, users in option_flags(("flow", "stereo")).items():
         value = getattr(args, users[0][1].name, None)
         if value is None:
             continue

@@ -40,6 +40,10 @@ __all__ = [
     "write_sintel_layout",
     "final_pass",
     "write_sceneflow_layout",
+    "write_kitti_layout",
+    "write_middlebury_layout",
+    "benchmark_set",
+    "BENCHMARK_SETS",
 ]
 
 
@@ -574,3 +578,145 @@ def write_sceneflow_layout(root: str | os.PathLike, count: int, *, seed: int = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         io.write_pfm(path, pair["disparity"])
     return root
+
+
+def write_kitti_layout(root: str | os.PathLike, *, task: str, pairs: int = 3, seed: int = 0,
+                       height: int = 375, width: int = 1242) -> Path:
+    """Write a small KITTI-2015-layout training set of ``task`` ("flow" or "stereo").
+
+    Flow: ``<root>/training/image_2/NNNNNN_{10,11}.png``, ``flow_occ`` (every pixel) and
+    ``flow_noc`` (the pixels not occluded in the second frame) as KITTI 16-bit PNGs. Stereo:
+    ``image_2`` (left), ``image_3`` (right), ``disp_occ_0`` and ``disp_noc_0``, disparities up
+    to 96 px. Pair ``i`` is scene ``seed + i``.
+    """
+    from flowlib import io
+
+    if task not in ("flow", "stereo"):
+        raise ValueError(f"task must be 'flow' or 'stereo', got {task!r}")
+    t = Path(root) / "training"
+    folders = (("image_2", "flow_occ", "flow_noc") if task == "flow"
+               else ("image_2", "image_3", "disp_occ_0", "disp_noc_0"))
+    for folder in folders:
+        (t / folder).mkdir(parents=True, exist_ok=True)
+    for i in range(pairs):
+        name = f"{i:06d}_10.png"
+        if task == "flow":
+            pair = flow_pair(seed + i, height, width)
+            io.write_image(t / "image_2" / name, _u8(pair["image1"]))
+            io.write_image(t / "image_2" / f"{i:06d}_11.png", _u8(pair["image2"]))
+            io.write_kitti_flow(t / "flow_occ" / name, pair["flow"])
+            io.write_kitti_flow(t / "flow_noc" / name, pair["flow"], valid=~pair["occlusions"])
+        else:
+            st = stereo_pair(seed + i, height, width, max_disparity=96)
+            io.write_image(t / "image_2" / name, _u8(st["left"]))
+            io.write_image(t / "image_3" / name, _u8(st["right"]))
+            io.write_kitti_disparity(t / "disp_occ_0" / name, st["disparity"])
+            io.write_kitti_disparity(t / "disp_noc_0" / name, st["disparity"],
+                                     valid=~st["occlusions"])
+    return Path(root)
+
+
+#: Middlebury 2001 stores disparity as a grey level of ``disparity * scale`` (venus: 8).
+_MIDDLEBURY_SCALE = 8
+
+
+def write_middlebury_layout(root: str | os.PathLike, *, task: str, scenes: int = 2,
+                            seed: int = 0, height: int = 288, width: int = 384) -> Path:
+    """Write small Middlebury-layout scenes of ``task`` ("flow" or "stereo").
+
+    Flow (the "other" set, motions up to about a third of a Chairs-like scene's):
+    ``<root>/other-data/synthetic_<k>/frame{10,11}.png`` and
+    ``other-gt-flow/synthetic_<k>/flow10.flo``. Stereo (2001 style, disparities up to
+    30 px): ``<root>/synthetic_<k>/imL.png, imR.png``, ``groundtruth.png`` (grey level =
+    disparity * 8), the ``all.png`` and ``nonocc.png`` masks and ``info.txt`` (scale, largest
+    disparity). Scene ``k`` (from 1) is seed ``seed + k - 1``.
+    """
+    from flowlib import io
+
+    if task not in ("flow", "stereo"):
+        raise ValueError(f"task must be 'flow' or 'stereo', got {task!r}")
+    root = Path(root)
+    grey = lambda x: np.repeat(x[..., None], 3, -1)  # noqa: E731  (stored as RGB, like 2001's)
+    for k in range(scenes):
+        scene = f"synthetic_{k + 1}"
+        if task == "flow":
+            pair = flow_pair(seed + k, height, width, motion=0.3)
+            d, g = root / "other-data" / scene, root / "other-gt-flow" / scene
+            d.mkdir(parents=True, exist_ok=True)
+            g.mkdir(parents=True, exist_ok=True)
+            io.write_image(d / "frame10.png", _u8(pair["image1"]))
+            io.write_image(d / "frame11.png", _u8(pair["image2"]))
+            io.write_flow(g / "flow10.flo", pair["flow"])
+            continue
+        st = stereo_pair(seed + k, height, width, max_disparity=30.0)
+        d = root / scene
+        d.mkdir(parents=True, exist_ok=True)
+        io.write_image(d / "imL.png", _u8(st["left"]))
+        io.write_image(d / "imR.png", _u8(st["right"]))
+        gt = np.clip(np.round(st["disparity"] * _MIDDLEBURY_SCALE), 1, 255).astype(np.uint8)
+        io.write_image(d / "groundtruth.png", grey(gt))
+        io.write_image(d / "all.png", grey(np.full((height, width), 255, np.uint8)))
+        io.write_image(d / "nonocc.png", grey(np.where(st["occlusions"], 0, 255).astype(np.uint8)))
+        (d / "info.txt").write_text(f"{_MIDDLEBURY_SCALE}\n{int(np.ceil(st['disparity'].max()))}\n")
+    return root
+
+
+def _render_sintel(root: Path) -> None:
+    write_sintel_layout(root, scenes=2, frames=3, seed=2024)
+
+
+def _render_kitti(root: Path) -> None:
+    write_kitti_layout(root / "flow", task="flow", seed=7000)
+    write_kitti_layout(root / "stereo", task="stereo", seed=8000)
+
+
+def _render_middlebury(root: Path) -> None:
+    write_middlebury_layout(root / "flow", task="flow", seed=9100)
+    write_middlebury_layout(root / "stereo", task="stereo", seed=9200)
+
+
+#: The synthetic stand-ins of the benchmarks: ``name -> (cache folder, sub-folder, renderer)``.
+#: A folder's name changes with what is rendered into it, so a cached set is never stale.
+BENCHMARK_SETS = {
+    "sintel": ("synthetic-sintel-v2", "", _render_sintel),
+    "kitti-flow": ("synthetic-kitti-v1", "flow", _render_kitti),
+    "kitti-stereo": ("synthetic-kitti-v1", "stereo", _render_kitti),
+    "middlebury-flow": ("synthetic-middlebury-v1", "flow", _render_middlebury),
+    "middlebury-stereo": ("synthetic-middlebury-v1", "stereo", _render_middlebury),
+}
+
+
+def benchmark_set(name: str) -> Path:
+    """The root of a small synthetic set in a benchmark's official layout, rendered on first
+    use into ``$FLOWLIB_HOME`` (:func:`flowlib.hub.cache_dir`) and reused after.
+
+    The sets: ``"sintel"`` (2 scenes of 3 frames, 218x512, clean and final passes),
+    ``"kitti-flow"`` and ``"kitti-stereo"`` (3 pairs each at 375x1242),
+    ``"middlebury-flow"`` and ``"middlebury-stereo"`` (2 scenes each at 288x384). They
+    demonstrate a benchmark's pipeline with no download; their figures are not the
+    benchmark's. A set is rendered into a temporary folder and renamed into place when
+    complete, so an interrupted rendering is started again, never reused.
+
+    Args:
+      name: one of :data:`BENCHMARK_SETS`.
+
+    Returns:
+      the folder to index (``flowlib.data.index_sintel`` etc.).
+    """
+    import shutil
+
+    from flowlib import hub
+
+    if name not in BENCHMARK_SETS:
+        raise ValueError(f"no synthetic set for {name!r}; sets: {', '.join(BENCHMARK_SETS)}")
+    folder, sub, render = BENCHMARK_SETS[name]
+    root = hub.cache_dir() / folder
+    if not (root / ".complete").is_file():
+        tmp = root.with_name(root.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        render(tmp)
+        (tmp / ".complete").write_text(f"flowlib synthetic set {folder}\n")
+        shutil.rmtree(root, ignore_errors=True)
+        tmp.rename(root)
+    return root / sub if sub else root

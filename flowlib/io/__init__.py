@@ -8,12 +8,15 @@ Formats:
 * KITTI 16-bit disparity PNG: :func:`read_kitti_disparity`, :func:`write_kitti_disparity`.
 * Images (PNG of any bit depth and colour type, binary PPM/PGM, JPEG, BMP, ...):
   :func:`read_image`, :func:`read_image_raw`, :func:`read_grey`, :func:`write_image`.
+* NumPy ``.npy``: the float32 array of a flow ``(H, W, 2)`` or a disparity ``(H, W)``, NaN at
+  invalid pixels (through the by-extension functions).
 * By extension: :func:`read_flow`, :func:`write_flow`, :func:`read_disparity`,
-  :func:`write_disparity`.
+  :func:`write_disparity`; either kind, told apart by the content: :func:`read_map`.
 
 One private module per format, re-exported here: ``_flo``, ``_pfm``, ``_kitti``, ``_png``
-(chunk/CRC walk, decoders, encoder), ``_netpbm``, ``_images`` (Pillow and the dispatch between
-decoders), ``_dispatch`` (by extension) and ``_common`` (checks and error messages).
+(chunk/CRC walk, decoders, encoder), ``_netpbm``, ``_npy``, ``_images`` (Pillow and the
+dispatch between decoders), ``_dispatch`` (by extension) and ``_common`` (checks and error
+messages).
 
 Convention:
   Flow ``(H, W, 2)`` float32, channel 0 = u (+x right), 1 = v (+y down), in pixels; every flow
@@ -30,13 +33,19 @@ never sees a half-written file and a failed write leaves any previous file untou
 
 Pillow and imageio decode 16-bit RGB PNGs (KITTI flow ground truth) as 8-bit without any
 error, so 16-bit, low-bit-depth and palette PNGs are decoded with pypng (pure Python,
-lossless); plain 8-bit PNGs go through Pillow, which is ~15x faster and exact for them.
+lossless); plain 8-bit PNGs go through Pillow, which is much faster and exact for them.
 
 """
 
 from __future__ import annotations
 
-from flowlib.io._dispatch import read_disparity, read_flow, write_disparity, write_flow
+from flowlib.io._dispatch import (
+    read_disparity,
+    read_flow,
+    read_map,
+    write_disparity,
+    write_flow,
+)
 from flowlib.io._flo import read_flo, write_flo
 from flowlib.io._images import read_grey, read_image, read_image_raw, write_image
 from flowlib.io._kitti import (
@@ -64,6 +73,7 @@ __all__ = [
     "write_flow",
     "read_disparity",
     "write_disparity",
+    "read_map",
 ]
 
 

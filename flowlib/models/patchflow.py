@@ -45,13 +45,15 @@ trainable model.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import threading
 from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowlib import ops
+from flowlib import _compilation_cache, ops
 from flowlib.models._outputs import FlowOutput, StereoOutput
 from flowlib.models._spec import ModelSpec, Option, int_in
 from flowlib.ops.patches import PatchGrid, extract_patches, overlap_add, patch_grid, sample_patches
@@ -263,8 +265,31 @@ def variational_refinement(
     per-pixel Euler-Lagrange system; Neumann boundaries. ``horizontal``: stereo, v stays 0
     and only the u equation is solved.
     """
+    return refine_warped(i0, _warp(i1, flow), flow, alpha=alpha, delta=delta, gamma=gamma,
+                         outer=outer, inner=inner, omega=omega, zeta=zeta, horizontal=horizontal)
+
+
+def _warp(i1: jax.Array, flow: jax.Array) -> jax.Array:
+    """Frame 2 ``(B, H, W)`` backward-warped by ``flow`` (border padding)."""
+    return ops.backward_warp(i1[..., None], flow, padding="border", align_corners=True)[..., 0]
+
+
+def refine_warped(
+    i0: jax.Array,
+    warped: jax.Array,
+    flow: jax.Array,
+    *,
+    alpha: float,
+    delta: float,
+    gamma: float,
+    outer: int,
+    inner: int,
+    omega: float = 1.6,
+    zeta: float = 0.1,
+    horizontal: bool = False,
+) -> jax.Array:
+    """:func:`variational_refinement` given frame 2 already warped by ``flow``."""
     b, h, w = i0.shape
-    warped = ops.backward_warp(i1[..., None], flow, padding="border", align_corners=True)[..., 0]
     i0x, i0y, i1x, i1y = _dx(i0), _dy(i0), _dx(warped), _dy(warped)
     ix, iy, iz = 0.5 * (i1x + i0x), 0.5 * (i1y + i0y), warped - i0
     ixx = 0.5 * (_dx(i1x) + _dx(i0x))
@@ -350,54 +375,123 @@ def coarse_to_fine(i0: jax.Array, i1: jax.Array, settings: Any, *, depth: int, f
     Grey ``(B, H, W)`` images, levels ``depth .. finest``: upsample the coarser flow, inverse
     search (exhaustive ``search_radius`` at the coarsest level, long jumps on the
     ``settings.long_jump_levels`` coarsest), then variational refinement; below ``finest``,
-    ``settings.upsampled_refine_outer`` > 0 refines the upsampled flow at each finer level. ``settings`` is the
-    configuration (its patch, iteration and refinement fields). Returns ``{level: flow}``
-    (level ``l`` at ``1 / 2**l`` of the input size).
+    ``settings.upsampled_refine_outer`` > 0 refines the upsampled flow at each finer level.
+    ``settings`` is the configuration (its patch, iteration and refinement fields). Returns
+    ``{level: flow}`` (level ``l`` at ``1 / 2**l`` of the input size).
     """
+    pyr0, pyr1 = _stage(_pyramids, i0, i1, depth=depth)
+    return _levels(pyr0, pyr1, settings, finest=finest, search_radius=search_radius,
+                   horizontal=horizontal)
+
+
+def _pyramids(i0: jax.Array, i1: jax.Array, *, depth: int) -> tuple[list[jax.Array], list[jax.Array]]:
+    """Grey ``(B, H, W)`` images -> their pyramids, levels ``0 .. depth``."""
     pyr0 = [p[..., 0] for p in ops.image_pyramid(i0[..., None], levels=depth + 1)]
     pyr1 = [p[..., 0] for p in ops.image_pyramid(i1[..., None], levels=depth + 1)]
-    flow = jnp.zeros((*pyr0[depth].shape, 2), jnp.float32)
+    return pyr0, pyr1
+
+
+def _levels(pyr0: Sequence[jax.Array], pyr1: Sequence[jax.Array], settings: Any, *, finest: int,
+            search_radius: int, horizontal: bool) -> dict[int, jax.Array]:
+    """:func:`coarse_to_fine` on given pyramids (coarsest level ``len(pyr0) - 1``), one
+    :func:`_stage` per level and step."""
+    depth = len(pyr0) - 1
+    refine = dict(alpha=settings.alpha, delta=settings.delta, gamma=settings.gamma,
+                  inner=settings.refine_inner, horizontal=horizontal)
+    flow = None
     levels = {}
     for level in range(depth, min(finest, depth) - 1, -1):
         a, b = pyr0[level], pyr1[level]
-        if level < depth:
-            flow = ops.upsample_flow(flow, a.shape[1:], align_corners=False)
-            if horizontal:
-                flow = flow.at[..., 1].set(0.0)
         long = depth - level < settings.long_jump_levels
-        flow = inverse_search(
-            a, b, flow,
+        flow, warped = _stage(
+            _search_level, a, b, flow,
             patch_size=settings.patch_size, patch_stride=settings.patch_stride,
             iterations=settings.iterations, propagation_rounds=settings.propagation_rounds,
             jumps=(4, 2, 1) if long else (1,),
             search_radius=search_radius if level == depth else 0,
-            horizontal=horizontal,
+            horizontal=horizontal, warp=bool(settings.refine_outer),
         )
         if settings.refine_outer:
-            flow = variational_refinement(
-                a, b, flow, alpha=settings.alpha, delta=settings.delta, gamma=settings.gamma,
-                outer=settings.refine_outer, inner=settings.refine_inner, horizontal=horizontal,
-            )
+            flow = _stage(refine_warped, a, warped, flow, outer=settings.refine_outer, **refine)
         levels[level] = flow
     for level in range(min(finest, depth) - 1, -1, -1) if settings.upsampled_refine_outer else ():
         a, b = pyr0[level], pyr1[level]
-        flow = ops.upsample_flow(flow, a.shape[1:], align_corners=False)
-        if horizontal:
-            flow = flow.at[..., 1].set(0.0)
-        flow = variational_refinement(
-            a, b, flow, alpha=settings.alpha, delta=settings.delta, gamma=settings.gamma,
-            outer=settings.upsampled_refine_outer, inner=settings.refine_inner, horizontal=horizontal,
-        )
+        flow, warped = _stage(_upsample_level, b, flow, horizontal=horizontal)
+        flow = _stage(refine_warped, a, warped, flow, outer=settings.upsampled_refine_outer, **refine)
         levels[level] = flow
     return levels
+
+
+def _upsample(flow: jax.Array, size: tuple[int, ...], horizontal: bool) -> jax.Array:
+    flow = ops.upsample_flow(flow, size, align_corners=False)
+    return flow.at[..., 1].set(0.0) if horizontal else flow
+
+
+def _search_level(a: jax.Array, b: jax.Array, coarse: jax.Array | None, *, warp: bool,
+                  horizontal: bool, **search: Any) -> tuple[jax.Array, jax.Array | None]:
+    """One level's inverse search from the coarser level's flow (``None``: zero flow, the
+    coarsest level); with ``warp``, also frame 2 warped by the result (what the refinement
+    reads)."""
+    if coarse is None:
+        flow = jnp.zeros((*a.shape, 2), jnp.float32)
+    else:
+        flow = _upsample(coarse, a.shape[1:], horizontal)
+    flow = inverse_search(a, b, flow, horizontal=horizontal, **search)
+    return flow, (_warp(b, flow) if warp else None)
+
+
+def _upsample_level(b: jax.Array, coarse: jax.Array, *, horizontal: bool) -> tuple[jax.Array, jax.Array]:
+    """A level below ``finest_level``: the coarser flow upsampled, and frame 2 warped by it."""
+    flow = _upsample(coarse, b.shape[1:], horizontal)
+    return flow, _warp(b, flow)
 
 
 def _to_full_size(flow: jax.Array, size: tuple[int, int], horizontal: bool) -> jax.Array:
     """The finest computed level's flow, bilinearly upsampled to the input size."""
     if flow.shape[1:3] == tuple(size):
         return flow
-    flow = ops.upsample_flow(flow, size, align_corners=False)
-    return flow.at[..., 1].set(0.0) if horizontal else flow
+    return _upsample(flow, size, horizontal)
+
+
+#: Compiled stages, one per (function, static settings): shared by every call in the process.
+_STAGES: dict[tuple[Any, ...], _compilation_cache.CachedFunction] = {}
+_STAGES_LOCK = threading.Lock()
+
+
+def _stage(fn: Any, *args: Any, **static: Any) -> Any:
+    """``fn(*args, **static)``, as its own jit-compiled executable.
+
+    Inside a caller's trace (``jax.jit``, ``grad``, ``vmap`` of :func:`patchflow`) the stage is
+    traced inline, so the caller sees one differentiable computation (and under
+    ``jax.disable_jit()`` it runs op by op). Called on concrete
+    arrays, each stage (a level's search, its refinement, ...) is compiled once per static
+    settings and input shapes, kept for the process and saved in flowlib's compilation cache
+    (:mod:`flowlib._compilation_cache`). Separate executables keep XLA from fusing a
+    producer (the bilinear warp) into each of its many consumers (the refinement's
+    derivatives): less code to compile and less recomputation at run time.
+    """
+    traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(args))
+    if traced or jax.config.jax_disable_jit:
+        return fn(*args, **static)
+    options = _compiler_options()
+    key = (fn, tuple(sorted(static.items())), tuple(sorted((options or {}).items())))
+    compiled = _STAGES.get(key)
+    if compiled is None:
+        with _STAGES_LOCK:
+            compiled = _STAGES.get(key)
+            if compiled is None:
+                jitted = jax.jit(functools.partial(fn, **static), compiler_options=options)
+                name = "patchflow-" + fn.__name__.strip("_").replace("_", "-")
+                compiled = _STAGES[key] = _compilation_cache.CachedFunction(jitted, name)
+    return compiled(*args)
+
+
+def _compiler_options() -> dict[str, Any] | None:
+    """XLA options the stages compile with: on XLA:CPU, the loop emitters without the YNN
+    reduction kernels compile the many small kernels in ~40 % less time."""
+    if jax.default_backend() != "cpu":
+        return None
+    return dict(_CPU_COMPILER_OPTIONS)
 
 
 _CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False, "xla_cpu_experimental_ynn_fusion_type": ""}
@@ -424,12 +518,12 @@ class _NoParameters:
 
     @property
     def compiler_options(self) -> dict[str, Any] | None:
-        """XLA options :class:`flowlib.Model` compiles the algorithm with: on XLA:CPU, the
-        loop emitters without the YNN reduction kernels compile its many small kernels in
-        ~40 % less time (``benchmarks.defaults --speed``)."""
-        if jax.default_backend() != "cpu":
-            return None
-        return dict(_CPU_COMPILER_OPTIONS)
+        """XLA options to compile the whole algorithm with, as one function (``jax.jit``)."""
+        return _compiler_options()
+
+    #: :class:`flowlib.Model` runs the algorithm unjitted: it compiles itself stage by stage
+    #: (:func:`_stage`), which compiles faster and runs faster than one jitted function.
+    runs_in_stages = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -479,13 +573,18 @@ class PatchFlow(_NoParameters):
 def patchflow(image1: jax.Array, image2: jax.Array, config: PatchFlow = PatchFlow()) -> FlowOutput:
     """Flow from ``image1`` to ``image2``: RGB ``(B, H, W, 3)`` in [0, 1] -> FlowOutput
     (``aux["levels"]``: ``{level: flow}`` of the levels computed)."""
-    i0, i1 = _grey_pair(image1, image2)
-    _, h, w = i0.shape
+    _check_pair(image1, image2)
+    _, h, w, _ = image1.shape
     depth = pyramid_depth(h, w, patch_size=config.patch_size, min_coarse_side=config.min_coarse_side)
-    levels = coarse_to_fine(i0, i1, config, depth=depth, finest=config.finest_level,
-                            search_radius=config.coarse_radius, horizontal=False)
-    flow = _to_full_size(levels[min(levels)], (h, w), horizontal=False)
+    pyr0, pyr1 = _stage(_grey_pyramids, image1, image2, depth=depth)
+    levels = _levels(pyr0, pyr1, config, finest=config.finest_level,
+                     search_radius=config.coarse_radius, horizontal=False)
+    flow = _stage(_to_full_size, levels[min(levels)], size=(h, w), horizontal=False)
     return FlowOutput(flow=flow, aux={"levels": levels})
+
+
+def _grey_pyramids(image1: jax.Array, image2: jax.Array, *, depth: int) -> tuple[list[jax.Array], list[jax.Array]]:
+    return _pyramids(_grey(image1), _grey(image2), depth=depth)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -538,27 +637,49 @@ class PatchStereo(_NoParameters):
 def patchstereo(left: jax.Array, right: jax.Array, config: PatchStereo = PatchStereo()) -> StereoOutput:
     """Disparity of the left view: RGB ``(B, H, W, 3)`` in [0, 1] -> StereoOutput
     (``aux``: ``raw`` and ``consistent`` when the left-right check is on)."""
-    i0, i1 = _grey_pair(left, right)
-    if not config.consistency:
-        return StereoOutput(disparity=_match(i0, i1, config), aux={})
-    # The right view's disparity is the same matching on the mirrored pair: both run as
-    # one batch of 2B, so XLA compiles the pyramid once.
-    b = i0.shape[0]
-    both = _match(jnp.concatenate([i0, i1[:, :, ::-1]]), jnp.concatenate([i1, i0[:, :, ::-1]]), config)
-    disparity, right_disp = both[:b], both[b:, :, ::-1]
-    valid = left_right_consistent(disparity, right_disp, config.consistency)
-    return StereoOutput(disparity=fill_from_background(disparity, valid),
-                        aux={"raw": disparity, "consistent": valid})
-
-
-def _match(i0: jax.Array, i1: jax.Array, config: PatchStereo) -> jax.Array:
-    _, h, w = i0.shape
+    _check_pair(left, right)
+    b, h, w, _ = left.shape
     depth = min(config.levels, pyramid_depth(h, w, patch_size=config.patch_size,
                                              min_coarse_side=config.patch_size))
-    levels = coarse_to_fine(i0, i1, config, depth=depth, finest=config.finest_level,
-                            search_radius=-(-config.maxdisp // 2**depth), horizontal=True)
-    flow = _to_full_size(levels[min(levels)], (h, w), horizontal=True)
-    return jnp.clip(-flow[..., 0], 0.0, float(config.maxdisp))
+    # The right view's disparity is the same matching on the mirrored pair: both run as
+    # one batch of 2B, so XLA compiles the pyramid once.
+    both = bool(config.consistency)
+    pyr0, pyr1 = _stage(_stereo_pyramids, left, right, depth=depth, both=both)
+    levels = _levels(pyr0, pyr1, config, finest=config.finest_level,
+                     search_radius=-(-config.maxdisp // 2**depth), horizontal=True)
+    if not both:
+        disparity = _stage(_disparity, levels[min(levels)], size=(h, w), maxdisp=config.maxdisp)
+        return StereoOutput(disparity=disparity, aux={})
+    disparity, raw, valid = _stage(_checked_disparity, levels[min(levels)], size=(h, w),
+                                   maxdisp=config.maxdisp, tolerance=config.consistency)
+    return StereoOutput(disparity=disparity, aux={"raw": raw, "consistent": valid})
+
+
+def _stereo_pyramids(left: jax.Array, right: jax.Array, *, depth: int,
+                     both: bool) -> tuple[list[jax.Array], list[jax.Array]]:
+    """Grey pyramids of the pair; with ``both``, the mirrored pair (right view as the
+    reference) appended along the batch."""
+    i0, i1 = _grey(left), _grey(right)
+    if both:
+        i0, i1 = jnp.concatenate([i0, i1[:, :, ::-1]]), jnp.concatenate([i1, i0[:, :, ::-1]])
+    return _pyramids(i0, i1, depth=depth)
+
+
+def _disparity(flow: jax.Array, *, size: tuple[int, int], maxdisp: int) -> jax.Array:
+    """The finest level's horizontal flow -> full-size disparity in ``0 .. maxdisp``."""
+    flow = _to_full_size(flow, size, horizontal=True)
+    return jnp.clip(-flow[..., 0], 0.0, float(maxdisp))
+
+
+def _checked_disparity(flow: jax.Array, *, size: tuple[int, int], maxdisp: int,
+                       tolerance: float) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Left and mirrored-right matching (batch 2B) -> the left disparity with inconsistent
+    pixels filled from the background, the raw left disparity, and the consistent pixels."""
+    both = _disparity(flow, size=size, maxdisp=maxdisp)
+    b = both.shape[0] // 2
+    disparity, right_disp = both[:b], both[b:, :, ::-1]
+    valid = left_right_consistent(disparity, right_disp, tolerance)
+    return fill_from_background(disparity, valid), disparity, valid
 
 
 #: Presets, as DIS offers them: settings that replace the settings file's for a faster or a
@@ -638,12 +759,11 @@ def _grey(x: jax.Array) -> jax.Array:
     return 255.0 * jnp.einsum("bhwc,c->bhw", x.astype(jnp.float32), luma)
 
 
-def _grey_pair(image1: jax.Array, image2: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Two RGB ``(B, H, W, 3)`` images of one shape -> their grey ``(B, H, W)`` in 0..255."""
+def _check_pair(image1: jax.Array, image2: jax.Array) -> None:
+    """Two RGB ``(B, H, W, 3)`` images of one shape (a clear error otherwise)."""
     if image1.ndim != 4 or image1.shape[-1] != 3 or image1.shape != image2.shape:
         raise ValueError(f"expected two (B, H, W, 3) images of one shape, got {image1.shape}"
                          f" and {image2.shape}")
-    return _grey(image1), _grey(image2)
 
 
 def default_settings(module: type = None) -> dict[str, Any]:  # type: ignore[assignment]

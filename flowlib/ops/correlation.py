@@ -6,27 +6,24 @@ with every pixel of frame 2 (RAFT).
 
 Three interchangeable implementations of ``local_correlation`` are selected by
 ``impl=``. They compute the same sums (float32 accumulation; equal up to rounding order)
-and differ in speed and memory. Figures from ``python -m benchmarks.ops`` on the 2-core
-shared XLA:CPU machine (other jobs running, so ranges over runs), float32, FlowNetC conv3
-size (1, 48, 64, 256), max displacement 20, stride 2 (441 channels), forward /
-forward+backward:
+and differ in speed and memory; ``python -m benchmarks.ops`` times each (compile time,
+forward and forward+backward, peak memory) at the FlowNetC conv3 size (1, 48, 64, 256),
+max displacement 20, stride 2 (441 channels), and at the Sintel size (1, 55, 128, 256):
 
 * ``"banded"`` (the default through ``"auto"``): per dy, dense matmuls of column tiles
   of f1 with the band of f2 columns they can reach, diagonals cut out by a reshape
-  (see `_banded`). 140-260 / 345-720 ms, 1.5-13 s compile, 120 / 340 MiB peak;
-  320 / 990 ms at the Sintel size (1, 55, 128, 256).
+  (see `_banded`). The fastest on XLA:CPU, forward and backward.
 * ``"shifted"``: pad f2 once, then one static slice + multiply + channel sum per
   displacement, unrolled. No matmul (exact whatever the precision), but XLA:CPU
-  materialises the products (1.3 GiB) and reduces along the minor axis slowly:
-  2.6-5.8 / 3.5-10 s, and 20-50 s to compile the 441 unrolled displacements.
+  materialises the products and reduces along the minor axis slowly, and compiling the
+  441 unrolled displacements takes long.
 * ``"patches"``: per dy, ``lax.conv_general_dilated_patches`` extracts the 2R+1
-  horizontal windows and one per-pixel ``einsum`` contracts them with f1. 2.8-4.4 s
-  forward; its backward pass (the transpose of the one-hot patch convolution) takes
-  tens of seconds. Kept as the textbook patches formulation and a cross-check.
+  horizontal windows and one per-pixel ``einsum`` contracts them with f1. Slower forward,
+  and its backward pass (the transpose of the one-hot patch convolution) is far slower.
+  Kept as the textbook patches formulation and a cross-check.
 
-A NumPy loop over displacements takes 1.0-2.7 s forward at that size. Untested
-on GPU/TPU: there ``"shifted"`` may well be competitive (it is memory-bound and fuses),
-so measure with the benchmark before changing the default.
+Untested on GPU/TPU: there ``"shifted"`` may well be competitive (it is memory-bound and
+fuses), so measure with the benchmark before changing the default.
 """
 
 from __future__ import annotations

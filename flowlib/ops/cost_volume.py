@@ -11,10 +11,9 @@ rounding of the group mean:
 
 * ``"shifted"``: one product + group mean per disparity on the overlapping columns
   ``x >= d`` (upstream's loop), zero-padded back to W. Default through ``"auto"``: it
-  never materialises the shifted right volume, and was the faster one in
-  ``python -m benchmarks.ops`` at the CFNet gw4 size ((1, 48, 156, 160), D = 32, 40
-  groups; 2-core XLA:CPU): ~240 / ~470 ms forward / forward+backward against ~480 /
-  ~1200 ms for ``"stacked"``.
+  never materialises the shifted right volume, and is the faster one forward and
+  forward+backward on XLA:CPU at the CFNet gw4 size ((1, 48, 156, 160), D = 32, 40
+  groups), as ``python -m benchmarks.ops`` times them.
 * ``"stacked"``: builds the (B, D, H, W, C) volume of shifted right features once (the
   one ``concat_cost_volume`` needs too) and reduces it with ``groupwise_correlation``.
 """

@@ -4,10 +4,9 @@ The source positions and interpolation weights are computed once per call, at tr
 time, in NumPy with the same float arithmetic as ATen's CPU kernels
 (``area_pixel_compute_source_index``, ``nearest_idx``); the arrays are then resized one
 axis at a time with two static gathers and a lerp. Against per-axis (out, in) weight
-matrices (einsum) the gathers were 3-10x faster forward on XLA:CPU, need no matmul
-precision flag (TF32) on GPUs, and keep an ``inf`` local instead of turning whole rows
-into NaN (0 * inf); matrices were faster only in the backward pass of many-channel
-inputs.
+matrices (einsum) the gathers are faster forward on XLA:CPU, need no matmul precision flag
+(TF32) on GPUs, and keep an ``inf`` local instead of turning whole rows into NaN
+(0 * inf); matrices are faster only in the backward pass of many-channel inputs.
 """
 
 from __future__ import annotations

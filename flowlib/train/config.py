@@ -39,8 +39,16 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
-def _model_names() -> list[str]:
-    return sorted(_zoo.MODELS)
+class _TrainableModels:
+    """argparse ``choices`` for the model: the models whose spec declares a training loss.
+    Looked up when argparse checks a name (that model's module only) or lists them (help,
+    errors), since the model modules import JAX."""
+
+    def __contains__(self, name: object) -> bool:
+        return name in _zoo.MODELS and _zoo.spec(name).loss is not None
+
+    def __iter__(self) -> typing.Iterator[str]:
+        return iter([spec.name for spec in _zoo.specs() if spec.loss is not None])
 
 
 def _option(default: Any = dataclasses.MISSING, *, help: str, factory: Any = dataclasses.MISSING,
@@ -56,8 +64,11 @@ def _option(default: Any = dataclasses.MISSING, *, help: str, factory: Any = dat
 class TrainConfig:
     """Everything that defines a training run (recorded in its checkpoints)."""
 
-    model: str = _option(_zoo.DEFAULT_TRAIN_MODEL, help="model to train", positional=True,
-                         choices=_model_names)
+    # metavar: argparse would otherwise list the choices (importing every model) while
+    # building the parser.
+    model: str = _option(_zoo.DEFAULT_TRAIN_MODEL, positional=True, metavar="model",
+                         help="model to train: one with a training loss (flowlib models)",
+                         choices=_TrainableModels())
     data: str = _option("synthetic", help="training data (all but synthetic need --root)",
                         choices=["synthetic", "chairs", "things", "sintel", "kitti"])
     root: str | None = _option(None, help="dataset folder")

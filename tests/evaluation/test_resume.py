@@ -62,7 +62,7 @@ def _weights(path: Path) -> Path:
 
 
 def _sintel(tmp_path: Path, weights: Path, journals: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "benchmarks.sintel", "--root", str(tmp_path / "sintel"), "--pass", "clean",
+    return [sys.executable, "-m", "flowlib", "evaluate", "sintel", "--root", str(tmp_path / "sintel"), "--pass", "clean",
             "--weights", str(weights), "--journal-dir", str(journals), "-q", *extra]
 
 

@@ -17,6 +17,7 @@ import pytest
 from flowlib.models.cfnet import CFNet
 from flowlib.models.flownet import FlowNet
 from flowlib.models.spynet import SpyNet
+from tests._random_weights import random_variables
 
 # (model, input (B, H, W, 3), output field). Tiny widths keep this tier fast.
 _MODELS = {
@@ -49,7 +50,7 @@ def run(request):
     name = request.param
     model, shape, field = _MODELS[name]
     a, b = _pair(shape)
-    variables = jax.jit(model.init)(jax.random.PRNGKey(1), a, b)
+    variables = random_variables(model, a, b, seed=1)
     bf16 = model.clone(dtype="bfloat16")
     fwd = jax.jit(lambda m, v, x, y: getattr(m.apply(v, x, y), field), static_argnums=0)
     return (name, model, bf16, variables, a, b, fwd(model, variables, a, b),

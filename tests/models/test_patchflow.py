@@ -131,6 +131,36 @@ def test_jit_equals_eager_on_a_tiny_pair():
         eager = jax.tree.leaves(model.apply({}, a, b))
     for x, y in zip(jitted, eager):
         np.testing.assert_allclose(np.asarray(x, np.float32), np.asarray(y, np.float32), atol=1e-3)
+    # Called on arrays, the algorithm runs as separately compiled stages: same result.
+    staged = jax.tree.leaves(model.apply({}, a, b))
+    for x, y in zip(jitted, staged):
+        np.testing.assert_allclose(np.asarray(x, np.float32), np.asarray(y, np.float32), atol=1e-3)
+
+
+def test_stereo_stages_equal_one_jitted_function():
+    model = PatchStereo(maxdisp=8, levels=1, iterations=1, propagation_rounds=1, refine_outer=1,
+                        refine_inner=1)
+    i1, i2 = _translated_pair(16, 32, -3.0, 0.0, seed=4)
+    a, b = _rgb(i1)[None], _rgb(i2)[None]
+    jitted = jax.jit(model.apply)({}, a, b)
+    staged = model.apply({}, a, b)
+    np.testing.assert_allclose(np.asarray(staged.disparity), np.asarray(jitted.disparity), atol=1e-3)
+    np.testing.assert_array_equal(np.asarray(staged.aux["consistent"]), np.asarray(jitted.aux["consistent"]))
+
+
+def test_model_announces_a_compile_once_per_new_size(tmp_path, monkeypatch):
+    """flowlib.Model runs PatchFlow stage by stage; on_compile hears of a new size once, and
+    not again once every stage is compiled."""
+    monkeypatch.setenv("FLOWLIB_HOME", str(tmp_path))
+    config = PatchFlow(iterations=1, propagation_rounds=1, refine_outer=1, refine_inner=1,
+                       coarse_radius=1)
+    model = flowlib.Model("patchflow", config, {}, task="flow", meta={})
+    heard = []
+    model.on_compile = heard.append
+    a = np.zeros((1, 16, 40, 3), np.float32)
+    first, again = model(a, a), model(a, a)
+    assert heard == [(1, 16, 40, 3)]
+    np.testing.assert_array_equal(np.asarray(first), np.asarray(again))
 
 
 @pytest.mark.parametrize("kwargs,match", [({"patch_stride": 3}, "multiple of stride"),
