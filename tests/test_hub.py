@@ -44,7 +44,7 @@ def ckpt_bytes(tmp_path_factory) -> bytes:
 @pytest.fixture
 def hosts(monkeypatch):
     fake = FakeHosts()
-    monkeypatch.setattr(_download, "_route", fake.route)
+    monkeypatch.setenv("FLOWLIB_MIRROR", fake.mirror)
     fake.add(URL, PAYLOAD)
     yield fake
     fake.close()
@@ -467,6 +467,18 @@ def test_fetch_downloads_once_and_verifies_the_cache_once(home, hosts, ckpt_byte
     record = json.loads((home / "checkpoints" / "w.pth.json").read_text())
     assert record["checked"] == [len(ckpt_bytes), path.stat().st_mtime_ns]
     assert len(hosts.requests) == 1
+
+
+def test_a_mirror_is_asked_for_the_host_and_path(monkeypatch):
+    monkeypatch.setenv("FLOWLIB_MIRROR", "http://mirror.example/weights/")
+    assert (_download.mirrored("https://drive.google.com/uc?export=download&id=X")
+            == "http://mirror.example/weights/drive.google.com/uc?export=download&id=X")
+    assert _download.mirrored("file:///tmp/w.pth") == "file:///tmp/w.pth"
+    monkeypatch.setenv("FLOWLIB_MIRROR", "ftp://mirror.example")
+    with pytest.raises(ValueError, match=r"\$FLOWLIB_MIRROR must be an http:// or https://"):
+        _download.mirrored("https://files.example/w.pth")
+    monkeypatch.delenv("FLOWLIB_MIRROR")
+    assert _download.mirrored(URL) == URL
 
 
 def test_fetch_refuses_a_corrupt_cached_file(home, hosts, ckpt_bytes):
