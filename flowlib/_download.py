@@ -245,10 +245,26 @@ def _page_summary(status: int, content_type: str, body: bytes, truncated: bool) 
 
 # -------------------------------------------------------------------------------- download
 
-#: Tests point the hub at a loopback server that imitates the real hosts: a function from
-#: the URL the hub means (a checkpoint's, a redirect's, a confirmation form's) to the URL it
-#: requests. ``None``, always outside tests, requests the URL itself.
-_route: Callable[[str], str] | None = None
+#: A mirror of the hosts (``$FLOWLIB_MIRROR``): ``https://<host>/<path>?<query>`` is
+#: requested as ``<mirror>/<host>/<path>?<query>``.
+MIRROR_ENV = "FLOWLIB_MIRROR"
+
+
+def mirrored(url: str) -> str:
+    """The address requested for ``url`` (a checkpoint's, a redirect's, a confirmation
+    form's): ``url`` itself, or its place on the mirror ``$FLOWLIB_MIRROR`` names (an
+    ``http(s)://`` address, for example a folder served on a machine without internet
+    access, holding ``<host>/<path>`` for each file; it may answer as the hosts do,
+    redirects and Drive's confirmation page included). ``file://`` addresses are not
+    mirrored."""
+    mirror = os.environ.get(MIRROR_ENV, "").strip()
+    parts = urllib.parse.urlsplit(url)
+    if not mirror or parts.scheme not in ("http", "https"):
+        return url
+    if urllib.parse.urlsplit(mirror).scheme not in ("http", "https"):
+        raise ValueError(f"${MIRROR_ENV} must be an http:// or https:// address, got {mirror!r}")
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{mirror.rstrip('/')}/{parts.hostname}{parts.path}{query}"
 
 _MAX_REDIRECTS = 10
 _MAX_PAGES = 3  # confirmation pages followed per download
@@ -279,7 +295,7 @@ def _request(opener: urllib.request.OpenerDirector, url: str, start: int, timeou
     headers = {"User-Agent": "flowlib-hub", "Accept-Encoding": "identity"}
     if start:
         headers["Range"] = f"bytes={start}-"
-    target = _route(url) if _route is not None else url
+    target = mirrored(url)
     return opener.open(urllib.request.Request(target, headers=headers), timeout=timeout)
 
 

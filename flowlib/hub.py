@@ -10,6 +10,8 @@ The cache lives in ``$FLOWLIB_HOME`` if set, else ``$XDG_CACHE_HOME/flowlib``, e
 ``FLOWLIB_OFFLINE=1`` nothing is downloaded: a missing file raises
 :class:`WeightsUnavailableError`, whose message gives the URL and the exact path to put the
 file at (any local checkpoint path can also be passed to ``flowlib.load_model`` directly).
+With ``FLOWLIB_MIRROR=<address>`` every download is requested from that mirror instead:
+``https://<host>/<path>`` as ``<address>/<host>/<path>``.
 
 What arrives is checked before it is renamed into the cache:
 

@@ -1,9 +1,10 @@
 """A loopback HTTP server imitating the hosts the zoo downloads from, and small checkpoints.
 
 ``FakeHosts`` listens on 127.0.0.1 only (threads, 10 s socket timeout) and is stopped by the
-fixture that starts it. The hub reaches it through ``flowlib._download._route``, which turns
-``https://<host>/<path>?<query>`` into ``http://127.0.0.1:<port>/<host>/<path>?<query>``;
-each host answers the way the real one does:
+fixture that starts it. The hub reaches it as its mirror (``FLOWLIB_MIRROR`` set to
+:attr:`FakeHosts.mirror`), requesting ``https://<host>/<path>?<query>`` as
+``http://127.0.0.1:<port>/<host>/<path>?<query>``; each host answers the way the real one
+does:
 
 * ``drive.google.com/uc?export=download&id=ID`` -> 303 to
   ``drive.usercontent.google.com/download?id=ID&export=download``, which answers with the
@@ -109,14 +110,10 @@ class FakeHosts:
         )
         self.thread.start()
 
-    def route(self, url: str) -> str:
-        """``_download._route``: the loopback address that imitates ``url``'s host."""
-        s = urllib.parse.urlsplit(url)
-        if s.scheme not in ("http", "https"):
-            return url
-        return f"http://127.0.0.1:{self.port}/{s.hostname}{s.path}" + (
-            f"?{s.query}" if s.query else ""
-        )
+    @property
+    def mirror(self) -> str:
+        """The address to set ``FLOWLIB_MIRROR`` to."""
+        return f"http://127.0.0.1:{self.port}"
 
     def close(self) -> None:
         self.httpd.shutdown()

@@ -724,6 +724,19 @@ def test_sequence_memory_is_flat_over_long_videos(tmp_path, capsys, monkeypatch)
 
 
 @pytest.fixture
+def stand_ins(monkeypatch):
+    """flowlib.load_model, which every command loads through, gives a stand-in of the named
+    model's task: zero flow, or a constant 3 px disparity (16 on the first column)."""
+    from flowlib import _zoo
+    from tests._stand_ins import constant_stereo, zero_flow
+
+    def load(name, weights=None, **options):
+        return zero_flow() if _zoo.spec(name).task == "flow" else constant_stereo()
+
+    monkeypatch.setattr(flowlib, "load_model", load)
+
+
+@pytest.fixture
 def no_model(monkeypatch):
     """Fail the test if a command gets as far as loading a model (i.e. computing)."""
 
@@ -731,18 +744,6 @@ def no_model(monkeypatch):
         raise AssertionError("a model was loaded before the arguments were checked")
 
     monkeypatch.setattr(flowlib, "load_model", refuse)
-
-
-@pytest.fixture
-def no_load(monkeypatch):
-    """Fail the test if flowlib.load_model is called (the command line's checks before it
-    run; see no_model to stop before them)."""
-    from flowlib import _api
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("load_model was called before the arguments were checked")
-
-    monkeypatch.setattr(_api, "load_model", refuse)
 
 
 @pytest.fixture
@@ -935,14 +936,14 @@ def test_viz_shows_disparity_files(tmp_path, capsys):
     assert cli.main(["viz", str(tmp_path / "d.npy"), "-o", str(fixed), "--disparity"]) == 0
 
 
-def test_weights_of_another_model_are_named_on_the_command_line(tmp_path, capsys, no_load):
+def test_weights_of_another_model_are_named_on_the_command_line(tmp_path, capsys, no_model):
     a = str(tmp_path / "a.png")
     io.write_image(a, np.zeros((H, W, 3), np.uint8))
     cfnet = tmp_path / "cfnet.npz"
     from flowlib.convert._common import save_weights
 
     save_weights(cfnet, {"params": {}}, {"model": "cfnet", "model_kwargs": {"channel_divisor": 8}})
-    # Said before any weights are loaded (no_load): the weights' task, then their model.
+    # Said before any weights are loaded (no_model): the weights' task, then their model.
     _run_error(capsys, ["estimate", a, a, "-o", str(tmp_path / "f.flo"), "--weights", str(cfnet)],
                f"--weights {cfnet} holds cfnet weights, a stereo model; this command needs a "
                "flow model")
@@ -1033,17 +1034,13 @@ def test_an_output_that_is_an_input_is_refused(tmp_path, capsys, frames_dir, no_
     assert {p: p.read_bytes() for p in inputs} == inputs
 
 
-def test_png_flow_is_said_to_be_kitti_data(tmp_path, capsys, monkeypatch):
-    from tests._stand_ins import constant_stereo, zero_flow
-
+def test_png_flow_is_said_to_be_kitti_data(tmp_path, capsys, stand_ins):
     with pytest.raises(SystemExit):
         cli.main(["estimate", "--help"])
     assert "KITTI 16-bit encoding: data for flowlib/KITTI tools, not a picture" in " ".join(
         capsys.readouterr().out.split())
     a = tmp_path / "a.png"
     io.write_image(a, np.zeros((H, W, 3), np.uint8))
-    monkeypatch.setattr(_cli_model, "load_model",
-                        lambda args, task: zero_flow() if task == "flow" else constant_stereo())
     for argv in (["estimate", str(a), str(a), "-o", str(tmp_path / "f.png")],
                  ["stereo", str(a), str(a), "-o", str(tmp_path / "d.png")]):
         assert cli.main(argv) == 0
@@ -1054,13 +1051,9 @@ def test_png_flow_is_said_to_be_kitti_data(tmp_path, capsys, monkeypatch):
     assert io.read_disparity(tmp_path / "d.png")[0].shape == (H, W)
 
 
-def test_a_picture_alone_is_a_valid_request(tmp_path, capsys, monkeypatch):
-    from tests._stand_ins import constant_stereo, zero_flow
-
+def test_a_picture_alone_is_a_valid_request(tmp_path, capsys, stand_ins):
     a = tmp_path / "a.png"
     io.write_image(a, np.zeros((H, W, 3), np.uint8))
-    monkeypatch.setattr(_cli_model, "load_model",
-                        lambda args, task: zero_flow() if task == "flow" else constant_stereo())
     for argv in (["estimate", str(a), str(a), "--viz", str(tmp_path / "f.jpg")],
                  ["estimate", str(a), str(a), "--arrows", str(tmp_path / "arrows.png")],
                  ["stereo", str(a), str(a), "--viz", str(tmp_path / "d.jpg")]):
@@ -1089,14 +1082,11 @@ def test_images_too_small_fail_before_loading(tmp_path, capsys, no_model):
     assert {p.name for p in tmp_path.iterdir()} - {"flowlib-home"} == {"frames", "tiny.png"}
 
 
-def test_sequence_outputs_are_counted_in_words(tmp_path, capsys, monkeypatch):
-    from tests._stand_ins import zero_flow
-
+def test_sequence_outputs_are_counted_in_words(tmp_path, capsys, stand_ins):
     frames = tmp_path / "frames"
     frames.mkdir()
     for k in range(2):
         io.write_image(frames / f"f{k}.png", np.zeros((H, W, 3), np.uint8))
-    monkeypatch.setattr(_cli_model, "load_model", lambda args, task: zero_flow())
     assert cli.main(["estimate", str(frames), "-o", str(tmp_path / "out")]) == 0
     assert capsys.readouterr().out == f"wrote 1 flow file to {tmp_path / 'out'}\n"
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["f0.flo"]
@@ -1107,7 +1097,7 @@ def test_an_output_folder_appears_with_its_first_file(tmp_path, capsys, frames_d
     def fail(*args, **kwargs):
         raise RuntimeError("stand-in: no model")
 
-    monkeypatch.setattr(_cli_model, "load_model", fail)
+    monkeypatch.setattr(flowlib, "load_model", fail)
     _run_error(capsys, ["estimate", str(frames_dir), "-o", str(tmp_path / "a" / "b")],
                "stand-in: no model")
     assert not (tmp_path / "a").exists()
@@ -1161,6 +1151,7 @@ def test_device_gpu_without_gpu_support_says_so(tmp_path):
 
 
 def test_demo_writes_any_picture_format_and_takes_max_disp(tmp_path, capsys, monkeypatch):
+    from flowlib import _zoo
     from tests._stand_ins import constant_stereo, zero_flow
 
     with pytest.raises(SystemExit):
@@ -1170,10 +1161,11 @@ def test_demo_writes_any_picture_format_and_takes_max_disp(tmp_path, capsys, mon
     loaded = []
 
     def load(name, weights=None, **kwargs):
+        if _zoo.spec(name).task == "flow":
+            return zero_flow()
         loaded.append((name, kwargs.get("maxdisp")))
         return constant_stereo(maxdisp=kwargs.get("maxdisp", 16))
 
-    monkeypatch.setattr(_cli_model, "load_model", lambda args, task: zero_flow())
     monkeypatch.setattr(flowlib, "load_model", load)
     flow_jpg, stereo_jpg = tmp_path / "demo.jpg", tmp_path / "stereo.jpg"
     assert cli.main(["demo", "-o", str(flow_jpg), "--stereo", str(stereo_jpg), "--max-disp",

@@ -44,7 +44,7 @@ def ckpt_bytes(tmp_path_factory) -> bytes:
 @pytest.fixture
 def hosts(monkeypatch):
     fake = FakeHosts()
-    monkeypatch.setattr(_download, "_route", fake.route)
+    monkeypatch.setenv("FLOWLIB_MIRROR", fake.mirror)
     fake.add(URL, PAYLOAD)
     yield fake
     fake.close()
@@ -436,7 +436,7 @@ def _write(path, data: bytes):
 # --------------------------------------------------------------------- fetch and cache
 
 
-def test_fetch_downloads_once_and_verifies_the_cache_once(home, hosts, ckpt_bytes, monkeypatch):
+def test_fetch_downloads_once_and_verifies_the_cache_once(home, hosts, ckpt_bytes):
     sha = hashlib.sha256(ckpt_bytes).hexdigest()
     hosts.add(URL, ckpt_bytes)
     ckpt = _ckpt(URL, sha)
@@ -453,14 +453,32 @@ def test_fetch_downloads_once_and_verifies_the_cache_once(home, hosts, ckpt_byte
     os.utime(path, ns=(5, 5))
     hub.fetch(ckpt, progress=False)  # re-hashed, recorded, old sidecar gone
     assert _cache_files(home) == ["w.pth", "w.pth.json"]
-    hashed = []
-    real = hub._sha256_file
-    monkeypatch.setattr(hub, "_sha256_file", lambda p: hashed.append(p) or real(p))
-    assert hub.fetch(ckpt, progress=False) == path
-    assert hashed == [] and len(hosts.requests) == 1  # record trusted, no network
+    # A file of the recorded size and mtime is trusted without being read: a same-size
+    # change with its mtime put back goes unnoticed, and there is no network.
+    checked = path.stat().st_mtime_ns
+    path.write_bytes(ckpt_bytes[:-1] + bytes([ckpt_bytes[-1] ^ 1]))
+    os.utime(path, ns=(checked, checked))
+    assert hub.fetch(ckpt, progress=False) == path and len(hosts.requests) == 1
     os.utime(path, ns=(1, 1))  # a file whose size/mtime changed is hashed again
-    assert hub.fetch(ckpt, progress=False) == path and hashed == [path]
-    assert hub.fetch(ckpt, progress=False) == path and hashed == [path]
+    with pytest.raises(ValueError, match=sha):
+        hub.fetch(ckpt, progress=False)
+    path.write_bytes(ckpt_bytes)
+    assert hub.fetch(ckpt, progress=False) == path  # hashed, recorded, then trusted again
+    record = json.loads((home / "checkpoints" / "w.pth.json").read_text())
+    assert record["checked"] == [len(ckpt_bytes), path.stat().st_mtime_ns]
+    assert len(hosts.requests) == 1
+
+
+def test_a_mirror_is_asked_for_the_host_and_path(monkeypatch):
+    monkeypatch.setenv("FLOWLIB_MIRROR", "http://mirror.example/weights/")
+    assert (_download.mirrored("https://drive.google.com/uc?export=download&id=X")
+            == "http://mirror.example/weights/drive.google.com/uc?export=download&id=X")
+    assert _download.mirrored("file:///tmp/w.pth") == "file:///tmp/w.pth"
+    monkeypatch.setenv("FLOWLIB_MIRROR", "ftp://mirror.example")
+    with pytest.raises(ValueError, match=r"\$FLOWLIB_MIRROR must be an http:// or https://"):
+        _download.mirrored("https://files.example/w.pth")
+    monkeypatch.delenv("FLOWLIB_MIRROR")
+    assert _download.mirrored(URL) == URL
 
 
 def test_fetch_refuses_a_corrupt_cached_file(home, hosts, ckpt_bytes):

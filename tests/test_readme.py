@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import flowlib
 from flowlib import cli, io
 
 REPO = Path(__file__).resolve().parents[1]
@@ -157,12 +158,13 @@ _MODELS: dict = {}  # shared by the tests: CFNet compiles in ~30 s on a 2-core C
 
 @pytest.fixture
 def in_scratch(scratch, monkeypatch):
-    from flowlib import _api
-
+    """The examples run in ``scratch``, offline, with its cache; flowlib.load_model (the
+    entry point every command loads through) returns one Model per (model, weights,
+    settings), so each network compiles once for all the examples."""
     monkeypatch.chdir(scratch)
     monkeypatch.setenv("FLOWLIB_HOME", str(scratch / "flowlib-home"))
     monkeypatch.setenv("FLOWLIB_OFFLINE", "1")
-    real, models = _api.load_model, _MODELS
+    real, models = flowlib.load_model, _MODELS
 
     def load(name="spynet", weights=None, **kwargs):
         key = (str(name), None if weights is None else os.fspath(weights),
@@ -171,10 +173,8 @@ def in_scratch(scratch, monkeypatch):
             models[key] = real(name, weights, **kwargs)
         return models[key]
 
-    monkeypatch.setattr(_api, "load_model", load)
-    _api._cached_model.cache_clear()
+    monkeypatch.setattr(flowlib, "load_model", load)
     yield scratch
-    _api._cached_model.cache_clear()
 
 
 def _run(command: str) -> None:

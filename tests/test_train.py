@@ -236,7 +236,6 @@ def test_the_models_offered_are_those_with_a_training_loss(capsys):
 
     specs = _zoo.specs()
     trainable = [spec.name for spec in specs if spec.loss is not None]
-    assert "{" + ",".join(trainable) + "}" in build_parser().format_usage()
     for spec in specs:
         if spec.loss is not None:
             assert build_parser().parse_args([spec.name]).model == spec.name
@@ -244,7 +243,8 @@ def test_the_models_offered_are_those_with_a_training_loss(capsys):
         with pytest.raises(SystemExit) as exit_:
             build_parser().parse_args([spec.name])
         assert exit_.value.code == 2
-        assert f"invalid choice: '{spec.name}'" in capsys.readouterr().err
+        listed = ", ".join(f"'{name}'" for name in trainable)
+        assert f"invalid choice: '{spec.name}' (choose from {listed})" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [

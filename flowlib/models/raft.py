@@ -21,7 +21,9 @@ Architecture (both as torchvision builds them):
   (large) / 3 (small) (:func:`flowlib.ops.correlation_pyramid`,
   :func:`flowlib.ops.lookup_correlation_pyramid`);
 * ``iters`` updates of the 1/8 flow by a motion encoder, a ConvGRU (large: a 1x5 and a
-  5x1 GRU, hidden 128; small: one 3x3 GRU, hidden 96) and a flow head;
+  5x1 GRU, hidden 128; small: one 3x3 GRU, hidden 96) and a flow head; the context
+  features' share of the GRU convolutions is the same at every update and is computed
+  once (:class:`ConvGRU`);
 * upsampling x8: convex combination of the 3x3 neighbours with learned masks (large) or
   bilinear with ``align_corners=True`` (small).
 
@@ -64,7 +66,7 @@ import numpy as np
 from flowlib import hub, losses, ops
 from flowlib.convert import raft as _convert
 from flowlib.models._inputs import check_image_pair
-from flowlib.models._layers import BatchNorm, Conv, compute_dtype
+from flowlib.models._layers import BatchNorm, Conv, _mixed_conv, compute_dtype
 from flowlib.models._outputs import FlowOutput
 from flowlib.models._spec import ModelSpec, Option
 
@@ -227,39 +229,120 @@ class MotionEncoder(nn.Module):
         return jnp.concatenate([cf, flow], axis=-1)
 
 
+class _ConvParams(nn.Module):
+    """``nn.Conv``'s parameters (``kernel`` ``(*k, in, out)``, ``bias``) without the conv."""
+
+    features: int
+    kernel_size: Sequence[int]
+    in_features: int
+
+    @nn.compact
+    def __call__(self) -> tuple[jax.Array, jax.Array]:
+        kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                            (*self.kernel_size, self.in_features, self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        return kernel, bias
+
+
+class _SplitConv(nn.Module):
+    """A stride-1 convolution of a channel concatenation, applied to some of its parts.
+
+    The parameters are :class:`~flowlib.models._layers.Conv`'s (``conv/kernel``,
+    ``conv/bias``) for ``in_features`` input channels. ``__call__(x, parts, bias)`` is
+    that convolution's contribution of the input-channel ranges ``parts`` (``x`` holds
+    those channels, concatenated in the same order), plus the bias when ``bias``: a
+    convolution is linear, so the contributions of the parts of its input sum to it.
+    """
+
+    features: int
+    kernel_size: Sequence[int]
+    padding: Sequence[int]
+    in_features: int
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, parts: Sequence[tuple[int, int]], bias: bool) -> jax.Array:
+        kernel, b = _ConvParams(self.features, tuple(self.kernel_size), self.in_features,
+                                name="conv")()
+        kernel = jnp.concatenate([kernel[..., lo:hi, :] for lo, hi in parts], axis=-2)
+        y = _mixed_conv(jax.lax.conv_general_dilated, compute_dtype(self.dtype))(
+            x, kernel, (1, 1), [(p, p) for p in self.padding],
+            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return y + b if bias else y
+
+
 class ConvGRU(nn.Module):
-    """Convolutional GRU: ``h' = (1 - z) h + z tanh(conv_q([r h, x]))``."""
+    """Convolutional GRU: ``h' = (1 - z) h + z tanh(conv_q([r h, x]))``,
+    ``z = sigmoid(conv_z([h, x]))``, ``r = sigmoid(conv_r([h, x]))``, with the input
+    ``x = [context, motion]`` (``context_features`` + ``motion_features`` channels).
+
+    The context is the same at every update, so its share of the three convolutions
+    (and their biases) is computed once (:meth:`context_terms`); each update
+    (:meth:`__call__`) convolves only ``[h, motion]``.
+    """
 
     hidden: int
     kernel_size: Sequence[int]
     padding: Sequence[int]
+    context_features: int
+    motion_features: int
     dtype: Any = None
 
-    @nn.compact
-    def __call__(self, h: jax.Array, x: jax.Array) -> jax.Array:
-        def conv(name: str) -> Conv:
-            return Conv(self.hidden, tuple(self.kernel_size), padding=tuple(self.padding),
-                        dtype=self.dtype, name=name)
+    def setup(self) -> None:
+        in_features = self.hidden + self.context_features + self.motion_features
+        convs = [_SplitConv(self.hidden, self.kernel_size, self.padding, in_features,
+                            dtype=self.dtype) for _ in range(3)]
+        self.convz, self.convr, self.convq = convs
 
-        hx = jnp.concatenate([h, x], axis=-1)
-        z = jax.nn.sigmoid(conv("convz")(hx))
-        r = jax.nn.sigmoid(conv("convr")(hx))
-        q = jnp.tanh(conv("convq")(jnp.concatenate([r * h, x], axis=-1)))
+    def _ranges(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        context_end = self.hidden + self.context_features
+        return (self.hidden, context_end), (context_end, context_end + self.motion_features)
+
+    def context_terms(self, context: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """The context's contributions to ``conv_z``, ``conv_r``, ``conv_q``, with biases."""
+        context_range = [self._ranges()[0]]
+        return tuple(conv(context, context_range, True)
+                     for conv in (self.convz, self.convr, self.convq))
+
+    def __call__(self, h: jax.Array, motion: jax.Array,
+                 terms: tuple[jax.Array, jax.Array, jax.Array]) -> jax.Array:
+        hidden_and_motion = [(0, self.hidden), self._ranges()[1]]
+        hm = jnp.concatenate([h, motion], axis=-1)
+        z = jax.nn.sigmoid(self.convz(hm, hidden_and_motion, False) + terms[0])
+        r = jax.nn.sigmoid(self.convr(hm, hidden_and_motion, False) + terms[1])
+        rhm = jnp.concatenate([r * h, motion], axis=-1)
+        q = jnp.tanh(self.convq(rhm, hidden_and_motion, False) + terms[2])
         return (1 - z) * h + z * q
 
 
 class RecurrentBlock(nn.Module):
-    """One or two ConvGRUs in sequence (large: 1x5 then 5x1; small: one 3x3)."""
+    """One or two ConvGRUs in sequence (large: 1x5 then 5x1; small: one 3x3), all on the
+    same input ``[context, motion]``."""
 
     hidden: int
     kernel_sizes: Sequence[Sequence[int]]
     paddings: Sequence[Sequence[int]]
+    context_features: int
+    motion_features: int
     dtype: Any = None
 
-    @nn.compact
-    def __call__(self, h: jax.Array, x: jax.Array) -> jax.Array:
-        for i, (k, p) in enumerate(zip(self.kernel_sizes, self.paddings)):
-            h = ConvGRU(self.hidden, k, p, dtype=self.dtype, name=f"convgru{i + 1}")(h, x)
+    def setup(self) -> None:
+        grus = [ConvGRU(self.hidden, k, p, self.context_features, self.motion_features,
+                        dtype=self.dtype) for k, p in zip(self.kernel_sizes, self.paddings)]
+        self.convgru1 = grus[0]
+        if len(grus) > 1:
+            self.convgru2 = grus[1]
+
+    def _grus(self) -> list[ConvGRU]:
+        return [self.convgru1] + ([self.convgru2] if len(self.kernel_sizes) > 1 else [])
+
+    def context_terms(self, context: jax.Array) -> list:
+        """Every GRU's :meth:`ConvGRU.context_terms`."""
+        return [gru.context_terms(context) for gru in self._grus()]
+
+    def __call__(self, h: jax.Array, motion: jax.Array, terms: Sequence) -> jax.Array:
+        for gru, gru_terms in zip(self._grus(), terms):
+            h = gru(h, motion, gru_terms)
         return h
 
 
@@ -320,16 +403,18 @@ def _coords_grid(batch: int, height: int, width: int) -> jax.Array:
     return jnp.broadcast_to(jnp.stack([xs, ys], axis=-1), (batch, height, width, 2))
 
 
-class _Update(nn.Module):
-    """One flow update (torchvision ``UpdateBlock`` + the lookup), scanned ``iters`` times.
+class _UpdateBlock(nn.Module):
+    """torchvision's ``UpdateBlock`` with the correlation lookup: :meth:`context_terms` once,
+    then :meth:`__call__` once per flow update (scanned ``iters`` times by :class:`RAFT`).
 
-    Carry ``(hidden, coords1)``; per step it emits ``(hidden, coords1)`` when ``collect``.
+    Carry ``(hidden, coords1)``; each update emits ``(hidden, coords1)`` when ``collect``.
     """
 
     corr_layers: Sequence[int]
     flow_layers: Sequence[int]
     motion_out: int
     hidden: int
+    context_features: int
     gru_kernels: Sequence[Sequence[int]]
     gru_paddings: Sequence[Sequence[int]]
     head_hidden: int
@@ -338,8 +423,19 @@ class _Update(nn.Module):
     collect: bool
     dtype: Any = None
 
-    @nn.compact
-    def __call__(self, carry, context, coords0, corr_state):
+    def setup(self) -> None:
+        self.motion_encoder = MotionEncoder(self.corr_layers, self.flow_layers, self.motion_out,
+                                            dtype=self.dtype)
+        self.recurrent_block = RecurrentBlock(self.hidden, self.gru_kernels, self.gru_paddings,
+                                              self.context_features, self.motion_out,
+                                              dtype=self.dtype)
+        self.flow_head = FlowHead(self.head_hidden, dtype=self.dtype)
+
+    def context_terms(self, context: jax.Array) -> list:
+        """The recurrent block's context terms (:meth:`RecurrentBlock.context_terms`)."""
+        return self.recurrent_block.context_terms(context)
+
+    def __call__(self, carry, terms, coords0, corr_state):
         hidden, coords1 = carry
         coords1 = jax.lax.stop_gradient(coords1)
         if self.on_the_fly:
@@ -348,15 +444,14 @@ class _Update(nn.Module):
                                                      normalize="sqrt_channels")
         else:
             corr = ops.lookup_correlation_pyramid(corr_state, coords1, radius=self.radius)
-        flow = coords1 - coords0
-        motion = MotionEncoder(self.corr_layers, self.flow_layers, self.motion_out,
-                               dtype=self.dtype, name="motion_encoder")(flow, corr)
-        x = jnp.concatenate([context, motion], axis=-1)
-        hidden = RecurrentBlock(self.hidden, self.gru_kernels, self.gru_paddings, dtype=self.dtype,
-                                name="recurrent_block")(hidden, x)
-        delta = FlowHead(self.head_hidden, dtype=self.dtype, name="flow_head")(hidden)
-        coords1 = coords1 + delta
+        motion = self.motion_encoder(coords1 - coords0, corr)
+        hidden = self.recurrent_block(hidden, motion, terms)
+        coords1 = coords1 + self.flow_head(hidden)
         return (hidden, coords1), ((hidden, coords1) if self.collect else None)
+
+
+def _update_step(block: _UpdateBlock, carry, terms, coords0, corr_state):
+    return block(carry, terms, coords0, corr_state)
 
 
 class RAFT(nn.Module):
@@ -422,12 +517,14 @@ class RAFT(nn.Module):
         context = nn.relu(context_out[..., cfg["hidden"]:])
 
         coords0 = _coords_grid(batch, h8, w8)
-        scan = nn.scan(_Update, variable_broadcast="params", split_rngs={"params": False},
+        update = _UpdateBlock(cfg["corr_layers"], cfg["flow_layers"], cfg["motion_out"],
+                              cfg["hidden"], context.shape[-1], cfg["gru_kernels"],
+                              cfg["gru_paddings"], cfg["head_hidden"], cfg["radius"], on_the_fly,
+                              train, dtype=dtype, name="update_block")
+        scan = nn.scan(_update_step, variable_broadcast="params", split_rngs={"params": False},
                        in_axes=(nn.broadcast, nn.broadcast, nn.broadcast), length=iters)
-        update = scan(cfg["corr_layers"], cfg["flow_layers"], cfg["motion_out"], cfg["hidden"],
-                      cfg["gru_kernels"], cfg["gru_paddings"], cfg["head_hidden"], cfg["radius"],
-                      on_the_fly, train, dtype=dtype, name="update_block")
-        (hidden, coords1), steps = update((hidden, coords0), context, coords0, corr_state)
+        (hidden, coords1), steps = scan(update, (hidden, coords0), update.context_terms(context),
+                                        coords0, corr_state)
         mask_predictor = MaskPredictor(dtype=dtype, name="mask_predictor") if cfg["mask"] else None
 
         def upsample(hidden: jax.Array, flow: jax.Array) -> jax.Array:

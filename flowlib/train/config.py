@@ -64,7 +64,10 @@ def _option(default: Any = dataclasses.MISSING, *, help: str, factory: Any = dat
 class TrainConfig:
     """Everything that defines a training run (recorded in its checkpoints)."""
 
-    model: str = _option(_zoo.DEFAULT_TRAIN_MODEL, help="model to train", positional=True,
+    # metavar: argparse would otherwise list the choices (importing every model) while
+    # building the parser.
+    model: str = _option(_zoo.DEFAULT_TRAIN_MODEL, positional=True, metavar="model",
+                         help="model to train: one with a training loss (flowlib models)",
                          choices=_TrainableModels())
     data: str = _option("synthetic", help="training data (all but synthetic need --root)",
                         choices=["synthetic", "chairs", "things", "sintel", "kitti"])
