@@ -162,6 +162,8 @@ def test_sintel_test_split_submission_and_zip(tmp_path, capsys, stand_ins):
     (["sintel", "--task", "flow"], "--task is for kitti and middlebury, not sintel"),
     (["kitti-flow", "--task", "stereo"], "--task stereo: kitti-flow is flow only"),
     (["kitti-flow", "--stereo-root", "."], "--stereo-root: this run has no stereo task"),
+    (["sintel", "--stereo-model", "m"], "--stereo-model / --stereo-weights: this run has no "
+                                        "stereo task"),
     (["middlebury", "--root", "."], "Middlebury's flow and stereo sets are separate folders"),
     (["kitti-flow", "--root", ".", "--max-disp", "8"], "--max-disp applies to"),
     (["kitti-stereo", "--root", ".", "--model", "m", "--stereo-weights", "w"],

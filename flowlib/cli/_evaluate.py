@@ -94,6 +94,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise UsageError(f"--split {split} has no ground truth: pass --submission DIR")
     if args.zip and args.submission is None:
         raise UsageError("--zip zips the submission folder: pass --submission DIR")
+    if "stereo" not in tasks and (args.stereo_model or args.stereo_weights):
+        raise UsageError("--stereo-model / --stereo-weights: this run has no stereo task")
     models = {task: _model_args(args, task, tasks) for task in tasks}
     roots = {task: _root(args, bench, task, tasks) for task in tasks}
     # Index everything first: a wrong root fails before a model is loaded or downloaded.

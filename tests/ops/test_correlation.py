@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from jax.test_util import check_grads
 
 from flowlib import ops
 from tests.ops import _reference
+from tests._gradients import check_grads
 
 IMPLS = ["banded", "shifted", "patches"]
 

@@ -8,10 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.test_util import check_grads
 
 from flowlib import ops
 from tests.ops import _reference
+from tests._gradients import check_grads
 
 GWC_IMPLS = ["shifted", "stacked"]
 

@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.test_util import check_grads
 
 from flowlib import ops
+from tests._gradients import check_grads
 
 
 def naive_l2_normalize(x: np.ndarray, axis: int, eps: float = 1e-12) -> np.ndarray:

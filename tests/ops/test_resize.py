@@ -10,9 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.test_util import check_grads
 
 from flowlib import ops
+from tests._gradients import check_grads
 
 
 def nhwc(a: np.ndarray) -> np.ndarray:

@@ -8,9 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.test_util import check_grads
 
 from flowlib import ops
+from tests._gradients import check_grads
 
 
 def naive_bilinear_sample(x: np.ndarray, coords: np.ndarray, padding: str) -> np.ndarray:

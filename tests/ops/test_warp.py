@@ -7,10 +7,10 @@ import json
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.test_util import check_grads
 
 from flowlib import ops
 from tests.ops.test_sample import naive_bilinear_sample
+from tests._gradients import check_grads
 
 
 def nhwc(a: np.ndarray) -> np.ndarray:
