@@ -2,6 +2,7 @@
 
     python -m benchmarks.defaults --data ../shared/data [--json OUT]
     python -m benchmarks.defaults --speed [--preset NAME] [--runs N] [--json OUT]
+    python -m benchmarks.defaults --mixed [--data ../shared/data] [--json OUT]
 
 Flow: the default of ``flowlib.estimate`` vs OpenCV DIS and Farneback on Middlebury
 RubberWhale/Venus, Sintel alley_1 clean/final, KITTI 2015 000000 (flow_noc) and the
@@ -23,6 +24,13 @@ fresh process with an empty ``FLOWLIB_HOME`` (no compilation cache) and prints t
 call at that size (compilation included), the steady state (median of ``--runs`` calls),
 OpenCV on the same pair in the same process (DIS MEDIUM for flow; StereoSGBM
 numDisparities 192, blockSize 5, 3-way for stereo), their ratio and the time per pixel.
+
+``--mixed``: an evaluation over images of several sizes. In a fresh process with an empty
+``FLOWLIB_HOME``, ``flowlib evaluate middlebury-flow`` and ``middlebury-stereo`` (the default
+models, every pair of ``--data``'s Middlebury sets) run twice: the first pass compiles each
+size it meets, the second finds every size compiled and is the sum of the steady-state
+per-pair times (loading, estimating and scoring each pair). Prints both, their ratio, and
+the process's wall time including Python's start and imports.
 """
 
 from __future__ import annotations
@@ -262,6 +270,54 @@ def speed(runs: int, preset: str | None) -> list[dict[str, Any]]:
     return rows
 
 
+#: --mixed rows: (benchmark, folder under --data).
+MIXED_ROWS = (("middlebury-flow", "middlebury-flow"), ("middlebury-stereo", "middlebury-stereo"))
+
+_MIXED_SCRIPT = r"""
+import contextlib, io, json, sys, time
+from flowlib import cli
+argv = sys.argv[1:]
+times = []
+for _ in range(2):
+    t = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = cli.main(argv)
+    assert code == 0, code
+    times.append(time.perf_counter() - t)
+print(json.dumps({"first_pass_s": times[0], "steady_pass_s": times[1]}))
+"""
+
+
+def mixed(root: Path) -> list[dict[str, Any]]:
+    """Every --mixed row, each in a fresh process with an empty FLOWLIB_HOME."""
+    import os
+    import subprocess
+    import tempfile
+
+    rows = []
+    for bench, folder in MIXED_ROWS:
+        data_root = root / folder
+        samples = (data.index_middlebury_flow if bench.endswith("flow")
+                   else data.index_middlebury_stereo)(data_root)
+        sizes = sorted({tuple(data.load_sample(s)["image1"].shape[:2]) for s in samples})
+        with tempfile.TemporaryDirectory() as home:
+            cmd = [sys.executable, "-c", _MIXED_SCRIPT, "evaluate", bench, "--root", str(data_root), "-q"]
+            t = time.perf_counter()
+            out = subprocess.run(cmd, env={**os.environ, "FLOWLIB_HOME": home}, check=True,
+                                 capture_output=True, text=True,
+                                 cwd=Path(__file__).resolve().parents[1])
+            wall = time.perf_counter() - t
+        row = {"benchmark": bench, "pairs": len(samples),
+               "sizes": [f"{w}x{h}" for h, w in sizes], "process_wall_s": wall,
+               **json.loads(out.stdout.strip().splitlines()[-1])}
+        row["ratio"] = row["first_pass_s"] / row["steady_pass_s"]
+        rows.append(row)
+        print(f"| {bench} ({row['pairs']} pairs, {', '.join(row['sizes'])}) | "
+              f"{row['first_pass_s']:.2f} s | {row['steady_pass_s']:.2f} s | {row['ratio']:.1f}x "
+              f"| {wall:.2f} s |", flush=True)
+    return rows
+
+
 def print_speed_row(r: dict[str, Any]) -> None:
     print(f"| {r['task']} {r['size']} ({r['model']} {r['preset']}) | {r['first_call_s']:.2f} s "
           f"| {1e3 * r['steady_s']:.0f} ms | {r['opencv']} {1e3 * r['opencv_s']:.1f} ms "
@@ -330,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--speed", action="store_true", help="time instead of accuracy (no data needed)")
     p.add_argument("--preset", default=None, help="--speed: the models' preset (default: none)")
     p.add_argument("--runs", type=int, default=7, help="--speed: timed calls per row")
+    p.add_argument("--mixed", action="store_true",
+                   help="a fresh Middlebury evaluation (several image sizes) against its steady state")
     p.add_argument("--speed-row", nargs=3, metavar=("TASK", "H", "W"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.speed_row:
@@ -352,6 +410,19 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.data)
     if not root.is_dir():
         p.error(f"--data {root}: not a folder (expected the shared real pairs, see ../shared/data/README.md)")
+    if args.mixed:
+        from benchmarks._machine import cpu_description
+
+        print(f"{cpu_description()}; {json.dumps(versions())}; fresh process, empty FLOWLIB_HOME; "
+              "first pass: compiles included; steady: the same evaluation again")
+        print("| evaluation | first pass | steady pass | ratio | process wall |")
+        print("|---|---|---|---|---|")
+        rows = mixed(root)
+        if args.json:
+            from benchmarks._timing import write_json
+
+            write_json(args.json, {"versions": versions(), "mixed": rows})
+        return 0
     record: dict[str, Any] = {"device": str(flowlib_device()), "versions": versions()}
     if args.task in ("flow", "both"):
         flow_model = flowlib.load_model(args.flow_model, args.flow_weights)

@@ -36,10 +36,11 @@ It has no learned parameters: the "weights" file holds only its settings and the
 provenance. The algorithm is a pure function, :func:`patchflow` / :func:`patchstereo`,
 of the images and a frozen settings dataclass (:class:`PatchFlow` / :class:`PatchStereo`,
 which also give :class:`flowlib.Model` its ``init`` / ``apply``); :data:`PRESETS` holds
-faster and more accurate settings. Every step is plain JAX, jit-compiled per image size,
-and differentiable
-almost everywhere (argmin choices are piecewise constant), so it can sit inside a larger
-trainable model.
+faster and more accurate settings. Every step is plain JAX, differentiable almost everywhere
+(argmin choices are piecewise constant), so it can sit inside a larger trainable model: under
+a caller's ``jax.jit`` / ``grad`` it traces as one computation; called on arrays it runs as
+separately compiled stages (the pyramids; per level the search, then the refinement), each
+compiled once per shape and settings and kept in flowlib's compilation cache.
 """
 
 from __future__ import annotations

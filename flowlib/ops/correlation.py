@@ -328,7 +328,8 @@ def all_pairs_correlation(
 
     Returns:
       ``(b, h, w, h2, w2)`` in the dtype of the inputs, accumulated in float32 (float64
-      for float64 inputs).
+      for float64 inputs); ``s`` multiplies ``f1`` before the contraction (exact when
+      ``s`` is a power of two, as for ``c = 4^n`` with ``"sqrt_channels"``).
 
     Convention:
       The frame-1 pixel indexes axes 1-2, the frame-2 pixel axes 3-4 (RAFT's
@@ -338,8 +339,9 @@ def all_pairs_correlation(
     _check_normalize(normalize)
     out_dtype = jnp.result_type(f1, f2)
     acc = _accumulation_dtype(out_dtype)
-    corr = jnp.einsum("bhwc,bijc->bhwij", f1, f2, precision=precision, preferred_element_type=acc)
     scale = _scale(normalize, f1.shape[-1])
     if scale != 1.0:
-        corr = corr * jnp.asarray(scale, acc)
+        # Scaling f1 (h * w * c values) costs less than scaling the volume (h * w * h2 * w2).
+        f1 = f1 * jnp.asarray(scale, f1.dtype)
+    corr = jnp.einsum("bhwc,bijc->bhwij", f1, f2, precision=precision, preferred_element_type=acc)
     return corr.astype(out_dtype)

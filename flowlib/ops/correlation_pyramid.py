@@ -22,6 +22,7 @@ block instead of four per sample). Values outside the frame-2 grid are zero
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import jax
@@ -79,17 +80,18 @@ def correlation_pyramid(
 
     Convention:
       ``out[0][b, y, x, y2, x2] = s * sum_c f1[b, y, x, c] f2[b, y2, x2, c]``; axes 1-2
-      index the frame-1 pixel, axes 3-4 the frame-2 pixel.
+      index the frame-1 pixel, axes 3-4 the frame-2 pixel. Level k is computed as the
+      correlation of ``f1`` with :func:`feature_pyramid` level k of ``f2`` (the same
+      values up to float rounding: pooling is linear).
     """
     levels = _check_int(levels, "levels", 1)
-    corr = all_pairs_correlation(f1, f2, normalize=normalize, precision=precision)
-    batch, height, width, h2, w2 = corr.shape
-    _check_levels_fit(h2, w2, levels, "f2 of")
-    flat = corr.reshape(batch * height * width, h2, w2, 1)
-    pyramid = [corr]
-    for _ in range(levels - 1):
-        flat = avg_pool(flat, 2, count_include_pad=False)
-        pyramid.append(flat.reshape(batch, height, width, *flat.shape[1:3]))
+    corr = functools.partial(all_pairs_correlation, normalize=normalize, precision=precision)
+    pyramid = [corr(f1, f2)]
+    # Pooling the volume's frame-2 axes pools f2 (the correlation is linear in f2): each
+    # level is f1 correlated with the pooled features, so the volume is written once and
+    # never read back to be pooled.
+    for level in feature_pyramid(f2, levels=levels)[1:]:
+        pyramid.append(corr(f1, level))
     return pyramid
 
 
