@@ -402,8 +402,18 @@ def load_model(
     return Model(name, module, variables, task=spec.task, meta=meta)
 
 
-def _check_variables(name: str, module: Any, variables: Any) -> None:
-    """Fail early, naming the mismatching entries, if weights do not fit the module."""
+def _parameter_shapes(module: Any) -> dict[str, tuple[int, ...]]:
+    """``{path: shape}`` of the variables ``module`` expects, traced once per module settings
+    (Flax modules compare and hash by their fields; tracing CFNet's init takes about a second)."""
+    try:
+        hash(module)
+    except TypeError:  # a field that cannot be hashed: trace every time
+        return _trace_parameter_shapes.__wrapped__(module)
+    return _trace_parameter_shapes(module)
+
+
+@functools.lru_cache(maxsize=32)
+def _trace_parameter_shapes(module: Any) -> dict[str, tuple[int, ...]]:
     import jax
     import jax.numpy as jnp
 
@@ -411,7 +421,14 @@ def _check_variables(name: str, module: Any, variables: Any) -> None:
 
     dummy = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
     expected = jax.eval_shape(module.init, jax.random.PRNGKey(0), dummy, dummy)
-    want = {k: tuple(v.shape) for k, v in flatten(dict(expected)).items()}
+    return {k: tuple(v.shape) for k, v in flatten(dict(expected)).items()}
+
+
+def _check_variables(name: str, module: Any, variables: Any) -> None:
+    """Fail early, naming the mismatching entries, if weights do not fit the module."""
+    from flowlib.weights import flatten
+
+    want = _parameter_shapes(module)
     have = {k: tuple(np.shape(v)) for k, v in flatten(dict(variables)).items()}
     if want != have:
         missing = sorted(set(want) - set(have))[:10]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -193,16 +195,24 @@ def test_embedded_defaults_are_small_recorded_and_used(monkeypatch):
 # ------------------------------------------------------------- model options and weight sources
 
 
-def _random_npz(path, name, meta_model=True, **kwargs):
-    """Random weights for zoo model ``name`` from the shapes of its init (no forward pass)."""
+@functools.lru_cache(maxsize=None)
+def _shapes(name, kwargs):
+    """``{path: shape}`` of zoo model ``name``'s init (traced once per settings: CFNet ~1 s)."""
     from flowlib import _zoo
-    from flowlib.convert._common import flatten, unflatten
+    from flowlib.convert._common import flatten
 
     x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
-    shapes = jax.eval_shape(_zoo.spec(name).build(**kwargs).init, jax.random.PRNGKey(0), x, x)
+    shapes = jax.eval_shape(_zoo.spec(name).build(**dict(kwargs)).init, jax.random.PRNGKey(0), x, x)
+    return {k: v.shape for k, v in flatten(dict(shapes)).items()}
+
+
+def _random_npz(path, name, meta_model=True, **kwargs):
+    """Random weights for zoo model ``name`` from the shapes of its init (no forward pass)."""
+    from flowlib.convert._common import unflatten
+
     rng = np.random.default_rng(0)
-    flat = {k: (0.05 * rng.standard_normal(v.shape)).astype(np.float32)
-            for k, v in flatten(dict(shapes)).items()}
+    flat = {k: (0.05 * rng.standard_normal(shape)).astype(np.float32)
+            for k, shape in _shapes(name, tuple(sorted(kwargs.items()))).items()}
     meta = {"model_kwargs": kwargs, **({"model": name} if meta_model else {})}
     save_weights(path, unflatten(flat), meta)
     return path
