@@ -1,7 +1,7 @@
 """flowlib's cache of compiled models (``flowlib/_compilation_cache.py``).
 
 Each process case runs ``load_model`` + ``estimate`` in fresh Python processes sharing one
-``$FLOWLIB_HOME`` and counts XLA compilations through JAX's public monitoring events
+``$FLOWLIB_HOME`` (a copy of one filled by a first process, or an empty one) and counts XLA compilations through JAX's public monitoring events
 (``/jax/core/compile/backend_compile_duration``): a process that loads the model's executable
 from the cache compiles nothing that takes long.
 """
@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -72,26 +74,36 @@ def _entries(home: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in (home / "compiled").rglob("*") if p.is_file()}
 
 
-def test_second_process_finds_the_cache(tmp_path):
-    first, _ = _run(tmp_path)
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory) -> tuple[Path, dict]:
+    """A ``$FLOWLIB_HOME`` filled by one process, and that process's result (the tests that go
+    on from a filled cache copy the folder before changing it)."""
+    home = tmp_path_factory.mktemp("filled")
+    first, _ = _run(home)
+    return home, first
+
+
+def _filled(first_run: tuple[Path, dict], home: Path) -> dict:
+    """Copy ``first_run``'s cache into ``home``; its result with the path moved there."""
+    filled, first = first_run
+    shutil.copytree(filled / "compiled", home / "compiled")
+    return {**first, "path": str(home / Path(first["path"]).relative_to(filled))}
+
+
+def test_second_process_finds_the_cache(first_run, tmp_path):
+    first = _filled(first_run, tmp_path)
     assert first["compiled"] >= 1 and first["config_changed"] == []
-    entries = _entries(tmp_path)
+    entries = _entries(first_run[0])
     assert entries and all(re.fullmatch(r"spynet-[0-9a-f]{32}\.executable", n) for n in entries)
     umask = os.umask(0)
     os.umask(umask)
-    for path in (tmp_path / "compiled").rglob("*.executable"):  # open()'s mode, not 0600
+    for path in (first_run[0] / "compiled").rglob("*.executable"):  # open()'s mode, not 0600
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask
-    assert Path(first["path"]).parent == tmp_path / "compiled"
+    assert Path(first_run[1]["path"]).parent == first_run[0] / "compiled"
     second, _ = _run(tmp_path)
     assert second["compiled"] == 0 and second["config_changed"] == []
     assert second["flow"] == first["flow"]
     assert _entries(tmp_path) == entries
-
-
-def test_turned_off_by_environment(tmp_path):
-    out, _ = _run(tmp_path, env={_compilation_cache.ENV: "0"})
-    assert out["compiled"] >= 1
-    assert not (tmp_path / "compiled").exists()
 
 
 def test_concurrent_processes(tmp_path):
@@ -104,8 +116,8 @@ def test_concurrent_processes(tmp_path):
     assert third["compiled"] == 0
 
 
-def test_corrupt_entry_recompiles_with_a_warning_and_is_removed(tmp_path):
-    first, _ = _run(tmp_path)
+def test_corrupt_entry_recompiles_with_a_warning_and_is_removed(first_run, tmp_path):
+    first = _filled(first_run, tmp_path)
     for path in (tmp_path / "compiled").rglob("*.executable"):
         path.write_bytes(b"not a compiled executable")
     second, err = _run(tmp_path, strict=False)
@@ -115,8 +127,8 @@ def test_corrupt_entry_recompiles_with_a_warning_and_is_removed(tmp_path):
     assert third["compiled"] == 0
 
 
-def test_read_only_cache_is_read_not_written(tmp_path):
-    first, _ = _run(tmp_path)
+def test_read_only_cache_is_read_not_written(first_run, tmp_path):
+    first = _filled(first_run, tmp_path)
     entries = _entries(tmp_path)
     cache = Path(first["path"])
     cache.chmod(0o555)
@@ -138,12 +150,36 @@ def test_read_only_cache_is_read_not_written(tmp_path):
     assert _entries(tmp_path) == entries
 
 
-def test_uncreatable_cache_directory_degrades(tmp_path):
+def _toy() -> tuple[Any, dict, np.ndarray]:
+    """A jitted function, its weights and an input (a stand-in for a model's forward)."""
+    def f(w, x):
+        return jax.numpy.tanh(x @ w["a"]).sum(axis=0)
+
+    w = {"a": np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)}
+    return jax.jit(f), w, np.arange(9, dtype=np.float32).reshape(3, 3) / 7
+
+
+def test_turned_off_by_environment(tmp_path, monkeypatch):
+    """Off: the function still runs and nothing is written (on, the same call writes an entry)."""
+    monkeypatch.setenv("FLOWLIB_HOME", str(tmp_path))
+    monkeypatch.setattr(_compilation_cache, "MIN_COMPILE_SECS", 0.0)  # save even a tiny one
+    f, w, x = _toy()
+    monkeypatch.setenv(_compilation_cache.ENV, "0")
+    np.testing.assert_array_equal(_compilation_cache.CachedFunction(f, "toy")(w, x), f(w, x))
+    assert not (tmp_path / "compiled").exists()
+    monkeypatch.setenv(_compilation_cache.ENV, "1")
+    np.testing.assert_array_equal(_compilation_cache.CachedFunction(f, "toy")(w, x), f(w, x))
+    assert len(list((tmp_path / "compiled").rglob("toy-*.executable"))) == 1
+
+
+def test_uncreatable_cache_directory_degrades(tmp_path, monkeypatch):
     home = tmp_path / "a-file"
     home.write_text("FLOWLIB_HOME points at a file")
-    out, err = _run(home, strict=False)
-    assert "cannot create the compilation cache" in err
-    assert out["flow"] > 0
+    monkeypatch.setenv("FLOWLIB_HOME", str(home))
+    f, w, x = _toy()
+    with pytest.warns(UserWarning, match="cannot create the compilation cache"):
+        got = _compilation_cache.CachedFunction(f, "toy")(w, x)
+    np.testing.assert_array_equal(got, f(w, x))
 
 
 def test_bad_environment_value_names_the_choices(monkeypatch):

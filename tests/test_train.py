@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -56,23 +57,31 @@ def test_short_run_learns_and_writes_loadable_weights(tmp_path):
     assert flow.shape == (40, 56, 2) and np.isfinite(flow).all()
 
 
-def test_export_turns_a_checkpoint_into_the_same_weights(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """A finished two-step run folder (checkpoints at steps 1 and 2), shared by the tests that
+    only read it or refuse to resume it (each copies it before changing anything)."""
+    out = tmp_path_factory.mktemp("tiny_run")
+    train(TrainConfig(**_TINY, steps=2, checkpoint_every=1, out=str(out)))
+    return out
+
+
+def test_export_turns_a_checkpoint_into_the_same_weights(tiny_run, tmp_path):
     from flowlib.train.export import export, main
 
-    train(TrainConfig(**_TINY, steps=3, checkpoint_every=3, out=str(tmp_path / "run")))
-    want, _ = load_weights(tmp_path / "run" / "weights.npz")
-    info = export(tmp_path / "run", tmp_path / "w.npz", model_kwargs={"max_levels": None, "num_networks": 1})
+    want, _ = load_weights(tiny_run / "weights.npz")
+    info = export(tiny_run, tmp_path / "w.npz", model_kwargs={"max_levels": None, "num_networks": 1})
     got, meta = load_weights(tmp_path / "w.npz")
     assert flatten(got).keys() == flatten(want).keys()
     for k, v in flatten(want).items():
         np.testing.assert_array_equal(flatten(got)[k], v)
     # Training settings recorded; the inference override applied (max_levels back to default).
     assert meta["model_kwargs"] == {"num_networks": 1} == info["model_kwargs"]
-    assert meta["training"]["steps"] == 3 and meta["training"]["crop"] == [32, 48]
+    assert meta["training"]["steps"] == 2 and meta["training"]["crop"] == [32, 48]
     # Written atomically but with the permissions a plain open() gives (mkstemp makes 0600).
     umask = os.umask(0o022)
     os.umask(umask)
-    for written in (tmp_path / "w.npz", _checkpoint.latest(tmp_path / "run" / "checkpoints")):
+    for written in (tmp_path / "w.npz", _checkpoint.latest(tiny_run / "checkpoints")):
         assert os.stat(written).st_mode & 0o777 == 0o666 & ~umask
     assert flowlib.load_model("spynet", tmp_path / "w.npz").module.max_levels == 6
     assert main([str(tmp_path / "nothing"), str(tmp_path / "x.npz")]) == 2
@@ -81,19 +90,19 @@ def test_export_turns_a_checkpoint_into_the_same_weights(tmp_path):
         export(tmp_path / "bad.npz", tmp_path / "y.npz")
 
 
-def test_resume_refuses_a_different_configuration(tmp_path):
-    train(TrainConfig(**_TINY, steps=2, checkpoint_every=1, out=str(tmp_path)))
+def test_resume_refuses_a_different_configuration(tiny_run, tmp_path):
+    shutil.copytree(tiny_run, tmp_path, dirs_exist_ok=True)
     other = TrainConfig(**{**_TINY, "lr": 5e-4}, steps=4, checkpoint_every=1, out=str(tmp_path))
     with pytest.raises(ValueError, match="different run configuration"):
         train(other)
 
 
-def test_damaged_checkpoint_is_a_clear_error(tmp_path):
-    train(TrainConfig(**_TINY, steps=1, checkpoint_every=1, out=str(tmp_path)))
+def test_damaged_checkpoint_is_a_clear_error(tiny_run, tmp_path):
+    shutil.copytree(tiny_run, tmp_path, dirs_exist_ok=True)
     ckpt = _checkpoint.latest(tmp_path / "checkpoints")
     ckpt.write_bytes(ckpt.read_bytes()[:200])
     with pytest.raises(ValueError, match="unreadable training checkpoint"):
-        train(TrainConfig(**_TINY, steps=2, checkpoint_every=1, out=str(tmp_path)))
+        train(TrainConfig(**_TINY, steps=3, checkpoint_every=1, out=str(tmp_path)))
 
 
 @pytest.mark.slow  # 47 s on 2 cores

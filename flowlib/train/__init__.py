@@ -65,16 +65,27 @@ def _write_curves(out: Path, history: list[dict[str, float]]) -> None:
 # ----------------------------------------------------------------------------- loop
 
 
-def _restore(cfg: TrainConfig, ckpt_dir: Path, state: dict[str, Any]) -> tuple[dict[str, Any], int, list]:
-    """The newest checkpoint's state, step and history (``state`` itself at step 0)."""
+def _resumable(cfg: TrainConfig, ckpt_dir: Path) -> Path | None:
+    """The newest checkpoint in ``ckpt_dir`` (None if there is none), checked to be this run's.
+
+    Only its metadata is read, so a damaged checkpoint or another run's configuration is
+    refused before the model is initialised and compiled.
+    """
     from flowlib.train import _checkpoint
 
     found = _checkpoint.latest(ckpt_dir)
+    if found is not None and _checkpoint.meta(found).get("config") != cfg.identity():
+        raise ValueError(f"{found} was written by a different run configuration; use another --out")
+    return found
+
+
+def _restore(found: Path | None, state: dict[str, Any]) -> tuple[dict[str, Any], int, list]:
+    """The state, step and history of checkpoint ``found`` (``state`` itself at step 0)."""
+    from flowlib.train import _checkpoint
+
     if found is None:
         return state, 0, []
     state, meta = _checkpoint.load(found, state)
-    if meta.get("config") != cfg.identity():
-        raise ValueError(f"{found} was written by a different run configuration; use another --out")
     return state, int(meta["step"]), list(meta.get("history", []))
 
 
@@ -147,8 +158,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     mesh = Mesh(np.array(devices), ("data",))
     replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
 
+    found = _resumable(cfg, ckpt_dir)
     state, tx = create_train_state(cfg, module, jax.random.PRNGKey(cfg.seed))
-    state, start_step, history = _restore(cfg, ckpt_dir, state)
+    state, start_step, history = _restore(found, state)
     state = jax.device_put(state, replicated)
     step_fn = jax.jit(functools.partial(train_step, module, tx, loss),
                       in_shardings=(replicated, sharded), out_shardings=(replicated, replicated),

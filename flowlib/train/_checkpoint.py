@@ -65,6 +65,11 @@ def _read(path: Path, wanted: Any = lambda tree_path: True) -> tuple[dict[str, n
     return arrays, meta
 
 
+def meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata of checkpoint ``path`` (step, config, history, flowlib version), no arrays."""
+    return _read(Path(path), lambda tree_path: False)[1]
+
+
 def load(path: str | os.PathLike, like: Any) -> tuple[Any, dict[str, Any]]:
     """Restore a state with the structure of ``like`` (e.g. a freshly initialised state)."""
     path = Path(path)
