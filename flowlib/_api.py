@@ -365,9 +365,11 @@ def load_model(
         (PatchFlow, PatchStereo: ``"fast"``, ``"default"``, ``"accurate"``), ``iters`` (RAFT
         flow updates, default 12) and ``lookup`` (RAFT's correlation: ``"volume"`` builds the
         all-pairs volume, ``"on_the_fly"`` computes each lookup from the features in memory
-        linear in the pixels, same flow within 1e-4 px; the default ``"auto"`` takes the
-        volume up to 2^28 volume elements, ``B * (H/8 * W/8)^2`` (1 GiB in float32: one
-        pair of about a megapixel), and the on-the-fly lookup above). They override what the weights record.
+        linear in the pixels, same flow within 1e-4 px, ``"hybrid"`` builds the pooled
+        levels and computes level 0 on the fly; the default ``"auto"`` takes the volume up
+        to 2^28 volume elements, ``B * (H/8 * W/8)^2`` (1 GiB in float32: one pair of
+        about a megapixel), the hybrid while pyramid level 1 holds at most 2^28 (one
+        1920x1080 pair), and the on-the-fly lookup above). They override what the weights record.
 
     Returns:
       A :class:`Model` accepted by :func:`estimate` / :func:`estimate_disparity`.

@@ -31,10 +31,14 @@ Correlation lookup (``lookup``): ``"volume"`` builds the all-pairs volume as tor
 does, ``(H/8 * W/8)^2`` float32 values per image pair; ``"on_the_fly"`` computes each
 looked-up window from the pooled frame-2 features (:func:`flowlib.ops.
 lookup_correlation_on_the_fly`, RAFT's "alternate" correlation): memory linear in the
-pixels, same flow within float rounding (1e-4 px), slower at small sizes. ``"auto"`` (the
-default) uses the volume up to :data:`ON_THE_FLY_ABOVE` volume elements per batch
-(``B * (H/8 * W/8)^2`` of the padded input, 256 Mi = 1 GiB float32: e.g. up to about
-1024x1024 for one pair) and computes on the fly above it (1920x1080: 4.3 GB volume).
+pixels, same flow within float rounding (1e-4 px), slower; ``"hybrid"`` builds the
+pooled levels 1-3 of the pyramid (a quarter of the volume and less) and computes only
+level 0 on the fly: about a quarter of the on-the-fly work, same flow within float
+rounding. ``"auto"`` (the default) takes the volume while it holds at most
+:data:`ON_THE_FLY_ABOVE` elements (``B * (H/8 * W/8)^2`` of the padded input, 256 Mi =
+1 GiB float32: up to about 1024x1024 for one pair), else ``"hybrid"`` while level 1
+holds at most that many (up to 1920x1088 for one pair: 1.4 GB for levels 1-3), else
+``"on_the_fly"``.
 
 Output: ``FlowOutput(flow, aux)``; ``flow`` ``(B, H, W, 2)`` in pixels of the input grid,
 the prediction after the last update. ``aux`` keys:
@@ -77,16 +81,17 @@ __all__ = [
     "LOOKUPS",
     "MIN_SIZE",
     "check_iters",
+    "resolve_lookup",
     "input_padding",
     "LARGE_CHECKPOINTS",
     "SMALL_CHECKPOINTS",
     "SPECS",
 ]
 
-#: ``lookup="auto"`` computes the correlation on the fly above this many volume elements
-#: (``B * (H/8 * W/8)^2``; 2^28 float32 = 1 GiB).
+#: ``lookup="auto"`` materialises no pyramid level with more elements than this
+#: (``B * (H/8 * W/8)^2`` for level 0; 2^28 float32 = 1 GiB).
 ON_THE_FLY_ABOVE = 2**28
-LOOKUPS = ("auto", "volume", "on_the_fly")
+LOOKUPS = ("auto", "volume", "hybrid", "on_the_fly")
 #: Smallest padded side: the 1/8 grid must survive three 2x2 poolings.
 MIN_SIZE = 64
 _LEVELS = 4
@@ -109,6 +114,26 @@ def input_padding(height: int, width: int) -> ops.Padding:
         extra = target - size
         pads += [extra // 2, extra - extra // 2]
     return ops.Padding(*pads)
+
+
+def resolve_lookup(lookup: str, batch: int, height: int, width: int) -> str:
+    """The correlation lookup a :class:`RAFT` with option ``lookup`` runs on a batch of
+    ``batch`` frame pairs of ``height x width`` (before padding): ``lookup`` itself unless
+    it is ``"auto"``, which takes ``"volume"`` while the padded input's all-pairs volume
+    holds at most :data:`ON_THE_FLY_ABOVE` elements, else ``"hybrid"`` while its pyramid
+    level 1 does, else ``"on_the_fly"``."""
+    if lookup not in LOOKUPS:
+        raise ValueError(f"lookup must be one of {LOOKUPS}, got {lookup!r}")
+    if lookup != "auto":
+        return lookup
+    pad = input_padding(height, width)
+    h8 = (height + pad.top + pad.bottom) // _FACTOR
+    w8 = (width + pad.left + pad.right) // _FACTOR
+    if batch * (h8 * w8) ** 2 <= ON_THE_FLY_ABOVE:
+        return "volume"
+    if batch * h8 * w8 * (h8 // 2) * (w8 // 2) <= ON_THE_FLY_ABOVE:
+        return "hybrid"
+    return "on_the_fly"
 
 
 # ----------------------------------------------------------------- building blocks
@@ -419,7 +444,7 @@ class _UpdateBlock(nn.Module):
     gru_paddings: Sequence[Sequence[int]]
     head_hidden: int
     radius: int
-    on_the_fly: bool
+    lookup: str
     collect: bool
     dtype: Any = None
 
@@ -438,10 +463,19 @@ class _UpdateBlock(nn.Module):
     def __call__(self, carry, terms, coords0, corr_state):
         hidden, coords1 = carry
         coords1 = jax.lax.stop_gradient(coords1)
-        if self.on_the_fly:
+        if self.lookup == "on_the_fly":
             f1, f2_pyramid = corr_state
             corr = ops.lookup_correlation_on_the_fly(f1, f2_pyramid, coords1, radius=self.radius,
                                                      normalize="sqrt_channels")
+        elif self.lookup == "hybrid":
+            # Level 0 on the fly; levels 1.. from their volumes, whose level-1 coordinates
+            # are coords1 / 2 (division by 2 is exact).
+            f1, f2, coarse = corr_state
+            fine = ops.lookup_correlation_on_the_fly(f1, [f2], coords1, radius=self.radius,
+                                                     normalize="sqrt_channels")
+            corr = jnp.concatenate(
+                [fine, ops.lookup_correlation_pyramid(coarse, coords1 / 2, radius=self.radius)],
+                axis=-1)
         else:
             corr = ops.lookup_correlation_pyramid(corr_state, coords1, radius=self.radius)
         motion = self.motion_encoder(coords1 - coords0, corr)
@@ -459,7 +493,7 @@ class RAFT(nn.Module):
 
     Attributes:
       iters: number of flow updates (torchvision's ``num_flow_updates``, default 12).
-      lookup: ``"auto"``, ``"volume"`` or ``"on_the_fly"`` (module docstring).
+      lookup: ``"auto"``, ``"volume"``, ``"hybrid"`` or ``"on_the_fly"`` (module docstring).
       dtype: ``None`` / ``"float32"`` or ``"bfloat16"`` (convolutions only).
       small: RAFT-small's configuration (:data:`RaftSmall`).
     """
@@ -502,10 +536,14 @@ class RAFT(nn.Module):
         fmaps = fmaps.astype(jnp.float32)
         fmap1, fmap2 = fmaps[:batch], fmaps[batch:]
         h8, w8 = fmap1.shape[1:3]
-        on_the_fly = self.lookup == "on_the_fly" or (
-            self.lookup == "auto" and batch * (h8 * w8) ** 2 > ON_THE_FLY_ABOVE)
-        if on_the_fly:
+        lookup = resolve_lookup(self.lookup, batch, height, width)
+        if lookup == "on_the_fly":
             corr_state = (fmap1, ops.feature_pyramid(fmap2, levels=_LEVELS))
+        elif lookup == "hybrid":
+            f2_pyramid = ops.feature_pyramid(fmap2, levels=_LEVELS)
+            corr_state = (fmap1, fmap2, [
+                ops.all_pairs_correlation(fmap1, level, normalize="sqrt_channels")
+                for level in f2_pyramid[1:]])
         else:
             corr_state = ops.correlation_pyramid(fmap1, fmap2, levels=_LEVELS,
                                                  normalize="sqrt_channels")
@@ -519,7 +557,7 @@ class RAFT(nn.Module):
         coords0 = _coords_grid(batch, h8, w8)
         update = _UpdateBlock(cfg["corr_layers"], cfg["flow_layers"], cfg["motion_out"],
                               cfg["hidden"], context.shape[-1], cfg["gru_kernels"],
-                              cfg["gru_paddings"], cfg["head_hidden"], cfg["radius"], on_the_fly,
+                              cfg["gru_paddings"], cfg["head_hidden"], cfg["radius"], lookup,
                               train, dtype=dtype, name="update_block")
         scan = nn.scan(_update_step, variable_broadcast="params", split_rngs={"params": False},
                        in_axes=(nn.broadcast, nn.broadcast, nn.broadcast), length=iters)
@@ -624,8 +662,9 @@ _OPTIONS = (
            help="RAFT flow updates (default 12, as torchvision; more: slower, often better)"),
     Option("lookup", _check_lookup, type=str, choices=LOOKUPS, flag="--corr-lookup",
            help="RAFT correlation lookup: 'volume' (all-pairs volume, torchvision), "
-                "'on_the_fly' (memory linear in the pixels, slower), 'auto' (default: "
-                "on the fly above 2^28 volume elements, e.g. 1920x1080)"),
+                "'on_the_fly' (memory linear in the pixels, slower), 'hybrid' (pooled "
+                "levels as volumes, level 0 on the fly), 'auto' (default: the volume up to "
+                "2^28 elements, hybrid up to 2^28 in level 1, e.g. 1920x1080, else on the fly)"),
 )
 
 SPECS = (

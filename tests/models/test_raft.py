@@ -71,11 +71,25 @@ def test_matches_torchvision_live(model, data):
 
 
 @pytest.mark.data
-def test_on_the_fly_lookup_same_flow(data):
+@pytest.mark.parametrize("lookup", ["on_the_fly", "hybrid"])
+def test_lookups_without_the_volume_same_flow(data, lookup):
     image1, image2 = raft_parity.load_pairs(data)
     a = _flow("raft_small", 12, image1[:1], image2[:1], lookup="volume")
-    b = _flow("raft_small", 12, image1[:1], image2[:1], lookup="on_the_fly")
+    b = _flow("raft_small", 12, image1[:1], image2[:1], lookup=lookup)
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
+
+
+def test_auto_lookup_by_size():
+    # Padded 1/8 grids: 55x128 (volume 7040^2 < 2^28), 136x240 (volume 1.07e9 > 2^28,
+    # level 1 32640 * 68 * 120 = 2.66e8 <= 2^28), 270x480 (level 1 4.3e9).
+    assert raft.resolve_lookup("auto", 1, 440, 1024) == "volume"
+    assert raft.resolve_lookup("auto", 1, 1080, 1920) == "hybrid"
+    assert raft.resolve_lookup("auto", 2, 1080, 1920) == "on_the_fly"
+    assert raft.resolve_lookup("auto", 1, 2160, 3840) == "on_the_fly"
+    assert raft.resolve_lookup("auto", 1, 2048, 2048) == "on_the_fly"
+    assert raft.resolve_lookup("volume", 1, 2160, 3840) == "volume"
+    with pytest.raises(ValueError, match="lookup must be one of"):
+        raft.resolve_lookup("lazy", 1, 64, 64)
 
 
 # ----------------------------------------------------------------- converter
