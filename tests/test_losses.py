@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -29,18 +30,24 @@ def test_area_downsample_matches_adaptive_pooling(size):
                                atol=1e-5)
 
 
+@jax.jit
+def _flownet_loss(gt, flows):
+    """flownet_loss on ground truth ``gt`` and the pyramid ``flows`` (compiled once: eagerly,
+    every operation of the five levels would compile on its own)."""
+    return losses.flownet_loss(SimpleNamespace(flow=gt, aux={"flows": flows}), {"flow": gt})
+
+
 def test_flownet_loss_is_zero_at_the_target_and_weights_scales():
-    gt = np.random.default_rng(1).normal(size=(2, 64, 64, 2)).astype(np.float32) * 5
-    flows = tuple(losses._area_downsample(jnp.asarray(gt) / 20, (64 // 2**k, 64 // 2**k)) for k in range(2, 7))
-    out = SimpleNamespace(flow=jnp.asarray(gt), aux={"flows": flows})
-    loss, metrics = losses.flownet_loss(out, {"flow": jnp.asarray(gt)})
+    gt = jnp.asarray(np.random.default_rng(1).normal(size=(2, 64, 64, 2)).astype(np.float32) * 5)
+    flows = jax.jit(lambda g: tuple(losses._area_downsample(g / 20, (64 // 2**k, 64 // 2**k))
+                                    for k in range(2, 7)))(gt)
+    loss, metrics = _flownet_loss(gt, flows)
     assert float(loss) < 1e-3 and float(metrics["epe"]) < 1e-5
     assert float(metrics["zero_epe"]) == pytest.approx(np.linalg.norm(gt, axis=-1).mean(), rel=1e-5)
     # a unit error on flow6 only (1x1 px per batch element... 1 pixel of 1/64 res) costs its weight
     bad = list(flows)
     bad[4] = bad[4] + jnp.array([1.0, 0.0])
-    loss, _ = losses.flownet_loss(SimpleNamespace(flow=jnp.asarray(gt), aux={"flows": tuple(bad)}),
-                                  {"flow": jnp.asarray(gt)})
+    loss, _ = _flownet_loss(gt, tuple(bad))
     assert float(loss) == pytest.approx(0.32 * 1.0 * 1, abs=2e-3)  # 1 pixel at 1/64, summed, / batch
 
 
@@ -58,12 +65,16 @@ def test_cfnet_loss_smooth_l1_by_hand():
 def test_spynet_loss_zero_for_exact_levels():
     from flowlib import ops
 
+    @jax.jit  # compiled once: eagerly, every operation would compile on its own
+    def exact_levels_loss(gt):
+        levels = []
+        for k in (2, 1, 0):
+            h, w = 32 // 2**k, 48 // 2**k
+            levels.append(ops.resize_bilinear(gt, (h, w), align_corners=False) * jnp.array([w / 48, h / 32]))
+        return losses.spynet_loss(SimpleNamespace(flow=gt, aux={"level_flows": levels}), {"flow": gt})
+
     gt = jnp.asarray(np.random.default_rng(2).normal(size=(1, 32, 48, 2)).astype(np.float32))
-    levels = []
-    for k in (2, 1, 0):
-        h, w = 32 // 2**k, 48 // 2**k
-        levels.append(ops.resize_bilinear(gt, (h, w), align_corners=False) * jnp.array([w / 48, h / 32]))
-    loss, metrics = losses.spynet_loss(SimpleNamespace(flow=gt, aux={"level_flows": levels}), {"flow": gt})
+    loss, metrics = exact_levels_loss(gt)
     assert float(loss) < 1e-4 and set(metrics) >= {"epe_level0", "epe_level2", "epe"}
     assert float(metrics["zero_epe"]) == pytest.approx(float(jnp.linalg.norm(gt, axis=-1).mean()), rel=1e-5)
 
