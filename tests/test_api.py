@@ -28,6 +28,10 @@ def spynet_model():
     return flowlib.Model("spynet", module, variables, task="flow", meta={"weights": "random"})
 
 
+# The size of the tests where any size will do: spynet_model compiles it once for all of them.
+SHARED_SIZE = (40, 56)
+
+
 def _pair(h, w, seed=0):
     rng = np.random.default_rng(seed)
     a = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
@@ -43,12 +47,12 @@ def test_estimate_any_size(spynet_model, size):
 
 
 def test_uint8_float_grey_and_batch_agree(spynet_model):
-    a, b = _pair(40, 56)
+    a, b = _pair(*SHARED_SIZE)
     ref = flowlib.estimate(a, b, spynet_model)
     f = flowlib.estimate(a / np.float32(255), b / np.float32(255), spynet_model)
     np.testing.assert_allclose(f, ref, atol=1e-5)
     batch = flowlib.estimate(np.stack([a, a]), np.stack([b, b]), spynet_model)
-    assert batch.shape == (2, 40, 56, 2)
+    assert batch.shape == (2, *SHARED_SIZE, 2)
     np.testing.assert_allclose(batch[0], ref, atol=1e-5)
     chunked = flowlib.estimate(np.stack([a, a]), np.stack([b, b]), spynet_model, batch_size=1)
     np.testing.assert_allclose(chunked, batch, atol=1e-5)
@@ -82,7 +86,7 @@ def test_same_shape_compiles_once(spynet_model, monkeypatch):
 def test_paths_are_accepted(spynet_model, tmp_path):
     from flowlib import io
 
-    a, b = _pair(33, 47)
+    a, b = _pair(*SHARED_SIZE, seed=1)
     io.write_image(tmp_path / "a.png", a)
     io.write_image(tmp_path / "b.png", b)
     np.testing.assert_allclose(
@@ -123,7 +127,7 @@ def test_load_model_from_local_npz(spynet_model, tmp_path):
     path = tmp_path / "w.npz"
     save_weights(path, jax.device_get(spynet_model.variables), {"model": "spynet", "model_kwargs": {}})
     m = flowlib.load_model("spynet", path)
-    a, b = _pair(32, 40)
+    a, b = _pair(*SHARED_SIZE, seed=2)
     np.testing.assert_array_equal(flowlib.estimate(a, b, m), flowlib.estimate(a, b, spynet_model))
 
 
@@ -302,9 +306,9 @@ def test_weights_of_another_model_are_named(tmp_path):
 def test_pil_images_and_rgba_arrays_are_accepted(spynet_model):
     from PIL import Image
 
-    a, b = _pair(40, 48, seed=5)
+    a, b = _pair(*SHARED_SIZE, seed=5)
     ref = flowlib.estimate(a, b, spynet_model)
-    alpha = np.full((40, 48, 1), 7, np.uint8)
+    alpha = np.full((*SHARED_SIZE, 1), 7, np.uint8)
     rgba = flowlib.estimate(np.concatenate([a, alpha], -1), np.concatenate([b, alpha], -1),
                             spynet_model)
     np.testing.assert_array_equal(rgba, ref)
