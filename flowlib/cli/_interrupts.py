@@ -166,6 +166,10 @@ def _close_progress_bars() -> None:
         return
     for bar in list(getattr(std.tqdm, "_instances", ())):
         try:
+            # clear() first: close() leaves the line alone when the bar's `delay` has not
+            # passed by its own count, yet a tqdm.write() (the compile notice) may have
+            # drawn it already.
+            bar.clear()
             bar.leave = False
             bar.close()
         except Exception:  # noqa: BLE001  a bar is never worth a traceback here
