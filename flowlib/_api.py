@@ -101,10 +101,7 @@ class Model:
             # A model that compiles itself in parts (PatchFlow) runs unjitted.
             self._forward: Any = _StagedForward(forward)
         else:
-            # A model may name XLA compiler options it compiles faster with.
-            options = getattr(module, "compiler_options", None)
-            self._forward = _compilation_cache.CachedFunction(
-                jax.jit(forward, compiler_options=options), name)
+            self._forward = _compilation_cache.CachedFunction(jax.jit(forward), name)
         self._on_compile: Callable[[tuple[int, ...]], None] | None = None
 
     def __call__(self, image1: np.ndarray, image2: np.ndarray) -> Any:
