@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,9 +44,9 @@ def test_pyramid_depth_by_hand():
 
 def test_inverse_search_recovers_a_subpixel_translation():
     i1, i2 = _translated_pair(48, 64, 1.3, -0.6)
-    flow = inverse_search(jnp.asarray(i1)[None], jnp.asarray(i2)[None], jnp.zeros((1, 48, 64, 2)),
-                          patch_size=8, patch_stride=4, iterations=16, propagation_rounds=1,
-                          jumps=(1,))
+    search = jax.jit(functools.partial(inverse_search, patch_size=8, patch_stride=4, iterations=16,
+                                       propagation_rounds=1, jumps=(1,)))
+    flow = search(jnp.asarray(i1)[None], jnp.asarray(i2)[None], jnp.zeros((1, 48, 64, 2)))
     inner = np.asarray(flow)[0, 8:-8, 8:-8]
     np.testing.assert_allclose(inner.mean(axis=(0, 1)), [1.3, -0.6], atol=0.03)
     assert np.abs(inner - [1.3, -0.6]).max() < 0.2
@@ -54,14 +56,16 @@ def test_exhaustive_search_finds_what_gauss_newton_alone_cannot():
     i1, i2 = _translated_pair(40, 40, 4.0, -3.0, seed=1)
     args = dict(patch_size=8, patch_stride=4, iterations=8, propagation_rounds=0, jumps=(1,))
     a, b, zero = jnp.asarray(i1)[None], jnp.asarray(i2)[None], jnp.zeros((1, 40, 40, 2))
-    searched = np.asarray(inverse_search(a, b, zero, search_radius=5, **args))[0, 8:-8, 8:-8]
+    search = jax.jit(functools.partial(inverse_search, search_radius=5, **args))
+    searched = np.asarray(search(a, b, zero))[0, 8:-8, 8:-8]
     np.testing.assert_allclose(np.median(searched.reshape(-1, 2), axis=0), [4.0, -3.0], atol=0.05)
 
 
 def test_variational_refinement_keeps_zero_flow_on_identical_frames():
     i = jnp.asarray(_texture(32, 40))[None]
-    out = variational_refinement(i, i, jnp.zeros((1, 32, 40, 2)), alpha=20.0, delta=5.0, gamma=10.0,
-                                 outer=3, inner=3)
+    refine = jax.jit(functools.partial(variational_refinement, alpha=20.0, delta=5.0, gamma=10.0,
+                                       outer=3, inner=3))
+    out = refine(i, i, jnp.zeros((1, 32, 40, 2)))
     np.testing.assert_allclose(np.asarray(out), 0.0, atol=1e-5)
 
 
@@ -69,8 +73,9 @@ def test_variational_refinement_improves_a_perturbed_flow():
     i1, i2 = _translated_pair(40, 48, 1.0, 0.5, seed=2)
     truth = np.broadcast_to(np.float32([1.0, 0.5]), (1, 40, 48, 2))
     noisy = truth + np.random.default_rng(0).normal(0, 0.3, truth.shape).astype(np.float32)
-    out = variational_refinement(jnp.asarray(i1)[None], jnp.asarray(i2)[None], jnp.asarray(noisy),
-                                 alpha=20.0, delta=5.0, gamma=10.0, outer=5, inner=5)
+    refine = jax.jit(functools.partial(variational_refinement, alpha=20.0, delta=5.0, gamma=10.0,
+                                       outer=5, inner=5))
+    out = refine(jnp.asarray(i1)[None], jnp.asarray(i2)[None], jnp.asarray(noisy))
     err_before = np.linalg.norm(noisy - truth, axis=-1)[:, 4:-4, 4:-4].mean()
     err_after = np.linalg.norm(np.asarray(out) - truth, axis=-1)[:, 4:-4, 4:-4].mean()
     assert err_after < 0.5 * err_before
@@ -88,28 +93,12 @@ def small_apply(small_model):
     return jax.jit(small_model.apply, compiler_options=small_model.compiler_options)
 
 
-@pytest.fixture(scope="module")
-def translations(small_apply):
-    """One pair alone and in a batch of two with another pair, at 96x128."""
+def test_large_translation_is_recovered(small_apply):
     i1, i2 = _translated_pair(96, 128, 21.0, -9.0, seed=3)
-    j1, j2 = _translated_pair(96, 128, -1.0, 3.0, seed=5)
-    single = small_apply({}, _rgb(i1)[None], _rgb(i2)[None])
-    batch = small_apply({}, np.stack([_rgb(j1), _rgb(i1)]), np.stack([_rgb(j2), _rgb(i2)]))
-    return single, batch
-
-
-def test_large_translation_is_recovered(translations):
-    out = translations[0]
+    out = small_apply({}, _rgb(i1)[None], _rgb(i2)[None])
     inner = np.asarray(out.flow)[0, 16:-16, 24:-24]
     np.testing.assert_allclose(np.median(inner.reshape(-1, 2), axis=0), [21.0, -9.0], atol=0.1)
     assert sorted(out.aux["levels"]) == list(range(pyramid_depth(96, 128, patch_size=8, min_coarse_side=16) + 1))
-
-
-def test_batch_items_are_independent(translations):
-    single, batch = translations
-    np.testing.assert_allclose(np.asarray(batch.flow)[1:], np.asarray(single.flow), atol=1e-4)
-    inner = np.asarray(batch.flow)[0, 16:-16, 24:-24]
-    np.testing.assert_allclose(np.median(inner.reshape(-1, 2), axis=0), [-1.0, 3.0], atol=0.1)
 
 
 @pytest.mark.parametrize("h,w", [(8, 8), (13, 37)])
@@ -121,20 +110,20 @@ def test_odd_and_tiny_sizes(small_apply, h, w):
     assert np.all(np.isfinite(flow)) and np.abs(flow).max() < 1e-3  # identical frames: no motion
 
 
-def test_jit_equals_eager_on_a_tiny_pair():
+def test_jit_equals_eager_and_batch_items_are_independent_on_tiny_pairs():
+    """Two pairs as one batch through one jitted function, and each pair alone through an
+    eager call (which runs the algorithm as separately compiled stages): the same flows."""
     model = PatchFlow(iterations=1, propagation_rounds=1, refine_outer=1, refine_inner=1,
                       coarse_radius=1)
-    i1, i2 = _translated_pair(16, 24, -2.0, 0.0, seed=9)
-    a, b = _rgb(i1)[None], _rgb(i2)[None]
-    jitted = jax.tree.leaves(jax.jit(model.apply)({}, a, b))
-    with jax.disable_jit():
-        eager = jax.tree.leaves(model.apply({}, a, b))
-    for x, y in zip(jitted, eager):
-        np.testing.assert_allclose(np.asarray(x, np.float32), np.asarray(y, np.float32), atol=1e-3)
-    # Called on arrays, the algorithm runs as separately compiled stages: same result.
-    staged = jax.tree.leaves(model.apply({}, a, b))
-    for x, y in zip(jitted, staged):
-        np.testing.assert_allclose(np.asarray(x, np.float32), np.asarray(y, np.float32), atol=1e-3)
+    pairs = [_translated_pair(16, 24, -2.0, 0.0, seed=9), _translated_pair(16, 24, 1.0, 1.0, seed=7)]
+    a = np.stack([_rgb(i1) for i1, _ in pairs])
+    b = np.stack([_rgb(i2) for _, i2 in pairs])
+    jitted = jax.jit(model.apply)({}, a, b)
+    for k in range(2):
+        eager = model.apply({}, a[k : k + 1], b[k : k + 1])
+        for x, y in zip(jax.tree.leaves(jitted), jax.tree.leaves(eager), strict=True):
+            np.testing.assert_allclose(np.asarray(x, np.float32)[k : k + 1], np.asarray(y, np.float32),
+                                       atol=1e-3)
 
 
 def test_stereo_stages_equal_one_jitted_function():
@@ -239,6 +228,14 @@ def test_patch_stereo_recovers_a_large_disparity_and_stays_in_range(stereo_out):
     assert np.median(disp[8:-8, 48:-8]) == pytest.approx(37.0, abs=0.1)
 
 
+def test_consistency_check_keeps_the_plain_match_where_views_agree(stereo_out):
+    # aux["raw"] is the left view's matching alone (what consistency=0 returns).
+    inner = (slice(None), slice(8, -8), slice(48, -8))
+    np.testing.assert_allclose(np.asarray(stereo_out.disparity)[inner],
+                               np.asarray(stereo_out.aux["raw"])[inner], atol=1e-4)
+    assert float(np.asarray(stereo_out.aux["consistent"])[inner].mean()) > 0.95
+
+
 def test_patch_stereo_settings_and_zoo():
     from flowlib.models.patchflow import PatchStereo
 
@@ -273,11 +270,3 @@ def test_fill_from_background_by_hand():
     # its left. Row 1 has no valid pixel and keeps its values.
     np.testing.assert_array_equal(got[0], [5.0, 2.0, 2.0, 2.0, 2.0])
     np.testing.assert_array_equal(got[1], [1.0] * 5)
-
-
-def test_consistency_check_keeps_the_plain_match_where_views_agree(stereo_out):
-    # aux["raw"] is the left view's matching alone (what consistency=0 returns).
-    inner = (slice(None), slice(8, -8), slice(48, -8))
-    np.testing.assert_allclose(np.asarray(stereo_out.disparity)[inner],
-                               np.asarray(stereo_out.aux["raw"])[inner], atol=1e-4)
-    assert float(np.asarray(stereo_out.aux["consistent"])[inner].mean()) > 0.95
