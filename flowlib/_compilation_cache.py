@@ -46,6 +46,7 @@ import time
 import warnings
 import zlib
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +203,32 @@ def _signature(args: tuple) -> tuple:
     return tree, tuple((np.shape(x), str(getattr(x, "dtype", type(x)))) for x in leaves)
 
 
+class _Entry:
+    """One signature's executable: being compiled (a future) or ready."""
+
+    def __init__(self, work: Future, out_info: Any):
+        self._work = work
+        self.out_info = out_info
+
+    def executable(self) -> Any:
+        return self._work.result()
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _compile_pool() -> ThreadPoolExecutor:
+    """The threads that compile and load executables (created on first use). One more than
+    the cores (at most 4): a compile waits on its own helper threads part of the time."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            workers = min(4, (os.cpu_count() or 1) + 1)
+            _POOL = ThreadPoolExecutor(workers, thread_name_prefix="flowlib-compile")
+        return _POOL
+
+
 class CachedFunction:
     """A ``jax.jit`` function whose executables are cached in memory and on disk.
 
@@ -213,40 +240,69 @@ class CachedFunction:
       on_compile: if set, called as ``on_compile(args)`` just before XLA compiles for a new
         signature (not when the executable is loaded from the cache): a caller can say
         that a wait is coming.
+
+    Calling it with a new signature lowers the function (in the calling thread) and compiles
+    or loads the executable on flowlib's compile threads, then waits for it.
+    :meth:`prepare` starts that work without waiting, so a model made of several compiled
+    functions can start every compile at once and run each function as its executable
+    arrives: XLA's compiler is largely single-threaded, so compiles side by side use the
+    cores it leaves idle.
     """
 
     def __init__(self, fun: Any, name: str):
         self._fun = fun
         self._name = name
-        self._executables: dict[tuple, Any] = {}
+        self._entries: dict[tuple, _Entry] = {}
         self._lock = threading.Lock()
         self.on_compile: Callable[[tuple], None] | None = None
 
     def __call__(self, *args: Any) -> Any:
         signature = _signature(args)
-        executable = self._executables.get(signature)
-        if executable is None:
-            with self._lock:
-                executable = self._executables.get(signature)
-                if executable is None:
-                    executable = self._executables[signature] = self._compile(args)
+        entry = self._entries.get(signature) or self._start(signature, args)
+        try:
+            executable = entry.executable()
+        except BaseException:
+            with self._lock:  # a failed compile is tried again by the next call
+                if self._entries.get(signature) is entry:
+                    del self._entries[signature]
+            raise
         return executable(*args)
 
-    def _compile(self, args: tuple) -> Any:
-        lowered = self._fun.lower(*args)
+    def prepare(self, *args: Any) -> Any:
+        """Start compiling (or loading) the executable for ``args`` (arrays or
+        :class:`jax.ShapeDtypeStruct`), without waiting; returns the outputs' shapes and
+        dtypes (a pytree of :class:`jax.ShapeDtypeStruct`)."""
+        signature = _signature(args)
+        entry = self._entries.get(signature) or self._start(signature, args)
+        return entry.out_info
+
+    def _start(self, signature: tuple, args: tuple) -> _Entry:
+        with self._lock:
+            entry = self._entries.get(signature)
+            if entry is None:
+                lowered = self._fun.lower(*args)
+                file, writable = self._file(lowered)
+                if file is None or not file.is_file():
+                    self._announce(args)
+                work = _compile_pool().submit(self._load_or_compile, lowered, file, writable)
+                entry = self._entries[signature] = _Entry(work, lowered.out_info)
+        return entry
+
+    def _file(self, lowered: Any) -> tuple[Path | None, bool]:
+        """This lowering's cache file (None: no cache) and whether it may be written."""
         folder, writable = _folder()
         if folder is None:
-            self._announce(args)
-            return lowered.compile()
-        device = _target_device()
-        file = folder / f"{self._name}-{_key(lowered.as_text(), device)[:32]}{_SUFFIX}"
-        executable = self._load(file, lowered, device, writable)
-        if executable is not None:
-            return executable
-        self._announce(args)
+            return None, False
+        return folder / f"{self._name}-{_key(lowered.as_text(), _target_device())[:32]}{_SUFFIX}", writable
+
+    def _load_or_compile(self, lowered: Any, file: Path | None, writable: bool) -> Any:
+        if file is not None:
+            executable = self._load(file, lowered, _target_device(), writable)
+            if executable is not None:
+                return executable
         start = time.perf_counter()
         executable = lowered.compile()
-        if writable and time.perf_counter() - start >= MIN_COMPILE_SECS:
+        if file is not None and writable and time.perf_counter() - start >= MIN_COMPILE_SECS:
             self._save(file, executable)
         return executable
 

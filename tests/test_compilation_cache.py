@@ -244,3 +244,47 @@ def test_no_private_jax_imports():
         if re.search(r"\bjax\._src\b|from jax import _src\b|\bjaxlib\._[a-z]", line)
     ]
     assert offenders == []
+
+
+def test_prepare_returns_output_shapes_and_the_call_reuses_its_executable(tmp_path, monkeypatch):
+    """``prepare`` takes shapes alone (``ShapeDtypeStruct``), returns the outputs' shapes
+    and dtypes without waiting, and announces the compile once; the later call with arrays
+    of those shapes runs that executable (no second announcement) and gives the jitted
+    result."""
+    monkeypatch.setenv("FLOWLIB_HOME", str(tmp_path))
+    heard = []
+
+    def f(x, y):
+        return {"sum": (x[:, None] * y[None]).sum(0)}
+
+    x = np.linspace(0, 1, 6, dtype=np.float32)
+    y = np.arange(4, dtype=np.float32)
+    cached = _compilation_cache.CachedFunction(jax.jit(f), "outer")
+    cached.on_compile = lambda args: heard.append(tuple(np.shape(a) for a in args))
+    shapes = (jax.ShapeDtypeStruct(x.shape, x.dtype), jax.ShapeDtypeStruct(y.shape, y.dtype))
+    out = cached.prepare(*shapes)
+    assert out["sum"].shape == (4,) and out["sum"].dtype == np.float32
+    assert cached.prepare(*shapes) is out
+    got = cached(x, y)
+    np.testing.assert_array_equal(got["sum"], jax.jit(f)(x, y)["sum"])
+    assert heard == [((6,), (4,))]
+
+
+def test_a_failed_compile_is_tried_again(tmp_path, monkeypatch):
+    """An executable that failed to build is not kept: the next call compiles again."""
+    monkeypatch.setenv("FLOWLIB_HOME", str(tmp_path))
+    f, w, x = _toy()
+    cached = _compilation_cache.CachedFunction(f, "toy")
+    real = _compilation_cache.CachedFunction._load_or_compile
+    failures = []
+
+    def failing_once(self, *args):
+        if not failures:
+            failures.append(True)
+            raise RuntimeError("compiler ran out of memory")
+        return real(self, *args)
+
+    monkeypatch.setattr(_compilation_cache.CachedFunction, "_load_or_compile", failing_once)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        cached(w, x)
+    np.testing.assert_array_equal(cached(w, x), f(w, x))

@@ -40,11 +40,14 @@ faster and more accurate settings. Every step is plain JAX, differentiable almos
 (argmin choices are piecewise constant), so it can sit inside a larger trainable model: under
 a caller's ``jax.jit`` / ``grad`` it traces as one computation; called on arrays it runs as
 separately compiled stages (the pyramids; per level the search, then the refinement), each
-compiled once per shape and settings and kept in flowlib's compilation cache.
+compiled once per shape and settings and kept in flowlib's compilation cache. The first call
+at a new size plans every stage from the input shapes before running any, so the compiles
+run side by side on the compile threads while the stages execute in order.
 """
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import functools
 import threading
@@ -457,6 +460,10 @@ def _to_full_size(flow: jax.Array, size: tuple[int, int], horizontal: bool) -> j
 #: Compiled stages, one per (function, static settings): shared by every call in the process.
 _STAGES: dict[tuple[Any, ...], _compilation_cache.CachedFunction] = {}
 _STAGES_LOCK = threading.Lock()
+#: Whether :func:`_stage` only starts its compile and returns the output shapes (:func:`_planned`).
+_PLANNING: contextvars.ContextVar[bool] = contextvars.ContextVar("patchflow_planning", default=False)
+#: (driver, settings, input shapes) whose stages have all been started.
+_PLANNED: set[tuple[Any, ...]] = set()
 
 
 def _stage(fn: Any, *args: Any, **static: Any) -> Any:
@@ -484,7 +491,30 @@ def _stage(fn: Any, *args: Any, **static: Any) -> Any:
                 jitted = jax.jit(functools.partial(fn, **static), compiler_options=options)
                 name = "patchflow-" + fn.__name__.strip("_").replace("_", "-")
                 compiled = _STAGES[key] = _compilation_cache.CachedFunction(jitted, name)
+    if _PLANNING.get():
+        return compiled.prepare(*args)
     return compiled(*args)
+
+
+def _planned(driver: Any, first: jax.Array, second: jax.Array, config: Any) -> None:
+    """Before ``driver`` (:func:`patchflow`, :func:`patchstereo`) first runs on concrete
+    arrays of these shapes: run it on their shapes alone, so that every stage's compile
+    starts at once (:meth:`~flowlib._compilation_cache.CachedFunction.prepare`) and the
+    compiles run side by side while the stages execute in order, each as soon as its
+    executable is ready."""
+    if _PLANNING.get() or any(isinstance(x, jax.core.Tracer) for x in (first, second)) \
+            or jax.config.jax_disable_jit:
+        return
+    shapes = tuple(jax.ShapeDtypeStruct(np.shape(x), x.dtype) for x in (first, second))
+    key = (driver, config, tuple((s.shape, str(s.dtype)) for s in shapes))
+    if key in _PLANNED:
+        return
+    token = _PLANNING.set(True)
+    try:
+        driver(*shapes, config)
+    finally:
+        _PLANNING.reset(token)
+    _PLANNED.add(key)
 
 
 def _compiler_options() -> dict[str, Any] | None:
@@ -575,6 +605,7 @@ def patchflow(image1: jax.Array, image2: jax.Array, config: PatchFlow = PatchFlo
     """Flow from ``image1`` to ``image2``: RGB ``(B, H, W, 3)`` in [0, 1] -> FlowOutput
     (``aux["levels"]``: ``{level: flow}`` of the levels computed)."""
     _check_pair(image1, image2)
+    _planned(patchflow, image1, image2, config)
     _, h, w, _ = image1.shape
     depth = pyramid_depth(h, w, patch_size=config.patch_size, min_coarse_side=config.min_coarse_side)
     pyr0, pyr1 = _stage(_grey_pyramids, image1, image2, depth=depth)
@@ -639,6 +670,7 @@ def patchstereo(left: jax.Array, right: jax.Array, config: PatchStereo = PatchSt
     """Disparity of the left view: RGB ``(B, H, W, 3)`` in [0, 1] -> StereoOutput
     (``aux``: ``raw`` and ``consistent`` when the left-right check is on)."""
     _check_pair(left, right)
+    _planned(patchstereo, left, right, config)
     b, h, w, _ = left.shape
     depth = min(config.levels, pyramid_depth(h, w, patch_size=config.patch_size,
                                              min_coarse_side=config.patch_size))
