@@ -32,12 +32,21 @@ _3D = "[b, 0, 1, 2, f]"
 
 
 @functools.cache
+def _variables(name: str):
+    """The variable shapes of ``CASES[name]``'s model (one trace of its init for both exports)."""
+    settings, (h, w) = CASES[name]
+    image = jax.ShapeDtypeStruct((1, h, w, 3), jnp.float32)
+    module = _zoo.spec(name).build(**settings)
+    return jax.eval_shape(module.init, jax.random.PRNGKey(0), image, image)
+
+
+@functools.cache
 def _exported(name: str, platform: str) -> str:
     spec = _zoo.spec(name)
     settings, (h, w) = CASES[name]
     module = spec.build(**settings)
     image = jax.ShapeDtypeStruct((1, h, w, 3), jnp.float32)
-    variables = jax.eval_shape(module.init, jax.random.PRNGKey(0), image, image)
+    variables = _variables(name)
     field = "flow" if spec.task == "flow" else "disparity"
 
     def forward(variables, image1, image2):

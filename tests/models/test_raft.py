@@ -54,7 +54,8 @@ def _apply_parity(small: bool):
 def _parity_flows(model: str, image1, image2) -> dict[int, np.ndarray]:
     """``{iters: flow}`` for :data:`raft_parity.ITERS`."""
     variables = convert_raft.convert_state_dict(_state(model))
-    flows = _apply_parity(model == "raft_small")(variables, jnp.asarray(image1), jnp.asarray(image2))
+    apply = _apply_parity(model == "raft_small")
+    flows = apply(variables, jnp.asarray(image1), jnp.asarray(image2))
     return {iters: np.asarray(flow) for iters, flow in flows.items()}
 
 
