@@ -62,11 +62,20 @@ def _parity_flows(model: str, image1, image2) -> dict[int, np.ndarray]:
 # ----------------------------------------------------------------- parity with torchvision
 
 
-@pytest.mark.data
-@pytest.mark.parametrize("model", sorted(raft_parity.MODELS))
-def test_matches_torchvision_golden(model, data):
+@pytest.fixture(scope="module", params=sorted(raft_parity.MODELS))
+def parity(request, data):
+    """``(model, image1, image2, {iters: flow})``: our flows on the parity pairs. A
+    parametrized module fixture, so pytest runs one model's parity tests one after the other
+    (on one xdist worker, which compiles the model once)."""
+    model = request.param
     image1, image2 = raft_parity.load_pairs(data)
-    for iters, flow in _parity_flows(model, image1, image2).items():
+    return model, image1, image2, _parity_flows(model, image1, image2)
+
+
+@pytest.mark.data
+def test_matches_torchvision_golden(parity):
+    model, _, _, flows = parity
+    for iters, flow in flows.items():
         flow = flow[:, :: raft_parity.STEP, :: raft_parity.STEP]
         want = _golden()[f"{model}/flow{iters}"]
         assert flow.shape == want.shape
@@ -75,12 +84,10 @@ def test_matches_torchvision_golden(model, data):
 
 @pytest.mark.data
 @pytest.mark.torch
-@pytest.mark.parametrize("model", sorted(raft_parity.MODELS))
-def test_matches_torchvision_live(model, data):
+def test_matches_torchvision_live(parity):
     pytest.importorskip("torch")
-    image1, image2 = raft_parity.load_pairs(data)
+    model, image1, image2, ours = parity
     flows = raft_parity.torchvision_flows(model, _state(model), image1, image2)
-    ours = _parity_flows(model, image1, image2)
     for iters, want in flows.items():
         np.testing.assert_allclose(ours[iters], want, rtol=0, atol=0.01)
         # The stored file is what torchvision computes now.
