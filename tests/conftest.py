@@ -12,11 +12,17 @@
 
 Parity tiers run at ``jax.default_matmul_precision("highest")`` (set below), since
 on GPUs/TPUs JAX's default float32 convolutions use TF32/bf16 passes.
+
+Before each test the objects that survive a garbage collection are frozen (``gc.freeze``,
+below): a worker accumulates hundreds of thousands of long-lived objects (JAX's caches,
+compiled functions, modules), and every full collection (PyAV's video close calls
+``gc.collect()``, JAX's tracing triggers automatic ones) would otherwise walk them all.
 """
 
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import shutil
 import tempfile
@@ -44,6 +50,15 @@ def fuzz_examples(default: int) -> int:
     """Examples per fuzzing test: ``default`` in normal runs, more in a campaign."""
     return int(os.environ["FLOWLIB_FUZZ_EXAMPLES"]) if FUZZ_CAMPAIGN else default
 SHARED = Path(os.environ.get("FLOWLIB_SHARED", REPO.parent / "shared"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    # Only the objects made since the last freeze are walked: this collection is cheap, and
+    # the later full ones skip what earlier tests left alive (a worker's full collection
+    # otherwise takes ~0.4 s by mid-run).
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """The README's "Use" and "Evaluate" examples, run as written so that they cannot drift.
 
-Offline and small: in a scratch folder holding the files the examples name (48x64 frames,
+Offline and small: in a scratch folder holding the files the examples name (24x32 frames,
 tiny dataset trees in the official layouts), with random weights in the cache standing in
 for the named downloads, and one Model per (model, weights, settings) so each network
 compiles once. ``python -m benchmarks.defaults`` is the one example not run (it measures the
@@ -25,7 +25,8 @@ import flowlib
 from flowlib import cli, io
 
 REPO = Path(__file__).resolve().parents[1]
-H, W = 48, 64
+# 24 rows: PatchFlow and PatchStereo run one pyramid level (fewer stages to compile).
+H, W = 24, 32
 NOT_RUN = {"python -m benchmarks.defaults": "a long comparison over ../shared/data"}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -32,18 +33,26 @@ def _cli(out: Path, steps: int, every: int) -> list[str]:
             "--log-every", "1", "--checkpoint-every", str(every), "--out", str(out)]
 
 
-def test_short_run_learns_and_writes_loadable_weights(tmp_path):
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory) -> tuple[Path, TrainConfig, dict]:
+    """A finished 60-step run (checkpoints at steps 20, 40, 60): its folder, configuration and
+    result, shared by the tests that only read it or refuse to resume it (each copies it
+    before changing anything)."""
+    root = tmp_path_factory.mktemp("short_run")
     # One small FlyingChairs-layout pair: random crops/flips/jitter of it are learnable in 60 steps.
-    synthetic.write_chairs_layout(tmp_path / "chairs", 1, seed=3, height=40, width=60)
-    cfg = TrainConfig(**{**_TINY, "lr": 2e-3, "data": "chairs", "root": str(tmp_path / "chairs")},
-                      steps=60, checkpoint_every=20, out=str(tmp_path / "run"))
-    result = train(cfg)
+    synthetic.write_chairs_layout(root / "chairs", 1, seed=3, height=40, width=60)
+    cfg = TrainConfig(**{**_TINY, "lr": 2e-3, "data": "chairs", "root": str(root / "chairs")},
+                      steps=60, checkpoint_every=20, out=str(root / "run"))
+    return root / "run", cfg, train(cfg)
+
+
+def test_short_run_learns_and_writes_loadable_weights(short_run):
+    run, _, result = short_run
     losses = [h["loss"] for h in result["history"]]
     assert len(losses) == 60 and np.all(np.isfinite(losses))
     # Deterministic (fixed seed): the last ten steps average well below the first ten
     # (measured 19.4 -> 14.3).
     assert np.mean(losses[-10:]) < 0.85 * np.mean(losses[:10]), losses
-    run = tmp_path / "run"
     assert (run / "curves.png").stat().st_size > 1000
     assert json.loads((run / "history.json").read_text()) == result["history"]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
@@ -57,31 +66,23 @@ def test_short_run_learns_and_writes_loadable_weights(tmp_path):
     assert flow.shape == (40, 56, 2) and np.isfinite(flow).all()
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    """A finished two-step run folder (checkpoints at steps 1 and 2), shared by the tests that
-    only read it or refuse to resume it (each copies it before changing anything)."""
-    out = tmp_path_factory.mktemp("tiny_run")
-    train(TrainConfig(**_TINY, steps=2, checkpoint_every=1, out=str(out)))
-    return out
-
-
-def test_export_turns_a_checkpoint_into_the_same_weights(tiny_run, tmp_path):
+def test_export_turns_a_checkpoint_into_the_same_weights(short_run, tmp_path):
     from flowlib.train.export import export, main
 
-    want, _ = load_weights(tiny_run / "weights.npz")
-    info = export(tiny_run, tmp_path / "w.npz", model_kwargs={"max_levels": None, "num_networks": 1})
+    run, _, _ = short_run
+    want, _ = load_weights(run / "weights.npz")
+    info = export(run, tmp_path / "w.npz", model_kwargs={"max_levels": None, "num_networks": 1})
     got, meta = load_weights(tmp_path / "w.npz")
     assert flatten(got).keys() == flatten(want).keys()
     for k, v in flatten(want).items():
         np.testing.assert_array_equal(flatten(got)[k], v)
     # Training settings recorded; the inference override applied (max_levels back to default).
     assert meta["model_kwargs"] == {"num_networks": 1} == info["model_kwargs"]
-    assert meta["training"]["steps"] == 2 and meta["training"]["crop"] == [32, 48]
+    assert meta["training"]["steps"] == 60 and meta["training"]["crop"] == [32, 48]
     # Written atomically but with the permissions a plain open() gives (mkstemp makes 0600).
     umask = os.umask(0o022)
     os.umask(umask)
-    for written in (tmp_path / "w.npz", _checkpoint.latest(tiny_run / "checkpoints")):
+    for written in (tmp_path / "w.npz", _checkpoint.latest(run / "checkpoints")):
         assert os.stat(written).st_mode & 0o777 == 0o666 & ~umask
     assert flowlib.load_model("spynet", tmp_path / "w.npz").module.max_levels == 6
     assert main([str(tmp_path / "nothing"), str(tmp_path / "x.npz")]) == 2
@@ -90,19 +91,21 @@ def test_export_turns_a_checkpoint_into_the_same_weights(tiny_run, tmp_path):
         export(tmp_path / "bad.npz", tmp_path / "y.npz")
 
 
-def test_resume_refuses_a_different_configuration(tiny_run, tmp_path):
-    shutil.copytree(tiny_run, tmp_path, dirs_exist_ok=True)
-    other = TrainConfig(**{**_TINY, "lr": 5e-4}, steps=4, checkpoint_every=1, out=str(tmp_path))
+def test_resume_refuses_a_different_configuration(short_run, tmp_path):
+    run, cfg, _ = short_run
+    shutil.copytree(run, tmp_path, dirs_exist_ok=True)
+    other = dataclasses.replace(cfg, lr=5e-4, steps=80, out=str(tmp_path))
     with pytest.raises(ValueError, match="different run configuration"):
         train(other)
 
 
-def test_damaged_checkpoint_is_a_clear_error(tiny_run, tmp_path):
-    shutil.copytree(tiny_run, tmp_path, dirs_exist_ok=True)
+def test_damaged_checkpoint_is_a_clear_error(short_run, tmp_path):
+    run, cfg, _ = short_run
+    shutil.copytree(run, tmp_path, dirs_exist_ok=True)
     ckpt = _checkpoint.latest(tmp_path / "checkpoints")
     ckpt.write_bytes(ckpt.read_bytes()[:200])
     with pytest.raises(ValueError, match="unreadable training checkpoint"):
-        train(TrainConfig(**_TINY, steps=3, checkpoint_every=1, out=str(tmp_path)))
+        train(dataclasses.replace(cfg, steps=80, out=str(tmp_path)))
 
 
 @pytest.mark.slow  # 47 s on 2 cores

@@ -37,7 +37,8 @@ CASES = [  # (x shape, kernel shape, padding, tile)
 @pytest.mark.parametrize("xs, ks, padding, tile", CASES)
 def test_matches_lax_float64(xs, ks, padding, tile, x64):
     x, k = jnp.asarray(_rand(xs, 0)), jnp.asarray(_rand(ks, 1))
-    got = fft_conv2d(x, k, padding, tile=tile)
+    # Compiled (one compile instead of one per operation); eager = jit: test_float32_and_jit.
+    got = jax.jit(lambda a, b: fft_conv2d(a, b, padding, tile=tile))(x, k)
     want = _lax(x, k, padding)
     assert got.dtype == jnp.float64 and got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
@@ -111,13 +112,18 @@ def test_conv_module_fft_equals_lax():
 
 
 def test_conv_module_method_errors():
-    x = jnp.zeros((1, 8, 8, 3))
+    x = jax.ShapeDtypeStruct((1, 8, 8, 3), jnp.float32)
+    x3 = jax.ShapeDtypeStruct((1, 1, 8, 8, 3), jnp.float32)
+
+    def init(module, x):  # traced only: the settings are refused before anything runs
+        return jax.eval_shape(module.init, jax.random.PRNGKey(0), x)
+
     with pytest.raises(ValueError, match=r"method must be one of \('lax', 'fft'\), got 'fast'"):
-        Conv(2, 3, padding=1, method="fast").init(jax.random.PRNGKey(0), x)
+        init(Conv(2, 3, padding=1, method="fast"), x)
     with pytest.raises(ValueError, match="method='fft' needs a 2-D, stride-1"):
-        Conv(2, 3, stride=2, padding=1, method="fft").init(jax.random.PRNGKey(0), x)
+        init(Conv(2, 3, stride=2, padding=1, method="fft"), x)
     with pytest.raises(ValueError, match="method='fft' needs a 2-D, stride-1"):
-        Conv(2, 3, padding=1, ndim=3, method="fft").init(jax.random.PRNGKey(0), x[None])
+        init(Conv(2, 3, padding=1, ndim=3, method="fft"), x3)
 
 
 def test_spynet_level_network_uses_fft_for_the_flow_layer():

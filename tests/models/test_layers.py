@@ -130,7 +130,8 @@ def test_conv_transpose_matches_input_dilated_float64(case):
     with jax.enable_x64(True):
         x, k = _arrays(seed, x_shape, k_shape, jnp.float64)
         got = conv_transpose(x, k, s, p, op, method="phases")
-        want = scatter_conv_transpose(x, k, s, p, op)
+        # Jitted: eager, each kernel tap's scatter (a new slice) compiles on its own.
+        want = jax.jit(scatter_conv_transpose, static_argnums=(2, 3, 4))(x, k, s, p, op)
         nd = len(s)
         out = tuple((n - 1) * si - 2 * pi + ki + oi
                     for n, si, pi, ki, oi in zip(x_shape[1:-1], s, p, k_shape[:nd], op))
@@ -386,8 +387,10 @@ def test_conv3d_one_output_channel_float64(x_shape, k, pad, x64):
     assert got.shape == want.shape
     assert _max_err(got, want) < 1e-10
     loss = lambda f: lambda a, b: jnp.sum(jnp.sin(f(a, b)))  # noqa: E731
-    g_got = jax.grad(loss(lambda a, b: conv3d(a, b, (1, 1, 1), pad)), (0, 1))(x, kern)
-    g_want = jax.grad(loss(lambda a, b: reference_conv(a, b, (1, 1, 1), pad)), (0, 1))(x, kern)
+    # Gradients compiled, as in the gradient tests below.
+    g_got = jax.jit(jax.grad(loss(lambda a, b: conv3d(a, b, (1, 1, 1), pad)), (0, 1)))(x, kern)
+    g_want = jax.jit(jax.grad(loss(lambda a, b: reference_conv(a, b, (1, 1, 1), pad)),
+                              (0, 1)))(x, kern)
     for a, b in zip(g_got, g_want):
         assert _max_err(a, b) < 1e-10
 

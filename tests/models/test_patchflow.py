@@ -115,15 +115,16 @@ def test_jit_equals_eager_and_batch_items_are_independent_on_tiny_pairs():
     eager call (which runs the algorithm as separately compiled stages): the same flows."""
     model = PatchFlow(iterations=1, propagation_rounds=1, refine_outer=1, refine_inner=1,
                       coarse_radius=1)
-    pairs = [_translated_pair(16, 24, -2.0, 0.0, seed=9), _translated_pair(16, 24, 1.0, 1.0, seed=7)]
+    pairs = [_translated_pair(16, 24, -2.0, 0.0, seed=9),
+             _translated_pair(16, 24, 1.0, 1.0, seed=7)]
     a = np.stack([_rgb(i1) for i1, _ in pairs])
     b = np.stack([_rgb(i2) for _, i2 in pairs])
     jitted = jax.jit(model.apply)({}, a, b)
     for k in range(2):
         eager = model.apply({}, a[k : k + 1], b[k : k + 1])
         for x, y in zip(jax.tree.leaves(jitted), jax.tree.leaves(eager), strict=True):
-            np.testing.assert_allclose(np.asarray(x, np.float32)[k : k + 1], np.asarray(y, np.float32),
-                                       atol=1e-3)
+            np.testing.assert_allclose(np.asarray(x, np.float32)[k : k + 1],
+                                       np.asarray(y, np.float32), atol=1e-3)
 
 
 def test_stereo_stages_equal_one_jitted_function():

@@ -32,12 +32,21 @@ _3D = "[b, 0, 1, 2, f]"
 
 
 @functools.cache
+def _variables(name: str):
+    """The variable shapes of ``CASES[name]``'s model (one trace of its init for both exports)."""
+    settings, (h, w) = CASES[name]
+    image = jax.ShapeDtypeStruct((1, h, w, 3), jnp.float32)
+    module = _zoo.spec(name).build(**settings)
+    return jax.eval_shape(module.init, jax.random.PRNGKey(0), image, image)
+
+
+@functools.cache
 def _exported(name: str, platform: str) -> str:
     spec = _zoo.spec(name)
     settings, (h, w) = CASES[name]
     module = spec.build(**settings)
     image = jax.ShapeDtypeStruct((1, h, w, 3), jnp.float32)
-    variables = jax.eval_shape(module.init, jax.random.PRNGKey(0), image, image)
+    variables = _variables(name)
     field = "flow" if spec.task == "flow" else "disparity"
 
     def forward(variables, image1, image2):
@@ -51,9 +60,16 @@ def _convolutions(text: str) -> list[str]:
     return [m.group(0) for m in _CONV.finditer(text)]
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_gpu_export_holds_plain_convolutions(name):
-    gpu, cpu = _exported(name, "cuda"), _exported(name, "cpu")
+@pytest.fixture(scope="module", params=sorted(CASES))
+def exports(request) -> tuple[str, str, str]:
+    """``(name, cuda export, cpu export)`` of each model: a parametrized module fixture, so
+    pytest runs one model's tests one after the other (one xdist worker traces its exports)."""
+    name = request.param
+    return name, _exported(name, "cuda"), _exported(name, "cpu")
+
+
+def test_gpu_export_holds_plain_convolutions(exports):
+    name, gpu, cpu = exports
     convs = _convolutions(gpu)
     assert convs, "no convolution in the exported module"
     assert "stablehlo.fft" not in gpu
@@ -67,9 +83,8 @@ def test_gpu_export_holds_plain_convolutions(name):
         assert any(", tensor<3x3x3x" in c and "stride" not in c for c in three_d)
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_cpu_lowering_takes_the_cpu_routes(name):
-    gpu, cpu = _exported(name, "cuda"), _exported(name, "cpu")
+def test_cpu_lowering_takes_the_cpu_routes(exports):
+    name, gpu, cpu = exports
     gpu_convs, cpu_convs = _convolutions(gpu), _convolutions(cpu)
     if name == "spynet":  # the 16 -> 2 layer of each level by FFT
         assert "stablehlo.fft" in cpu and len(cpu_convs) < len(gpu_convs)

@@ -42,15 +42,41 @@ def _flow(model: str, iters: int, image1, image2, lookup: str = "auto") -> np.nd
     return np.asarray(out.flow)
 
 
+@functools.lru_cache(maxsize=None)
+def _apply_parity(small: bool):
+    """The flows after each of :data:`raft_parity.ITERS` updates, as one jitted function (the
+    encoders are compiled once for all the update counts)."""
+    modules = {iters: raft.RAFT(small=small, iters=iters) for iters in raft_parity.ITERS}
+    return jax.jit(lambda variables, image1, image2: {
+        iters: m.apply(variables, image1, image2).flow for iters, m in modules.items()})
+
+
+def _parity_flows(model: str, image1, image2) -> dict[int, np.ndarray]:
+    """``{iters: flow}`` for :data:`raft_parity.ITERS`."""
+    variables = convert_raft.convert_state_dict(_state(model))
+    apply = _apply_parity(model == "raft_small")
+    flows = apply(variables, jnp.asarray(image1), jnp.asarray(image2))
+    return {iters: np.asarray(flow) for iters, flow in flows.items()}
+
+
 # ----------------------------------------------------------------- parity with torchvision
 
 
-@pytest.mark.data
-@pytest.mark.parametrize("model", sorted(raft_parity.MODELS))
-def test_matches_torchvision_golden(model, data):
+@pytest.fixture(scope="module", params=sorted(raft_parity.MODELS))
+def parity(request, data):
+    """``(model, image1, image2, {iters: flow})``: our flows on the parity pairs. A
+    parametrized module fixture, so pytest runs one model's parity tests one after the other
+    (on one xdist worker, which compiles the model once)."""
+    model = request.param
     image1, image2 = raft_parity.load_pairs(data)
-    for iters in raft_parity.ITERS:
-        flow = _flow(model, iters, image1, image2)[:, :: raft_parity.STEP, :: raft_parity.STEP]
+    return model, image1, image2, _parity_flows(model, image1, image2)
+
+
+@pytest.mark.data
+def test_matches_torchvision_golden(parity):
+    model, _, _, flows = parity
+    for iters, flow in flows.items():
+        flow = flow[:, :: raft_parity.STEP, :: raft_parity.STEP]
         want = _golden()[f"{model}/flow{iters}"]
         assert flow.shape == want.shape
         np.testing.assert_allclose(flow, want, rtol=0, atol=0.01)
@@ -58,13 +84,12 @@ def test_matches_torchvision_golden(model, data):
 
 @pytest.mark.data
 @pytest.mark.torch
-@pytest.mark.parametrize("model", sorted(raft_parity.MODELS))
-def test_matches_torchvision_live(model, data):
+def test_matches_torchvision_live(parity):
     pytest.importorskip("torch")
-    image1, image2 = raft_parity.load_pairs(data)
+    model, image1, image2, ours = parity
     flows = raft_parity.torchvision_flows(model, _state(model), image1, image2)
     for iters, want in flows.items():
-        np.testing.assert_allclose(_flow(model, iters, image1, image2), want, rtol=0, atol=0.01)
+        np.testing.assert_allclose(ours[iters], want, rtol=0, atol=0.01)
         # The stored file is what torchvision computes now.
         np.testing.assert_allclose(want[:, :: raft_parity.STEP, :: raft_parity.STEP],
                                    _golden()[f"{model}/flow{iters}"], rtol=0, atol=1e-3)
@@ -74,9 +99,22 @@ def test_matches_torchvision_live(model, data):
 @pytest.mark.parametrize("lookup", ["on_the_fly", "hybrid"])
 def test_lookups_without_the_volume_same_flow(data, lookup):
     image1, image2 = raft_parity.load_pairs(data)
-    a = _flow("raft_small", 12, image1[:1], image2[:1], lookup="volume")
+    assert raft.resolve_lookup("auto", 1, *image1.shape[1:3]) == "volume"
+    a = _flow("raft_small", 12, image1[:1], image2[:1])  # as test_bfloat16_close_to_float32's
     b = _flow("raft_small", 12, image1[:1], image2[:1], lookup=lookup)
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
+
+
+@pytest.mark.data
+def test_bfloat16_close_to_float32(data):
+    image1, image2 = raft_parity.load_pairs(data)
+    variables = convert_raft.convert_state_dict(_state("raft_small"))
+    f32 = _flow("raft_small", 12, image1[:1], image2[:1])  # as the lookup tests' reference
+    bf16 = _apply(True, 12, "auto", "bfloat16")(variables, jnp.asarray(image1[:1]),
+                                                 jnp.asarray(image2[:1])).flow
+    assert bf16.dtype == jnp.float32
+    epe = float(np.mean(np.linalg.norm(np.asarray(bf16) - f32, axis=-1)))
+    assert 0 < epe < 0.05 * float(np.mean(np.linalg.norm(f32, axis=-1)))
 
 
 def test_auto_lookup_by_size():
@@ -195,23 +233,15 @@ def test_train_outputs_every_update():
     x1 = jnp.asarray(rng.uniform(size=(1, 64, 64, 3)), jnp.float32)
     x2 = jnp.roll(x1, 2, axis=2)
     variables = convert_raft.convert_state_dict(_state("raft_small"))
-    module = raft.RAFT(small=True, iters=3)
-    train = module.apply(variables, x1, x2, train=True)
-    preds = train.aux["flow_predictions"]
+    three, two = raft.RAFT(small=True, iters=3), raft.RAFT(small=True, iters=2)
+
+    @jax.jit  # one compile for the three runs (eager, each layer would compile on its own)
+    def run(variables, x1, x2):
+        return (three.apply(variables, x1, x2, train=True).aux["flow_predictions"],
+                three.apply(variables, x1, x2).flow, two.apply(variables, x1, x2).flow)
+
+    preds, flow3, flow2 = run(variables, x1, x2)
     assert len(preds) == 3 and all(p.shape == (1, 64, 64, 2) for p in preds)
     # RAFT-small has no batch norm: the last training prediction is the inference flow.
-    np.testing.assert_allclose(preds[-1], module.apply(variables, x1, x2).flow, atol=1e-5)
-    two = raft.RAFT(small=True, iters=2).apply(variables, x1, x2).flow
-    np.testing.assert_allclose(preds[1], two, atol=1e-5)  # update 2 of 3 = the 2-update run
-
-
-@pytest.mark.data
-def test_bfloat16_close_to_float32(data):
-    image1, image2 = raft_parity.load_pairs(data)
-    variables = convert_raft.convert_state_dict(_state("raft_small"))
-    f32 = _apply(True, 12)(variables, jnp.asarray(image1[:1]), jnp.asarray(image2[:1])).flow
-    bf16 = _apply(True, 12, "auto", "bfloat16")(variables, jnp.asarray(image1[:1]),
-                                                 jnp.asarray(image2[:1])).flow
-    assert bf16.dtype == jnp.float32
-    epe = float(jnp.mean(jnp.linalg.norm(bf16 - f32, axis=-1)))
-    assert 0 < epe < 0.05 * float(jnp.mean(jnp.linalg.norm(f32, axis=-1)))
+    np.testing.assert_allclose(preds[-1], flow3, atol=1e-5)
+    np.testing.assert_allclose(preds[1], flow2, atol=1e-5)  # update 2 of 3 = the 2-update run

@@ -153,12 +153,17 @@ def test_param_count_and_tree():
     assert sum(int(np.prod(s.shape)) for s in chairs.values()) == 5 * spynet.NUM_LEVEL_PARAMS
 
 
+@pytest.fixture(scope="module")
+def forward():
+    """SpyNet's apply, jitted once for the module (one compile per shape)."""
+    return jax.jit(SpyNet().apply)
+
+
 @pytest.mark.parametrize("hw", [(37, 53), (97, 131)])
-def test_smoke_odd_sizes(random_variables, hw):
+def test_smoke_odd_sizes(random_variables, forward, hw):
     rng = np.random.default_rng(0)
     x1 = jnp.asarray(rng.random((2, *hw, 3), np.float32))
     x2 = jnp.asarray(rng.random((2, *hw, 3), np.float32))
-    forward = jax.jit(SpyNet().apply)
     out = forward(random_variables, x1, x2)
     assert out.flow.shape == (2, *hw, 2)
     assert np.all(np.isfinite(out.flow))
@@ -172,13 +177,14 @@ def test_smoke_odd_sizes(random_variables, hw):
     np.testing.assert_allclose(swapped.flow[0], out.flow[1], atol=1e-4, rtol=1e-5)
 
 
-def test_jit_equals_eager(random_variables, jit):
+def test_jit_equals_eager(random_variables, forward):
+    # The size and batch of test_smoke_odd_sizes' first case: the jitted run is compiled once.
     rng = np.random.default_rng(1)
-    x1, x2 = (jnp.asarray(rng.random((1, 37, 53, 3), np.float32)) for _ in range(2))
-    reference = jax.jit(SpyNet().apply)(random_variables, x1, x2)
-    out = jit(SpyNet().apply)(random_variables, x1, x2)
-    np.testing.assert_allclose(out.flow, reference.flow, atol=1e-4, rtol=1e-5)
-    for a, b in zip(out.aux["level_flows"], reference.aux["level_flows"]):
+    x1, x2 = (jnp.asarray(rng.random((2, 37, 53, 3), np.float32)) for _ in range(2))
+    jitted = forward(random_variables, x1, x2)
+    eager = SpyNet().apply(random_variables, x1, x2)
+    np.testing.assert_allclose(eager.flow, jitted.flow, atol=1e-4, rtol=1e-5)
+    for a, b in zip(eager.aux["level_flows"], jitted.aux["level_flows"], strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
 
 
@@ -215,14 +221,14 @@ def test_train_mode_and_levelwise_gradients(random_variables):
     rng = np.random.default_rng(5)
     x1, x2 = (jnp.asarray(rng.random((1, 64, 64, 3), np.float32)) for _ in range(2))
     model = SpyNet()
-    out = jax.jit(lambda v, a, b: model.apply(v, a, b, train=True))(random_variables, x1, x2)
-    assert [f.shape for f in out.aux["level_flows"]] == [(1, 32, 32, 2), (1, 64, 64, 2)]
 
     def loss(params):
         flows = model.apply({"params": params}, x1, x2, train=True).aux["level_flows"]
-        return sum(jnp.mean(jnp.linalg.norm(f - 1.0, axis=-1)) for f in flows)
+        return sum(jnp.mean(jnp.linalg.norm(f - 1.0, axis=-1)) for f in flows), flows
 
-    grads = jax.jit(jax.grad(loss))(random_variables["params"])
+    # One compile: the training forward's level flows come out as the loss's aux.
+    (_, flows), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(random_variables["params"])
+    assert [f.shape for f in flows] == [(1, 32, 32, 2), (1, 64, 64, 2)]
     norms = {name: float(sum(jnp.sum(g ** 2) for g in jax.tree.leaves(tree)))
              for name, tree in grads.items()}
     # Two levels: networks 0 and 1 get gradients, the unused ones exactly none.

@@ -75,6 +75,13 @@ def _coords(batch, height, width, seed, spread=6.0):
     return grid + rng.uniform(-spread, spread, (batch, height, width, 2))
 
 
+# The value checks run the lookups jitted (one compile each; eager, every operation compiles
+# on its own); test_jit_equals_eager compares the two.
+_lookup = jax.jit(ops.lookup_correlation_pyramid, static_argnames=("radius",))
+_on_the_fly = jax.jit(ops.lookup_correlation_on_the_fly,
+                      static_argnames=("radius", "normalize", "chunk"))
+
+
 # ----------------------------------------------------------------- hand-computed cases
 
 
@@ -93,7 +100,7 @@ def test_lookup_hand_computed():
     # {-0.5, 0.5, 1.5}, y in {-1, 0, 1}; channel order x-major.
     level = jnp.asarray([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 1, 1, 2, 2)
     coords = jnp.asarray([0.5, 0.0]).reshape(1, 1, 1, 2)
-    out = ops.lookup_correlation_pyramid([level], coords, radius=1)
+    out = _lookup([level], coords, radius=1)
     expected = [
         # x = -0.5: half of column 0 (y = -1, 0, 1)
         0.0, 0.5, 1.5,
@@ -110,7 +117,7 @@ def test_integer_coords_read_the_volume():
     pyr = ops.correlation_pyramid(jnp.asarray(f1), jnp.asarray(f2), levels=1, normalize="none")
     coords = np.zeros((1, 3, 4, 2), np.float32)
     coords[..., 0], coords[..., 1] = 3, 2  # every pixel looks at frame-2 pixel (x=3, y=2)
-    out = ops.lookup_correlation_pyramid(pyr, jnp.asarray(coords), radius=2)
+    out = _lookup(pyr, jnp.asarray(coords), radius=2)
     centre = 2 * 5 + 2  # dx = 0, dy = 0
     np.testing.assert_allclose(out[..., centre], np.einsum("bhwc,bc->bhw", f1, f2[:, 2, 3]),
                                rtol=1e-6, atol=1e-6)
@@ -139,7 +146,7 @@ def test_lookup_matches_naive():
     coords = _coords(2, 3, 4, 6, spread=9.0)
     pyr = ops.correlation_pyramid(jnp.asarray(f1), jnp.asarray(f2), levels=3,
                                   normalize="sqrt_channels")
-    got = ops.lookup_correlation_pyramid(pyr, jnp.asarray(coords, jnp.float32), radius=2)
+    got = _lookup(pyr, jnp.asarray(coords, jnp.float32), radius=2)
     want = _naive_lookup(ref_pyr, coords, 2)
     assert got.shape == (2, 3, 4, 3 * 25)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-5)
@@ -151,10 +158,9 @@ def test_on_the_fly_equals_lookup(chunk):
     coords = jnp.asarray(_coords(2, 5, 6, 9, spread=12.0), jnp.float32)
     pyr = ops.correlation_pyramid(jnp.asarray(f1), jnp.asarray(f2), levels=3,
                                   normalize="sqrt_channels")
-    want = ops.lookup_correlation_pyramid(pyr, coords, radius=3)
-    got = ops.lookup_correlation_on_the_fly(
-        jnp.asarray(f1), ops.feature_pyramid(jnp.asarray(f2), levels=3), coords, radius=3,
-        normalize="sqrt_channels", chunk=chunk)
+    want = _lookup(pyr, coords, radius=3)
+    got = _on_the_fly(jnp.asarray(f1), ops.feature_pyramid(jnp.asarray(f2), levels=3), coords,
+                      radius=3, normalize="sqrt_channels", chunk=chunk)
     assert got.shape == want.shape == (2, 5, 6, 3 * 49)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
@@ -163,10 +169,10 @@ def test_far_outside_reads_zero():
     f1, f2 = _random((1, 2, 2, 3), 10), _random((1, 4, 4, 3), 11)
     pyr = ops.correlation_pyramid(jnp.asarray(f1), jnp.asarray(f2), levels=2, normalize="none")
     coords = jnp.asarray([[[[1e9, 0.0], [-1e9, 1.0]], [[2.0, jnp.inf], [40.0, -40.0]]]])
-    out = ops.lookup_correlation_pyramid(pyr, coords, radius=1)
+    out = _lookup(pyr, coords, radius=1)
     np.testing.assert_array_equal(out, 0)
-    otf = ops.lookup_correlation_on_the_fly(jnp.asarray(f1), ops.feature_pyramid(
-        jnp.asarray(f2), levels=2), coords, radius=1, normalize="none")
+    otf = _on_the_fly(jnp.asarray(f1), ops.feature_pyramid(jnp.asarray(f2), levels=2), coords,
+                      radius=1, normalize="none")
     np.testing.assert_array_equal(otf, 0)
 
 
