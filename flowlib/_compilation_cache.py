@@ -293,7 +293,8 @@ class CachedFunction:
         folder, writable = _folder()
         if folder is None:
             return None, False
-        return folder / f"{self._name}-{_key(lowered.as_text(), _target_device())[:32]}{_SUFFIX}", writable
+        key = _key(lowered.as_text(), _target_device())
+        return folder / f"{self._name}-{key[:32]}{_SUFFIX}", writable
 
     def _load_or_compile(self, lowered: Any, file: Path | None, writable: bool) -> Any:
         if file is not None:

@@ -463,8 +463,10 @@ def _to_full_size(flow: jax.Array, size: tuple[int, int], horizontal: bool) -> j
 #: Compiled stages, one per (function, static settings): shared by every call in the process.
 _STAGES: dict[tuple[Any, ...], _compilation_cache.CachedFunction] = {}
 _STAGES_LOCK = threading.Lock()
-#: Whether :func:`_stage` only starts its compile and returns the output shapes (:func:`_planned`).
-_PLANNING: contextvars.ContextVar[bool] = contextvars.ContextVar("patchflow_planning", default=False)
+#: Whether :func:`_stage` only starts its compile and returns the output shapes
+#: (:func:`_planned`).
+_PLANNING: contextvars.ContextVar[bool] = contextvars.ContextVar("patchflow_planning",
+                                                                default=False)
 #: (driver, settings, input shapes) whose stages have all been started.
 _PLANNED: set[tuple[Any, ...]] = set()
 
