@@ -483,8 +483,7 @@ def _stage(fn: Any, *args: Any, **static: Any) -> Any:
     producer (the bilinear warp) into each of its many consumers (the refinement's
     derivatives): less code to compile and less recomputation at run time.
     """
-    traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(args))
-    if traced or jax.config.jax_disable_jit:
+    if _inline(args):
         return fn(*args, **static)
     options = _compiler_options()
     key = (fn, tuple(sorted(static.items())), tuple(sorted((options or {}).items())))
@@ -501,14 +500,20 @@ def _stage(fn: Any, *args: Any, **static: Any) -> Any:
     return compiled(*args)
 
 
+def _inline(args: Any) -> bool:
+    """Whether stages on ``args`` run inline, not as compiled executables: inside a caller's
+    trace (any argument a tracer) or under ``jax.disable_jit()``."""
+    traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(args))
+    return traced or jax.config.jax_disable_jit
+
+
 def _planned(driver: Any, first: jax.Array, second: jax.Array, config: Any) -> None:
     """Before ``driver`` (:func:`patchflow`, :func:`patchstereo`) first runs on concrete
     arrays of these shapes: run it on their shapes alone, so that every stage's compile
     starts at once (:meth:`~flowlib._compilation_cache.CachedFunction.prepare`) and the
     compiles run side by side while the stages execute in order, each as soon as its
     executable is ready."""
-    if _PLANNING.get() or any(isinstance(x, jax.core.Tracer) for x in (first, second)) \
-            or jax.config.jax_disable_jit:
+    if _PLANNING.get() or _inline((first, second)):
         return
     shapes = tuple(jax.ShapeDtypeStruct(np.shape(x), x.dtype) for x in (first, second))
     key = (driver, config, tuple((s.shape, str(s.dtype)) for s in shapes))
