@@ -230,13 +230,31 @@ def densify(i1: jax.Array, template: jax.Array, u: jax.Array, grid: PatchGrid) -
     return jnp.stack([num_u / den, num_v / den], axis=-1)
 
 
+def _edge_pad(a: jax.Array, axis: int, before: bool = True, after: bool = True) -> jax.Array:
+    """``a`` with one line added ``before`` and/or ``after`` along ``axis``, repeating the
+    edge line: ``jnp.pad(mode="edge")`` by one, built as a zero pad with the border lines
+    written in place (XLA:CPU copies the concatenation that ``jnp.pad`` emits element by
+    element; a pad runs vectorised)."""
+    axis %= a.ndim
+    n = a.shape[axis]
+    pad = [(0, 0, 0)] * a.ndim
+    pad[axis] = (int(before), int(after), 0)
+    p = jax.lax.pad(a, jnp.zeros((), a.dtype), pad)
+    if before:
+        p = jax.lax.dynamic_update_slice_in_dim(p, jax.lax.slice_in_dim(a, 0, 1, axis=axis), 0, axis)
+    if after:
+        p = jax.lax.dynamic_update_slice_in_dim(p, jax.lax.slice_in_dim(a, n - 1, n, axis=axis),
+                                                p.shape[axis] - 1, axis)
+    return p
+
+
 def _dx(a: jax.Array) -> jax.Array:
-    p = jnp.pad(a, ((0, 0), (0, 0), (1, 1)), mode="edge")
+    p = _edge_pad(a, -1)
     return 0.5 * (p[:, :, 2:] - p[:, :, :-2])
 
 
 def _dy(a: jax.Array) -> jax.Array:
-    p = jnp.pad(a, ((0, 0), (1, 1), (0, 0)), mode="edge")
+    p = _edge_pad(a, -2)
     return 0.5 * (p[:, 2:] - p[:, :-2])
 
 
@@ -323,8 +341,8 @@ def refine_warped(
         b1 = p_i * ix * iz / n_i + p_g * (ixx * ixz / n_x + ixy * iyz / n_y)
         b2 = p_i * iy * iz / n_i + p_g * (ixy * ixz / n_x + iyy * iyz / n_y)
         t = uv + d
-        fwd_x = jnp.diff(t, axis=3, append=t[..., -1:])
-        fwd_y = jnp.diff(t, axis=2, append=t[..., -1:, :])
+        fwd_x = jnp.diff(_edge_pad(t, 3, before=False), axis=3)
+        fwd_y = jnp.diff(_edge_pad(t, 2, before=False), axis=2)
         s = alpha * _robust_weight(jnp.sum(fwd_x * fwd_x + fwd_y * fwd_y, axis=0))
         # Edge weights (mean of the two pixels' weights), zero across the image border.
         w_r = jnp.pad(0.5 * (s[:, :, :-1] + s[:, :, 1:]), ((0, 0), (0, 0), (0, 1)))

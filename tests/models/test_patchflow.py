@@ -61,6 +61,18 @@ def test_exhaustive_search_finds_what_gauss_newton_alone_cannot():
     np.testing.assert_allclose(np.median(searched.reshape(-1, 2), axis=0), [4.0, -3.0], atol=0.05)
 
 
+def test_derivatives_are_central_differences_with_the_edge_repeated():
+    a = np.random.default_rng(3).standard_normal((2, 5, 7)).astype(np.float32)
+    p = np.pad(a, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    dx = jax.jit(patchflow._dx)(jnp.asarray(a))
+    dy = jax.jit(patchflow._dy)(jnp.asarray(a))
+    np.testing.assert_array_equal(dx, np.float32(0.5) * (p[:, 1:-1, 2:] - p[:, 1:-1, :-2]))
+    np.testing.assert_array_equal(dy, np.float32(0.5) * (p[:, 2:, 1:-1] - p[:, :-2, 1:-1]))
+    assert dx[0, 2, 0] == 0.5 * (a[0, 2, 1] - a[0, 2, 0])  # the border by hand
+    after = patchflow._edge_pad(jnp.asarray(a), 1, before=False)
+    np.testing.assert_array_equal(after, np.pad(a, ((0, 0), (0, 1), (0, 0)), mode="edge"))
+
+
 def test_variational_refinement_keeps_zero_flow_on_identical_frames():
     i = jnp.asarray(_texture(32, 40))[None]
     refine = jax.jit(functools.partial(variational_refinement, alpha=20.0, delta=5.0, gamma=10.0,
