@@ -87,14 +87,22 @@ def bilinear_sample(x: jax.Array, coords: jax.Array, *, padding: SamplePadding) 
 
     # Four point gathers from the flattened image, one per neighbour, beat a single
     # gather of 2x2 windows or of 4N stacked indices on XLA:CPU (forward and backward).
-    flat = x.reshape(batch, height * width, channels).astype(compute)
-    gather = jax.vmap(lambda image, index: image.at[index].get(mode="promise_in_bounds"))
+    # Each is one unsigned flat index into the whole batch: no per-item batch index to
+    # attach and no negative-index wrap-around in the emitted gather.
+    flat = x.reshape(batch * height * width, channels).astype(compute)
+    base = (jnp.arange(batch, dtype=jnp.uint32) * (height * width)).reshape(
+        (batch,) + (1,) * (x0.ndim - 1))
+    dims = jax.lax.GatherDimensionNumbers(offset_dims=(1,), collapsed_slice_dims=(0,),
+                                          start_index_map=(0,))
 
     def neighbour(dy: int, dx: int) -> jax.Array:
         xi = x0 + dx
         yi = y0 + dy
         index = jnp.clip(yi, 0, height - 1) * width + jnp.clip(xi, 0, width - 1)
-        value = gather(flat, index.reshape(batch, -1)).reshape(*index.shape, channels)
+        index = (base + index.astype(jnp.uint32)).reshape(-1, 1)
+        value = jax.lax.gather(flat, index, dims, (1, channels),
+                               mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS)
+        value = value.reshape(*xi.shape, channels)
         if padding == "zeros":
             inside = (xi >= 0) & (xi <= width - 1) & (yi >= 0) & (yi <= height - 1)
             value = jnp.where(inside[..., None], value, 0)
