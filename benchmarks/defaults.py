@@ -2,6 +2,7 @@
 
     python -m benchmarks.defaults --data ../shared/data [--json OUT]
     python -m benchmarks.defaults --speed [--preset NAME] [--runs N] [--json OUT]
+    python -m benchmarks.defaults --speed --presets [--runs N] [--json OUT]
     python -m benchmarks.defaults --mixed [--data ../shared/data] [--json OUT]
 
 Flow: the default of ``flowlib.estimate`` vs OpenCV DIS and Farneback on Middlebury
@@ -24,6 +25,11 @@ fresh process with an empty ``FLOWLIB_HOME`` (no compilation cache) and prints t
 call at that size (compilation included), the steady state (median of ``--runs`` calls),
 OpenCV on the same pair in the same process (DIS MEDIUM for flow; StereoSGBM
 numDisparities 192, blockSize 5, 3-way for stereo), their ratio and the time per pixel.
+
+``--speed --presets``: the steady state of every preset of the default models and of the
+OpenCV peer on the Sintel-size flow pair and the KITTI-size stereo pair, all called in turn in
+one process for ``--runs`` rounds (after one call each), so that they share the machine's
+state: the medians.
 
 ``--mixed``: an evaluation over images of several sizes. In a fresh process with an empty
 ``FLOWLIB_HOME``, ``flowlib evaluate middlebury-flow`` and ``middlebury-stereo`` (the default
@@ -200,31 +206,42 @@ def _sgbm_3way() -> Any:
                                  speckleRange=2, mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY)
 
 
-def speed_row(task: str, height: int, width: int, *, runs: int, preset: str | None) -> dict[str, Any]:
-    """One --speed row, measured in this process (call it in a fresh one)."""
+def _speed_pair(task: str, height: int,
+                width: int) -> tuple[np.ndarray, np.ndarray, Callable[[], Any], str]:
+    """The rendered pair of a --speed row and its OpenCV peer on it: ``(a, b, peer, name)``."""
     import cv2
-    import jax
 
     from flowlib.data import synthetic
 
-    options = {} if preset is None else {"preset": preset}
-    t = time.perf_counter()
     if task == "flow":
-        model = flowlib.load_model(_zoo.DEFAULT_FLOW_MODEL, **options)
         d = synthetic.flow_pair(1, height, width, motion=1.5)
         a, b = d["image1"], d["image2"]
-        ours = lambda: flowlib.estimate(a, b, model)  # noqa: E731
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         ga, gb = _grey_u8(a), _grey_u8(b)
-        peer, peer_name = (lambda: dis.calc(ga, gb, None)), "DIS medium"
-    else:
-        model = flowlib.load_model(_zoo.DEFAULT_STEREO_MODEL, **options)
-        d = synthetic.stereo_pair(1, height, width, max_disparity=160)
-        a, b = d["left"], d["right"]
-        ours = lambda: flowlib.estimate_disparity(a, b, model)  # noqa: E731
-        sgbm = _sgbm_3way()
-        ua, ub = (np.round(255 * x).astype(np.uint8)[..., ::-1] for x in (a, b))
-        peer, peer_name = (lambda: sgbm.compute(ua, ub)), "SGBM 3-way"
+        return a, b, (lambda: dis.calc(ga, gb, None)), "DIS medium"
+    d = synthetic.stereo_pair(1, height, width, max_disparity=160)
+    a, b = d["left"], d["right"]
+    sgbm = _sgbm_3way()
+    ua, ub = (np.round(255 * x).astype(np.uint8)[..., ::-1] for x in (a, b))
+    return a, b, (lambda: sgbm.compute(ua, ub)), "SGBM 3-way"
+
+
+def _estimator(task: str, a: np.ndarray, b: np.ndarray, model: Any) -> Callable[[], Any]:
+    if task == "flow":
+        return lambda: flowlib.estimate(a, b, model)
+    return lambda: flowlib.estimate_disparity(a, b, model)
+
+
+def speed_row(task: str, height: int, width: int, *, runs: int, preset: str | None) -> dict[str, Any]:
+    """One --speed row, measured in this process (call it in a fresh one)."""
+    import jax
+
+    options = {} if preset is None else {"preset": preset}
+    t = time.perf_counter()
+    name = _zoo.DEFAULT_FLOW_MODEL if task == "flow" else _zoo.DEFAULT_STEREO_MODEL
+    model = flowlib.load_model(name, **options)
+    a, b, peer, peer_name = _speed_pair(task, height, width)
+    ours = _estimator(task, a, b, model)
     load_s = time.perf_counter() - t
     t = time.perf_counter()
     ours()
@@ -250,6 +267,32 @@ def speed_row(task: str, height: int, width: int, *, runs: int, preset: str | No
             "steady_s": steady, "opencv": peer_name, "opencv_s": opencv, "ratio": steady / opencv,
             "ns_per_pixel": 1e9 * steady / (height * width), "dtype": "float32",
             "device": str(jax.devices()[0].device_kind)}
+
+
+#: --presets rows: the README's presets table.
+PRESET_ROWS = (("flow", 436, 1024), ("stereo", 375, 1242))
+
+
+def presets_row(task: str, height: int, width: int, *, runs: int) -> dict[str, Any]:
+    """Steady state of every preset and of the OpenCV peer on one pair, called in turn in this
+    process for ``runs`` rounds (each compiled and run once before): their medians."""
+    from flowlib.models.patchflow import PRESETS
+
+    name = _zoo.DEFAULT_FLOW_MODEL if task == "flow" else _zoo.DEFAULT_STEREO_MODEL
+    a, b, peer, peer_name = _speed_pair(task, height, width)
+    calls = {preset: _estimator(task, a, b, flowlib.load_model(name, preset=preset))
+             for preset in PRESETS[name]}
+    calls[peer_name] = peer
+    for call in calls.values():
+        call()
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    for _ in range(runs):
+        for k, call in calls.items():
+            t = time.perf_counter()
+            call()
+            times[k].append(time.perf_counter() - t)
+    return {"task": task, "size": f"{width}x{height}", "model": name, "dtype": "float32",
+            "steady_s": {k: float(np.median(v)) for k, v in times.items()}}
 
 
 def speed(runs: int, preset: str | None) -> list[dict[str, Any]]:
@@ -388,11 +431,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=7, help="--speed: timed calls per row")
     p.add_argument("--mixed", action="store_true",
                    help="a fresh Middlebury evaluation (several image sizes) against its steady state")
+    p.add_argument("--presets", action="store_true",
+                   help="--speed: every preset and the OpenCV peer in turn in one process "
+                   "(the README's presets table)")
     p.add_argument("--speed-row", nargs=3, metavar=("TASK", "H", "W"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.speed_row:
         task, h, w = args.speed_row
         print(json.dumps(speed_row(task, int(h), int(w), runs=args.runs, preset=args.preset)))
+        return 0
+    if args.speed and args.presets:
+        from benchmarks._machine import cpu_description
+
+        print(f"{cpu_description()}; {json.dumps(versions())}; float32; steady state: each "
+              f"preset and the peer called in turn, median of {args.runs} rounds")
+        rows = []
+        for task, h, w in PRESET_ROWS:
+            rows.append(presets_row(task, h, w, runs=args.runs))
+            cells = [f"{k} {1e3 * v:.0f} ms" for k, v in rows[-1]["steady_s"].items()]
+            print(f"| {task} {w}x{h} ({rows[-1]['model']}) | {' | '.join(cells)} |", flush=True)
+        if args.json:
+            from benchmarks._timing import write_json
+
+            write_json(args.json, {"versions": versions(), "rows": rows})
         return 0
     if args.speed:
         from benchmarks._machine import cpu_description
