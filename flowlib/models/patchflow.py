@@ -759,25 +759,24 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 #: What each preset costs and gives (shown by ``flowlib models``): steady-state time on a
-#: 2-core AMD EPYC (Zen 4) on the pairs of ``python -m benchmarks.defaults --speed`` (the
-#: defaults: the median of 5 runs of that benchmark; fast and accurate: best of 3 calls on the
-#: same pairs, median of 5 runs),
+#: 2-core AMD EPYC (Zen 4), ``python -m benchmarks.defaults --speed --presets`` (the presets
+#: and the OpenCV peer called in turn in one process, median of 15 rounds; median of 4 runs),
 #: and mean errors on flowlib's validation set, 4 pairs per group,
 #: ``python -m benchmarks.validation [--task stereo] --pairs 4 [--preset NAME]``.
 PRESET_MEASURED: dict[str, dict[str, str]] = {
     "patchflow": {
-        "fast": "1024x436: 76 ms; validation EPE (chairs-small, -medium, warp, chairs-large) "
+        "fast": "1024x436: 86 ms; validation EPE (chairs-small, -medium, warp, chairs-large) "
                 "0.505, 3.486, 0.081, 9.745",
-        "default": "1024x436: 147 ms (DIS medium 28 ms); validation EPE 0.496, 2.988, 0.052, 9.411 "
+        "default": "1024x436: 142 ms (DIS medium 40 ms); validation EPE 0.496, 2.988, 0.052, 9.411 "
                    "(DIS medium 0.531, 3.237, 0.074, 10.855)",
-        "accurate": "1024x436: 456 ms; validation EPE 0.376, 2.721, 0.041, 9.095",
+        "accurate": "1024x436: 442 ms; validation EPE 0.376, 2.721, 0.041, 9.095",
     },
     "patchstereo": {
-        "fast": "1242x375: 156 ms; validation EPE / D1 (stereo-64, stereo-160) 2.97 / 11.3 %, "
+        "fast": "1242x375: 178 ms; validation EPE / D1 (stereo-64, stereo-160) 2.97 / 11.3 %, "
                 "4.57 / 8.2 %",
-        "default": "1242x375: 304 ms (SGBM 3-way 79 ms); validation 2.91 / 11.1 %, 4.45 / 7.9 % "
+        "default": "1242x375: 294 ms (SGBM 3-way 113 ms); validation 2.91 / 11.1 %, 4.45 / 7.9 % "
                    "(SGBM 6.49 / 25.9 %, 11.46 / 16.5 %)",
-        "accurate": "1242x375: 696 ms; validation 2.52 / 8.9 %, 3.71 / 5.7 %",
+        "accurate": "1242x375: 822 ms; validation 2.52 / 8.9 %, 3.71 / 5.7 %",
     },
 }
 
