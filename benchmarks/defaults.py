@@ -226,6 +226,10 @@ def _speed_pair(task: str, height: int,
     return a, b, (lambda: sgbm.compute(ua, ub)), "SGBM 3-way"
 
 
+#: --speed / --presets task -> the default model they time.
+_DEFAULT_MODEL = {"flow": _zoo.DEFAULT_FLOW_MODEL, "stereo": _zoo.DEFAULT_STEREO_MODEL}
+
+
 def _estimator(task: str, a: np.ndarray, b: np.ndarray, model: Any) -> Callable[[], Any]:
     if task == "flow":
         return lambda: flowlib.estimate(a, b, model)
@@ -238,7 +242,7 @@ def speed_row(task: str, height: int, width: int, *, runs: int, preset: str | No
 
     options = {} if preset is None else {"preset": preset}
     t = time.perf_counter()
-    name = _zoo.DEFAULT_FLOW_MODEL if task == "flow" else _zoo.DEFAULT_STEREO_MODEL
+    name = _DEFAULT_MODEL[task]
     model = flowlib.load_model(name, **options)
     a, b, peer, peer_name = _speed_pair(task, height, width)
     ours = _estimator(task, a, b, model)
@@ -278,7 +282,7 @@ def presets_row(task: str, height: int, width: int, *, runs: int) -> dict[str, A
     process for ``runs`` rounds (each compiled and run once before): their medians."""
     from flowlib.models.patchflow import PRESETS
 
-    name = _zoo.DEFAULT_FLOW_MODEL if task == "flow" else _zoo.DEFAULT_STEREO_MODEL
+    name = _DEFAULT_MODEL[task]
     a, b, peer, peer_name = _speed_pair(task, height, width)
     calls = {preset: _estimator(task, a, b, flowlib.load_model(name, preset=preset))
              for preset in PRESETS[name]}
