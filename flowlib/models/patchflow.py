@@ -472,7 +472,8 @@ def _upsample_level(b: jax.Array, coarse: jax.Array, *, horizontal: bool) -> tup
 
 
 def _to_full_size(flow: jax.Array, size: tuple[int, int], horizontal: bool) -> jax.Array:
-    """The finest computed level's flow, bilinearly upsampled to the input size."""
+    """The finest computed level's flow, bilinearly upsampled to the input size (returned
+    as it is when it has that size)."""
     if flow.shape[1:3] == tuple(size):
         return flow
     return _upsample(flow, size, horizontal)
@@ -639,7 +640,9 @@ def patchflow(image1: jax.Array, image2: jax.Array, config: PatchFlow = PatchFlo
     pyr0, pyr1 = _stage(_grey_pyramids, image1, image2, depth=depth)
     levels = _levels(pyr0, pyr1, config, finest=config.finest_level,
                      search_radius=config.coarse_radius, horizontal=False)
-    flow = _stage(_to_full_size, levels[min(levels)], size=(h, w), horizontal=False)
+    flow = levels[min(levels)]
+    if flow.shape[1:3] != (h, w):  # finest_level > 0 and no upsampled refinement
+        flow = _stage(_to_full_size, flow, size=(h, w), horizontal=False)
     return FlowOutput(flow=flow, aux={"levels": levels})
 
 
