@@ -325,8 +325,6 @@ def refine_warped(
     # slices of one array (one fused kernel each, instead of one per quantity).
     data = jnp.stack([ix, iy, iz, ixx, ixy, iyy, ixz, iyz, n_i, n_x, n_y])
     uv = jnp.stack([flow[..., 0], flow[..., 1]])  # (2, B, H, W)
-    yy, xx = np.mgrid[0:h, 0:w]
-    red = jnp.asarray((yy + xx) % 2 == 0)
 
     def fixed_point(_: Any, d: jax.Array) -> jax.Array:
         ix, iy, iz, ixx, ixy, iyy, ixz, iyz, n_i, n_x, n_y = data
@@ -357,32 +355,73 @@ def refine_warped(
             det = m11 * m22 - a12 * a12
             inv = (m22 / det, -a12 / det, m11 / det)
         weights = jnp.stack([w_r, w_l, w_d, w_u])
+        # The weights across the image border are zero, so what the padding holds is never
+        # used: a zero pad, which XLA fuses into the sum.
+        p = jnp.pad(uv, ((0, 0), (0, 0), (1, 1), (1, 1)))
+        nb = (weights[0] * p[:, :, 1:-1, 2:] + weights[1] * p[:, :, 1:-1, :-2]
+              + weights[2] * p[:, :, 2:, 1:-1] + weights[3] * p[:, :, :-2, 1:-1])
+        base = nb - w_sum * uv - jnp.stack([b1, b2])
+        # Red-black SOR on the two colours stored apart (half the pixels each, _checkerboard):
+        # each half-sweep reads only its colour's system and the other colour's values.
+        sys_r, sys_b = _checkerboard(jnp.stack([*inv, *weights, base[0], base[1]]))
+        d_r, d_b = _checkerboard(d)
 
-        def neighbours(a: jax.Array) -> jax.Array:  # a (2, B, H, W)
-            # The weights across the image border are zero, so what the padding holds is
-            # never used: a zero pad, which XLA fuses into the sum (an edge pad would be a
-            # concatenation written to memory in every SOR half-sweep).
-            p = jnp.pad(a, ((0, 0), (0, 0), (1, 1), (1, 1)))
-            return (weights[0] * p[:, :, 1:-1, 2:] + weights[1] * p[:, :, 1:-1, :-2]
-                    + weights[2] * p[:, :, 2:, 1:-1] + weights[3] * p[:, :, :-2, 1:-1])
-
-        base = neighbours(uv) - w_sum * uv - jnp.stack([b1, b2])
-        system = jnp.stack([*inv, *weights, base[0], base[1]])
-        weights = system[3:7]
-
-        def sor(_: Any, d: jax.Array) -> jax.Array:
+        def update(system: jax.Array, d: jax.Array, other: jax.Array, red: bool) -> jax.Array:
             c11, c12, c22 = system[0], system[1], system[2]
-            base = system[7:9]
-            for colour in (red, ~red):
-                r = base + neighbours(d)
-                new = jnp.stack([c11 * r[0] + c12 * r[1], c12 * r[0] + c22 * r[1]])
-                d = jnp.where(colour, (1 - omega) * d + omega * new, d)
-            return d
+            r = system[7:9] + _checkerboard_neighbours(other, system[3:7], red)
+            new = jnp.stack([c11 * r[0] + c12 * r[1], c12 * r[0] + c22 * r[1]])
+            return (1 - omega) * d + omega * new
 
-        return jax.lax.fori_loop(0, inner, sor, d)
+        def sor(_: Any, dd: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+            d_r, d_b = dd
+            d_r = update(sys_r, d_r, d_b, True)
+            d_b = update(sys_b, d_b, d_r, False)
+            return d_r, d_b
+
+        return _from_checkerboard(*jax.lax.fori_loop(0, inner, sor, (d_r, d_b)), w)
 
     d = jax.lax.fori_loop(0, outer, fixed_point, jnp.zeros_like(uv))
     return jnp.stack([uv[0] + d[0], uv[1] + d[1]], axis=-1)
+
+
+def _row_parity(a: jax.Array) -> jax.Array:
+    """``True`` on the even rows of ``(..., H, J)`` arrays (broadcastable ``(H, 1)``)."""
+    return jax.lax.broadcasted_iota(jnp.int32, (a.shape[-2], 1), 0) % 2 == 0
+
+
+def _checkerboard(a: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(..., H, W)`` -> its red (``(y + x)`` even) and black pixels, each ``(..., H, J)``,
+    ``J = ceil(W / 2)``: row ``y``'s red pixels are columns ``2j + y % 2``, its black ones
+    ``2j + 1 - y % 2`` (an odd ``W`` gets a zero column on the right first)."""
+    if a.shape[-1] % 2:
+        a = jnp.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, 1)])
+    pairs = a.reshape(*a.shape[:-1], a.shape[-1] // 2, 2)
+    even = _row_parity(a)
+    return (jnp.where(even, pairs[..., 0], pairs[..., 1]),
+            jnp.where(even, pairs[..., 1], pairs[..., 0]))
+
+
+def _from_checkerboard(red: jax.Array, black: jax.Array, width: int) -> jax.Array:
+    """The inverse of :func:`_checkerboard`: ``(..., H, width)``."""
+    even = _row_parity(red)
+    pairs = jnp.stack([jnp.where(even, red, black), jnp.where(even, black, red)], axis=-1)
+    return pairs.reshape(*red.shape[:-1], 2 * red.shape[-1])[..., :width]
+
+
+def _checkerboard_neighbours(other: jax.Array, weights: jax.Array, red: bool) -> jax.Array:
+    """``w_r * right + w_l * left + w_d * down + w_u * up`` for one colour's pixels, whose
+    four neighbours are all of the ``other`` colour (``(2, B, H, J)``; zero outside)."""
+    p = jnp.pad(other, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    same, before, after = p[:, :, 1:-1, 1:-1], p[:, :, 1:-1, :-2], p[:, :, 1:-1, 2:]
+    even = _row_parity(other)
+    # Red pixel j of an even row is column 2j: its right neighbour is black j, its left
+    # black j - 1; on an odd row (column 2j + 1) they are black j + 1 and j. Black: mirrored.
+    if red:
+        right, left = jnp.where(even, same, after), jnp.where(even, before, same)
+    else:
+        right, left = jnp.where(even, after, same), jnp.where(even, same, before)
+    return (weights[0] * right + weights[1] * left
+            + weights[2] * p[:, :, 2:, 1:-1] + weights[3] * p[:, :, :-2, 1:-1])
 
 
 def _check_counts(config: Any, names: Sequence[str]) -> None:

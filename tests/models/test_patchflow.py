@@ -73,6 +73,37 @@ def test_derivatives_are_central_differences_with_the_edge_repeated():
     np.testing.assert_array_equal(after, np.pad(a, ((0, 0), (0, 1), (0, 0)), mode="edge"))
 
 
+def test_checkerboard_splits_red_and_black_pixels_and_back():
+    a = jnp.asarray(np.arange(6, dtype=np.float32).reshape(1, 2, 3))
+    red, black = patchflow._checkerboard(a)
+    # (y + x) even is red; the odd width gets a zero column on the right.
+    np.testing.assert_array_equal(red[0], [[0, 2], [4, 0]])
+    np.testing.assert_array_equal(black[0], [[1, 0], [3, 5]])
+    for shape in [(2, 3, 5, 7), (1, 1, 4, 1), (2, 1, 6, 8)]:
+        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        np.testing.assert_array_equal(patchflow._from_checkerboard(*patchflow._checkerboard(jnp.asarray(x)), shape[-1]), x)
+
+
+@pytest.mark.parametrize("width", [7, 8])
+def test_checkerboard_neighbours_equal_the_full_grid_sum(width):
+    """Each colour's weighted four-neighbour sum, from the other colour alone, equals the
+    full grid's (zero outside the image) at that colour's pixels: naive numpy reference."""
+    rng = np.random.default_rng(5)
+    d = rng.standard_normal((2, 2, 6, width)).astype(np.float32)
+    w = rng.random((4, 2, 6, width)).astype(np.float32)  # right, left, down, up
+    p = np.pad(d, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    full = (w[0] * p[:, :, 1:-1, 2:] + w[1] * p[:, :, 1:-1, :-2] + w[2] * p[:, :, 2:, 1:-1]
+            + w[3] * p[:, :, :-2, 1:-1])
+    d_red, d_black = patchflow._checkerboard(jnp.asarray(d))
+    w_red, w_black = patchflow._checkerboard(jnp.asarray(w))
+    want_red, want_black = patchflow._checkerboard(jnp.asarray(full))
+    got_red = patchflow._checkerboard_neighbours(d_black, w_red, red=True)
+    got_black = patchflow._checkerboard_neighbours(d_red, w_black, red=False)
+    # (An odd width's zero column has zero weights: zero on both sides.)
+    np.testing.assert_allclose(got_red, want_red, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got_black, want_black, rtol=1e-6, atol=1e-6)
+
+
 def test_variational_refinement_keeps_zero_flow_on_identical_frames():
     i = jnp.asarray(_texture(32, 40))[None]
     refine = jax.jit(functools.partial(variational_refinement, alpha=20.0, delta=5.0, gamma=10.0,
