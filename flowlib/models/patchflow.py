@@ -349,8 +349,8 @@ def refine_warped(
         w_u = jnp.pad(w_d[:, :-1], ((0, 0), (1, 0), (0, 0)))
         w_sum = w_r + w_d + w_l + w_u
         m11, m22 = a11 + w_sum, a22 + w_sum
-        if horizontal:
-            inv = (1 / m11, jnp.zeros_like(m11), jnp.zeros_like(m11))
+        if horizontal:  # v stays 0: only the u equation is solved
+            inv: tuple[jax.Array, ...] = (1 / m11,)
         else:
             det = m11 * m22 - a12 * a12
             inv = (m22 / det, -a12 / det, m11 / det)
@@ -361,15 +361,20 @@ def refine_warped(
         nb = (weights[0] * p[:, :, 1:-1, 2:] + weights[1] * p[:, :, 1:-1, :-2]
               + weights[2] * p[:, :, 2:, 1:-1] + weights[3] * p[:, :, :-2, 1:-1])
         base = nb - w_sum * uv - jnp.stack([b1, b2])
+        n = 1 if horizontal else 2  # the components solved for: u, or u and v
         # Red-black SOR on the two colours stored apart (half the pixels each, _checkerboard):
         # each half-sweep reads only its colour's system and the other colour's values.
-        sys_r, sys_b = _checkerboard(jnp.stack([*inv, *weights, base[0], base[1]]))
-        d_r, d_b = _checkerboard(d)
+        # The system: the inverse's entries, the four weights, the right-hand side.
+        sys_r, sys_b = _checkerboard(jnp.stack([*inv, *weights, *base[:n]]))
+        k = len(inv)
 
         def update(system: jax.Array, d: jax.Array, other: jax.Array, red: bool) -> jax.Array:
-            c11, c12, c22 = system[0], system[1], system[2]
-            r = system[7:9] + _checkerboard_neighbours(other, system[3:7], red)
-            new = jnp.stack([c11 * r[0] + c12 * r[1], c12 * r[0] + c22 * r[1]])
+            r = system[k + 4 :] + _checkerboard_neighbours(other, system[k : k + 4], red)
+            if n == 1:
+                new = system[:1] * r
+            else:
+                c11, c12, c22 = system[0], system[1], system[2]
+                new = jnp.stack([c11 * r[0] + c12 * r[1], c12 * r[0] + c22 * r[1]])
             return (1 - omega) * d + omega * new
 
         def sor(_: Any, dd: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
@@ -378,7 +383,8 @@ def refine_warped(
             d_b = update(sys_b, d_b, d_r, False)
             return d_r, d_b
 
-        return _from_checkerboard(*jax.lax.fori_loop(0, inner, sor, (d_r, d_b)), w)
+        solved = _from_checkerboard(*jax.lax.fori_loop(0, inner, sor, _checkerboard(d[:n])), w)
+        return jnp.concatenate([solved, d[n:]])
 
     d = jax.lax.fori_loop(0, outer, fixed_point, jnp.zeros_like(uv))
     return jnp.stack([uv[0] + d[0], uv[1] + d[1]], axis=-1)
@@ -410,7 +416,7 @@ def _from_checkerboard(red: jax.Array, black: jax.Array, width: int) -> jax.Arra
 
 def _checkerboard_neighbours(other: jax.Array, weights: jax.Array, red: bool) -> jax.Array:
     """``w_r * right + w_l * left + w_d * down + w_u * up`` for one colour's pixels, whose
-    four neighbours are all of the ``other`` colour (``(2, B, H, J)``; zero outside)."""
+    four neighbours are all of the ``other`` colour (``(C, B, H, J)``; zero outside)."""
     p = jnp.pad(other, ((0, 0), (0, 0), (1, 1), (1, 1)))
     same, before, after = p[:, :, 1:-1, 1:-1], p[:, :, 1:-1, :-2], p[:, :, 1:-1, 2:]
     even = _row_parity(other)

@@ -104,6 +104,20 @@ def test_checkerboard_neighbours_equal_the_full_grid_sum(width):
     np.testing.assert_allclose(got_black, want_black, rtol=1e-6, atol=1e-6)
 
 
+def test_horizontal_refinement_moves_u_only_and_towards_the_shift():
+    """Stereo: only the u equation is solved; v stays exactly 0 and u moves from a rough
+    start towards the true horizontal shift, without passing it."""
+    a, b = _translated_pair(40, 56, -2.5, 0.0, seed=4)
+    start = jnp.zeros((1, 40, 56, 2)).at[..., 0].set(-2.0)
+    refine = jax.jit(functools.partial(variational_refinement, alpha=20.0, delta=5.0, gamma=10.0,
+                                       outer=4, inner=5, horizontal=True))
+    out = np.asarray(refine(jnp.asarray(a)[None], jnp.asarray(b)[None], start))
+    assert np.all(out[..., 1] == 0)
+    inner = out[0, 6:-6, 6:-6, 0]
+    assert np.median(inner) < -2.01  # one linearisation, weighted against smoothness: a step
+    assert np.all(inner > -2.6)
+
+
 def test_variational_refinement_keeps_zero_flow_on_identical_frames():
     i = jnp.asarray(_texture(32, 40))[None]
     refine = jax.jit(functools.partial(variational_refinement, alpha=20.0, delta=5.0, gamma=10.0,
