@@ -157,8 +157,11 @@ def inverse_search(
     hxx, hyy = hxx + reg, hyy + reg
     det = hxx * hyy - hxy * hxy
 
+    def sample(u: jax.Array) -> jax.Array:
+        return sample_patches(i1, grid, u, horizontal=horizontal)
+
     def cost(u: jax.Array) -> jax.Array:
-        return jnp.sum((_zero_mean(sample_patches(i1, grid, u)) - t0) ** 2, axis=(-2, -1))
+        return jnp.sum((_zero_mean(sample(u)) - t0) ** 2, axis=(-2, -1))
 
     def keep_better(state: tuple[jax.Array, jax.Array], cand: jax.Array) -> tuple[jax.Array, jax.Array]:
         u, c = state
@@ -196,11 +199,12 @@ def inverse_search(
         return jnp.where(better[..., None], best_u, u), jnp.where(better, best_c, c)
 
     def step(_: Any, u: jax.Array) -> jax.Array:
-        bx, by = jnp.sum(g * sample_patches(i1, grid, u), axis=(-2, -1))
-        bx, by = bx - cx, by - cy
         if horizontal:
+            bx = jnp.sum(gx * sample(u), axis=(-2, -1)) - cx
             delta = jnp.stack([bx / hxx, jnp.zeros_like(bx)], -1)
         else:
+            bx, by = jnp.sum(g * sample(u), axis=(-2, -1))
+            bx, by = bx - cx, by - cy
             delta = jnp.stack([(hyy * bx - hxy * by) / det, (hxx * by - hxy * bx) / det], -1)
         norm = jnp.linalg.norm(delta, axis=-1, keepdims=True)
         return u - delta / jnp.maximum(1.0, norm)  # at most one pixel per step
@@ -214,14 +218,16 @@ def inverse_search(
         return jnp.where(keep[..., None], u1, u0), jnp.where(keep, c1, c0)
 
     u, _ = jax.lax.fori_loop(0, 2, one_pass, state)
-    return densify(i1, template, u, grid)
+    return densify(i1, template, u, grid, horizontal=horizontal)
 
 
-def densify(i1: jax.Array, template: jax.Array, u: jax.Array, grid: PatchGrid) -> jax.Array:
+def densify(i1: jax.Array, template: jax.Array, u: jax.Array, grid: PatchGrid, *,
+            horizontal: bool = False) -> jax.Array:
     """Dense flow ``(B, H, W, 2)`` from patch flows ``u`` ``(B, rows, cols, 2)``: at each pixel
     the average of the covering patches' flows weighted by ``1 / max(1, |I1(x + u_i) - I0(x)|)``
-    (``template`` holds the frame-1 patches)."""
-    weights = 1.0 / jnp.maximum(1.0, jnp.abs(sample_patches(i1, grid, u) - template))
+    (``template`` holds the frame-1 patches; ``horizontal``: stereo, ``u``'s y is 0)."""
+    sampled = sample_patches(i1, grid, u, horizontal=horizontal)
+    weights = 1.0 / jnp.maximum(1.0, jnp.abs(sampled - template))
     b = u.shape[0]
     # One overlap-add of the three sums, stacked along the batch.
     sums = jnp.concatenate([weights * u[..., 0, None, None], weights * u[..., 1, None, None], weights])
@@ -822,7 +828,7 @@ PRESET_MEASURED: dict[str, dict[str, str]] = {
     "patchstereo": {
         "fast": "1242x375: 178 ms; validation EPE / D1 (stereo-64, stereo-160) 2.97 / 11.3 %, "
                 "4.57 / 8.2 %",
-        "default": "1242x375: 294 ms (SGBM 3-way 113 ms); validation 2.91 / 11.1 %, 4.45 / 7.9 % "
+        "default": "1242x375: 294 ms (SGBM 3-way 113 ms); validation 2.91 / 11.0 %, 4.45 / 7.9 % "
                    "(SGBM 6.49 / 25.9 %, 11.46 / 16.5 %)",
         "accurate": "1242x375: 822 ms; validation 2.52 / 8.9 %, 3.71 / 5.7 %",
     },

@@ -115,13 +115,17 @@ def overlap_add(values: jax.Array, grid: PatchGrid) -> jax.Array:
     return dense[:, : grid.image_height, : grid.image_width]
 
 
-def sample_patches(x: jax.Array, grid: PatchGrid, offsets: jax.Array) -> jax.Array:
+def sample_patches(x: jax.Array, grid: PatchGrid, offsets: jax.Array, *,
+                   horizontal: bool = False) -> jax.Array:
     """Bilinear patches of ``x`` at the grid positions moved by ``offsets``.
 
     Args:
       x: ``(B, H, W)`` image (frame 2).
       grid: the patch grid (of frame 1).
       offsets: ``(B, rows, cols, 2)`` displacement ``(x, y)`` of each patch, pixels.
+      horizontal: the offsets move along rows only (rectified stereo): their ``y`` is
+        taken as 0, and each patch is one linear blend of ``p x (p + 1)`` pixels along
+        ``x`` (the same values as the bilinear blend with ``y = 0``).
 
     Returns:
       ``(B, rows, cols, p, p)``: entry ``[b, i, j, r, c]`` is ``x`` sampled at
@@ -140,17 +144,22 @@ def sample_patches(x: jax.Array, grid: PatchGrid, offsets: jax.Array) -> jax.Arr
     xs = (jnp.arange(grid.cols) * grid.stride).astype(offsets.dtype)
     px = xs[None, None, :] + offsets[..., 0]
     py = ys[None, :, None] + offsets[..., 1]
+    if horizontal:
+        py = jnp.broadcast_to(ys[None, :, None], py.shape)
     fx0, fy0 = jnp.floor(px), jnp.floor(py)
     fx = (px - fx0)[..., None, None]
     fy = (py - fy0)[..., None, None]
     ix = jnp.clip(fx0.astype(jnp.int32) + m, 0, padded.shape[2] - p - 1)
     iy = jnp.clip(fy0.astype(jnp.int32) + m, 0, padded.shape[1] - p - 1)
+    rows = p if horizontal else p + 1
 
     def window(img: jax.Array, y: jax.Array, xx: jax.Array) -> jax.Array:
-        return jax.lax.dynamic_slice(img, (y, xx), (p + 1, p + 1))
+        return jax.lax.dynamic_slice(img, (y, xx), (rows, p + 1))
 
     per_image = jax.vmap(jax.vmap(window, in_axes=(None, 0, 0)), in_axes=(None, 0, 0))
-    wins = jax.vmap(per_image)(padded, iy, ix)  # (B, rows, cols, p+1, p+1)
-    top = wins[..., :-1, :-1] * (1 - fx) + wins[..., :-1, 1:] * fx
+    wins = jax.vmap(per_image)(padded, iy, ix)  # (B, rows, cols, p+1 or p, p+1)
+    top = wins[..., :p, :-1] * (1 - fx) + wins[..., :p, 1:] * fx
+    if horizontal:
+        return top
     bottom = wins[..., 1:, :-1] * (1 - fx) + wins[..., 1:, 1:] * fx
     return top * (1 - fy) + bottom * fy

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -109,6 +111,21 @@ def test_sample_matches_naive_bilinear_at_random_offsets():
                     for c in (0, 3, 5):
                         want = _naive_bilinear(x[b], j * 3 + c + off[b, i, j, 0], i * 3 + r + off[b, i, j, 1])
                         assert got[b, i, j, r, c] == pytest.approx(want, abs=1e-5)
+
+
+def test_horizontal_sampling_is_the_bilinear_sampling_along_rows():
+    """``horizontal=True`` gives exactly what the bilinear sampling gives for offsets with
+    y = 0, and ignores the offsets' y (also far outside the image, where the clamp acts)."""
+    rng = np.random.default_rng(6)
+    x = jnp.asarray(rng.random((2, 18, 22)), jnp.float32)
+    g = patch_grid(18, 22, size=6, stride=3)
+    u = rng.uniform(-30, 30, (2, g.rows, g.cols)).astype(np.float32)
+    along_rows = jnp.asarray(np.stack([u, np.zeros_like(u)], -1))
+    want = np.asarray(jax.jit(sample_patches, static_argnums=1)(x, g, along_rows))
+    got = jax.jit(functools.partial(sample_patches, horizontal=True), static_argnums=1)
+    np.testing.assert_array_equal(np.asarray(got(x, g, along_rows)), want)
+    y_ignored = jnp.asarray(np.stack([u, rng.uniform(-3, 3, u.shape).astype(np.float32)], -1))
+    np.testing.assert_array_equal(np.asarray(got(x, g, y_ignored)), want)
 
 
 def test_sample_jit_equals_eager_and_differentiates_in_offsets():
