@@ -290,8 +290,8 @@ def variational_refinement(
     local gradient magnitude (``E_I = (I_z + I_x du + I_y dv)^2 / (|grad I|^2 + zeta^2)``),
     ``Psi(s^2) = sqrt(s^2 + 1e-6)``. Solved by ``outer`` lagged-weight fixed-point
     iterations, each ``inner`` red-black SOR sweeps (relaxation ``omega``) of the 2x2
-    per-pixel Euler-Lagrange system; Neumann boundaries. ``horizontal``: stereo, v stays 0
-    and only the u equation is solved.
+    per-pixel Euler-Lagrange system; Neumann boundaries. ``horizontal``: stereo, only u is
+    refined (its data terms with v's increment 0, its own smoothness); v is returned as given.
     """
     return refine_warped(i0, _warp(i1, flow), flow, alpha=alpha, delta=delta, gamma=gamma,
                          outer=outer, inner=inner, omega=omega, zeta=zeta, horizontal=horizontal)
@@ -331,10 +331,12 @@ def refine_warped(
     # slices of one array (one fused kernel each, instead of one per quantity).
     data = jnp.stack([ix, iy, iz, ixx, ixy, iyy, ixz, iyz, n_i, n_x, n_y])
     uv = jnp.stack([flow[..., 0], flow[..., 1]])  # (2, B, H, W)
+    n = 1 if horizontal else 2  # the components refined: u, or u and v
+    uv_n = uv[:n]
 
-    def fixed_point(_: Any, d: jax.Array) -> jax.Array:
+    def fixed_point(_: Any, d: jax.Array) -> jax.Array:  # d (n, B, H, W)
         ix, iy, iz, ixx, ixy, iyy, ixz, iyz, n_i, n_x, n_y = data
-        du, dv = d
+        du, dv = (d[0], d[1]) if n == 2 else (d[0], 0.0)
         p_i = delta * _robust_weight((iz + ix * du + iy * dv) ** 2 / n_i)
         p_g = gamma * _robust_weight(
             (ixz + ixx * du + ixy * dv) ** 2 / n_x + (iyz + ixy * du + iyy * dv) ** 2 / n_y
@@ -344,7 +346,7 @@ def refine_warped(
         a22 = p_i * iy * iy / n_i + p_g * (ixy * ixy / n_x + iyy * iyy / n_y)
         b1 = p_i * ix * iz / n_i + p_g * (ixx * ixz / n_x + ixy * iyz / n_y)
         b2 = p_i * iy * iz / n_i + p_g * (ixy * ixz / n_x + iyy * iyz / n_y)
-        t = uv + d
+        t = uv_n + d
         fwd_x = jnp.diff(_edge_pad(t, 3, before=False), axis=3)
         fwd_y = jnp.diff(_edge_pad(t, 2, before=False), axis=2)
         s = alpha * _robust_weight(jnp.sum(fwd_x * fwd_x + fwd_y * fwd_y, axis=0))
@@ -363,15 +365,14 @@ def refine_warped(
         weights = jnp.stack([w_r, w_l, w_d, w_u])
         # The weights across the image border are zero, so what the padding holds is never
         # used: a zero pad, which XLA fuses into the sum.
-        p = jnp.pad(uv, ((0, 0), (0, 0), (1, 1), (1, 1)))
+        p = jnp.pad(uv_n, ((0, 0), (0, 0), (1, 1), (1, 1)))
         nb = (weights[0] * p[:, :, 1:-1, 2:] + weights[1] * p[:, :, 1:-1, :-2]
               + weights[2] * p[:, :, 2:, 1:-1] + weights[3] * p[:, :, :-2, 1:-1])
-        base = nb - w_sum * uv - jnp.stack([b1, b2])
-        n = 1 if horizontal else 2  # the components solved for: u, or u and v
+        base = nb - w_sum * uv_n - jnp.stack([b1, b2][:n])
         # Red-black SOR on the two colours stored apart (half the pixels each, _checkerboard):
         # each half-sweep reads only its colour's system and the other colour's values.
         # The system: the inverse's entries, the four weights, the right-hand side.
-        sys_r, sys_b = _checkerboard(jnp.stack([*inv, *weights, *base[:n]]))
+        sys_r, sys_b = _checkerboard(jnp.stack([*inv, *weights, *base]))
         k = len(inv)
 
         def update(system: jax.Array, d: jax.Array, other: jax.Array, red: bool) -> jax.Array:
@@ -389,11 +390,10 @@ def refine_warped(
             d_b = update(sys_b, d_b, d_r, False)
             return d_r, d_b
 
-        solved = _from_checkerboard(*jax.lax.fori_loop(0, inner, sor, _checkerboard(d[:n])), w)
-        return jnp.concatenate([solved, d[n:]])
+        return _from_checkerboard(*jax.lax.fori_loop(0, inner, sor, _checkerboard(d)), w)
 
-    d = jax.lax.fori_loop(0, outer, fixed_point, jnp.zeros_like(uv))
-    return jnp.stack([uv[0] + d[0], uv[1] + d[1]], axis=-1)
+    d = jax.lax.fori_loop(0, outer, fixed_point, jnp.zeros_like(uv_n))
+    return jnp.stack([uv[0] + d[0], uv[1] + d[1] if n == 2 else uv[1]], axis=-1)
 
 
 def _row_parity(a: jax.Array) -> jax.Array:

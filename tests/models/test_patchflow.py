@@ -105,7 +105,7 @@ def test_checkerboard_neighbours_equal_the_full_grid_sum(width):
 
 
 def test_horizontal_refinement_moves_u_only_and_towards_the_shift():
-    """Stereo: only the u equation is solved; v stays exactly 0 and u moves from a rough
+    """Stereo: only u is refined; v comes back exactly as given and u moves from a rough
     start towards the true horizontal shift, without passing it."""
     a, b = _translated_pair(40, 56, -2.5, 0.0, seed=4)
     start = jnp.zeros((1, 40, 56, 2)).at[..., 0].set(-2.0)
@@ -116,6 +116,8 @@ def test_horizontal_refinement_moves_u_only_and_towards_the_shift():
     inner = out[0, 6:-6, 6:-6, 0]
     assert np.median(inner) < -2.01  # one linearisation, weighted against smoothness: a step
     assert np.all(inner > -2.6)
+    given_v = np.asarray(refine(jnp.asarray(a)[None], jnp.asarray(b)[None], start.at[..., 1].set(0.3)))
+    assert np.all(given_v[..., 1] == np.float32(0.3))  # v is passed through
 
 
 def test_variational_refinement_keeps_zero_flow_on_identical_frames():
