@@ -317,7 +317,7 @@ def refine_warped(
     horizontal: bool = False,
 ) -> jax.Array:
     """:func:`variational_refinement` given frame 2 already warped by ``flow``."""
-    b, h, w = i0.shape
+    w = i0.shape[-1]
     i0x, i0y, i1x, i1y = _dx(i0), _dy(i0), _dx(warped), _dy(warped)
     ix, iy, iz = 0.5 * (i1x + i0x), 0.5 * (i1y + i0y), warped - i0
     ixx = 0.5 * (_dx(i1x) + _dx(i0x))

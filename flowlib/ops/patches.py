@@ -15,8 +15,9 @@ Conventions:
 * Offsets and displacements are ``(..., 2)`` in ``(x, y)`` order, pixels.
 
 Extraction and overlap-add are reshapes and shifted adds (no gather/scatter); sampling is
-one windowed gather of ``(p+1) x (p+1)`` per patch, then a bilinear blend with the patch's
-single fractional offset: far cheaper than a per-pixel gather on XLA:CPU.
+one windowed gather of ``(p+1) x (p+1)`` per patch (``p x (p+1)`` for offsets along rows),
+then a bilinear blend with the patch's single fractional offset: far cheaper than a
+per-pixel gather on XLA:CPU.
 """
 
 from __future__ import annotations
