@@ -293,13 +293,16 @@ def variational_refinement(
     per-pixel Euler-Lagrange system; Neumann boundaries. ``horizontal``: stereo, only u is
     refined (its data terms with v's increment 0, its own smoothness); v is returned as given.
     """
-    return refine_warped(i0, _warp(i1, flow), flow, alpha=alpha, delta=delta, gamma=gamma,
-                         outer=outer, inner=inner, omega=omega, zeta=zeta, horizontal=horizontal)
+    return refine_warped(i0, _warp(i1, flow, horizontal), flow, alpha=alpha, delta=delta,
+                         gamma=gamma, outer=outer, inner=inner, omega=omega, zeta=zeta,
+                         horizontal=horizontal)
 
 
-def _warp(i1: jax.Array, flow: jax.Array) -> jax.Array:
-    """Frame 2 ``(B, H, W)`` backward-warped by ``flow`` (border padding)."""
-    return ops.backward_warp(i1[..., None], flow, padding="border", align_corners=True)[..., 0]
+def _warp(i1: jax.Array, flow: jax.Array, horizontal: bool) -> jax.Array:
+    """Frame 2 ``(B, H, W)`` backward-warped by ``flow`` (border padding; ``horizontal``:
+    along rows, ``flow``'s v is 0)."""
+    return ops.backward_warp(i1[..., None], flow, padding="border", align_corners=True,
+                             horizontal=horizontal)[..., 0]
 
 
 def refine_warped(
@@ -513,13 +516,13 @@ def _search_level(a: jax.Array, b: jax.Array, coarse: jax.Array | None, *, warp:
     else:
         flow = _upsample(coarse, a.shape[1:], horizontal)
     flow = inverse_search(a, b, flow, horizontal=horizontal, **search)
-    return flow, (_warp(b, flow) if warp else None)
+    return flow, (_warp(b, flow, horizontal) if warp else None)
 
 
 def _upsample_level(b: jax.Array, coarse: jax.Array, *, horizontal: bool) -> tuple[jax.Array, jax.Array]:
     """A level below ``finest_level``: the coarser flow upsampled, and frame 2 warped by it."""
     flow = _upsample(coarse, b.shape[1:], horizontal)
-    return flow, _warp(b, flow)
+    return flow, _warp(b, flow, horizontal)
 
 
 def _to_full_size(flow: jax.Array, size: tuple[int, int], horizontal: bool) -> jax.Array:

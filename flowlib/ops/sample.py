@@ -31,7 +31,8 @@ def _check_coords(coords: jax.Array, name: str = "coords") -> None:
         raise ValueError(f"{name} must be a floating-point array, got dtype {coords.dtype}")
 
 
-def bilinear_sample(x: jax.Array, coords: jax.Array, *, padding: SamplePadding) -> jax.Array:
+def bilinear_sample(x: jax.Array, coords: jax.Array, *, padding: SamplePadding,
+                    horizontal: bool = False) -> jax.Array:
     """Sample ``x`` bilinearly at absolute pixel coordinates.
 
     Args:
@@ -42,6 +43,9 @@ def bilinear_sample(x: jax.Array, coords: jax.Array, *, padding: SamplePadding) 
         zero over the one-pixel band around the image). ``"border"``: the coordinate is
         clamped to ``[0, w-1] x [0, h-1]`` before interpolating
         (``padding_mode="border"``; SpyNet, Torch7 stnbhwd).
+      horizontal: every ``y`` is a whole row (rectified stereo): only the two neighbours
+        in that row are read and blended, the same values as the four-neighbour blend at
+        an integer ``y``. A fractional ``y`` is rounded down (and gets no gradient).
 
     Returns:
       ``(b, h2, w2, c)`` samples, dtype of ``x``.
@@ -108,11 +112,14 @@ def bilinear_sample(x: jax.Array, coords: jax.Array, *, padding: SamplePadding) 
             value = jnp.where(inside[..., None], value, 0)
         return value
 
-    v00, v01, v10, v11 = neighbour(0, 0), neighbour(0, 1), neighbour(1, 0), neighbour(1, 1)
+    v00, v01 = neighbour(0, 0), neighbour(0, 1)
     # Lerp form: each fraction is broadcast once, so the coordinate gradient needs two
     # channel reductions instead of four (measurably faster backward on CPU); it equals
     # torch's (1-fx)(1-fy)v00 + ... to rounding and is exact at integer coordinates.
     top = v00 + fx * (v01 - v00)
+    if horizontal:  # fy = 0: top + 0 * (bottom - top) is top
+        return top.astype(x.dtype)
+    v10, v11 = neighbour(1, 0), neighbour(1, 1)
     bottom = v10 + fx * (v11 - v10)
     return (top + fy * (bottom - top)).astype(x.dtype)
 

@@ -50,7 +50,8 @@ def _sampling_coords(flow: jax.Array, *, align_corners: bool) -> jax.Array:
 
 
 def backward_warp(
-    image: jax.Array, flow: jax.Array, *, padding: SamplePadding, align_corners: bool
+    image: jax.Array, flow: jax.Array, *, padding: SamplePadding, align_corners: bool,
+    horizontal: bool = False,
 ) -> jax.Array:
     """Warp ``image`` (frame 2) onto frame 1's grid: sample it at ``(x + u, y + v)``.
 
@@ -67,6 +68,9 @@ def backward_warp(
         ``warp()`` helper under PyTorch >= 1.3): the sample lands at
         ``((x + u) W/(W - 1) - 1/2, (y + v) H/(H - 1) - 1/2)``, so even zero flow
         shifts and stretches the image slightly. Only for reproducing that code.
+      horizontal: rectified stereo: ``v`` is taken as 0 and each row is resampled along
+        ``x`` alone (two neighbours instead of four; the same values as the bilinear warp
+        with ``v = 0``). Needs ``align_corners=True``.
 
     Returns:
       ``(b, h, w, c)`` warped image, dtype of ``image``.
@@ -79,8 +83,13 @@ def backward_warp(
     if image.ndim != 4:
         raise ValueError(f"image must have shape (B, H, W, C), got {image.shape}")
     _check_flow(flow, image.shape)
+    if horizontal:
+        if not align_corners:
+            raise ValueError("backward_warp(horizontal=True) needs align_corners=True (with "
+                             "align_corners=False the rows are resampled vertically too)")
+        flow = jnp.stack([flow[..., 0], jnp.zeros_like(flow[..., 0])], axis=-1)
     coords = _sampling_coords(flow, align_corners=align_corners)
-    return bilinear_sample(image, coords, padding=padding)
+    return bilinear_sample(image, coords, padding=padding, horizontal=horizontal)
 
 
 def warp_validity(

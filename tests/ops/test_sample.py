@@ -103,6 +103,23 @@ def test_integer_coordinates_are_exact_gathers(padding):
     np.testing.assert_array_equal(np.asarray(out), expected)
 
 
+@pytest.mark.parametrize("padding", ["zeros", "border"])
+def test_horizontal_reads_the_row_only_with_the_same_values(padding):
+    """Whole-row y: the two-neighbour blend equals the four-neighbour one exactly (also
+    outside the image), jitted and eager."""
+    rng = np.random.default_rng(21)
+    x = jnp.asarray(rng.standard_normal((2, 5, 9, 3)), jnp.float32)
+    cx = rng.uniform(-3, 11, (2, 4, 6)).astype(np.float32)
+    cy = rng.integers(-2, 7, (2, 4, 6)).astype(np.float32)
+    coords = jnp.asarray(np.stack([cx, cy], -1))
+    want = np.asarray(jax.jit(lambda a, c: ops.bilinear_sample(a, c, padding=padding))(x, coords))
+    got = jax.jit(lambda a, c: ops.bilinear_sample(a, c, padding=padding, horizontal=True))
+    np.testing.assert_array_equal(np.asarray(got(x, coords)), want)
+    np.testing.assert_array_equal(  # eager against eager (jit may fuse a multiply-add)
+        np.asarray(ops.bilinear_sample(x, coords, padding=padding, horizontal=True)),
+        np.asarray(ops.bilinear_sample(x, coords, padding=padding)))
+
+
 def test_batch_independence():
     rng = np.random.default_rng(2)
     x = jnp.asarray(rng.standard_normal((3, 5, 6, 2)), jnp.float32)

@@ -139,6 +139,23 @@ def test_warp_by_disparity_is_negative_horizontal_flow(padding, align_corners, j
     np.testing.assert_array_equal(np.asarray(by_disparity), np.asarray(by_flow))
 
 
+@pytest.mark.parametrize("padding", ["zeros", "border"])
+def test_horizontal_warp_is_the_bilinear_warp_with_v_zero(padding):
+    rng = np.random.default_rng(17)
+    image = jnp.asarray(rng.standard_normal((2, 5, 9, 2)), jnp.float32)
+    u = rng.uniform(-4, 4, (2, 5, 9)).astype(np.float32)
+    flow = jnp.asarray(np.stack([u, np.zeros_like(u)], -1))
+    want = np.asarray(jax.jit(lambda i, f: ops.backward_warp(i, f, padding=padding,
+                                                            align_corners=True))(image, flow))
+    warp = jax.jit(lambda i, f: ops.backward_warp(i, f, padding=padding, align_corners=True,
+                                                  horizontal=True))
+    np.testing.assert_array_equal(np.asarray(warp(image, flow)), want)
+    with_v = flow.at[..., 1].set(jnp.asarray(rng.uniform(-2, 2, u.shape), jnp.float32))
+    np.testing.assert_array_equal(np.asarray(warp(image, with_v)), want)  # v is ignored
+    with pytest.raises(ValueError, match="align_corners=True"):
+        ops.backward_warp(image, flow, padding=padding, align_corners=False, horizontal=True)
+
+
 def test_warp_by_integer_disparity_reads_left_columns():
     # Left pixel x matches right pixel x - d.
     right = jnp.arange(6.0).reshape(1, 1, 6, 1)
