@@ -144,9 +144,10 @@ def sample_patches(x: jax.Array, grid: PatchGrid, offsets: jax.Array, *,
     ys = (jnp.arange(grid.rows) * grid.stride).astype(offsets.dtype)
     xs = (jnp.arange(grid.cols) * grid.stride).astype(offsets.dtype)
     px = xs[None, None, :] + offsets[..., 0]
-    py = ys[None, :, None] + offsets[..., 1]
-    if horizontal:
-        py = jnp.broadcast_to(ys[None, :, None], py.shape)
+    if horizontal:  # the offsets' y is taken as 0
+        py = jnp.broadcast_to(ys[None, :, None], px.shape)
+    else:
+        py = ys[None, :, None] + offsets[..., 1]
     fx0, fy0 = jnp.floor(px), jnp.floor(py)
     fx = (px - fx0)[..., None, None]
     fy = (py - fy0)[..., None, None]
