@@ -229,11 +229,13 @@ def densify(i1: jax.Array, template: jax.Array, u: jax.Array, grid: PatchGrid, *
     sampled = sample_patches(i1, grid, u, horizontal=horizontal)
     weights = 1.0 / jnp.maximum(1.0, jnp.abs(sampled - template))
     b = u.shape[0]
-    # One overlap-add of the three sums, stacked along the batch.
-    sums = jnp.concatenate([weights * u[..., 0, None, None], weights * u[..., 1, None, None], weights])
+    n = 1 if horizontal else 2  # the flow components summed: stereo's v is 0
+    # One overlap-add of the weighted components and the weights, stacked along the batch.
+    sums = jnp.concatenate([weights * u[..., k, None, None] for k in range(n)] + [weights])
     sums = overlap_add(sums, grid)
-    num_u, num_v, den = sums[:b], sums[b : 2 * b], sums[2 * b :]
-    return jnp.stack([num_u / den, num_v / den], axis=-1)
+    den = sums[n * b :]
+    flow = [sums[k * b : (k + 1) * b] / den for k in range(n)]
+    return jnp.stack(flow + [jnp.zeros_like(den)] * (2 - n), axis=-1)
 
 
 def _edge_pad(a: jax.Array, axis: int, before: bool = True, after: bool = True) -> jax.Array:

@@ -120,6 +120,38 @@ def test_horizontal_refinement_moves_u_only_and_towards_the_shift():
     assert np.all(given_v[..., 1] == np.float32(0.3))  # v is passed through
 
 
+def test_densify_is_the_weighted_mean_of_the_covering_patches_and_stereo_sums_u_alone():
+    """Each pixel's flow is the mean of its covering patches' flows weighted by
+    1 / max(1, |I1(x + u_i) - I0(x)|) (a naive loop over patches); with ``horizontal`` the
+    same u, and v exactly 0."""
+    from flowlib.ops.patches import extract_patches, patch_grid
+
+    i0, i1 = (jnp.asarray(x)[None] for x in _translated_pair(14, 19, 1.5, 0.0, seed=5))
+    grid = patch_grid(14, 19, size=4, stride=2)
+    template = extract_patches(i0, grid)
+    u = np.random.default_rng(6).uniform(-2, 2, (1, grid.rows, grid.cols, 2)).astype(np.float32)
+    u[..., 1] = 0.0
+    dense = np.asarray(jax.jit(patchflow.densify, static_argnums=3)(i1, template, jnp.asarray(u), grid))
+    num, den = np.zeros((14, 19)), np.zeros((14, 19))
+    big = np.pad(np.asarray(i1[0], np.float64), 8, mode="edge")
+    for r in range(grid.rows):
+        for c in range(grid.cols):
+            for y in range(r * 2, min(r * 2 + 4, 14)):
+                for x in range(c * 2, min(c * 2 + 4, 19)):
+                    xs = x + u[0, r, c, 0] + 8  # u has a fractional x, y = 0
+                    x0 = int(np.floor(xs))
+                    sampled = big[y + 8, x0] + (xs - x0) * (big[y + 8, x0 + 1] - big[y + 8, x0])
+                    w = 1.0 / max(1.0, abs(sampled - float(i0[0, y, x])))
+                    num[y, x] += w * u[0, r, c, 0]
+                    den[y, x] += w
+    np.testing.assert_allclose(dense[0, ..., 0], num / den, rtol=1e-5, atol=1e-5)
+    assert np.all(dense[..., 1] == 0)
+    stereo = np.asarray(jax.jit(functools.partial(patchflow.densify, horizontal=True),
+                                static_argnums=3)(i1, template, jnp.asarray(u), grid))
+    np.testing.assert_array_equal(stereo[..., 0], dense[..., 0])
+    assert np.all(stereo[..., 1] == 0)
+
+
 def test_variational_refinement_keeps_zero_flow_on_identical_frames():
     i = jnp.asarray(_texture(32, 40))[None]
     refine = jax.jit(functools.partial(variational_refinement, alpha=20.0, delta=5.0, gamma=10.0,
