@@ -323,8 +323,9 @@ def refine_warped(
 ) -> jax.Array:
     """:func:`variational_refinement` given frame 2 already warped by ``flow``."""
     w = i0.shape[-1]
-    # The frames' mean derivatives and the derivatives of their difference (the
-    # differences are linear: dx(I1) + dx(I0) = dx(I1 + I0), so 7 of them instead of 10).
+    # The edge-replicated central difference is linear: the mean of the frames' derivatives
+    # is the derivative of their mean, and the difference of their derivatives the
+    # derivative of their difference (7 derivative passes in all).
     mean, iz = 0.5 * (warped + i0), warped - i0
     ix, iy = _dx(mean), _dy(mean)
     ixx, ixy, iyy = _dx(ix), _dy(ix), _dy(iy)
