@@ -31,6 +31,15 @@ Choices:
   serialised is simply not saved.
 * Only computations that took at least :data:`MIN_COMPILE_SECS` to compile are saved (the
   tiny shapes of tests compile in milliseconds and are not worth a file each).
+* Finding an entry needs the lowered module, and lowering (tracing) a model takes longer
+  than loading its executables. A :class:`CachedFunction` given an ``identity`` (flowlib's
+  own functions, such as PatchFlow's stages: the function's name and static settings) also
+  writes a small index file next to each executable, keyed by what decides the program
+  without lowering it: the identity, the input shapes, dtypes and weak types, a hash of
+  flowlib's source files, the JAX and jaxlib installations (version, file size and time),
+  every JAX option (``jax.config.values``), numpy's version, and what the key above adds. A
+  later process finds the executable through the index and loads it without tracing; a
+  missing, damaged or stale index is only a miss (the function is lowered as usual).
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ import contextlib
 import contextvars
 import hashlib
 import os
+import pickle
 import platform
 import tempfile
 import threading
@@ -65,6 +75,7 @@ MIN_COMPILE_SECS = 0.2
 _OFF = ("0", "false", "no", "off")
 _ON = ("", "1", "true", "yes", "on")
 _SUFFIX = ".executable"
+_INDEX_SUFFIX = ".index"
 _warned: set[tuple[str, str]] = set()
 _warn_lock = threading.Lock()
 
@@ -196,6 +207,43 @@ def announcing(callback: Callable[[tuple], None] | None) -> Any:
         _ANNOUNCE.reset(token)
 
 
+_CODE: str | None = None
+
+
+def _code_fingerprint() -> str:
+    """flowlib's source, and the JAX and jaxlib installations (path, size, time), hashed
+    ("": unreadable, no index is used)."""
+    global _CODE
+    if _CODE is None:
+        import jax
+        import jaxlib
+
+        digest = hashlib.sha256()
+        package = Path(__file__).resolve().parent
+        try:
+            for path in sorted(package.rglob("*.py")):
+                digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+            for module in (jax, jaxlib):
+                stat = os.stat(str(module.__file__))
+                digest.update(f"{module.__file__} {stat.st_size} {stat.st_mtime_ns}".encode())
+        except (OSError, TypeError):
+            _CODE = ""
+        else:
+            _CODE = digest.hexdigest()
+    return _CODE
+
+
+def _signature_key(identity: str, signature: tuple, device: Any) -> str:
+    """What decides a named function's lowered program without lowering it: the function
+    and its static settings (``identity``), the input signature, flowlib's source, the JAX
+    installation and every JAX option, plus what :func:`_key` adds."""
+    import jax
+
+    parts = [identity, repr(signature), _code_fingerprint(), f"numpy {np.__version__}",
+             repr(sorted(jax.config.values.items()))]
+    return _key("\n".join(parts), device)
+
+
 def _signature(args: tuple) -> tuple:
     import jax
 
@@ -235,23 +283,29 @@ class CachedFunction:
     Args:
       fun: the jitted function (``jax.jit(f)``), called with positional array arguments.
       name: a readable prefix for its cache files (the model's name).
+      identity: a string that, with the input signature, flowlib's source and JAX's
+        installation and options, decides the lowered program (the function's qualified
+        name and its static settings): its executables are also indexed under it, so a
+        later process loads them without lowering. None: found by the lowered module only.
 
     Attributes:
       on_compile: if set, called as ``on_compile(args)`` just before XLA compiles for a new
         signature (not when the executable is loaded from the cache): a caller can say
         that a wait is coming.
 
-    Calling it with a new signature lowers the function (in the calling thread) and compiles
-    or loads the executable on flowlib's compile threads, then waits for it.
+    Calling it with a new signature lowers the function (in the calling thread; not when an
+    index names the executable) and compiles or loads the executable on flowlib's compile
+    threads, then waits for it.
     :meth:`prepare` starts that work without waiting, so a model made of several compiled
     functions can start every compile at once and run each function as its executable
     arrives: XLA's compiler is largely single-threaded, so compiles side by side use the
     cores it leaves idle.
     """
 
-    def __init__(self, fun: Any, name: str):
+    def __init__(self, fun: Any, name: str, identity: str | None = None):
         self._fun = fun
         self._name = name
+        self._identity = identity
         self._entries: dict[tuple, _Entry] = {}
         self._lock = threading.Lock()
         self.on_compile: Callable[[tuple], None] | None = None
@@ -280,13 +334,60 @@ class CachedFunction:
         with self._lock:
             entry = self._entries.get(signature)
             if entry is None:
-                lowered = self._fun.lower(*args)
-                file, writable = self._file(lowered)
-                if file is None or not file.is_file():
-                    self._announce(args)
-                work = _compile_pool().submit(self._load_or_compile, lowered, file, writable)
-                entry = self._entries[signature] = _Entry(work, lowered.out_info)
+                index = self._index(signature, args)
+                entry = self._from_index(index, args) if index is not None else None
+                if entry is None:
+                    lowered = self._fun.lower(*args)
+                    file, writable = self._file(lowered)
+                    if file is None or not file.is_file():
+                        self._announce(args)
+                    work = _compile_pool().submit(self._load_or_compile, lowered, file, writable,
+                                                  index)
+                    entry = _Entry(work, lowered.out_info)
+                self._entries[signature] = entry
         return entry
+
+    def _index(self, signature: tuple, args: tuple) -> Path | None:
+        """The index file that names this signature's executable without lowering (None: no
+        ``identity``, or no cache)."""
+        if self._identity is None:
+            return None
+        folder, _ = _folder()
+        if folder is None or not _code_fingerprint():
+            return None
+        import jax
+
+        weak = tuple(bool(getattr(x, "weak_type", False)) for x in jax.tree.leaves(args))
+        key = _signature_key(self._identity, (signature, weak), _target_device())
+        return folder / f"{self._name}-{key[:32]}{_INDEX_SUFFIX}"
+
+    def _from_index(self, index: Path, args: tuple) -> _Entry | None:
+        """The entry of an indexed executable, loading on the compile threads (None: no
+        usable index; a load that fails there lowers and compiles instead)."""
+        try:
+            record = pickle.loads(index.read_bytes())
+            file = index.parent / record["executable"]
+            in_tree, out_tree, out_info = record["in_tree"], record["out_tree"], record["out_info"]
+        except FileNotFoundError:
+            return None
+        except Exception:  # noqa: BLE001  a damaged index is only a miss
+            return None
+        if not file.is_file():
+            return None
+        import jax
+
+        shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), args)
+        return _Entry(_compile_pool().submit(self._load_indexed, file, in_tree, out_tree, shapes),
+                      out_info)
+
+    def _load_indexed(self, file: Path, in_tree: Any, out_tree: Any, shapes: tuple) -> Any:
+        _, writable = _folder()
+        executable = self._load(file, in_tree, out_tree, _target_device(), writable)
+        if executable is not None:
+            return executable
+        lowered = self._fun.lower(*shapes)
+        file, writable = self._file(lowered)
+        return self._load_or_compile(lowered, file, writable, None)
 
     def _file(self, lowered: Any) -> tuple[Path | None, bool]:
         """This lowering's cache file (None: no cache) and whether it may be written."""
@@ -296,15 +397,19 @@ class CachedFunction:
         key = _key(lowered.as_text(), _target_device())
         return folder / f"{self._name}-{key[:32]}{_SUFFIX}", writable
 
-    def _load_or_compile(self, lowered: Any, file: Path | None, writable: bool) -> Any:
+    def _load_or_compile(self, lowered: Any, file: Path | None, writable: bool,
+                         index: Path | None = None) -> Any:
+        executable = None
         if file is not None:
-            executable = self._load(file, lowered, _target_device(), writable)
-            if executable is not None:
-                return executable
-        start = time.perf_counter()
-        executable = lowered.compile()
-        if file is not None and writable and time.perf_counter() - start >= MIN_COMPILE_SECS:
-            self._save(file, executable)
+            executable = self._load(file, lowered.in_tree, lowered.out_tree, _target_device(),
+                                    writable)
+        if executable is None:
+            start = time.perf_counter()
+            executable = lowered.compile()
+            if file is not None and writable and time.perf_counter() - start >= MIN_COMPILE_SECS:
+                self._save(file, executable)
+        if index is not None and file is not None and writable and file.is_file():
+            self._save_index(index, file, lowered)
         return executable
 
     def _announce(self, args: tuple) -> None:
@@ -313,7 +418,7 @@ class CachedFunction:
             callback(args)
 
     @staticmethod
-    def _load(file: Path, lowered: Any, device: Any, writable: bool) -> Any:
+    def _load(file: Path, in_tree: Any, out_tree: Any, device: Any, writable: bool) -> Any:
         from jax.experimental import serialize_executable
 
         try:
@@ -326,7 +431,7 @@ class CachedFunction:
             return None
         try:
             return serialize_executable.deserialize_and_load(
-                zlib.decompress(payload), lowered.in_tree, lowered.out_tree, backend=device.client,
+                zlib.decompress(payload), in_tree, out_tree, backend=device.client,
                 execution_devices=[device])
         except Exception as e:  # noqa: BLE001  pickle, XLA and zlib errors: any bad entry
             warnings.warn(
@@ -337,6 +442,15 @@ class CachedFunction:
             if writable:
                 file.unlink(missing_ok=True)
             return None
+
+    @staticmethod
+    def _save_index(index: Path, file: Path, lowered: Any) -> None:
+        record = {"executable": file.name, "in_tree": lowered.in_tree,
+                  "out_tree": lowered.out_tree, "out_info": lowered.out_info}
+        try:
+            atomic_write(index, pickle.dumps(record))
+        except Exception:  # noqa: BLE001  unwritable, or trees it cannot pickle: no index
+            pass
 
     @staticmethod
     def _save(file: Path, executable: Any) -> None:

@@ -288,3 +288,66 @@ def test_a_failed_compile_is_tried_again(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="out of memory"):
         cached(w, x)
     np.testing.assert_array_equal(cached(w, x), f(w, x))
+
+
+def _indexed(identity: str = "toy.f ()"):
+    f, w, x = _toy()
+    return _compilation_cache.CachedFunction(f, "toy", identity), f, w, x
+
+
+def test_an_indexed_function_is_loaded_in_a_new_instance_without_lowering(tmp_path, monkeypatch):
+    """With an ``identity``, the executable is also indexed by what decides the program; a
+    fresh instance (a new process's) finds it through the index and never lowers; another
+    identity or input shape is a miss and lowers as usual."""
+    monkeypatch.setenv("FLOWLIB_HOME", str(tmp_path))
+    monkeypatch.setattr(_compilation_cache, "MIN_COMPILE_SECS", 0.0)
+    first, f, w, x = _indexed()
+    np.testing.assert_array_equal(first(w, x), f(w, x))
+    assert len(list((tmp_path / "compiled").rglob("toy-*.executable"))) == 1
+    assert len(list((tmp_path / "compiled").rglob("toy-*.index"))) == 1
+
+    lowered = []
+    real = _compilation_cache.CachedFunction._file
+    monkeypatch.setattr(_compilation_cache.CachedFunction, "_file",
+                        lambda self, low: lowered.append(self._identity) or real(self, low))
+    again, *_ = _indexed()
+    assert again.prepare(w, x).shape == (4,)  # the output shapes, from the index
+    np.testing.assert_array_equal(again(w, x), f(w, x))
+    assert lowered == []
+    other, *_ = _indexed("toy.f (('scale', 2),)")
+    np.testing.assert_array_equal(other(w, x), f(w, x))
+    bigger = np.concatenate([x, x])
+    np.testing.assert_array_equal(again(w, bigger), f(w, bigger))
+    assert lowered == ["toy.f (('scale', 2),)", "toy.f ()"]
+
+
+def test_a_damaged_index_or_a_bad_indexed_executable_falls_back(tmp_path, monkeypatch):
+    """A damaged index is a miss (lowered, compiled or loaded as usual, index rewritten); an
+    index whose executable is corrupt warns, lowers on the compile thread and recompiles."""
+    monkeypatch.setenv("FLOWLIB_HOME", str(tmp_path))
+    monkeypatch.setattr(_compilation_cache, "MIN_COMPILE_SECS", 0.0)
+    first, f, w, x = _indexed()
+    first(w, x)
+    (index,) = (tmp_path / "compiled").rglob("toy-*.index")
+    (executable,) = (tmp_path / "compiled").rglob("toy-*.executable")
+    good = index.read_bytes()
+    index.write_bytes(b"not a pickle")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(_indexed()[0](w, x), f(w, x))
+    assert index.read_bytes() == good
+    executable.write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="corrupt compilation cache entry"):
+        np.testing.assert_array_equal(_indexed()[0](w, x), f(w, x))
+
+
+def test_signature_key_follows_identity_shapes_and_jax_options():
+    device = jax.devices()[0]
+    sig = _compilation_cache._signature((np.zeros((2, 3), np.float32),))
+    key = _compilation_cache._signature_key("f ()", sig, device)
+    assert key == _compilation_cache._signature_key("f ()", sig, device)
+    assert key != _compilation_cache._signature_key("f (1,)", sig, device)
+    other = _compilation_cache._signature((np.zeros((2, 4), np.float32),))
+    assert key != _compilation_cache._signature_key("f ()", other, device)
+    with jax.numpy_rank_promotion("raise"):
+        assert key != _compilation_cache._signature_key("f ()", sig, device)

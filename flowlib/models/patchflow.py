@@ -570,7 +570,8 @@ def _stage(fn: Any, *args: Any, **static: Any) -> Any:
             if compiled is None:
                 jitted = jax.jit(functools.partial(fn, **static), compiler_options=options)
                 name = "patchflow-" + fn.__name__.strip("_").replace("_", "-")
-                compiled = _STAGES[key] = _compilation_cache.CachedFunction(jitted, name)
+                identity = f"{fn.__module__}.{fn.__qualname__} {key[1:]!r}"
+                compiled = _STAGES[key] = _compilation_cache.CachedFunction(jitted, name, identity)
     if _PLANNING.get():
         return compiled.prepare(*args)
     return compiled(*args)
