@@ -368,9 +368,7 @@ class CachedFunction:
             record = pickle.loads(index.read_bytes())
             file = index.parent / record["executable"]
             in_tree, out_tree, out_info = record["in_tree"], record["out_tree"], record["out_info"]
-        except FileNotFoundError:
-            return None
-        except Exception:  # noqa: BLE001  a damaged index is only a miss
+        except Exception:  # noqa: BLE001  a missing or damaged index is only a miss
             return None
         if not file.is_file():
             return None
