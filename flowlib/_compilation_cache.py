@@ -15,9 +15,10 @@ Turning it off: ``FLOWLIB_COMPILATION_CACHE=0`` (also ``false``, ``no``, ``off``
 
 Choices:
 
-* The key is the lowered module, so any change to a model's code, its settings, the input
-  shapes or dtypes, or a JAX option that changes the program (matmul precision, x64) gives a
-  new entry; a stale executable is never run.
+* The key is the lowered module and the XLA options it is compiled with, so any change to a
+  model's code, its settings, the input shapes or dtypes, a JAX option that changes the
+  program (matmul precision, x64) or a compiler option gives a new entry; a stale
+  executable is never run.
 * The host fingerprint (CPU model and ISA flags) is part of the path and of the key: XLA:CPU
   executables are compiled for the host's instruction set, so a ``$FLOWLIB_HOME`` shared
   between machines (NFS home) must not hand an AVX-512 executable to a CPU without AVX-512.
@@ -287,6 +288,7 @@ class CachedFunction:
         installation and options, decides the lowered program (the function's qualified
         name and its static settings): its executables are also indexed under it, so a
         later process loads them without lowering. None: found by the lowered module only.
+      compiler_options: XLA options to compile with (``Lowered.compile``'s); part of the key.
 
     Attributes:
       on_compile: if set, called as ``on_compile(args)`` just before XLA compiles for a new
@@ -302,10 +304,12 @@ class CachedFunction:
     cores it leaves idle.
     """
 
-    def __init__(self, fun: Any, name: str, identity: str | None = None):
+    def __init__(self, fun: Any, name: str, identity: str | None = None,
+                 compiler_options: dict[str, Any] | None = None):
         self._fun = fun
         self._name = name
         self._identity = identity
+        self._options = dict(compiler_options or {})
         self._entries: dict[tuple, _Entry] = {}
         self._lock = threading.Lock()
         self.on_compile: Callable[[tuple], None] | None = None
@@ -358,7 +362,8 @@ class CachedFunction:
         import jax
 
         weak = tuple(bool(getattr(x, "weak_type", False)) for x in jax.tree.leaves(args))
-        key = _signature_key(self._identity, (signature, weak), _target_device())
+        key = _signature_key(self._identity, (signature, weak, self._options_text()),
+                             _target_device())
         return folder / f"{self._name}-{key[:32]}{_INDEX_SUFFIX}"
 
     def _from_index(self, index: Path, args: tuple) -> _Entry | None:
@@ -392,7 +397,7 @@ class CachedFunction:
         folder, writable = _folder()
         if folder is None:
             return None, False
-        key = _key(lowered.as_text(), _target_device())
+        key = _key(self._options_text() + lowered.as_text(), _target_device())
         return folder / f"{self._name}-{key[:32]}{_SUFFIX}", writable
 
     def _load_or_compile(self, lowered: Any, file: Path | None, writable: bool,
@@ -403,12 +408,16 @@ class CachedFunction:
                                     writable)
         if executable is None:
             start = time.perf_counter()
-            executable = lowered.compile()
+            executable = lowered.compile(self._options or None)
             if file is not None and writable and time.perf_counter() - start >= MIN_COMPILE_SECS:
                 self._save(file, executable)
         if index is not None and file is not None and writable and file.is_file():
             self._save_index(index, file, lowered)
         return executable
+
+    def _options_text(self) -> str:
+        """The compiler options, as they enter the keys ("" when none)."""
+        return f"compiler options {sorted(self._options.items())!r}\n" if self._options else ""
 
     def _announce(self, args: tuple) -> None:
         callback = self.on_compile if self.on_compile is not None else _ANNOUNCE.get()

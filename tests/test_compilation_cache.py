@@ -321,6 +321,38 @@ def test_an_indexed_function_is_loaded_in_a_new_instance_without_lowering(tmp_pa
     assert lowered == ["toy.f (('scale', 2),)", "toy.f ()"]
 
 
+def test_compiler_options_are_part_of_the_key(tmp_path, monkeypatch):
+    """An executable compiled with other XLA options is another entry, through the lowered
+    module as through the index: each instance compiles, runs and saves its own, and a fresh
+    instance finds the one of its options."""
+    monkeypatch.setenv("FLOWLIB_HOME", str(tmp_path))
+    monkeypatch.setattr(_compilation_cache, "MIN_COMPILE_SECS", 0.0)
+    f, w, x = _toy()
+    options = {"xla_backend_optimization_level": 1}
+    compiled = []
+    real = _compilation_cache.CachedFunction._load_or_compile
+
+    def counting(self, lowered, file, writable, index=None):
+        compiled.append(self._options)
+        return real(self, lowered, file, writable, index)
+
+    monkeypatch.setattr(_compilation_cache.CachedFunction, "_load_or_compile", counting)
+    plain = _compilation_cache.CachedFunction(f, "toy")  # the lowered-module key only
+    np.testing.assert_allclose(plain(w, x), f(w, x), rtol=1e-6)
+    lower = _compilation_cache.CachedFunction(f, "toy", compiler_options=options)
+    np.testing.assert_allclose(lower(w, x), f(w, x), rtol=1e-6)
+    assert len(list((tmp_path / "compiled").rglob("toy-*.executable"))) == 2
+    indexed = _compilation_cache.CachedFunction(f, "toy", "toy.f ()", compiler_options=options)
+    indexed(w, x)  # loads its lowered-module entry and writes the index
+    assert len(list((tmp_path / "compiled").rglob("toy-*.executable"))) == 2
+    assert compiled == [{}, options, options]
+    compiled.clear()
+    other = _compilation_cache.CachedFunction(f, "toy", "toy.f ()")  # same identity, no options
+    other(w, x)
+    assert compiled == [{}]  # not the indexed executable of the other options
+    assert len(list((tmp_path / "compiled").rglob("toy-*.index"))) == 2
+
+
 def test_a_damaged_index_or_a_bad_indexed_executable_falls_back(tmp_path, monkeypatch):
     """A damaged index is a miss (lowered, compiled or loaded as usual, index rewritten); an
     index whose executable is corrupt warns, lowers on the compile thread and recompiles."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import numpy as np
 
@@ -61,3 +63,34 @@ def test_a_new_process_loads_every_stage_through_the_index_without_lowering(tmp_
     second = patchflow(a, b, config).flow
     assert lowered == []
     np.testing.assert_array_equal(first, second)
+
+
+def test_each_stage_compiles_at_the_llvm_level_its_size_calls_for():
+    """Stages of coarse levels (up to 10,000 pixels) compile at LLVM -O1, searches of up to
+    40,000 pixels at -O2, the larger levels at XLA's -O3 (no option), the pyramids at -O1;
+    a refinement compiled at -O1 agrees with -O3's to float rounding."""
+    from flowlib.models import patchflow as module
+
+    def level(fn, *shape):
+        return module._cpu_optimisation_level(fn, (jax.ShapeDtypeStruct(shape, np.float32),))
+
+    assert level(module._search_level, 1, 60, 80) == 1
+    assert level(module._search_level, 2, 46, 155) == 1
+    assert level(module._search_level, 1, 120, 160) == 2
+    assert level(module._search_level, 1, 240, 320) == 3
+    assert level(module.refine_warped, 1, 100, 100) == 1
+    assert level(module.refine_warped, 1, 101, 100) == 3
+    assert level(module._upsample_level, 1, 30, 40) == 3
+    assert level(module._grey_pyramids, 1, 480, 640, 3) == 1
+    assert module._compiler_options(1)["xla_backend_optimization_level"] == 1
+    assert "xla_backend_optimization_level" not in module._compiler_options(3)
+
+    rng = np.random.default_rng(5)
+    a, warped = (rng.random((1, 40, 56), np.float32) for _ in range(2))
+    flow = rng.normal(size=(1, 40, 56, 2)).astype(np.float32)
+    refine = jax.jit(functools.partial(module.refine_warped, alpha=20.0, delta=5.0, gamma=10.0,
+                                       inner=2, outer=2, horizontal=False))
+    lowered = refine.lower(a, warped, flow)
+    o1, o3 = (np.asarray(lowered.compile(module._compiler_options(lvl))(a, warped, flow))
+              for lvl in (1, 3))
+    np.testing.assert_allclose(o1, o3, atol=1e-5)
