@@ -856,18 +856,18 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 #: ``python -m benchmarks.validation [--task stereo] --pairs 4 [--preset NAME]``.
 PRESET_MEASURED: dict[str, dict[str, str]] = {
     "patchflow": {
-        "fast": "1024x436: 62 ms; validation EPE (chairs-small, -medium, warp, chairs-large) "
-                "0.505, 3.489, 0.081, 9.743",
-        "default": "1024x436: 98 ms (DIS medium 32 ms); validation EPE 0.496, 2.987, 0.052, 9.414 "
+        "fast": "1024x436: 66 ms; validation EPE (chairs-small, -medium, warp, chairs-large) "
+                "0.505, 3.489, 0.081, 9.745",
+        "default": "1024x436: 101 ms (DIS medium 30 ms); validation EPE 0.496, 2.987, 0.052, 9.414 "
                    "(DIS medium 0.531, 3.237, 0.074, 10.855)",
-        "accurate": "1024x436: 310 ms; validation EPE 0.376, 2.721, 0.041, 9.098",
+        "accurate": "1024x436: 309 ms; validation EPE 0.376, 2.717, 0.041, 9.104",
     },
     "patchstereo": {
-        "fast": "1242x375: 63 ms; validation EPE / D1 (stereo-64, stereo-160) 2.97 / 11.3 %, "
+        "fast": "1242x375: 67 ms; validation EPE / D1 (stereo-64, stereo-160) 2.96 / 11.3 %, "
                 "4.56 / 8.2 %",
-        "default": "1242x375: 100 ms (SGBM 3-way 76 ms); validation 2.91 / 11.1 %, 4.47 / 7.9 % "
+        "default": "1242x375: 105 ms (SGBM 3-way 76 ms); validation 2.91 / 11.1 %, 4.46 / 7.9 % "
                    "(SGBM 6.49 / 25.9 %, 11.46 / 16.5 %)",
-        "accurate": "1242x375: 304 ms; validation 2.52 / 8.9 %, 3.71 / 5.7 %",
+        "accurate": "1242x375: 318 ms; validation 2.52 / 8.9 %, 3.71 / 5.7 %",
     },
 }
 
