@@ -338,11 +338,12 @@ class CachedFunction:
         with self._lock:
             entry = self._entries.get(signature)
             if entry is None:
-                index = self._index(signature, args)
+                folder, writable = _folder()
+                index = self._index(signature, args, folder)
                 entry = self._from_index(index, args) if index is not None else None
                 if entry is None:
                     lowered = self._fun.lower(*args)
-                    file, writable = self._file(lowered)
+                    file = self._file(lowered, folder)
                     if file is None or not file.is_file():
                         self._announce(args)
                     work = _compile_pool().submit(self._load_or_compile, lowered, file, writable,
@@ -351,13 +352,10 @@ class CachedFunction:
                 self._entries[signature] = entry
         return entry
 
-    def _index(self, signature: tuple, args: tuple) -> Path | None:
-        """The index file that names this signature's executable without lowering (None: no
-        ``identity``, or no cache)."""
-        if self._identity is None:
-            return None
-        folder, _ = _folder()
-        if folder is None or not _code_fingerprint():
+    def _index(self, signature: tuple, args: tuple, folder: Path | None) -> Path | None:
+        """The index file in ``folder`` that names this signature's executable without
+        lowering (None: no ``identity``, or no cache)."""
+        if self._identity is None or folder is None or not _code_fingerprint():
             return None
         import jax
 
@@ -384,21 +382,19 @@ class CachedFunction:
                       out_info)
 
     def _load_indexed(self, file: Path, in_tree: Any, out_tree: Any, shapes: tuple) -> Any:
-        _, writable = _folder()
+        folder, writable = _folder()
         executable = self._load(file, in_tree, out_tree, _target_device(), writable)
         if executable is not None:
             return executable
         lowered = self._fun.lower(*shapes)
-        file, writable = self._file(lowered)
-        return self._load_or_compile(lowered, file, writable, None)
+        return self._load_or_compile(lowered, self._file(lowered, folder), writable, None)
 
-    def _file(self, lowered: Any) -> tuple[Path | None, bool]:
-        """This lowering's cache file (None: no cache) and whether it may be written."""
-        folder, writable = _folder()
+    def _file(self, lowered: Any, folder: Path | None) -> Path | None:
+        """This lowering's cache file in ``folder`` (None: no cache)."""
         if folder is None:
-            return None, False
+            return None
         key = _key(self._options_text() + lowered.as_text(), _target_device())
-        return folder / f"{self._name}-{key[:32]}{_SUFFIX}", writable
+        return folder / f"{self._name}-{key[:32]}{_SUFFIX}"
 
     def _load_or_compile(self, lowered: Any, file: Path | None, writable: bool,
                          index: Path | None = None) -> Any:

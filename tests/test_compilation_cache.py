@@ -308,8 +308,9 @@ def test_an_indexed_function_is_loaded_in_a_new_instance_without_lowering(tmp_pa
 
     lowered = []
     real = _compilation_cache.CachedFunction._file
-    monkeypatch.setattr(_compilation_cache.CachedFunction, "_file",
-                        lambda self, low: lowered.append(self._identity) or real(self, low))
+    monkeypatch.setattr(
+        _compilation_cache.CachedFunction, "_file",
+        lambda self, low, folder: lowered.append(self._identity) or real(self, low, folder))
     again, *_ = _indexed()
     assert again.prepare(w, x).shape == (4,)  # the output shapes, from the index
     np.testing.assert_array_equal(again(w, x), f(w, x))

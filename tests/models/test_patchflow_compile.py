@@ -58,8 +58,9 @@ def test_a_new_process_loads_every_stage_through_the_index_without_lowering(tmp_
     monkeypatch.setattr(module, "_PLANNED", set())
     lowered = []
     real = _compilation_cache.CachedFunction._file
-    monkeypatch.setattr(_compilation_cache.CachedFunction, "_file",
-                        lambda self, low: lowered.append(self._name) or real(self, low))
+    monkeypatch.setattr(
+        _compilation_cache.CachedFunction, "_file",
+        lambda self, low, folder: lowered.append(self._name) or real(self, low, folder))
     second = patchflow(a, b, config).flow
     assert lowered == []
     np.testing.assert_array_equal(first, second)
