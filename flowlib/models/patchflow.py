@@ -163,27 +163,10 @@ def inverse_search(
     def cost(u: jax.Array) -> jax.Array:
         return jnp.sum((_zero_mean(sample(u)) - t0) ** 2, axis=(-2, -1))
 
-    def keep_better(state: tuple[jax.Array, jax.Array], cand: jax.Array) -> tuple[jax.Array, jax.Array]:
-        u, c = state
-        cc = cost(cand)
-        better = cc < c
-        return jnp.where(better[..., None], cand, u), jnp.where(better, cc, c)
-
     u = _patch_centres(flow_init, grid)
     state = (u, cost(u))
     if search_radius > 0:
-        n = 2 * search_radius + 1
-        origin = u
-
-        def search(k: jax.Array, st: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
-            if horizontal:
-                off = jnp.stack([-k, 0 * k]).astype(u.dtype)
-            else:
-                off = jnp.stack([k % n - search_radius, k // n - search_radius]).astype(u.dtype)
-            return keep_better(st, origin + off)
-
-        count = search_radius + 1 if horizontal else n * n
-        state = jax.lax.fori_loop(0, count, search, state)
+        state = _exhaustive_search(i1, grid, t0, state, search_radius, horizontal)
 
     directions = [(0, j) for j in jumps] + [(0, -j) for j in jumps]
     directions += [(j, 0) for j in jumps] + [(-j, 0) for j in jumps]
@@ -219,6 +202,42 @@ def inverse_search(
 
     u, _ = jax.lax.fori_loop(0, 2, one_pass, state)
     return densify(i1, template, u, grid, horizontal=horizontal)
+
+
+def _exhaustive_search(i1: jax.Array, grid: PatchGrid, t0: jax.Array,
+                       state: tuple[jax.Array, jax.Array], radius: int,
+                       horizontal: bool) -> tuple[jax.Array, jax.Array]:
+    """Every integer offset within +-``radius`` of each patch's flow ``u`` (stereo: ``u - k``,
+    ``k = 0 .. radius``), in order, replacing ``(u, cost)`` where its zero-mean SSD to the
+    zero-mean template ``t0`` is lower.
+
+    The offsets' patches are sub-windows of one bilinear window per patch, sampled once:
+    the offsets are whole pixels, so every patch shares the window's bilinear weights.
+    """
+    origin, _ = state
+    p = grid.size
+    n = 2 * radius + 1
+    if horizontal:  # columns u - radius .. u + p - 1
+        corner = origin - jnp.asarray([radius, 0], origin.dtype)
+        window = sample_patches(i1, grid, corner, horizontal=True, window=(p, p + radius))
+    else:
+        window = sample_patches(i1, grid, origin - radius, window=(p + n - 1, p + n - 1))
+
+    def search(k: jax.Array, st: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        if horizontal:
+            dx, dy = radius - k, 0 * k
+            off = jnp.stack([-k, 0 * k]).astype(origin.dtype)
+        else:
+            dx, dy = k % n, k // n
+            off = jnp.stack([dx - radius, dy - radius]).astype(origin.dtype)
+        zero = jnp.zeros((), k.dtype)
+        patch = jax.lax.dynamic_slice(window, (zero, zero, zero, dy, dx), (*window.shape[:3], p, p))
+        cost = jnp.sum((_zero_mean(patch) - t0) ** 2, axis=(-2, -1))
+        u, c = st
+        better = cost < c
+        return jnp.where(better[..., None], origin + off, u), jnp.where(better, cost, c)
+
+    return jax.lax.fori_loop(0, radius + 1 if horizontal else n * n, search, state)
 
 
 def densify(i1: jax.Array, template: jax.Array, u: jax.Array, grid: PatchGrid, *,

@@ -117,7 +117,7 @@ def overlap_add(values: jax.Array, grid: PatchGrid) -> jax.Array:
 
 
 def sample_patches(x: jax.Array, grid: PatchGrid, offsets: jax.Array, *,
-                   horizontal: bool = False) -> jax.Array:
+                   horizontal: bool = False, window: tuple[int, int] | None = None) -> jax.Array:
     """Bilinear patches of ``x`` at the grid positions moved by ``offsets``.
 
     Args:
@@ -127,11 +127,13 @@ def sample_patches(x: jax.Array, grid: PatchGrid, offsets: jax.Array, *,
       horizontal: the offsets move along rows only (rectified stereo): their ``y`` is
         taken as 0, and each patch is one linear blend of ``p x (p + 1)`` pixels along
         ``x`` (the same values as the bilinear blend with ``y = 0``).
+      window: ``(height, width)`` of the sampled windows, anchored at the patches'
+        top-left corners (default ``(p, p)``: the patches themselves).
 
     Returns:
-      ``(B, rows, cols, p, p)``: entry ``[b, i, j, r, c]`` is ``x`` sampled at
+      ``(B, rows, cols, height, width)``: entry ``[b, i, j, r, c]`` is ``x`` sampled at
       ``(j*s + c + u, i*s + r + v)``. Outside the image ``x`` is extended by edge
-      replication for one patch size; patches displaced farther than that are clamped
+      replication for one window size; windows displaced farther than that are clamped
       to that band (their content is replicated border either way).
     """
     _check_image(x, grid, "x")
@@ -139,7 +141,8 @@ def sample_patches(x: jax.Array, grid: PatchGrid, offsets: jax.Array, *,
         raise ValueError(f"offsets must have shape (B, {grid.rows}, {grid.cols}, 2), "
                          f"got {offsets.shape}")
     p = grid.size
-    m = p + 1
+    height, width = (p, p) if window is None else window
+    m = max(height, width) + 1
     padded = jnp.pad(x, ((0, 0), (m, m), (m, m)), mode="edge")
     ys = (jnp.arange(grid.rows) * grid.stride).astype(offsets.dtype)
     xs = (jnp.arange(grid.cols) * grid.stride).astype(offsets.dtype)
@@ -151,16 +154,16 @@ def sample_patches(x: jax.Array, grid: PatchGrid, offsets: jax.Array, *,
     fx0, fy0 = jnp.floor(px), jnp.floor(py)
     fx = (px - fx0)[..., None, None]
     fy = (py - fy0)[..., None, None]
-    ix = jnp.clip(fx0.astype(jnp.int32) + m, 0, padded.shape[2] - p - 1)
-    iy = jnp.clip(fy0.astype(jnp.int32) + m, 0, padded.shape[1] - p - 1)
-    rows = p if horizontal else p + 1
+    ix = jnp.clip(fx0.astype(jnp.int32) + m, 0, padded.shape[2] - width - 1)
+    iy = jnp.clip(fy0.astype(jnp.int32) + m, 0, padded.shape[1] - height - 1)
+    rows = height if horizontal else height + 1
 
-    def window(img: jax.Array, y: jax.Array, xx: jax.Array) -> jax.Array:
-        return jax.lax.dynamic_slice(img, (y, xx), (rows, p + 1))
+    def crop(img: jax.Array, y: jax.Array, xx: jax.Array) -> jax.Array:
+        return jax.lax.dynamic_slice(img, (y, xx), (rows, width + 1))
 
-    per_image = jax.vmap(jax.vmap(window, in_axes=(None, 0, 0)), in_axes=(None, 0, 0))
-    wins = jax.vmap(per_image)(padded, iy, ix)  # (B, rows, cols, p+1 or p, p+1)
-    top = wins[..., :p, :-1] * (1 - fx) + wins[..., :p, 1:] * fx
+    per_image = jax.vmap(jax.vmap(crop, in_axes=(None, 0, 0)), in_axes=(None, 0, 0))
+    wins = jax.vmap(per_image)(padded, iy, ix)  # (B, rows, cols, height (+1), width + 1)
+    top = wins[..., :height, :-1] * (1 - fx) + wins[..., :height, 1:] * fx
     if horizontal:
         return top
     bottom = wins[..., 1:, :-1] * (1 - fx) + wins[..., 1:, 1:] * fx
