@@ -30,7 +30,10 @@ Per pyramid level l (coarsest first, grey images in 0..255):
 
 Levels finer than ``finest_level`` (PatchFlow's default 1: half size, as DIS's medium preset)
 get no inverse search: the flow is upsampled and, with ``upsampled_refine_outer`` > 0,
-refined variationally at each of them.
+refined variationally at each of them. Where the next-to-coarsest level is small, the
+coarsest level is matched and refined on that level's canvas (its images extended by
+repeating the last row and column), so the two levels share their compiled stages
+(:func:`_coarse_canvas`).
 
 It has no learned parameters: the "weights" file holds only its settings and their
 provenance. The algorithm is a pure function, :func:`patchflow` / :func:`patchstereo`,
@@ -40,7 +43,8 @@ faster and more accurate settings. Every step is plain JAX, differentiable almos
 (argmin choices are piecewise constant), so it can sit inside a larger trainable model: under
 a caller's ``jax.jit`` / ``grad`` it traces as one computation; called on arrays it runs as
 separately compiled stages (the pyramids; per level the search, then the refinement), each
-compiled once per shape and settings and kept in flowlib's compilation cache. The first call
+compiled once per shape and settings (the two coarsest levels' once for both) and kept in
+flowlib's compilation cache. The first call
 at a new size plans every stage from the input shapes before running any, so the compiles
 run side by side on the compile threads while the stages execute in order.
 """
@@ -124,6 +128,7 @@ def inverse_search(
     propagation_rounds: int,
     jumps: Sequence[int],
     search_radius: int = 0,
+    exhaustive: jax.Array | None = None,
     horizontal: bool = False,
 ) -> jax.Array:
     """One level of patch matching: dense flow ``(B, H, W, 2)`` from grey ``(B, H, W)`` images.
@@ -139,6 +144,8 @@ def inverse_search(
       jumps: cell distances a patch looks at in each of the four directions.
       search_radius: > 0: first try every integer offset within +-radius of the initial
         patch flow (exhaustive zero-mean SSD search).
+      exhaustive: a traced boolean that turns that search on (``None``: on): one compiled
+        search serves a level with and a level without it.
       horizontal: stereo: the flow is ``(u, 0)`` with ``u <= 0`` (``u = -disparity``); the
         search tries ``u0 - k`` for ``k = 0 .. search_radius`` and Gauss-Newton moves u only.
     """
@@ -166,7 +173,13 @@ def inverse_search(
     u = _patch_centres(flow_init, grid)
     state = (u, cost(u))
     if search_radius > 0:
-        state = _exhaustive_search(i1, grid, t0, state, search_radius, horizontal)
+        def search(st: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+            return _exhaustive_search(i1, grid, t0, st, search_radius, horizontal)
+
+        if exhaustive is None:
+            state = search(state)
+        else:
+            state = jax.lax.cond(exhaustive, search, lambda st: st, state)
 
     directions = [(0, j) for j in jumps] + [(0, -j) for j in jumps]
     directions += [(j, 0) for j in jumps] + [(-j, 0) for j in jumps]
@@ -480,41 +493,78 @@ def coarse_to_fine(i0: jax.Array, i1: jax.Array, settings: Any, *, depth: int, f
     ``settings`` is the configuration (its patch, iteration and refinement fields). Returns
     ``{level: flow}`` (level ``l`` at ``1 / 2**l`` of the input size).
     """
-    pyr0, pyr1 = _stage(_pyramids, i0, i1, depth=depth)
+    canvas = _coarse_canvas(i0.shape[1], i0.shape[2], depth, settings, finest)
+    pyr0, pyr1 = _stage(_pyramids, i0, i1, depth=depth, canvas=canvas)
     return _levels(pyr0, pyr1, settings, finest=finest, search_radius=search_radius,
-                   horizontal=horizontal)
+                   horizontal=horizontal, canvas=canvas)
 
 
-def _pyramids(i0: jax.Array, i1: jax.Array, *, depth: int) -> tuple[list[jax.Array], list[jax.Array]]:
-    """Grey ``(B, H, W)`` images -> their pyramids, levels ``0 .. depth``."""
+def _pyramids(i0: jax.Array, i1: jax.Array, *, depth: int,
+              canvas: bool = False) -> tuple[list[jax.Array], list[jax.Array]]:
+    """Grey ``(B, H, W)`` images -> their pyramids, levels ``0 .. depth``; with ``canvas``
+    (:func:`_coarse_canvas`), the coarsest level extended to the next level's size by
+    repeating its last row and column."""
     pyr0 = [p[..., 0] for p in ops.image_pyramid(i0[..., None], levels=depth + 1)]
     pyr1 = [p[..., 0] for p in ops.image_pyramid(i1[..., None], levels=depth + 1)]
+    if canvas:
+        for pyr in (pyr0, pyr1):
+            (h, w), (hc, wc) = pyr[depth - 1].shape[1:], pyr[depth].shape[1:]
+            pyr[depth] = jnp.pad(pyr[depth], ((0, 0), (0, h - hc), (0, w - wc)), mode="edge")
     return pyr0, pyr1
 
 
+def _coarse_canvas(height: int, width: int, depth: int, settings: Any, finest: int) -> bool:
+    """Whether the coarsest level runs on the next level's canvas, so that the two coarsest
+    levels share one compiled search and one compiled refinement.
+
+    The coarsest level's images are extended to the next level's size by repeating their last
+    row and column (:func:`_pyramids`), the level is matched and refined on that canvas, and
+    its flow is the canvas's top-left corner. Measured on a 2-core Zen 4, compiling the two
+    levels once saves ~1.5 CPU-s of a first call (640x480 flow, KITTI-size stereo: ~0.8 s),
+    and running the coarsest level on four times the pixels costs ~5 ms per call (flow) and
+    ~10 ms (stereo); so only where the next level is small, up to :data:`_CANVAS_PIXELS`
+    (the levels whose searches compile below -O3), and where both levels use the same
+    propagation jumps (``settings.long_jump_levels != 1``).
+    """
+    return (depth >= 1 and min(finest, depth) <= depth - 1 and settings.long_jump_levels != 1
+            and (height >> (depth - 1)) * (width >> (depth - 1)) <= _CANVAS_PIXELS)
+
+
+#: The largest next-to-coarsest level (pixels) whose canvas the coarsest level shares.
+_CANVAS_PIXELS = 40_000
+
+
 def _levels(pyr0: Sequence[jax.Array], pyr1: Sequence[jax.Array], settings: Any, *, finest: int,
-            search_radius: int, horizontal: bool) -> dict[int, jax.Array]:
+            search_radius: int, horizontal: bool, canvas: bool = False) -> dict[int, jax.Array]:
     """:func:`coarse_to_fine` on given pyramids (coarsest level ``len(pyr0) - 1``), one
-    :func:`_stage` per level and step."""
+    :func:`_stage` per level and step; ``canvas``: :func:`_coarse_canvas` (the coarsest level
+    of the pyramids is on its canvas)."""
     depth = len(pyr0) - 1
     refine = dict(alpha=settings.alpha, delta=settings.delta, gamma=settings.gamma,
                   inner=settings.refine_inner, horizontal=horizontal)
     flow = None
     levels = {}
+    # The coarsest level's own size: with a canvas, the top-left corner of its arrays.
+    coarsest = (pyr0[depth - 1].shape[1] // 2, pyr0[depth - 1].shape[2] // 2) if canvas else None
     for level in range(depth, min(finest, depth) - 1, -1):
         a, b = pyr0[level], pyr1[level]
         long = depth - level < settings.long_jump_levels
-        flow, warped = _stage(
-            _search_level, a, b, flow,
-            patch_size=settings.patch_size, patch_stride=settings.patch_stride,
-            iterations=settings.iterations, propagation_rounds=settings.propagation_rounds,
-            jumps=(4, 2, 1) if long else (1,),
-            search_radius=search_radius if level == depth else 0,
-            horizontal=horizontal, warp=bool(settings.refine_outer),
-        )
+        search = dict(patch_size=settings.patch_size, patch_stride=settings.patch_stride,
+                      iterations=settings.iterations, propagation_rounds=settings.propagation_rounds,
+                      jumps=(4, 2, 1) if long else (1,), horizontal=horizontal,
+                      warp=bool(settings.refine_outer))
+        if canvas and level >= depth - 1:  # one compiled search for both: the switch is traced
+            coarse = np.zeros((*a.shape, 2), np.float32) if level == depth else flow
+            flow, warped = _stage(_search_level, a, b, coarse, np.bool_(level == depth),
+                                  search_radius=search_radius, coarse_size=coarsest, **search)
+        else:
+            flow, warped = _stage(_search_level, a, b, flow,
+                                  search_radius=search_radius if level == depth else 0, **search)
         if settings.refine_outer:
             flow = _stage(refine_warped, a, warped, flow, outer=settings.refine_outer, **refine)
         levels[level] = flow
+    if canvas:
+        levels[depth] = _stage(_crop, levels[depth], size=coarsest)
     for level in range(min(finest, depth) - 1, -1, -1) if settings.upsampled_refine_outer else ():
         a, b = pyr0[level], pyr1[level]
         flow, warped = _stage(_upsample_level, b, flow, horizontal=horizontal)
@@ -523,21 +573,31 @@ def _levels(pyr0: Sequence[jax.Array], pyr1: Sequence[jax.Array], settings: Any,
     return levels
 
 
+def _crop(x: jax.Array, *, size: tuple[int, int]) -> jax.Array:
+    """The top-left ``size`` of ``(B, H, W, ...)`` arrays."""
+    return x[:, : size[0], : size[1]]
+
+
 def _upsample(flow: jax.Array, size: tuple[int, ...], horizontal: bool) -> jax.Array:
     flow = ops.upsample_flow(flow, size, align_corners=False)
     return flow.at[..., 1].set(0.0) if horizontal else flow
 
 
-def _search_level(a: jax.Array, b: jax.Array, coarse: jax.Array | None, *, warp: bool,
-                  horizontal: bool, **search: Any) -> tuple[jax.Array, jax.Array | None]:
+def _search_level(a: jax.Array, b: jax.Array, coarse: jax.Array | None,
+                  exhaustive: jax.Array | None = None, *, warp: bool, horizontal: bool,
+                  coarse_size: tuple[int, int] | None = None,
+                  **search: Any) -> tuple[jax.Array, jax.Array | None]:
     """One level's inverse search from the coarser level's flow (``None``: zero flow, the
-    coarsest level); with ``warp``, also frame 2 warped by the result (what the refinement
-    reads)."""
+    coarsest level; ``coarse_size``: the coarser flow is the top-left corner of ``coarse``,
+    :func:`_coarse_canvas`); with ``warp``, also frame 2 warped by the result (what the
+    refinement reads). ``exhaustive``: :func:`inverse_search`'s switch."""
     if coarse is None:
         flow = jnp.zeros((*a.shape, 2), jnp.float32)
     else:
+        if coarse_size is not None:
+            coarse = coarse[:, : coarse_size[0], : coarse_size[1]]
         flow = _upsample(coarse, a.shape[1:], horizontal)
-    flow = inverse_search(a, b, flow, horizontal=horizontal, **search)
+    flow = inverse_search(a, b, flow, horizontal=horizontal, exhaustive=exhaustive, **search)
     return flow, (_warp(b, flow, horizontal) if warp else None)
 
 
@@ -650,7 +710,7 @@ def _cpu_optimisation_level(fn: Any, args: tuple) -> int:
     the refinement compiles in 0.7 / 0.5 / 0.5 CPU-s, gives the same numbers at -O1 as at
     -O3 and runs 2-3x slower below -O3 on large levels; the pyramids run no slower at -O1.
     """
-    if fn in (_pyramids, _grey_pyramids, _stereo_pyramids, _checked_disparity):
+    if fn in (_pyramids, _grey_pyramids, _stereo_pyramids, _checked_disparity, _crop):
         return 1
     pixels = int(np.prod(np.shape(args[0])[1:3]))
     if fn is _search_level:
@@ -744,17 +804,19 @@ def patchflow(image1: jax.Array, image2: jax.Array, config: PatchFlow = PatchFlo
     _planned(patchflow, image1, image2, config)
     _, h, w, _ = image1.shape
     depth = pyramid_depth(h, w, patch_size=config.patch_size, min_coarse_side=config.min_coarse_side)
-    pyr0, pyr1 = _stage(_grey_pyramids, image1, image2, depth=depth)
+    canvas = _coarse_canvas(h, w, depth, config, config.finest_level)
+    pyr0, pyr1 = _stage(_grey_pyramids, image1, image2, depth=depth, canvas=canvas)
     levels = _levels(pyr0, pyr1, config, finest=config.finest_level,
-                     search_radius=config.coarse_radius, horizontal=False)
+                     search_radius=config.coarse_radius, horizontal=False, canvas=canvas)
     flow = levels[min(levels)]
     if flow.shape[1:3] != (h, w):  # finest_level > 0 and no upsampled refinement
         flow = _stage(_to_full_size, flow, size=(h, w), horizontal=False)
     return FlowOutput(flow=flow, aux={"levels": levels})
 
 
-def _grey_pyramids(image1: jax.Array, image2: jax.Array, *, depth: int) -> tuple[list[jax.Array], list[jax.Array]]:
-    return _pyramids(_grey(image1), _grey(image2), depth=depth)
+def _grey_pyramids(image1: jax.Array, image2: jax.Array, *, depth: int,
+                   canvas: bool) -> tuple[list[jax.Array], list[jax.Array]]:
+    return _pyramids(_grey(image1), _grey(image2), depth=depth, canvas=canvas)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -815,9 +877,10 @@ def patchstereo(left: jax.Array, right: jax.Array, config: PatchStereo = PatchSt
     # The right view's disparity is the same matching on the mirrored pair: both run as
     # one batch of 2B, so XLA compiles the pyramid once.
     both = bool(config.consistency)
-    pyr0, pyr1 = _stage(_stereo_pyramids, left, right, depth=depth, both=both)
+    canvas = _coarse_canvas(h, w, depth, config, config.finest_level)
+    pyr0, pyr1 = _stage(_stereo_pyramids, left, right, depth=depth, both=both, canvas=canvas)
     levels = _levels(pyr0, pyr1, config, finest=config.finest_level,
-                     search_radius=-(-config.maxdisp // 2**depth), horizontal=True)
+                     search_radius=-(-config.maxdisp // 2**depth), horizontal=True, canvas=canvas)
     if not both:
         disparity = _stage(_disparity, levels[min(levels)], size=(h, w), maxdisp=config.maxdisp)
         return StereoOutput(disparity=disparity, aux={})
@@ -827,13 +890,13 @@ def patchstereo(left: jax.Array, right: jax.Array, config: PatchStereo = PatchSt
 
 
 def _stereo_pyramids(left: jax.Array, right: jax.Array, *, depth: int,
-                     both: bool) -> tuple[list[jax.Array], list[jax.Array]]:
+                     both: bool, canvas: bool) -> tuple[list[jax.Array], list[jax.Array]]:
     """Grey pyramids of the pair; with ``both``, the mirrored pair (right view as the
     reference) appended along the batch."""
     i0, i1 = _grey(left), _grey(right)
     if both:
         i0, i1 = jnp.concatenate([i0, i1[:, :, ::-1]]), jnp.concatenate([i1, i0[:, :, ::-1]])
-    return _pyramids(i0, i1, depth=depth)
+    return _pyramids(i0, i1, depth=depth, canvas=canvas)
 
 
 def _disparity(flow: jax.Array, *, size: tuple[int, int], maxdisp: int) -> jax.Array:

@@ -61,6 +61,32 @@ def test_exhaustive_search_finds_what_gauss_newton_alone_cannot():
     np.testing.assert_allclose(np.median(searched.reshape(-1, 2), axis=0), [4.0, -3.0], atol=0.05)
 
 
+def test_a_traced_switch_turns_the_exhaustive_search_on_and_off():
+    i1, i2 = _translated_pair(40, 40, 4.0, -3.0, seed=1)
+    args = dict(patch_size=8, patch_stride=4, iterations=2, propagation_rounds=1, jumps=(1,))
+    a, b, zero = jnp.asarray(i1)[None], jnp.asarray(i2)[None], jnp.zeros((1, 40, 40, 2))
+    switched = jax.jit(functools.partial(inverse_search, search_radius=5, **args))
+    on, off = (np.asarray(switched(a, b, zero, exhaustive=jnp.bool_(s))) for s in (True, False))
+    np.testing.assert_array_equal(on, np.asarray(jax.jit(functools.partial(
+        inverse_search, search_radius=5, **args))(a, b, zero)))
+    np.testing.assert_array_equal(off, np.asarray(jax.jit(functools.partial(
+        inverse_search, search_radius=0, **args))(a, b, zero)))
+    assert np.abs(on - off).max() > 1.0
+
+
+def test_the_coarsest_level_on_a_canvas_repeats_its_last_row_and_column():
+    rng = np.random.default_rng(2)
+    i0, i1 = (jnp.asarray(rng.random((1, 9, 14), np.float32)) for _ in range(2))
+    plain = patchflow._pyramids(i0, i1, depth=2)
+    pyr0, pyr1 = patchflow._pyramids(i0, i1, depth=2, canvas=True)
+    assert [p.shape for p in pyr0] == [(1, 9, 14), (1, 4, 7), (1, 4, 7)]
+    for canvas, levels in ((pyr0, plain[0]), (pyr1, plain[1])):
+        coarsest = np.asarray(levels[2])  # 2 x 3
+        np.testing.assert_array_equal(np.asarray(canvas[2]),
+                                      np.pad(coarsest, ((0, 0), (0, 2), (0, 4)), mode="edge"))
+        np.testing.assert_array_equal(np.asarray(canvas[1]), np.asarray(levels[1]))
+
+
 def test_derivatives_are_central_differences_with_the_edge_repeated():
     a = np.random.default_rng(3).standard_normal((2, 5, 7)).astype(np.float32)
     p = np.pad(a, ((0, 0), (1, 1), (1, 1)), mode="edge")

@@ -6,6 +6,7 @@ import functools
 
 import jax
 import numpy as np
+from scipy.ndimage import gaussian_filter
 
 from flowlib import _compilation_cache
 from flowlib.models.patchflow import PatchFlow, patchflow
@@ -95,3 +96,48 @@ def test_each_stage_compiles_at_the_llvm_level_its_size_calls_for():
     o1, o3 = (np.asarray(lowered.compile(module._compiler_options(lvl))(a, warped, flow))
               for lvl in (1, 3))
     np.testing.assert_allclose(o1, o3, atol=1e-5)
+
+
+def test_the_two_coarsest_levels_share_one_compiled_search_and_refinement(tmp_path, monkeypatch):
+    """Where the next-to-coarsest level is small, the coarsest level runs on its canvas: a
+    first call compiles one search and one refinement for both levels (6 compiles, not 7),
+    each level's flow in ``aux["levels"]`` has that level's own size, and one jitted
+    function (every stage inline, the same canvas) gives the same flow."""
+    from flowlib.models import patchflow as module
+
+    config = PatchFlow(iterations=2, propagation_rounds=1, refine_outer=1, refine_inner=1,
+                       min_coarse_side=16, coarse_radius=2)
+    h, w = 70, 93  # levels 2 (17 x 23, the coarsest) and 1 (35 x 46), then full size
+    assert module._coarse_canvas(h, w, 2, config, config.finest_level)
+    monkeypatch.setenv("FLOWLIB_HOME", str(tmp_path))
+    rng = np.random.default_rng(6)
+    a = gaussian_filter(rng.random((1, h, w, 3)), (0, 1.5, 1.5, 0)).astype(np.float32)
+    b = np.roll(a, (1, 3), axis=(1, 2))  # a size no other test compiles
+    heard = []
+    with _compilation_cache.announcing(lambda args: heard.append(args)):
+        staged = patchflow(a, b, config)
+    # pyramids, the shared search and refinement, the coarsest flow's crop, level 0's
+    # upsampling and refinement
+    assert len(heard) == 6
+    assert {k: v.shape for k, v in staged.aux["levels"].items()} == {
+        2: (1, 17, 23, 2), 1: (1, 35, 46, 2), 0: (1, h, w, 2)}
+    jitted = jax.jit(functools.partial(patchflow, config=config))(a, b)
+    # XLA fuses the stages differently inside one function: the same flow up to rounding
+    np.testing.assert_allclose(np.asarray(jitted.flow), np.asarray(staged.flow), atol=1e-2)
+
+
+def test_which_sizes_put_the_coarsest_level_on_a_canvas():
+    """The canvas needs a next-to-coarsest level that is searched, has the same propagation
+    jumps and at most 40,000 pixels."""
+    from flowlib.models import patchflow as module
+    from flowlib.models.patchflow import PatchStereo
+
+    canvas, flow, stereo = module._coarse_canvas, PatchFlow(), PatchStereo()
+    assert canvas(480, 640, 4, flow, 1)  # level 3: 60 x 80
+    assert canvas(436, 1024, 4, flow, 1)  # level 3: 54 x 128
+    assert canvas(1080, 1920, 6, flow, 1)  # level 5: 33 x 60
+    assert canvas(375, 1242, 3, stereo, 1)  # level 2: 93 x 310
+    assert not canvas(750, 2484, 3, stereo, 1)  # level 2: 187 x 621
+    assert not canvas(480, 640, 4, PatchFlow(long_jump_levels=1), 1)  # jumps differ
+    assert not canvas(480, 640, 4, flow, 4)  # only the coarsest level is searched
+    assert not canvas(48, 64, 0, flow, 0)  # a single level
