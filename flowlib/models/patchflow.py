@@ -933,23 +933,23 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 #: What each preset costs and gives (shown by ``flowlib models``): steady-state time on a
 #: 2-core AMD EPYC (Zen 4), ``python -m benchmarks.defaults --speed --presets`` (the presets
-#: and the OpenCV peer called in turn in one process, median of 15 rounds; median of 4 runs),
+#: and the OpenCV peer called in turn in one process, median of 15 rounds; mean of 2 runs),
 #: and mean errors on flowlib's validation set, 4 pairs per group,
 #: ``python -m benchmarks.validation [--task stereo] --pairs 4 [--preset NAME]``.
 PRESET_MEASURED: dict[str, dict[str, str]] = {
     "patchflow": {
-        "fast": "1024x436: 66 ms; validation EPE (chairs-small, -medium, warp, chairs-large) "
-                "0.505, 3.489, 0.081, 9.745",
-        "default": "1024x436: 101 ms (DIS medium 30 ms); validation EPE 0.496, 2.987, 0.052, 9.414 "
+        "fast": "1024x436: 70 ms; validation EPE (chairs-small, -medium, warp, chairs-large) "
+                "0.541, 3.380, 0.081, 9.937",
+        "default": "1024x436: 106 ms (DIS medium 32 ms); validation EPE 0.453, 3.163, 0.052, 9.447 "
                    "(DIS medium 0.531, 3.237, 0.074, 10.855)",
-        "accurate": "1024x436: 309 ms; validation EPE 0.376, 2.717, 0.041, 9.104",
+        "accurate": "1024x436: 314 ms; validation EPE 0.339, 2.874, 0.041, 9.140",
     },
     "patchstereo": {
-        "fast": "1242x375: 67 ms; validation EPE / D1 (stereo-64, stereo-160) 2.96 / 11.3 %, "
-                "4.56 / 8.2 %",
-        "default": "1242x375: 105 ms (SGBM 3-way 76 ms); validation 2.91 / 11.1 %, 4.46 / 7.9 % "
+        "fast": "1242x375: 72 ms; validation EPE / D1 (stereo-64, stereo-160) 2.74 / 11.3 %, "
+                "4.54 / 8.3 %",
+        "default": "1242x375: 108 ms (SGBM 3-way 75 ms); validation 2.70 / 10.9 %, 4.46 / 7.9 % "
                    "(SGBM 6.49 / 25.9 %, 11.46 / 16.5 %)",
-        "accurate": "1242x375: 318 ms; validation 2.52 / 8.9 %, 3.71 / 5.7 %",
+        "accurate": "1242x375: 309 ms; validation 2.32 / 8.9 %, 3.71 / 5.7 %",
     },
 }
 
