@@ -44,9 +44,9 @@ faster and more accurate settings. Every step is plain JAX, differentiable almos
 a caller's ``jax.jit`` / ``grad`` it traces as one computation; called on arrays it runs as
 separately compiled stages (the pyramids; per level the search, then the refinement), each
 compiled once per shape and settings (the two coarsest levels' once for both) and kept in
-flowlib's compilation cache. The first call
-at a new size plans every stage from the input shapes before running any, so the compiles
-run side by side on the compile threads while the stages execute in order.
+flowlib's compilation cache. The first call at a new size plans every stage from the input
+shapes before running any, so the compiles run side by side on the compile threads while the
+stages execute in order.
 """
 
 from __future__ import annotations

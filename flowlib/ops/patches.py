@@ -141,6 +141,9 @@ def sample_patches(x: jax.Array, grid: PatchGrid, offsets: jax.Array, *,
         raise ValueError(f"offsets must have shape (B, {grid.rows}, {grid.cols}, 2), "
                          f"got {offsets.shape}")
     p = grid.size
+    if window is not None and (len(window) != 2 or any(
+            isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in window)):
+        raise ValueError(f"window must be (height, width), two ints >= 1, got {window!r}")
     height, width = (p, p) if window is None else window
     m = max(height, width) + 1
     padded = jnp.pad(x, ((0, 0), (m, m), (m, m)), mode="edge")

@@ -128,6 +128,26 @@ def test_horizontal_sampling_is_the_bilinear_sampling_along_rows():
     np.testing.assert_array_equal(np.asarray(got(x, g, y_ignored)), want)
 
 
+def test_a_wider_window_holds_the_patches_at_every_whole_pixel_offset():
+    """A ``(p + 4) x (p + 4)`` window sampled at ``u - 2`` holds, at row and column
+    ``2 + k``, the patch sampled at ``u + k`` for whole-pixel ``k``; stereo's ``p x (p + 3)``
+    window at ``u - 3`` along rows holds the patches at ``u - 3 .. u``."""
+    rng = np.random.default_rng(7)
+    x = jnp.asarray(rng.random((2, 20, 26)), jnp.float32)
+    g = patch_grid(20, 26, size=8, stride=4)
+    u = jnp.asarray(rng.choice([-1.5, -0.25, 0.5, 3.75], (2, g.rows, g.cols, 2)), jnp.float32)
+    wide = np.asarray(sample_patches(x, g, u - 2, window=(12, 12)))
+    assert wide.shape == (2, g.rows, g.cols, 12, 12)
+    for dy, dx in ((0, 0), (-2, 1), (2, -2), (1, 2)):
+        want = np.asarray(sample_patches(x, g, u + jnp.asarray([dx, dy], jnp.float32)))
+        np.testing.assert_array_equal(wide[..., 2 + dy : 10 + dy, 2 + dx : 10 + dx], want)
+    rows = np.asarray(sample_patches(x, g, u - jnp.asarray([3.0, 0.0]), horizontal=True,
+                                     window=(8, 11)))
+    for k in range(4):
+        want = np.asarray(sample_patches(x, g, u - jnp.asarray([float(k), 0.0]), horizontal=True))
+        np.testing.assert_array_equal(rows[..., 3 - k : 11 - k], want)
+
+
 def test_sample_jit_equals_eager_and_differentiates_in_offsets():
     rng = np.random.default_rng(5)
     x = jnp.asarray(rng.random((1, 16, 16)), jnp.float32)
@@ -148,5 +168,7 @@ def test_shape_errors_name_the_expected_shape():
         extract_patches(jnp.zeros((1, 16, 15)), g)
     with pytest.raises(ValueError, match="offsets must have shape"):
         sample_patches(jnp.zeros((1, 16, 16)), g, jnp.zeros((1, 2, 2, 2)))
+    with pytest.raises(ValueError, match=r"window must be \(height, width\)"):
+        sample_patches(jnp.zeros((1, 16, 16)), g, jnp.zeros((1, 3, 3, 2)), window=(0, 8))
     with pytest.raises(ValueError, match="values must have shape"):
         overlap_add(jnp.zeros((1, 3, 3, 4, 4)), g)
