@@ -340,7 +340,7 @@ class CachedFunction:
             if entry is None:
                 folder, writable = _folder()
                 index = self._index(signature, args, folder)
-                entry = self._from_index(index, args) if index is not None else None
+                entry = self._from_index(index, args, writable) if index is not None else None
                 if entry is None:
                     lowered = self._fun.lower(*args)
                     file = self._file(lowered, folder)
@@ -364,9 +364,10 @@ class CachedFunction:
                              _target_device())
         return folder / f"{self._name}-{key[:32]}{_INDEX_SUFFIX}"
 
-    def _from_index(self, index: Path, args: tuple) -> _Entry | None:
+    def _from_index(self, index: Path, args: tuple, writable: bool) -> _Entry | None:
         """The entry of an indexed executable, loading on the compile threads (None: no
-        usable index; a load that fails there lowers and compiles instead)."""
+        usable index; a load that fails there lowers and compiles instead, saving the result
+        if the cache folder is ``writable``)."""
         try:
             record = pickle.loads(index.read_bytes())
             file = index.parent / record["executable"]
@@ -378,16 +379,16 @@ class CachedFunction:
         import jax
 
         shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), args)
-        return _Entry(_compile_pool().submit(self._load_indexed, file, in_tree, out_tree, shapes),
-                      out_info)
+        return _Entry(_compile_pool().submit(self._load_indexed, file, in_tree, out_tree, shapes,
+                                             writable), out_info)
 
-    def _load_indexed(self, file: Path, in_tree: Any, out_tree: Any, shapes: tuple) -> Any:
-        folder, writable = _folder()
+    def _load_indexed(self, file: Path, in_tree: Any, out_tree: Any, shapes: tuple,
+                      writable: bool) -> Any:
         executable = self._load(file, in_tree, out_tree, _target_device(), writable)
         if executable is not None:
             return executable
         lowered = self._fun.lower(*shapes)
-        return self._load_or_compile(lowered, self._file(lowered, folder), writable, None)
+        return self._load_or_compile(lowered, self._file(lowered, file.parent), writable, None)
 
     def _file(self, lowered: Any, folder: Path | None) -> Path | None:
         """This lowering's cache file in ``folder`` (None: no cache)."""
