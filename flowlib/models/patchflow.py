@@ -522,16 +522,12 @@ def _coarse_canvas(height: int, width: int, depth: int, settings: Any, finest: i
     its flow is the canvas's top-left corner. Measured on a 2-core Zen 4, compiling the two
     levels once saves ~1.5 CPU-s of a first call (640x480 flow, KITTI-size stereo: ~0.8 s),
     and running the coarsest level on four times the pixels costs ~5 ms per call (flow) and
-    ~10 ms (stereo); so only where the next level is small, up to :data:`_CANVAS_PIXELS`
-    (the levels whose searches compile below -O3), and where both levels use the same
-    propagation jumps (``settings.long_jump_levels != 1``).
+    ~10 ms (stereo); so only where the next level is small, up to :data:`_O2_PIXELS` (the
+    levels whose searches compile below -O3, :func:`_cpu_optimisation_level`), and where both
+    levels use the same propagation jumps (``settings.long_jump_levels != 1``).
     """
     return (depth >= 1 and min(finest, depth) <= depth - 1 and settings.long_jump_levels != 1
-            and (height >> (depth - 1)) * (width >> (depth - 1)) <= _CANVAS_PIXELS)
-
-
-#: The largest next-to-coarsest level (pixels) whose canvas the coarsest level shares.
-_CANVAS_PIXELS = 40_000
+            and (height >> (depth - 1)) * (width >> (depth - 1)) <= _O2_PIXELS)
 
 
 def _levels(pyr0: Sequence[jax.Array], pyr1: Sequence[jax.Array], settings: Any, *, finest: int,
@@ -714,10 +710,15 @@ def _cpu_optimisation_level(fn: Any, args: tuple) -> int:
         return 1
     pixels = int(np.prod(np.shape(args[0])[1:3]))
     if fn is _search_level:
-        return 1 if pixels <= 10_000 else 2 if pixels <= 40_000 else 3
+        return 1 if pixels <= _O1_PIXELS else 2 if pixels <= _O2_PIXELS else 3
     if fn is refine_warped:
-        return 1 if pixels <= 10_000 else 3
+        return 1 if pixels <= _O1_PIXELS else 3
     return 3
+
+
+#: The largest levels (pixels) whose stages compile at LLVM -O1 (searches, refinements) and
+#: -O2 (searches; also the largest next-to-coarsest level that :func:`_coarse_canvas` shares).
+_O1_PIXELS, _O2_PIXELS = 10_000, 40_000
 
 
 _CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False, "xla_cpu_experimental_ynn_fusion_type": "",
