@@ -30,10 +30,10 @@ Per pyramid level l (coarsest first, grey images in 0..255):
 
 Levels finer than ``finest_level`` (PatchFlow's default 1: half size, as DIS's medium preset)
 get no inverse search: the flow is upsampled and, with ``upsampled_refine_outer`` > 0,
-refined variationally at each of them. Where the next-to-coarsest level is small, the
-coarsest level is matched and refined on that level's canvas (its images extended by
-repeating the last row and column), so the two levels share their compiled stages
-(:func:`_coarse_canvas`).
+refined variationally at each of them. The coarsest levels, up to the last small one, are
+matched and refined on that level's canvas (their images extended by repeating the last row
+and column), so they share their compiled stages; each gives, in the canvas's corner, the
+flow it gives alone (:func:`_coarse_canvas`).
 
 It has no learned parameters: the "weights" file holds only its settings and their
 provenance. The algorithm is a pure function, :func:`patchflow` / :func:`patchstereo`,
@@ -99,6 +99,18 @@ def _zero_mean(x: jax.Array) -> jax.Array:
     return x - jnp.mean(x, axis=(-2, -1), keepdims=True)
 
 
+def _replicate_beyond(x: jax.Array, size: jax.Array) -> jax.Array:
+    """``(B, H, W, ...)`` arrays whose top-left ``size`` (traced ``(height, width)``) is the
+    image: every row from ``height`` on repeats row ``height - 1``, every column from
+    ``width`` on column ``width - 1``, as ``jnp.pad(mode="edge")`` of the image would."""
+    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    last = jax.lax.dynamic_slice_in_dim(x, size[0] - 1, 1, axis=1)
+    x = jnp.where(jnp.arange(x.shape[1]).reshape(shape) < size[0], x, last)
+    shape = (1, 1, x.shape[2]) + (1,) * (x.ndim - 3)
+    last = jax.lax.dynamic_slice_in_dim(x, size[1] - 1, 1, axis=2)
+    return jnp.where(jnp.arange(x.shape[2]).reshape(shape) < size[1], x, last)
+
+
 def _shift_cells(u: jax.Array, dy: int, dx: int) -> jax.Array:
     """``u[:, i + dy, j + dx]`` with edge replication, u ``(B, rows, cols, 2)``."""
     m = max(abs(dy), abs(dx))
@@ -129,6 +141,8 @@ def inverse_search(
     jumps: Sequence[int],
     search_radius: int = 0,
     exhaustive: jax.Array | None = None,
+    exhaustive_size: tuple[int, int] | None = None,
+    size: jax.Array | None = None,
     horizontal: bool = False,
 ) -> jax.Array:
     """One level of patch matching: dense flow ``(B, H, W, 2)`` from grey ``(B, H, W)`` images.
@@ -146,13 +160,25 @@ def inverse_search(
         patch flow (exhaustive zero-mean SSD search).
       exhaustive: a traced boolean that turns that search on (``None``: on): one compiled
         search serves a level with and a level without it.
+      exhaustive_size: ``(height, width)``: that search tries only the patches of the grid of
+        an image of that size, the top-left ones (with ``size``, the images' own).
+      size: traced ``(height, width)``: the images are the top-left ``height x width`` of
+        the arrays, which beyond hold them edge-extended (a level on a larger canvas,
+        :func:`_pyramids`). The flow there is that of the images alone (up to float
+        rounding): only the patches of the images' own grid count, and their gradients are
+        edge-extended as at any image border; beyond, the flow is undefined.
       horizontal: stereo: the flow is ``(u, 0)`` with ``u <= 0`` (``u = -disparity``); the
         search tries ``u0 - k`` for ``k = 0 .. search_radius`` and Gauss-Newton moves u only.
     """
     grid = patch_grid(i0.shape[1], i0.shape[2], size=patch_size, stride=patch_stride)
+    cells = None
+    if size is not None:  # the images' own grid: its rows and columns of patches
+        cells = jnp.maximum(1, (size - patch_size + patch_stride - 1) // patch_stride + 1)
     template = extract_patches(i0, grid)
     t0 = _zero_mean(template)
     gx, gy = _gradients(i0)
+    if size is not None:
+        gx, gy = _replicate_beyond(gx, size), _replicate_beyond(gy, size)
     gx, gy = _zero_mean(extract_patches(gx, grid)), _zero_mean(extract_patches(gy, grid))
     # Inverse compositional: the Gauss-Newton matrix depends on the template only, and so
     # does the template's share of the right-hand side (the gradients are zero-mean, so the
@@ -168,13 +194,14 @@ def inverse_search(
         return sample_patches(i1, grid, u, horizontal=horizontal)
 
     def cost(u: jax.Array) -> jax.Array:
-        return jnp.sum((_zero_mean(sample(u)) - t0) ** 2, axis=(-2, -1))
+        return _patch_cost(sample(u), t0)
 
     u = _patch_centres(flow_init, grid)
     state = (u, cost(u))
     if search_radius > 0:
         def search(st: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
-            return _exhaustive_search(i1, grid, t0, st, search_radius, horizontal)
+            return _exhaustive_search(i1, grid, t0, st, search_radius, horizontal,
+                                      size=exhaustive_size)
 
         if exhaustive is None:
             state = search(state)
@@ -186,7 +213,9 @@ def inverse_search(
 
     def propagate(_: Any, st: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
         u, c = st
-        cands = jnp.stack([_shift_cells(u, dy, dx) for dy, dx in directions])
+        # Beyond the images' own grid, its edge patches: what its edge replication reads.
+        near = u if cells is None else _replicate_beyond(u, cells)
+        cands = jnp.stack([_shift_cells(near, dy, dx) for dy, dx in directions])
         costs = jax.vmap(cost)(cands)
         best = jnp.argmin(costs, axis=0)
         best_u = jnp.take_along_axis(cands, best[None, ..., None], axis=0)[0]
@@ -214,19 +243,38 @@ def inverse_search(
         return jnp.where(keep[..., None], u1, u0), jnp.where(keep, c1, c0)
 
     u, _ = jax.lax.fori_loop(0, 2, one_pass, state)
-    return densify(i1, template, u, grid, horizontal=horizontal)
+    return densify(i1, template, u, grid, horizontal=horizontal, cells=cells)
+
+
+def _patch_cost(patches: jax.Array, t0: jax.Array) -> jax.Array:
+    """Zero-mean SSD of ``(..., p, p)`` patches to the zero-mean templates ``t0``."""
+    return jnp.sum((_zero_mean(patches) - t0) ** 2, axis=(-2, -1))
 
 
 def _exhaustive_search(i1: jax.Array, grid: PatchGrid, t0: jax.Array,
                        state: tuple[jax.Array, jax.Array], radius: int,
-                       horizontal: bool) -> tuple[jax.Array, jax.Array]:
+                       horizontal: bool, size: tuple[int, int] | None = None
+                       ) -> tuple[jax.Array, jax.Array]:
     """Every integer offset within +-``radius`` of each patch's flow ``u`` (stereo: ``u - k``,
     ``k = 0 .. radius``), in order, replacing ``(u, cost)`` where its zero-mean SSD to the
     zero-mean template ``t0`` is lower.
 
     The offsets' patches are sub-windows of one bilinear window per patch, sampled once:
     the offsets are whole pixels, so every patch shares the window's bilinear weights.
+    ``size``: ``(height, width)``: only the patches of an image of that size's own grid
+    (:func:`~flowlib.ops.patches.patch_grid`, the top-left rows and columns) are searched;
+    the others keep their state.
     """
+    rows, cols = grid.rows, grid.cols
+    if size is not None:
+        own = patch_grid(*size, size=grid.size, stride=grid.stride)
+        rows, cols = min(rows, own.rows), min(cols, own.cols)
+    if (rows, cols) != (grid.rows, grid.cols):
+        part = _exhaustive_search(i1, grid._replace(rows=rows, cols=cols), t0[:, :rows, :cols],
+                                  (state[0][:, :rows, :cols], state[1][:, :rows, :cols]),
+                                  radius, horizontal)
+        return tuple(jax.lax.dynamic_update_slice(whole, new, (0,) * whole.ndim)
+                     for whole, new in zip(state, part))
     origin, _ = state
     p = grid.size
     n = 2 * radius + 1
@@ -245,7 +293,7 @@ def _exhaustive_search(i1: jax.Array, grid: PatchGrid, t0: jax.Array,
             off = jnp.stack([dx - radius, dy - radius]).astype(origin.dtype)
         zero = jnp.zeros((), k.dtype)
         patch = jax.lax.dynamic_slice(window, (zero, zero, zero, dy, dx), (*window.shape[:3], p, p))
-        cost = jnp.sum((_zero_mean(patch) - t0) ** 2, axis=(-2, -1))
+        cost = _patch_cost(patch, t0)
         u, c = st
         better = cost < c
         return jnp.where(better[..., None], origin + off, u), jnp.where(better, cost, c)
@@ -254,18 +302,26 @@ def _exhaustive_search(i1: jax.Array, grid: PatchGrid, t0: jax.Array,
 
 
 def densify(i1: jax.Array, template: jax.Array, u: jax.Array, grid: PatchGrid, *,
-            horizontal: bool = False) -> jax.Array:
+            horizontal: bool = False, cells: jax.Array | None = None) -> jax.Array:
     """Dense flow ``(B, H, W, 2)`` from patch flows ``u`` ``(B, rows, cols, 2)``: at each pixel
     the average of the covering patches' flows weighted by ``1 / max(1, |I1(x + u_i) - I0(x)|)``
-    (``template`` holds the frame-1 patches; ``horizontal``: stereo, ``u``'s y is 0)."""
+    (``template`` holds the frame-1 patches; ``horizontal``: stereo, ``u``'s y is 0;
+    ``cells``: traced ``(rows, cols)``, only that top-left part of the grid counts, and
+    pixels no counted patch covers get zero flow)."""
     sampled = sample_patches(i1, grid, u, horizontal=horizontal)
     weights = 1.0 / jnp.maximum(1.0, jnp.abs(sampled - template))
+    if cells is not None:
+        counted = ((jnp.arange(grid.rows) < cells[0])[:, None]
+                   & (jnp.arange(grid.cols) < cells[1])[None, :])
+        weights = jnp.where(counted[None, :, :, None, None], weights, 0.0)
     b = u.shape[0]
     n = 1 if horizontal else 2  # the flow components summed: stereo's v is 0
     # One overlap-add of the weighted components and the weights, stacked along the batch.
     sums = jnp.concatenate([weights * u[..., k, None, None] for k in range(n)] + [weights])
     sums = overlap_add(sums, grid)
     den = sums[n * b :]
+    if cells is not None:
+        den = jnp.where(den > 0, den, 1.0)
     flow = [sums[k * b : (k + 1) * b] / den for k in range(n)]
     return jnp.stack(flow + [jnp.zeros_like(den)] * (2 - n), axis=-1)
 
@@ -288,14 +344,23 @@ def _edge_pad(a: jax.Array, axis: int, before: bool = True, after: bool = True) 
     return p
 
 
-def _dx(a: jax.Array) -> jax.Array:
+def _dx(a: jax.Array, width: jax.Array | None = None) -> jax.Array:
+    """Central differences along rows, the edge repeated (``width``: traced, the image is
+    the arrays' first ``width`` columns: its last column's right neighbour is itself)."""
     p = _edge_pad(a, -1)
-    return 0.5 * (p[:, :, 2:] - p[:, :, :-2])
+    right = p[:, :, 2:]
+    if width is not None:
+        right = jnp.where(jnp.arange(a.shape[2]) == width - 1, a, right)
+    return 0.5 * (right - p[:, :, :-2])
 
 
-def _dy(a: jax.Array) -> jax.Array:
+def _dy(a: jax.Array, height: jax.Array | None = None) -> jax.Array:
+    """Central differences along columns (``height``: as :func:`_dx`'s ``width``)."""
     p = _edge_pad(a, -2)
-    return 0.5 * (p[:, 2:] - p[:, :-2])
+    down = p[:, 2:]
+    if height is not None:
+        down = jnp.where((jnp.arange(a.shape[1]) == height - 1)[:, None], a, down)
+    return 0.5 * (down - p[:, :-2])
 
 
 def _robust_weight(x: jax.Array, eps: float = 1e-3) -> jax.Array:
@@ -343,6 +408,7 @@ def refine_warped(
     i0: jax.Array,
     warped: jax.Array,
     flow: jax.Array,
+    size: jax.Array | None = None,
     *,
     alpha: float,
     delta: float,
@@ -353,15 +419,29 @@ def refine_warped(
     zeta: float = 0.1,
     horizontal: bool = False,
 ) -> jax.Array:
-    """:func:`variational_refinement` given frame 2 already warped by ``flow``."""
+    """:func:`variational_refinement` given frame 2 already warped by ``flow``.
+
+    ``size``: traced ``(height, width)``: the images are the top-left ``height x width`` of
+    the arrays (a level on a larger canvas). The flow there is that of the images alone (up
+    to float rounding): their derivatives are taken with the edge repeated and no smoothness
+    couples them to what lies beyond, where the flow is undefined.
+    """
     w = i0.shape[-1]
+    height, width = (None, None) if size is None else (size[0], size[1])
+    if size is not None:
+        # Nothing inside the images reads beyond them: their derivatives repeat their edge,
+        # and the flow's forward differences and the smoothness weights to the right and
+        # downwards are zero on their last column and row (beyond, the arrays make a
+        # problem of their own).
+        right = jnp.arange(w) != size[1] - 1
+        down = (jnp.arange(i0.shape[1]) != size[0] - 1)[:, None]
     # The edge-replicated central difference is linear: the mean of the frames' derivatives
     # is the derivative of their mean, and the difference of their derivatives the
     # derivative of their difference (7 derivative passes in all).
     mean, iz = 0.5 * (warped + i0), warped - i0
-    ix, iy = _dx(mean), _dy(mean)
-    ixx, ixy, iyy = _dx(ix), _dy(ix), _dy(iy)
-    ixz, iyz = _dx(iz), _dy(iz)
+    ix, iy = _dx(mean, width), _dy(mean, height)
+    ixx, ixy, iyy = _dx(ix, width), _dy(ix, height), _dy(iy, height)
+    ixz, iyz = _dx(iz, width), _dy(iz, height)
     n_i = ix * ix + iy * iy + zeta * zeta
     n_x = ixx * ixx + ixy * ixy + zeta * zeta
     n_y = ixy * ixy + iyy * iyy + zeta * zeta
@@ -387,10 +467,14 @@ def refine_warped(
         t = uv_n + d
         fwd_x = jnp.diff(_edge_pad(t, 3, before=False), axis=3)
         fwd_y = jnp.diff(_edge_pad(t, 2, before=False), axis=2)
+        if size is not None:
+            fwd_x, fwd_y = jnp.where(right, fwd_x, 0.0), jnp.where(down, fwd_y, 0.0)
         s = alpha * _robust_weight(jnp.sum(fwd_x * fwd_x + fwd_y * fwd_y, axis=0))
         # Edge weights (mean of the two pixels' weights), zero across the image border.
         w_r = jnp.pad(0.5 * (s[:, :, :-1] + s[:, :, 1:]), ((0, 0), (0, 0), (0, 1)))
         w_d = jnp.pad(0.5 * (s[:, :-1] + s[:, 1:]), ((0, 0), (0, 1), (0, 0)))
+        if size is not None:
+            w_r, w_d = jnp.where(right, w_r, 0.0), jnp.where(down, w_d, 0.0)
         w_l = jnp.pad(w_r[:, :, :-1], ((0, 0), (0, 0), (1, 0)))
         w_u = jnp.pad(w_d[:, :-1], ((0, 0), (1, 0), (0, 0)))
         w_sum = w_r + w_d + w_l + w_u
@@ -500,48 +584,67 @@ def coarse_to_fine(i0: jax.Array, i1: jax.Array, settings: Any, *, depth: int, f
 
 
 def _pyramids(i0: jax.Array, i1: jax.Array, *, depth: int,
-              canvas: bool = False) -> tuple[list[jax.Array], list[jax.Array]]:
+              canvas: int = 0) -> tuple[list[jax.Array], list[jax.Array]]:
     """Grey ``(B, H, W)`` images -> their pyramids, levels ``0 .. depth``; with ``canvas``
-    (:func:`_coarse_canvas`), the coarsest level extended to the next level's size by
-    repeating its last row and column."""
+    levels on a canvas (:func:`_coarse_canvas`), the coarser of them extended to the size
+    of the finest of them, level ``depth - canvas + 1``, by repeating their last row and
+    column."""
     pyr0 = [p[..., 0] for p in ops.image_pyramid(i0[..., None], levels=depth + 1)]
     pyr1 = [p[..., 0] for p in ops.image_pyramid(i1[..., None], levels=depth + 1)]
     if canvas:
         for pyr in (pyr0, pyr1):
-            (h, w), (hc, wc) = pyr[depth - 1].shape[1:], pyr[depth].shape[1:]
-            pyr[depth] = jnp.pad(pyr[depth], ((0, 0), (0, h - hc), (0, w - wc)), mode="edge")
+            h, w = pyr[depth - canvas + 1].shape[1:]
+            for level in range(depth - canvas + 2, depth + 1):
+                hc, wc = pyr[level].shape[1:]
+                pyr[level] = jnp.pad(pyr[level], ((0, 0), (0, h - hc), (0, w - wc)), mode="edge")
     return pyr0, pyr1
 
 
-def _coarse_canvas(height: int, width: int, depth: int, settings: Any, finest: int) -> bool:
-    """Whether the coarsest level runs on the next level's canvas, so that the two coarsest
-    levels share one compiled search and one compiled refinement.
+def _coarse_canvas(height: int, width: int, depth: int, settings: Any, finest: int) -> int:
+    """How many of the coarsest levels run on one canvas, so that they share one compiled
+    search and one compiled refinement: 0 (none), or 2 or more.
 
-    The coarsest level's images are extended to the next level's size by repeating their last
-    row and column (:func:`_pyramids`), the level is matched and refined on that canvas, and
-    its flow is the canvas's top-left corner. Measured on a 2-core Zen 4, compiling the two
-    levels once saves ~1.5 CPU-s of a first call (640x480 flow, KITTI-size stereo: ~0.8 s),
-    and running the coarsest level on four times the pixels costs ~5 ms per call (flow) and
-    ~10 ms (stereo); so only where the next level is small, up to :data:`_O2_PIXELS` (the
-    levels whose searches compile below -O3, :func:`_cpu_optimisation_level`), and where both
-    levels use the same propagation jumps (``settings.long_jump_levels != 1``).
+    The canvas is the size of the finest of them; the coarser levels' images are extended to
+    it by repeating their last row and column (:func:`_pyramids`), each level is matched and
+    refined on the whole canvas, and its flow is the canvas's top-left corner: there, what the
+    level alone would give, up to float rounding (:func:`inverse_search` and
+    :func:`refine_warped` with the level's ``size``; beyond, nothing reads). Measured on a
+    2-core Zen 4: a level's search and refinement compile in ~1.2 CPU-s whatever the level's
+    size, so each level moved onto the canvas saves ~1.5 CPU-s of a first call with its
+    tracing (~0.7 s on two cores), while running the coarse levels on the canvas costs
+    ~5-7 ms per call and level moved at 640x480 and 1024x436 (flow), more on larger
+    canvases. So the canvas spans the coarsest levels up to the last searched level of at
+    most :data:`_CANVAS_PIXELS` pixels, among those that use the same propagation jumps
+    (``settings.long_jump_levels`` 0, or at least the number of levels on the canvas).
     """
-    return (depth >= 1 and min(finest, depth) <= depth - 1 and settings.long_jump_levels != 1
-            and (height >> (depth - 1)) * (width >> (depth - 1)) <= _O2_PIXELS)
+    shared = 0
+    for level in range(depth, min(finest, depth) - 1, -1):
+        count = depth - level + 1
+        if (height >> level) * (width >> level) > _CANVAS_PIXELS:
+            break
+        if settings.long_jump_levels and settings.long_jump_levels < count:
+            break
+        shared = count
+    return shared if shared >= 2 else 0
 
 
 def _levels(pyr0: Sequence[jax.Array], pyr1: Sequence[jax.Array], settings: Any, *, finest: int,
-            search_radius: int, horizontal: bool, canvas: bool = False) -> dict[int, jax.Array]:
+            search_radius: int, horizontal: bool, canvas: int = 0) -> dict[int, jax.Array]:
     """:func:`coarse_to_fine` on given pyramids (coarsest level ``len(pyr0) - 1``), one
-    :func:`_stage` per level and step; ``canvas``: :func:`_coarse_canvas` (the coarsest level
-    of the pyramids is on its canvas)."""
+    :func:`_stage` per level and step; ``canvas``: the number of coarsest levels on a canvas
+    (:func:`_coarse_canvas`, :func:`_pyramids`)."""
     depth = len(pyr0) - 1
     refine = dict(alpha=settings.alpha, delta=settings.delta, gamma=settings.gamma,
                   inner=settings.refine_inner, horizontal=horizontal)
+    # The levels' own sizes (the pyramid halves by floor, ops.image_pyramid): on the canvas,
+    # a level's arrays hold it in their top-left corner.
+    sizes = {depth - canvas + 1: pyr0[depth - canvas + 1].shape[1:]} if canvas else {}
+    for level in range(depth - canvas + 2, depth + 1) if canvas else ():
+        sizes[level] = (sizes[level - 1][0] // 2, sizes[level - 1][1] // 2)
+    # The coarsest level's exhaustive search: on its own patches only.
+    exhaustive = sizes[depth] if canvas else None
     flow = None
     levels = {}
-    # The coarsest level's own size: with a canvas, the top-left corner of its arrays.
-    coarsest = (pyr0[depth - 1].shape[1] // 2, pyr0[depth - 1].shape[2] // 2) if canvas else None
     for level in range(depth, min(finest, depth) - 1, -1):
         a, b = pyr0[level], pyr1[level]
         long = depth - level < settings.long_jump_levels
@@ -549,18 +652,24 @@ def _levels(pyr0: Sequence[jax.Array], pyr1: Sequence[jax.Array], settings: Any,
                       iterations=settings.iterations, propagation_rounds=settings.propagation_rounds,
                       jumps=(4, 2, 1) if long else (1,), horizontal=horizontal,
                       warp=bool(settings.refine_outer))
-        if canvas and level >= depth - 1:  # one compiled search for both: the switch is traced
-            coarse = np.zeros((*a.shape, 2), np.float32) if level == depth else flow
-            flow, warped = _stage(_search_level, a, b, coarse, np.bool_(level == depth),
-                                  search_radius=search_radius, coarse_size=coarsest, **search)
+        if level in sizes:  # one compiled search for the canvas's levels: the switch is traced
+            if level == depth:
+                start = np.zeros((*a.shape, 2), np.float32)
+            else:
+                levels[level + 1], start = _stage(_to_canvas, flow, coarse_size=sizes[level + 1],
+                                                  size=sizes[level], horizontal=horizontal)
+            size = np.asarray(sizes[level], np.int32)
+            flow, warped = _stage(_search_level, a, b, start, np.bool_(level == depth), size,
+                                  search_radius=search_radius, exhaustive_size=exhaustive,
+                                  **search)
         else:
+            size = None
             flow, warped = _stage(_search_level, a, b, flow,
                                   search_radius=search_radius if level == depth else 0, **search)
         if settings.refine_outer:
-            flow = _stage(refine_warped, a, warped, flow, outer=settings.refine_outer, **refine)
+            flow = _stage(refine_warped, a, warped, flow, size, outer=settings.refine_outer,
+                          **refine)
         levels[level] = flow
-    if canvas:
-        levels[depth] = _stage(_crop, levels[depth], size=coarsest)
     for level in range(min(finest, depth) - 1, -1, -1) if settings.upsampled_refine_outer else ():
         a, b = pyr0[level], pyr1[level]
         flow, warped = _stage(_upsample_level, b, flow, horizontal=horizontal)
@@ -569,9 +678,16 @@ def _levels(pyr0: Sequence[jax.Array], pyr1: Sequence[jax.Array], settings: Any,
     return levels
 
 
-def _crop(x: jax.Array, *, size: tuple[int, int]) -> jax.Array:
-    """The top-left ``size`` of ``(B, H, W, ...)`` arrays."""
-    return x[:, : size[0], : size[1]]
+def _to_canvas(coarse: jax.Array, *, coarse_size: tuple[int, int], size: tuple[int, int],
+               horizontal: bool) -> tuple[jax.Array, jax.Array]:
+    """A canvas level's flow ``(B, Hc, Wc, 2)`` -> its own ``coarse_size`` (the top-left
+    corner), and the next finer level's starting flow on the same canvas: that flow
+    upsampled to the finer level's ``size``, extended to the canvas by repeating its last row
+    and column."""
+    h, w = coarse.shape[1:3]
+    coarse = coarse[:, : coarse_size[0], : coarse_size[1]]
+    start = _upsample(coarse, size, horizontal)
+    return coarse, jnp.pad(start, ((0, 0), (0, h - size[0]), (0, w - size[1]), (0, 0)), mode="edge")
 
 
 def _upsample(flow: jax.Array, size: tuple[int, ...], horizontal: bool) -> jax.Array:
@@ -580,20 +696,20 @@ def _upsample(flow: jax.Array, size: tuple[int, ...], horizontal: bool) -> jax.A
 
 
 def _search_level(a: jax.Array, b: jax.Array, coarse: jax.Array | None,
-                  exhaustive: jax.Array | None = None, *, warp: bool, horizontal: bool,
-                  coarse_size: tuple[int, int] | None = None,
-                  **search: Any) -> tuple[jax.Array, jax.Array | None]:
+                  exhaustive: jax.Array | None = None, size: jax.Array | None = None, *,
+                  warp: bool, horizontal: bool, **search: Any) -> tuple[jax.Array, jax.Array | None]:
     """One level's inverse search from the coarser level's flow (``None``: zero flow, the
-    coarsest level; ``coarse_size``: the coarser flow is the top-left corner of ``coarse``,
+    coarsest level; of the level's own size: the starting flow itself, a canvas level of
     :func:`_coarse_canvas`); with ``warp``, also frame 2 warped by the result (what the
-    refinement reads). ``exhaustive``: :func:`inverse_search`'s switch."""
+    refinement reads). ``exhaustive``, ``size``: :func:`inverse_search`'s."""
     if coarse is None:
         flow = jnp.zeros((*a.shape, 2), jnp.float32)
+    elif coarse.shape[1:3] == a.shape[1:]:
+        flow = coarse
     else:
-        if coarse_size is not None:
-            coarse = coarse[:, : coarse_size[0], : coarse_size[1]]
         flow = _upsample(coarse, a.shape[1:], horizontal)
-    flow = inverse_search(a, b, flow, horizontal=horizontal, exhaustive=exhaustive, **search)
+    flow = inverse_search(a, b, flow, horizontal=horizontal, exhaustive=exhaustive, size=size,
+                          **search)
     return flow, (_warp(b, flow, horizontal) if warp else None)
 
 
@@ -637,7 +753,7 @@ def _stage(fn: Any, *args: Any, **static: Any) -> Any:
     """
     if _inline(args):
         return fn(*args, **static)
-    options = _compiler_options(_cpu_optimisation_level(fn, args))
+    options = _compiler_options(_cpu_optimisation_level(fn, args, static))
     key = (fn, tuple(sorted(static.items())), tuple(sorted((options or {}).items())))
     compiled = _STAGES.get(key)
     if compiled is None:
@@ -695,8 +811,8 @@ def _compiler_options(level: int = 3) -> dict[str, Any] | None:
     return options
 
 
-def _cpu_optimisation_level(fn: Any, args: tuple) -> int:
-    """LLVM's optimisation level for the stage ``fn(*args)`` on XLA:CPU.
+def _cpu_optimisation_level(fn: Any, args: tuple, static: dict[str, Any]) -> int:
+    """LLVM's optimisation level for the stage ``fn(*args, **static)`` on XLA:CPU.
 
     A stage's compile time does not depend on its size (LLVM compiles each of its kernels
     once, at ~20 ms per kernel at -O3), but its run time does, so a level's optimisation
@@ -704,9 +820,11 @@ def _cpu_optimisation_level(fn: Any, args: tuple) -> int:
     ``-O1``): a search compiles in 1.1 / 0.85 / 0.75 CPU-s and, on levels of up to ~10,000
     pixels, runs within ~1.5 ms of -O3 at -O1 (at up to ~40,000 pixels within ~2 ms at -O2);
     the refinement compiles in 0.7 / 0.5 / 0.5 CPU-s, gives the same numbers at -O1 as at
-    -O3 and runs 2-3x slower below -O3 on large levels; the pyramids run no slower at -O1.
+    -O3 and runs 2-3x slower below -O3 on large levels; the pyramids and the canvas steps
+    run no slower at -O1.
     """
-    if fn in (_pyramids, _grey_pyramids, _stereo_pyramids, _checked_disparity, _crop):
+    del static
+    if fn in (_pyramids, _grey_pyramids, _stereo_pyramids, _checked_disparity, _to_canvas):
         return 1
     pixels = int(np.prod(np.shape(args[0])[1:3]))
     if fn is _search_level:
@@ -717,8 +835,10 @@ def _cpu_optimisation_level(fn: Any, args: tuple) -> int:
 
 
 #: The largest levels (pixels) whose stages compile at LLVM -O1 (searches, refinements) and
-#: -O2 (searches; also the largest next-to-coarsest level that :func:`_coarse_canvas` shares).
+#: -O2 (searches).
 _O1_PIXELS, _O2_PIXELS = 10_000, 40_000
+#: The largest level (pixels) that the coarser levels share as a canvas (:func:`_coarse_canvas`).
+_CANVAS_PIXELS = 40_000
 
 
 _CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False, "xla_cpu_experimental_ynn_fusion_type": "",
@@ -816,7 +936,7 @@ def patchflow(image1: jax.Array, image2: jax.Array, config: PatchFlow = PatchFlo
 
 
 def _grey_pyramids(image1: jax.Array, image2: jax.Array, *, depth: int,
-                   canvas: bool) -> tuple[list[jax.Array], list[jax.Array]]:
+                   canvas: int) -> tuple[list[jax.Array], list[jax.Array]]:
     return _pyramids(_grey(image1), _grey(image2), depth=depth, canvas=canvas)
 
 
@@ -891,7 +1011,7 @@ def patchstereo(left: jax.Array, right: jax.Array, config: PatchStereo = PatchSt
 
 
 def _stereo_pyramids(left: jax.Array, right: jax.Array, *, depth: int,
-                     both: bool, canvas: bool) -> tuple[list[jax.Array], list[jax.Array]]:
+                     both: bool, canvas: int) -> tuple[list[jax.Array], list[jax.Array]]:
     """Grey pyramids of the pair; with ``both``, the mirrored pair (right view as the
     reference) appended along the batch."""
     i0, i1 = _grey(left), _grey(right)

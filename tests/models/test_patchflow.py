@@ -74,17 +74,101 @@ def test_a_traced_switch_turns_the_exhaustive_search_on_and_off():
     assert np.abs(on - off).max() > 1.0
 
 
-def test_the_coarsest_level_on_a_canvas_repeats_its_last_row_and_column():
+def test_the_coarse_levels_on_a_canvas_repeat_their_last_row_and_column():
     rng = np.random.default_rng(2)
-    i0, i1 = (jnp.asarray(rng.random((1, 9, 14), np.float32)) for _ in range(2))
-    plain = patchflow._pyramids(i0, i1, depth=2)
-    pyr0, pyr1 = patchflow._pyramids(i0, i1, depth=2, canvas=True)
-    assert [p.shape for p in pyr0] == [(1, 9, 14), (1, 4, 7), (1, 4, 7)]
-    for canvas, levels in ((pyr0, plain[0]), (pyr1, plain[1])):
-        coarsest = np.asarray(levels[2])  # 2 x 3
-        np.testing.assert_array_equal(np.asarray(canvas[2]),
-                                      np.pad(coarsest, ((0, 0), (0, 2), (0, 4)), mode="edge"))
-        np.testing.assert_array_equal(np.asarray(canvas[1]), np.asarray(levels[1]))
+    i0, i1 = (jnp.asarray(rng.random((1, 19, 29), np.float32)) for _ in range(2))
+    plain = patchflow._pyramids(i0, i1, depth=3)
+    for canvas, size in ((2, (4, 7)), (3, (9, 14))):
+        pyr0, pyr1 = patchflow._pyramids(i0, i1, depth=3, canvas=canvas)
+        assert [p.shape[1:] for p in pyr0] == [(19, 29), (9, 14), (4, 7)][: 4 - canvas] + [size] * canvas
+        for on_canvas, levels in ((pyr0, plain[0]), (pyr1, plain[1])):
+            for level in range(4):
+                want = np.asarray(levels[level])
+                if level > 3 - canvas + 1:  # extended by edge repetition
+                    want = np.pad(want, ((0, 0), (0, size[0] - want.shape[1]),
+                                         (0, size[1] - want.shape[2])), mode="edge")
+                np.testing.assert_array_equal(np.asarray(on_canvas[level]), want)
+
+
+def test_a_canvas_step_crops_a_level_and_starts_the_next_one_on_the_canvas():
+    rng = np.random.default_rng(8)
+    flow = rng.normal(size=(1, 12, 16, 2)).astype(np.float32)  # a 3 x 4 level on its canvas
+    for horizontal in (False, True):
+        own, start = patchflow._to_canvas(jnp.asarray(flow), coarse_size=(3, 4), size=(6, 8),
+                                          horizontal=horizontal)
+        np.testing.assert_array_equal(own, flow[:, :3, :4])
+        up = np.asarray(patchflow._upsample(jnp.asarray(flow[:, :3, :4]), (6, 8), horizontal))
+        np.testing.assert_array_equal(start, np.pad(up, ((0, 0), (0, 6), (0, 8), (0, 0)),
+                                                    mode="edge"))
+
+
+def test_an_exhaustive_search_over_part_of_the_grid():
+    """Restricted to the grid of a smaller image (``size``, the top-left patches): those
+    patches get the flows and costs of the search over every patch (each patch's search is
+    its own), every other patch keeps its state."""
+    i1, i2 = _translated_pair(40, 44, 3.0, -2.0, seed=4)
+    grid = patchflow.patch_grid(40, 44, size=8, stride=4)  # 9 x 10 patches
+    a, b = jnp.asarray(i1)[None], jnp.asarray(i2)[None]
+    t0 = patchflow._zero_mean(patchflow.extract_patches(a, grid))
+    u0 = jnp.zeros((1, grid.rows, grid.cols, 2))
+    state = (u0, patchflow._patch_cost(patchflow.sample_patches(b, grid, u0), t0))
+
+    def search(size):
+        return jax.jit(lambda st: patchflow._exhaustive_search(b, grid, t0, st, 3, False,
+                                                               size=size))(state)
+
+    whole, part = search(None), search((20, 23))
+    rows, cols = 4, 5  # the grid of a 20 x 23 image
+    np.testing.assert_array_equal(part[0][:, :rows, :cols], whole[0][:, :rows, :cols])
+    np.testing.assert_allclose(part[1][:, :rows, :cols], whole[1][:, :rows, :cols], atol=1e-6)
+    for got, kept in zip(part, state):
+        np.testing.assert_array_equal(got[:, rows:], kept[:, rows:])
+        np.testing.assert_array_equal(got[:, :, cols:], kept[:, :, cols:])
+    assert np.abs(np.asarray(whole[0][:, :rows, :cols])).max() >= 1.0  # it did search there
+    for got, want in zip(search((40, 44)), whole):  # the whole grid's own size: no restriction
+        np.testing.assert_array_equal(got, want)
+
+
+def _on_canvas(x: np.ndarray, canvas: tuple[int, int]) -> jnp.ndarray:
+    """``(B, h, w, ...)`` edge-extended to ``(B, *canvas, ...)``, as the canvas pyramid does."""
+    pad = [(0, 0), (0, canvas[0] - x.shape[1]), (0, canvas[1] - x.shape[2])]
+    return jnp.asarray(np.pad(x, pad + [(0, 0)] * (x.ndim - 3), mode="edge"))
+
+
+@pytest.mark.parametrize("horizontal", [False, True])
+def test_a_level_on_a_canvas_is_matched_and_refined_as_the_level_alone(horizontal):
+    """The search and the refinement of images in the top-left of larger arrays (``size``)
+    give, there, what they give on the images alone, to float rounding: the canvas changes
+    nothing but which compiled stage runs."""
+    h, w, canvas = 21, 30, (44, 61)
+    i1, i2 = _translated_pair(h, w, -2.6 if horizontal else 2.4, 0.0 if horizontal else -1.3,
+                              seed=11)
+    a, b = jnp.asarray(i1)[None], jnp.asarray(i2)[None]
+    rng = np.random.default_rng(12)
+    start = rng.normal(scale=0.5, size=(1, h, w, 2)).astype(np.float32)
+    if horizontal:
+        start[..., 1] = 0.0
+    size = jnp.asarray([h, w], jnp.int32)
+    search = dict(patch_size=8, patch_stride=4, iterations=4, propagation_rounds=1,
+                  jumps=(2, 1), search_radius=2, horizontal=horizontal)
+    alone = jax.jit(functools.partial(inverse_search, **search))(a, b, jnp.asarray(start))
+    on = jax.jit(functools.partial(inverse_search, exhaustive_size=(h, w), **search))(
+        _on_canvas(i1[None], canvas), _on_canvas(i2[None], canvas), _on_canvas(start, canvas),
+        size=size)
+    assert on.shape == (1, *canvas, 2)
+    np.testing.assert_allclose(on[:, :h, :w], alone, atol=1e-4)
+
+    refine = dict(alpha=20.0, delta=5.0, gamma=10.0, outer=3, inner=3, horizontal=horizontal)
+    flow = np.asarray(alone)
+    warped = np.asarray(patchflow._warp(b, alone, horizontal))
+    alone = jax.jit(functools.partial(patchflow.refine_warped, **refine))(a, warped, flow)
+    # Beyond the images the arrays may hold anything (here: other values than the edge).
+    junk = lambda x: jnp.asarray(np.pad(x, [(0, 0), (0, canvas[0] - h), (0, canvas[1] - w)]
+                                        + [(0, 0)] * (x.ndim - 3), mode="reflect"))
+    on = jax.jit(functools.partial(patchflow.refine_warped, **refine))(
+        _on_canvas(i1[None], canvas), junk(warped), junk(flow), size)
+    np.testing.assert_allclose(on[:, :h, :w], alone, atol=1e-4)
+    assert np.abs(np.asarray(alone) - flow).max() > 0.01  # the refinement did move the flow
 
 
 def test_derivatives_are_central_differences_with_the_edge_repeated():
