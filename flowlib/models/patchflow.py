@@ -814,29 +814,36 @@ def _compiler_options(level: int = 3) -> dict[str, Any] | None:
 def _cpu_optimisation_level(fn: Any, args: tuple, static: dict[str, Any]) -> int:
     """LLVM's optimisation level for the stage ``fn(*args, **static)`` on XLA:CPU.
 
-    A stage's compile time does not depend on its size (LLVM compiles each of its kernels
-    once, at ~20 ms per kernel at -O3), but its run time does, so a level's optimisation
-    pays only on the larger levels. Measured per stage on a 2-core Zen 4 (``-O3`` / ``-O2`` /
-    ``-O1``): a search compiles in 1.1 / 0.85 / 0.75 CPU-s and, on levels of up to ~10,000
-    pixels, runs within ~1.5 ms of -O3 at -O1 (at up to ~40,000 pixels within ~2 ms at -O2);
-    the refinement compiles in 0.7 / 0.5 / 0.5 CPU-s, gives the same numbers at -O1 as at
-    -O3 and runs 2-3x slower below -O3 on large levels; the pyramids and the canvas steps
-    run no slower at -O1.
+    A stage's compile time hardly depends on its size (LLVM compiles each of its kernels
+    once, at ~20 ms per kernel at -O3), but its run time does, so optimisation pays only on
+    the larger levels. Measured per stage on a 2-core Zen 4 (``-O3`` / ``-O2`` / ``-O1``):
+
+    - a search compiles in 1.1 / 0.85 / 0.75 CPU-s. Flow's runs within ~1.5 ms of -O3 at
+      -O1 on levels of up to :data:`_O1_PIXELS` and within ~2 ms at -O2 above (240x320:
+      ~15 ms); stereo's (one component, two views) runs as fast at -O1 as at -O2 up to
+      :data:`_O1_PIXELS_HORIZONTAL` (2x93x310: 12 ms) and within ~2.5-4.5 ms of -O3 at
+      -O2 above (2x187x621: ~21 ms);
+    - the refinement compiles in 0.7-0.9 / 0.5-0.65 / 0.5-0.6 CPU-s and runs 2-3x slower
+      below -O3 (the kernel that builds the per-pixel system, 10x: LLVM vectorises its
+      branches on the stacked index only after -O3's loop unswitching); at
+      -O1 it costs ~1 ms on flow's levels of up to :data:`_O1_PIXELS`, and ~3.5 ms on
+      stereo's of up to :data:`_O1_PIXELS_HORIZONTAL` for 0.27 CPU-s less compile;
+    - the pyramids and the canvas steps run no slower at -O1.
     """
-    del static
     if fn in (_pyramids, _grey_pyramids, _stereo_pyramids, _checked_disparity, _to_canvas):
         return 1
     pixels = int(np.prod(np.shape(args[0])[1:3]))
+    small = pixels <= (_O1_PIXELS_HORIZONTAL if static.get("horizontal") else _O1_PIXELS)
     if fn is _search_level:
-        return 1 if pixels <= _O1_PIXELS else 2 if pixels <= _O2_PIXELS else 3
+        return 1 if small else 2
     if fn is refine_warped:
-        return 1 if pixels <= _O1_PIXELS else 3
+        return 1 if small else 3
     return 3
 
 
-#: The largest levels (pixels) whose stages compile at LLVM -O1 (searches, refinements) and
-#: -O2 (searches).
-_O1_PIXELS, _O2_PIXELS = 10_000, 40_000
+#: The largest levels (pixels) whose searches and refinements compile at LLVM -O1: flow's,
+#: and stereo's (``horizontal``).
+_O1_PIXELS, _O1_PIXELS_HORIZONTAL = 10_000, 40_000
 #: The largest level (pixels) that the coarser levels share as a canvas (:func:`_coarse_canvas`).
 _CANVAS_PIXELS = 40_000
 

@@ -68,20 +68,25 @@ def test_a_new_process_loads_every_stage_through_the_index_without_lowering(tmp_
 
 
 def test_each_stage_compiles_at_the_llvm_level_its_size_calls_for():
-    """Stages of coarse levels (up to 10,000 pixels) compile at LLVM -O1, searches of up to
-    40,000 pixels at -O2, the larger levels at XLA's -O3 (no option), the pyramids and the
-    canvas steps at -O1; a refinement compiled at -O1 agrees with -O3's to float rounding."""
+    """Searches and refinements of small levels (flow: up to 10,000 pixels, stereo: up to
+    40,000) compile at LLVM -O1; larger searches at -O2, larger refinements at XLA's -O3 (no
+    option); the pyramids and the canvas steps at -O1. A refinement compiled at -O1 agrees
+    with -O3's to float rounding."""
     from flowlib.models import patchflow as module
 
-    def level(fn, *shape):
-        return module._cpu_optimisation_level(fn, (jax.ShapeDtypeStruct(shape, np.float32),), {})
+    def level(fn, *shape, horizontal=False):
+        return module._cpu_optimisation_level(fn, (jax.ShapeDtypeStruct(shape, np.float32),),
+                                              {"horizontal": horizontal})
 
-    assert level(module._search_level, 1, 60, 80) == 1
-    assert level(module._search_level, 2, 46, 155) == 1
+    assert level(module._search_level, 1, 100, 100) == 1
     assert level(module._search_level, 1, 120, 160) == 2
-    assert level(module._search_level, 1, 240, 320) == 3
+    assert level(module._search_level, 1, 240, 320) == 2
+    assert level(module._search_level, 2, 93, 310, horizontal=True) == 1
+    assert level(module._search_level, 2, 187, 621, horizontal=True) == 2
     assert level(module.refine_warped, 1, 100, 100) == 1
     assert level(module.refine_warped, 1, 101, 100) == 3
+    assert level(module.refine_warped, 2, 93, 310, horizontal=True) == 1
+    assert level(module.refine_warped, 2, 187, 621, horizontal=True) == 3
     assert level(module._upsample_level, 1, 30, 40) == 3
     assert level(module._grey_pyramids, 1, 480, 640, 3) == 1
     assert level(module._to_canvas, 1, 120, 160, 2) == 1
