@@ -43,7 +43,7 @@ faster and more accurate settings. Every step is plain JAX, differentiable almos
 (argmin choices are piecewise constant), so it can sit inside a larger trainable model: under
 a caller's ``jax.jit`` / ``grad`` it traces as one computation; called on arrays it runs as
 separately compiled stages (the pyramids; per level the search, then the refinement), each
-compiled once per shape and settings (the two coarsest levels' once for both) and kept in
+compiled once per shape and settings (the canvas's levels once for all) and kept in
 flowlib's compilation cache. The first call at a new size plans every stage from the input
 shapes before running any, so the compiles run side by side on the compile threads while the
 stages execute in order.
@@ -1066,18 +1066,18 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 #: ``python -m benchmarks.validation [--task stereo] --pairs 4 [--preset NAME]``.
 PRESET_MEASURED: dict[str, dict[str, str]] = {
     "patchflow": {
-        "fast": "1024x436: 70 ms; validation EPE (chairs-small, -medium, warp, chairs-large) "
-                "0.541, 3.380, 0.081, 9.937",
-        "default": "1024x436: 106 ms (DIS medium 32 ms); validation EPE 0.453, 3.163, 0.052, 9.447 "
+        "fast": "1024x436: 86 ms; validation EPE (chairs-small, -medium, warp, chairs-large) "
+                "0.505, 3.487, 0.081, 9.745",
+        "default": "1024x436: 124 ms (DIS medium 31 ms); validation EPE 0.496, 2.989, 0.052, 9.413 "
                    "(DIS medium 0.531, 3.237, 0.074, 10.855)",
-        "accurate": "1024x436: 314 ms; validation EPE 0.339, 2.874, 0.041, 9.140",
+        "accurate": "1024x436: 333 ms; validation EPE 0.376, 2.717, 0.041, 9.096",
     },
     "patchstereo": {
-        "fast": "1242x375: 72 ms; validation EPE / D1 (stereo-64, stereo-160) 2.74 / 11.3 %, "
-                "4.54 / 8.3 %",
-        "default": "1242x375: 108 ms (SGBM 3-way 75 ms); validation 2.70 / 10.9 %, 4.46 / 7.9 % "
+        "fast": "1242x375: 86 ms; validation EPE / D1 (stereo-64, stereo-160) 2.97 / 11.2 %, "
+                "4.56 / 8.3 %",
+        "default": "1242x375: 130 ms (SGBM 3-way 74 ms); validation 2.91 / 11.0 %, 4.46 / 7.9 % "
                    "(SGBM 6.49 / 25.9 %, 11.46 / 16.5 %)",
-        "accurate": "1242x375: 309 ms; validation 2.32 / 8.9 %, 3.71 / 5.7 %",
+        "accurate": "1242x375: 378 ms; validation 2.52 / 8.9 %, 3.71 / 5.7 %",
     },
 }
 
