@@ -111,6 +111,14 @@ def _replicate_beyond(x: jax.Array, size: jax.Array) -> jax.Array:
     return jnp.where(jnp.arange(x.shape[2]).reshape(shape) < size[1], x, last)
 
 
+def _check_size(size: Any) -> None:
+    """A level's ``size`` on a canvas is an integer ``(height, width)`` array."""
+    if size is not None and (np.shape(size) != (2,)
+                             or not jnp.issubdtype(jnp.result_type(size), jnp.integer)):
+        raise ValueError("size must be an integer (height, width) array of shape (2,), got "
+                         f"shape {np.shape(size)} and dtype {jnp.result_type(size)}")
+
+
 def _shift_cells(u: jax.Array, dy: int, dx: int) -> jax.Array:
     """``u[:, i + dy, j + dx]`` with edge replication, u ``(B, rows, cols, 2)``."""
     m = max(abs(dy), abs(dx))
@@ -170,6 +178,7 @@ def inverse_search(
       horizontal: stereo: the flow is ``(u, 0)`` with ``u <= 0`` (``u = -disparity``); the
         search tries ``u0 - k`` for ``k = 0 .. search_radius`` and Gauss-Newton moves u only.
     """
+    _check_size(size)
     grid = patch_grid(i0.shape[1], i0.shape[2], size=patch_size, stride=patch_stride)
     cells = None
     if size is not None:  # the images' own grid: its rows and columns of patches
@@ -426,6 +435,7 @@ def refine_warped(
     to float rounding): their derivatives are taken with the edge repeated and no smoothness
     couples them to what lies beyond, where the flow is undefined.
     """
+    _check_size(size)
     w = i0.shape[-1]
     height, width = (None, None) if size is None else (size[0], size[1])
     if size is not None:

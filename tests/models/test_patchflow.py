@@ -171,6 +171,18 @@ def test_a_level_on_a_canvas_is_matched_and_refined_as_the_level_alone(horizonta
     assert np.abs(np.asarray(alone) - flow).max() > 0.01  # the refinement did move the flow
 
 
+def test_a_malformed_canvas_size_is_refused_with_what_is_expected():
+    a = jnp.zeros((1, 12, 16))
+    flow = jnp.zeros((1, 12, 16, 2))
+    search = dict(patch_size=8, patch_stride=4, iterations=1, propagation_rounds=0, jumps=(1,))
+    refine = dict(alpha=20.0, delta=5.0, gamma=10.0, outer=1, inner=1)
+    for size in (jnp.asarray([12, 16, 1]), jnp.asarray([12.0, 16.0])):
+        with pytest.raises(ValueError, match=r"integer \(height, width\) array of shape \(2,\)"):
+            inverse_search(a, a, flow, size=size, **search)
+        with pytest.raises(ValueError, match=r"integer \(height, width\) array of shape \(2,\)"):
+            patchflow.refine_warped(a, a, flow, size, **refine)
+
+
 def test_derivatives_are_central_differences_with_the_edge_repeated():
     a = np.random.default_rng(3).standard_normal((2, 5, 7)).astype(np.float32)
     p = np.pad(a, ((0, 0), (1, 1), (1, 1)), mode="edge")
