@@ -160,12 +160,14 @@ def sample_patches(x: jax.Array, grid: PatchGrid, offsets: jax.Array, *,
     ix = jnp.clip(fx0.astype(jnp.int32) + m, 0, padded.shape[2] - width - 1)
     iy = jnp.clip(fy0.astype(jnp.int32) + m, 0, padded.shape[1] - height - 1)
     rows = height if horizontal else height + 1
-
-    def crop(img: jax.Array, y: jax.Array, xx: jax.Array) -> jax.Array:
-        return jax.lax.dynamic_slice(img, (y, xx), (rows, width + 1))
-
-    per_image = jax.vmap(jax.vmap(crop, in_axes=(None, 0, 0)), in_axes=(None, 0, 0))
-    wins = jax.vmap(per_image)(padded, iy, ix)  # (B, rows, cols, height (+1), width + 1)
+    # Each patch's window, (B, rows, cols, height (+1), width + 1): one gather, batched over
+    # the images (what vmapping a dynamic slice over images and patches builds, without its
+    # tracing cost).
+    dims = jax.lax.GatherDimensionNumbers(offset_dims=(3, 4), collapsed_slice_dims=(),
+                                          start_index_map=(1, 2), operand_batching_dims=(0,),
+                                          start_indices_batching_dims=(0,))
+    wins = jax.lax.gather(padded, jnp.stack([iy, ix], axis=-1), dims, (1, rows, width + 1),
+                          mode=jax.lax.GatherScatterMode.CLIP)
     top = wins[..., :height, :-1] * (1 - fx) + wins[..., :height, 1:] * fx
     if horizontal:
         return top
