@@ -74,32 +74,56 @@ def test_a_traced_switch_turns_the_exhaustive_search_on_and_off():
     assert np.abs(on - off).max() > 1.0
 
 
-def test_the_coarse_levels_on_a_canvas_repeat_their_last_row_and_column():
+def test_each_level_is_matched_on_its_canvas_or_bucket_shape():
+    """_plan by hand: the levels' own sizes halve by floor; the canvas's levels share the
+    finest one's shape; a bucket rounds the full-size sides up to its multiples and gives
+    the searched levels an odd number of rows and a width of 8 modulo 16, so that KITTI's
+    sizes share every shape."""
+    from flowlib.models.patchflow import PatchStereo
+
+    sizes, shapes, canvas = patchflow._plan(436, 1024, 4, PatchFlow(), 1)
+    assert sizes == [(436, 1024), (218, 512), (109, 256), (54, 128), (27, 64)]
+    assert shapes == ((436, 1024), (218, 512), (109, 256), (109, 256), (109, 256)) and canvas == 3
+    sizes, shapes, canvas = patchflow._plan(436, 1024, 4, PatchFlow(bucket=32), 1)
+    assert sizes == [(436, 1024), (218, 512), (109, 256), (54, 128), (27, 64)]
+    assert shapes == ((448, 1024), (225, 520), (113, 264), (113, 264), (113, 264)) and canvas == 3
+    sizes, shapes, canvas = patchflow._plan(436, 1024, 4, PatchFlow(bucket=32, finest_level=0), 0)
+    assert shapes[:2] == ((449, 1032), (225, 520)) and canvas == 3  # level 0 is searched
+    kitti = [patchflow._plan(h, w, 3, PatchStereo(), 1) for h, w in
+             ((375, 1242), (370, 1224), (376, 1241), (374, 1238), (370, 1226))]
+    assert kitti[0][0] == [(375, 1242), (187, 621), (93, 310), (46, 155)]
+    assert {plan[1:] for plan in kitti} == {(((384, 1248), (193, 632), (97, 312), (97, 312)), 2)}
+    assert patchflow._plan(375, 1242, 3, PatchStereo(bucket=0), 1)[1][0] == (375, 1242)
+
+
+def test_the_pyramid_levels_are_extended_to_their_shapes_by_repeating_the_edge():
     rng = np.random.default_rng(2)
     i0, i1 = (jnp.asarray(rng.random((1, 19, 29), np.float32)) for _ in range(2))
-    plain = patchflow._pyramids(i0, i1, depth=3)
-    for canvas, size in ((2, (4, 7)), (3, (9, 14))):
-        pyr0, pyr1 = patchflow._pyramids(i0, i1, depth=3, canvas=canvas)
-        assert [p.shape[1:] for p in pyr0] == [(19, 29), (9, 14), (4, 7)][: 4 - canvas] + [size] * canvas
-        for on_canvas, levels in ((pyr0, plain[0]), (pyr1, plain[1])):
-            for level in range(4):
-                want = np.asarray(levels[level])
-                if level > 3 - canvas + 1:  # extended by edge repetition
-                    want = np.pad(want, ((0, 0), (0, size[0] - want.shape[1]),
-                                         (0, size[1] - want.shape[2])), mode="edge")
-                np.testing.assert_array_equal(np.asarray(on_canvas[level]), want)
+    own = ((19, 29), (9, 14), (4, 7), (2, 3))
+    plain = patchflow._pyramids(i0, i1, shapes=own)
+    assert [p.shape[1:] for p in plain[0]] == list(own)
+    shapes = ((32, 32), (16, 16), (9, 14), (9, 14))  # a bucket, then a canvas of two levels
+    pyr0, pyr1 = patchflow._pyramids(i0, i1, shapes=shapes)
+    assert [p.shape[1:] for p in pyr0] == list(shapes)
+    for extended, levels in ((pyr0, plain[0]), (pyr1, plain[1])):
+        for level, (h, w) in enumerate(shapes):
+            want = np.asarray(levels[level])
+            want = np.pad(want, ((0, 0), (0, h - want.shape[1]), (0, w - want.shape[2])),
+                          mode="edge")
+            np.testing.assert_array_equal(np.asarray(extended[level]), want)
 
 
-def test_a_canvas_step_crops_a_level_and_starts_the_next_one_on_the_canvas():
+def test_a_level_step_crops_a_level_and_starts_the_next_one_on_its_arrays():
     rng = np.random.default_rng(8)
     flow = rng.normal(size=(1, 12, 16, 2)).astype(np.float32)  # a 3 x 4 level on its canvas
     for horizontal in (False, True):
-        own, start = patchflow._to_canvas(jnp.asarray(flow), coarse_size=(3, 4), size=(6, 8),
-                                          horizontal=horizontal)
-        np.testing.assert_array_equal(own, flow[:, :3, :4])
-        up = np.asarray(patchflow._upsample(jnp.asarray(flow[:, :3, :4]), (6, 8), horizontal))
-        np.testing.assert_array_equal(start, np.pad(up, ((0, 0), (0, 6), (0, 8), (0, 0)),
-                                                    mode="edge"))
+        for shape in ((12, 16), (7, 9)):  # the same canvas; a finer level's bucket arrays
+            own, start = patchflow._next_level(jnp.asarray(flow), coarse_size=(3, 4),
+                                               size=(6, 8), shape=shape, horizontal=horizontal)
+            np.testing.assert_array_equal(own, flow[:, :3, :4])
+            up = np.asarray(patchflow._upsample(jnp.asarray(flow[:, :3, :4]), (6, 8), horizontal))
+            np.testing.assert_array_equal(start, np.pad(
+                up, ((0, 0), (0, shape[0] - 6), (0, shape[1] - 8), (0, 0)), mode="edge"))
 
 
 def test_an_exhaustive_search_over_part_of_the_grid():
@@ -120,7 +144,8 @@ def test_an_exhaustive_search_over_part_of_the_grid():
     whole, part = search(None), search((20, 23))
     rows, cols = 4, 5  # the grid of a 20 x 23 image
     np.testing.assert_array_equal(part[0][:, :rows, :cols], whole[0][:, :rows, :cols])
-    np.testing.assert_allclose(part[1][:, :rows, :cols], whole[1][:, :rows, :cols], atol=1e-6)
+    np.testing.assert_allclose(part[1][:, :rows, :cols], whole[1][:, :rows, :cols], rtol=1e-6,
+                               atol=1e-6)  # SSDs of ~3000: float rounding
     for got, kept in zip(part, state):
         np.testing.assert_array_equal(got[:, rows:], kept[:, rows:])
         np.testing.assert_array_equal(got[:, :, cols:], kept[:, :, cols:])
@@ -396,6 +421,16 @@ def test_presets_replace_the_settings_and_unknown_ones_are_refused(name):
     assert flowlib.load_model(name, preset="default").module == flowlib.load_model(name).module
     with pytest.raises(ValueError, match="preset must be one of fast, default, accurate"):
         flowlib.load_model(name, preset="fastest")
+
+
+@pytest.mark.parametrize("name,default", [("patchflow", 0), ("patchstereo", 32)])
+def test_the_bucket_is_a_setting_and_an_option(name, default):
+    """``bucket``: flow matches each size on its own by default, stereo in buckets of 32;
+    ``load_model(..., bucket=N)`` (CLI ``--bucket N``) overrides it, a bad one is refused."""
+    assert flowlib.load_model(name).module.bucket == default
+    assert flowlib.load_model(name, bucket=64).module.bucket == 64
+    with pytest.raises(ValueError, match=r"bucket must be an integer in \[0, 1024\]"):
+        flowlib.load_model(name, bucket=-1)
 
 
 def test_models_command_lists_each_preset_with_its_measurements(capsys):

@@ -89,7 +89,8 @@ def test_each_stage_compiles_at_the_llvm_level_its_size_calls_for():
     assert level(module.refine_warped, 2, 187, 621, horizontal=True) == 3
     assert level(module._upsample_level, 1, 30, 40) == 3
     assert level(module._grey_pyramids, 1, 480, 640, 3) == 1
-    assert level(module._to_canvas, 1, 120, 160, 2) == 1
+    assert level(module._next_level, 1, 120, 160, 2) == 1
+    assert level(module._crop, 1, 480, 640, 2) == 1
     assert module._compiler_options(1)["xla_backend_optimization_level"] == 1
     assert "xla_backend_optimization_level" not in module._compiler_options(3)
 
@@ -152,3 +153,55 @@ def test_which_coarse_levels_share_a_canvas():
     assert canvas(480, 640, 4, flow, 3) == 2  # levels 4, 3 searched
     assert canvas(480, 640, 4, flow, 4) == 0  # only the coarsest level is searched
     assert canvas(48, 64, 0, flow, 0) == 0  # a single level
+
+
+def test_sizes_in_one_bucket_share_the_compiled_searches_and_refinements(tmp_path, monkeypatch):
+    """With ``bucket``, a second size that rounds to the same shapes compiles only the small
+    stages (pyramids, level steps, upsampling, crop): no search or refinement; and each
+    size's flow is the flow without the bucket, up to float rounding."""
+    from flowlib.models import patchflow as module
+
+    config = PatchFlow(iterations=2, propagation_rounds=1, refine_outer=1, refine_inner=1,
+                       min_coarse_side=8, coarse_radius=2, bucket=32)
+    monkeypatch.setenv("FLOWLIB_HOME", str(tmp_path))
+    rng = np.random.default_rng(7)
+    image = gaussian_filter(rng.random((1, 80, 110, 3)), (0, 1.5, 1.5, 0)).astype(np.float32)
+    moved = np.roll(image, (1, 2), axis=(1, 2))
+
+    def entries():
+        return {key: len(stage._entries) for key, stage in module._STAGES.items()}
+
+    flows = {}
+    for h, w in ((71, 95), (68, 90)):  # sizes no other test compiles, both in 96 x 96
+        before = entries()
+        flows[h, w] = patchflow(image[:, :h, :w], moved[:, :h, :w], config)
+        new = {key[0].__name__ for key, n in entries().items() if n > before.get(key, 0)}
+        if h == 71:
+            assert {"_search_level", "refine_warped"} <= new
+        else:
+            assert new and not new & {"_search_level", "refine_warped"}
+    for (h, w), out in flows.items():
+        assert out.flow.shape == (1, h, w, 2)
+        assert [v.shape[1:3] for v in out.aux["levels"].values()] == [
+            (h >> level, w >> level) for level in (3, 2, 1, 0)]
+        plain = patchflow(image[:, :h, :w], moved[:, :h, :w], config.clone(bucket=0))
+        np.testing.assert_allclose(np.asarray(out.flow), np.asarray(plain.flow), atol=1e-3)
+
+
+def test_a_bucketed_stereo_pair_gives_the_disparity_of_its_own_size():
+    """PatchStereo's default bucket (32): the disparity, the raw disparity and the
+    consistent pixels of a pair whose size is no multiple of it are those of the pair
+    matched at its own size (the mirrored right view included), up to float rounding."""
+    from flowlib.models.patchflow import PatchStereo, patchstereo
+
+    config = PatchStereo(maxdisp=16, levels=2, iterations=2, propagation_rounds=1,
+                         refine_outer=1, refine_inner=1)
+    assert config.bucket == 32
+    rng = np.random.default_rng(8)
+    left = gaussian_filter(rng.random((1, 45, 70, 3)), (0, 1.5, 1.5, 0)).astype(np.float32)
+    right = np.roll(left, -5, axis=2)
+    out, plain = (patchstereo(left, right, c) for c in (config, config.clone(bucket=0)))
+    assert out.disparity.shape == (1, 45, 70)
+    np.testing.assert_allclose(np.asarray(out.disparity), np.asarray(plain.disparity), atol=1e-3)
+    np.testing.assert_allclose(np.asarray(out.aux["raw"]), np.asarray(plain.aux["raw"]), atol=1e-3)
+    assert np.mean(np.asarray(out.aux["consistent"]) == np.asarray(plain.aux["consistent"])) > 0.999
