@@ -33,7 +33,9 @@ get no inverse search: the flow is upsampled and, with ``upsampled_refine_outer`
 refined variationally at each of them. The coarsest levels, up to the last small one, are
 matched and refined on that level's canvas (their images extended by repeating the last row
 and column), so they share their compiled stages; each gives, in the canvas's corner, the
-flow it gives alone (:func:`_coarse_canvas`).
+flow it gives alone (:func:`_coarse_canvas`). With ``bucket`` (PatchStereo's default) every
+level is matched on arrays rounded up the same way for all image sizes of a bucket, so those
+sizes share their compiled searches and refinements (:func:`_plan`).
 
 It has no learned parameters: the "weights" file holds only its settings and their
 provenance. The algorithm is a pure function, :func:`patchflow` / :func:`patchstereo`,
@@ -1169,24 +1171,24 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 #: What each preset costs and gives (shown by ``flowlib models``): steady-state time on a
-#: 2-core AMD EPYC (Zen 4), ``python -m benchmarks.defaults --speed --presets`` (the presets
+#: 2-core AMD EPYC (Zen 3), ``python -m benchmarks.defaults --speed --presets`` (the presets
 #: and the OpenCV peer called in turn in one process, median of 15 rounds; mean of 2 runs),
 #: and mean errors on flowlib's validation set, 4 pairs per group,
 #: ``python -m benchmarks.validation [--task stereo] --pairs 4 [--preset NAME]``.
 PRESET_MEASURED: dict[str, dict[str, str]] = {
     "patchflow": {
-        "fast": "1024x436: 86 ms; validation EPE (chairs-small, -medium, warp, chairs-large) "
+        "fast": "1024x436: 158 ms; validation EPE (chairs-small, -medium, warp, chairs-large) "
                 "0.505, 3.487, 0.081, 9.745",
-        "default": "1024x436: 124 ms (DIS medium 31 ms); validation EPE 0.496, 2.989, 0.052, 9.413 "
+        "default": "1024x436: 246 ms (DIS medium 56 ms); validation EPE 0.496, 2.989, 0.052, 9.413 "
                    "(DIS medium 0.531, 3.237, 0.074, 10.855)",
-        "accurate": "1024x436: 333 ms; validation EPE 0.376, 2.717, 0.041, 9.096",
+        "accurate": "1024x436: 658 ms; validation EPE 0.376, 2.717, 0.041, 9.096",
     },
     "patchstereo": {
-        "fast": "1242x375: 86 ms; validation EPE / D1 (stereo-64, stereo-160) 2.97 / 11.2 %, "
-                "4.56 / 8.3 %",
-        "default": "1242x375: 130 ms (SGBM 3-way 74 ms); validation 2.91 / 11.0 %, 4.46 / 7.9 % "
+        "fast": "1242x375: 169 ms; validation EPE / D1 (stereo-64, stereo-160) 2.97 / 11.3 %, "
+                "4.55 / 8.2 %",
+        "default": "1242x375: 258 ms (SGBM 3-way 129 ms); validation 2.92 / 11.1 %, 4.46 / 7.9 % "
                    "(SGBM 6.49 / 25.9 %, 11.46 / 16.5 %)",
-        "accurate": "1242x375: 378 ms; validation 2.52 / 8.9 %, 3.71 / 5.7 %",
+        "accurate": "1242x375: 642 ms; validation 2.52 / 8.9 %, 3.71 / 5.8 %",
     },
 }
 
