@@ -701,8 +701,8 @@ def _levels(pyr0: Sequence[jax.Array], pyr1: Sequence[jax.Array], settings: Any,
     depth = len(pyr0) - 1
     refine = dict(alpha=settings.alpha, delta=settings.delta, gamma=settings.gamma,
                   inner=settings.refine_inner, horizontal=horizontal)
-    # On the canvas, the coarsest level's exhaustive search covers the patches of its arrays
-    # before the canvas extends them (the image's own patches are among them).
+    # On the canvas, the coarsest level's exhaustive search covers the patches of a bound on
+    # its own size that every image of the bucket shares (its own patches are among them).
     exhaustive = _bucket_level(pyr0, depth, canvas) if canvas else None
     flow = None
     levels = {}
@@ -751,8 +751,10 @@ def _levels(pyr0: Sequence[jax.Array], pyr1: Sequence[jax.Array], settings: Any,
 
 
 def _bucket_level(pyr: Sequence[jax.Array], level: int, canvas: int) -> tuple[int, int]:
-    """The shape of ``level``'s arrays before a canvas of ``canvas`` levels extends them:
-    the canvas's, halved once per level below its finest."""
+    """A bound on ``level``'s own size that depends only on the arrays' shapes: the canvas of
+    ``canvas`` levels halved once per level below its finest (the canvas holds its finest
+    level, so each halving holds the next coarser one). Without a bucket, the level's own
+    size."""
     h, w = pyr[level].shape[1:]
     below = level - (len(pyr) - canvas)
     return h >> below, w >> below
