@@ -108,8 +108,8 @@ def test_each_stage_compiles_at_the_llvm_level_its_size_calls_for():
 def test_the_coarse_levels_share_one_compiled_search_and_refinement(tmp_path, monkeypatch):
     """Where the coarse levels are small, they run on the canvas of the finest of them: a
     first call compiles one search and one refinement for the three searched levels (7
-    compiles, not 9), each level's flow in ``aux["levels"]`` has that level's own size, and
-    one jitted function (every stage inline, the same canvas) gives the same flow."""
+    compiles, not 9), and each level's flow in ``aux["levels"]`` has that level's own size.
+    (``test_jit_equals_eager...`` compares a canvas's stages with one jitted function.)"""
     from flowlib.models import patchflow as module
 
     config = PatchFlow(iterations=2, propagation_rounds=1, refine_outer=1, refine_inner=1,
@@ -128,10 +128,6 @@ def test_the_coarse_levels_share_one_compiled_search_and_refinement(tmp_path, mo
     assert len(heard) == 7
     assert {k: v.shape for k, v in staged.aux["levels"].items()} == {
         3: (1, 8, 11, 2), 2: (1, 17, 23, 2), 1: (1, 35, 46, 2), 0: (1, h, w, 2)}
-    jitted = jax.jit(functools.partial(patchflow, config=config))(a, b)
-    # XLA fuses the stages differently inside one function: the same flow up to rounding
-    # (carried through the searches' comparisons)
-    np.testing.assert_allclose(np.asarray(jitted.flow), np.asarray(staged.flow), atol=2e-2)
 
 
 def test_which_coarse_levels_share_a_canvas():
