@@ -53,7 +53,7 @@ def test_pyramid_depth_by_hand():
 def test_inverse_search_recovers_a_subpixel_translation():
     i1, i2 = _translated_pair(48, 64, 1.3, -0.6)
     search = _jit(functools.partial(inverse_search, patch_size=8, patch_stride=4, iterations=16,
-                                       propagation_rounds=1, jumps=(1,)))
+                                    propagation_rounds=1, jumps=(1,)))
     flow = search(jnp.asarray(i1)[None], jnp.asarray(i2)[None], jnp.zeros((1, 48, 64, 2)))
     inner = np.asarray(flow)[0, 8:-8, 8:-8]
     np.testing.assert_allclose(inner.mean(axis=(0, 1)), [1.3, -0.6], atol=0.03)
@@ -147,7 +147,7 @@ def test_an_exhaustive_search_over_part_of_the_grid():
 
     def search(size):
         return _jit(lambda st: patchflow._exhaustive_search(b, grid, t0, st, 3, False,
-                                                               size=size))(state)
+                                                            size=size))(state)
 
     whole, part = search(None), search((20, 23))
     rows, cols = 4, 5  # the grid of a 20 x 23 image
@@ -265,7 +265,7 @@ def test_horizontal_refinement_moves_u_only_and_towards_the_shift():
     a, b = _translated_pair(40, 56, -2.5, 0.0, seed=4)
     start = jnp.zeros((1, 40, 56, 2)).at[..., 0].set(-2.0)
     refine = _jit(functools.partial(variational_refinement, alpha=20.0, delta=5.0, gamma=10.0,
-                                       outer=4, inner=5, horizontal=True))
+                                    outer=4, inner=5, horizontal=True))
     out = np.asarray(refine(jnp.asarray(a)[None], jnp.asarray(b)[None], start))
     assert np.all(out[..., 1] == 0)
     inner = out[0, 6:-6, 6:-6, 0]
@@ -312,7 +312,7 @@ def test_densify_is_the_weighted_mean_of_the_covering_patches_and_stereo_sums_u_
 def test_variational_refinement_keeps_zero_flow_on_identical_frames():
     i = jnp.asarray(_texture(32, 40))[None]
     refine = _jit(functools.partial(variational_refinement, alpha=20.0, delta=5.0, gamma=10.0,
-                                       outer=3, inner=3))
+                                    outer=3, inner=3))
     out = refine(i, i, jnp.zeros((1, 32, 40, 2)))
     np.testing.assert_allclose(np.asarray(out), 0.0, atol=1e-5)
 
@@ -322,7 +322,7 @@ def test_variational_refinement_improves_a_perturbed_flow():
     truth = np.broadcast_to(np.float32([1.0, 0.5]), (1, 40, 48, 2))
     noisy = truth + np.random.default_rng(0).normal(0, 0.3, truth.shape).astype(np.float32)
     refine = _jit(functools.partial(variational_refinement, alpha=20.0, delta=5.0, gamma=10.0,
-                                       outer=5, inner=5))
+                                    outer=5, inner=5))
     out = refine(jnp.asarray(i1)[None], jnp.asarray(i2)[None], jnp.asarray(noisy))
     err_before = np.linalg.norm(noisy - truth, axis=-1)[:, 4:-4, 4:-4].mean()
     err_after = np.linalg.norm(np.asarray(out) - truth, axis=-1)[:, 4:-4, 4:-4].mean()
