@@ -121,12 +121,19 @@ def _check_size(size: Any) -> None:
                          f"shape {np.shape(size)} and dtype {jnp.result_type(size)}")
 
 
-def _shift_cells(u: jax.Array, dy: int, dx: int) -> jax.Array:
-    """``u[:, i + dy, j + dx]`` with edge replication, u ``(B, rows, cols, 2)``."""
-    m = max(abs(dy), abs(dx))
-    padded = jnp.pad(u, ((0, 0), (m, m), (m, m), (0, 0)), mode="edge")
+def _neighbour_cells(u: jax.Array, directions: Sequence[tuple[int, int]],
+                     cells: jax.Array | None = None) -> jax.Array:
+    """``(D, B, rows, cols, 2)``: for each direction ``(dy, dx)``, ``u[:, i + dy, j + dx]``
+    with the grid's edge replicated (``u`` ``(B, rows, cols, 2)``; ``cells``: traced
+    ``(rows, cols)``, the grid is that top-left part of ``u`` and its edge is replicated
+    there, as :func:`_replicate_beyond` then an edge pad would). One gather for all the
+    directions: its indices are the clipped cell coordinates."""
     rows, cols = u.shape[1:3]
-    return padded[:, m + dy : m + dy + rows, m + dx : m + dx + cols]
+    last_row, last_col = (rows - 1, cols - 1) if cells is None else (cells[0] - 1, cells[1] - 1)
+    dy, dx = (np.asarray([d[k] for d in directions])[:, None] for k in (0, 1))
+    i = jnp.clip(np.arange(rows)[None] + dy, 0, last_row)  # (D, rows)
+    j = jnp.clip(np.arange(cols)[None] + dx, 0, last_col)  # (D, cols)
+    return jnp.moveaxis(u[:, i[:, :, None], j[:, None, :]], 1, 0)
 
 
 def _patch_centres(flow: jax.Array, grid: PatchGrid) -> jax.Array:
@@ -225,8 +232,7 @@ def inverse_search(
     def propagate(_: Any, st: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
         u, c = st
         # Beyond the images' own grid, its edge patches: what its edge replication reads.
-        near = u if cells is None else _replicate_beyond(u, cells)
-        cands = jnp.stack([_shift_cells(near, dy, dx) for dy, dx in directions])
+        cands = _neighbour_cells(u, directions, cells)
         costs = jax.vmap(cost)(cands)
         best = jnp.argmin(costs, axis=0)
         best_u = jnp.take_along_axis(cands, best[None, ..., None], axis=0)[0]

@@ -228,6 +228,26 @@ def test_derivatives_are_central_differences_with_the_edge_repeated():
     np.testing.assert_array_equal(after, np.pad(a, ((0, 0), (0, 1), (0, 0)), mode="edge"))
 
 
+def test_neighbour_cells_replicate_the_grid_edge_in_every_direction():
+    """Each direction's candidates are the cells (dy, dx) away, the nearest edge cell where
+    that falls off the grid (a naive numpy loop); with ``cells`` the grid is the top-left
+    part of the array and its own edge is replicated, beyond it too."""
+    rng = np.random.default_rng(13)
+    u = rng.normal(size=(2, 7, 9, 2)).astype(np.float32)
+    directions = [(0, 4), (0, -2), (1, 0), (-3, 0), (2, -1)]
+    for cells in (None, (5, 6)):
+        rows, cols = (7, 9) if cells is None else cells
+        want = np.empty((len(directions), *u.shape), np.float32)
+        for k, (dy, dx) in enumerate(directions):
+            for i in range(7):
+                for j in range(9):
+                    want[k, :, i, j] = u[:, min(max(i + dy, 0), rows - 1),
+                                         min(max(j + dx, 0), cols - 1)]
+        got = _jit(lambda u, c: patchflow._neighbour_cells(u, directions, c))(
+            jnp.asarray(u), None if cells is None else jnp.asarray(cells, jnp.int32))
+        np.testing.assert_array_equal(got, want)
+
+
 def test_checkerboard_splits_red_and_black_pixels_and_back():
     a = jnp.asarray(np.arange(6, dtype=np.float32).reshape(1, 2, 3))
     red, black = patchflow._checkerboard(a)
