@@ -609,7 +609,7 @@ def coarse_to_fine(i0: jax.Array, i1: jax.Array, settings: Any, *, depth: int, f
     levels, flow, last = _levels(pyr0, pyr1, settings, sizes=sizes, finest=finest,
                                  search_radius=search_radius, horizontal=horizontal,
                                  canvas=canvas)
-    levels[last] = _stage(_crop, flow, size=sizes[last]) if flow.shape[1:3] != sizes[last] else flow
+    levels[last] = _own_size(flow, sizes[last])
     return levels
 
 
@@ -769,6 +769,12 @@ def _bucket_level(pyr: Sequence[jax.Array], level: int, canvas: int) -> tuple[in
 def _crop(flow: jax.Array, *, size: tuple[int, int]) -> jax.Array:
     """A level's flow on its arrays -> its own ``size`` (the top-left corner)."""
     return flow[:, : size[0], : size[1]]
+
+
+def _own_size(flow: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """The finest computed level's flow on its arrays -> its own ``size``: the flow itself
+    when its arrays have that size, else cropped (a :func:`_stage`)."""
+    return flow if flow.shape[1:3] == tuple(size) else _stage(_crop, flow, size=size)
 
 
 def _next_level(coarse: jax.Array, *, coarse_size: tuple[int, int], size: tuple[int, int],
@@ -1046,9 +1052,7 @@ def patchflow(image1: jax.Array, image2: jax.Array, config: PatchFlow = PatchFlo
         levels[last], flow = _stage(_to_full_size, flow, own=sizes[last], size=(h, w),
                                     horizontal=False)
     else:
-        if flow.shape[1:3] != (h, w):
-            flow = _stage(_crop, flow, size=(h, w))
-        levels[last] = flow
+        levels[last] = flow = _own_size(flow, (h, w))
     return FlowOutput(flow=flow, aux={"levels": dict(sorted(levels.items(), reverse=True))})
 
 
