@@ -134,6 +134,35 @@ def test_a_level_step_crops_a_level_and_starts_the_next_one_on_its_arrays():
                 up, ((0, 0), (0, shape[0] - 6), (0, shape[1] - 8), (0, 0)), mode="edge"))
 
 
+def test_patch_cost_is_the_zero_mean_ssd_in_one_pass():
+    """The one-pass cost equals ``sum((x - mean(x) - (t - mean(t)))^2)`` computed naively in
+    float64: on patches near their templates (a brightness change included, which the zero
+    mean removes) to float32 rounding of their sums, and on unrelated patches of 0..255;
+    in float64 (one variadic reduction), values and gradients are the naive formula's."""
+    rng = np.random.default_rng(0)
+    t = rng.uniform(0, 255, (3, 4, 5, 8, 8)).astype(np.float32)
+    near = t + 40.0 + rng.normal(0, 2.0, t.shape).astype(np.float32)
+    far = rng.uniform(0, 255, t.shape).astype(np.float32)
+
+    def naive(x, t):
+        return jnp.sum((patchflow._zero_mean(x) - patchflow._zero_mean(t)) ** 2, axis=(-2, -1))
+
+    for x in near, far:  # SSDs of ~250 and ~4e5
+        got = _jit(patchflow._patch_cost)(jnp.asarray(x), jnp.asarray(t))
+        want = naive(x.astype(np.float64), t.astype(np.float64))
+        # float32 rounding: ~1e-6 of sum((x - t)^2), ~1e5 for the near patches
+        bound = 2e-6 * np.sum((x.astype(np.float64) - t) ** 2, axis=(-2, -1))
+        assert np.all(np.abs(np.asarray(got) - want) <= bound)
+    with jax.enable_x64(True):
+        x64, t64 = jnp.asarray(far[:1, :2], jnp.float64), jnp.asarray(t[:1, :2], jnp.float64)
+        assert patchflow._patch_cost(x64, t64).dtype == jnp.float64
+        np.testing.assert_allclose(patchflow._patch_cost(x64, t64), naive(x64, t64), rtol=1e-10)
+        weights = jnp.asarray(rng.normal(size=(1, 2, 5)))
+        grads = [jax.grad(lambda x, f=f: jnp.sum(weights * f(x, t64)))(x64)
+                 for f in (patchflow._patch_cost, naive)]
+        np.testing.assert_allclose(grads[0], grads[1], rtol=1e-8, atol=1e-8)
+
+
 def test_an_exhaustive_search_over_part_of_the_grid():
     """Restricted to the grid of a smaller image (``size``, the top-left patches): those
     patches get the flows and costs of the search over every patch (each patch's search is
@@ -141,12 +170,12 @@ def test_an_exhaustive_search_over_part_of_the_grid():
     i1, i2 = _translated_pair(40, 44, 3.0, -2.0, seed=4)
     grid = patchflow.patch_grid(40, 44, size=8, stride=4)  # 9 x 10 patches
     a, b = jnp.asarray(i1)[None], jnp.asarray(i2)[None]
-    t0 = patchflow._zero_mean(patchflow.extract_patches(a, grid))
+    templates = patchflow.extract_patches(a, grid)
     u0 = jnp.zeros((1, grid.rows, grid.cols, 2))
-    state = (u0, patchflow._patch_cost(patchflow.sample_patches(b, grid, u0), t0))
+    state = (u0, patchflow._patch_cost(patchflow.sample_patches(b, grid, u0), templates))
 
     def search(size):
-        return _jit(lambda st: patchflow._exhaustive_search(b, grid, t0, st, 3, False,
+        return _jit(lambda st: patchflow._exhaustive_search(b, grid, templates, st, 3, False,
                                                             size=size))(state)
 
     whole, part = search(None), search((20, 23))
