@@ -248,13 +248,23 @@ def inverse_search(
             bx, by = jnp.sum(g * sample(u), axis=(-2, -1))
             bx, by = bx - cx, by - cy
             delta = jnp.stack([(hyy * bx - hxy * by) / det, (hxx * by - hxy * bx) / det], -1)
-        norm = jnp.linalg.norm(delta, axis=-1, keepdims=True)
-        return u - delta / jnp.maximum(1.0, norm)  # at most one pixel per step
+        # At most one pixel per step. |delta| floored far below 1, where it does not matter:
+        # the gradient of a norm is not finite at zero (a flat patch's step).
+        norm = jnp.sqrt(jnp.maximum(jnp.sum(delta * delta, axis=-1, keepdims=True), 1e-30))
+        return u - delta / jnp.maximum(1.0, norm)
 
     def one_pass(i: jax.Array, st: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
         u0, c0 = jax.lax.fori_loop(0, propagation_rounds, propagate, st)
-        steps = jnp.where(i == 0, iterations // 2, iterations - iterations // 2)
-        u1 = jax.lax.fori_loop(0, steps, step, u0)
+        # Static trip counts (reverse-mode differentiable): both passes take the second's
+        # ceil(iterations / 2) steps, the first skipping its last for an odd count.
+        steps = iterations - iterations // 2
+        if iterations % 2:
+            def first_skips_last(k: jax.Array, u: jax.Array) -> jax.Array:
+                return jnp.where((i == 0) & (k == steps - 1), u, step(k, u))
+
+            u1 = jax.lax.fori_loop(0, steps, first_skips_last, u0)
+        else:
+            u1 = jax.lax.fori_loop(0, steps, step, u0)
         c1 = cost(u1)
         keep = (c1 < c0) & (jnp.max(jnp.abs(u1 - u0), axis=-1) < patch_size)
         return jnp.where(keep[..., None], u1, u0), jnp.where(keep, c1, c0)

@@ -408,6 +408,55 @@ def test_odd_and_tiny_sizes(small_apply, h, w):
     assert np.all(np.isfinite(flow)) and np.abs(flow).max() < 1e-3  # identical frames: no motion
 
 
+def _reverse_and_forward(f, x, v):
+    """``f``'s gradient at ``x`` by reverse mode (``jax.grad``'s linearise-and-transpose) and
+    its directional derivative along ``v`` by forward mode, from one primal run (so the same
+    argmin choices: rounding could flip them between two compiles)."""
+    def both_ways(x):
+        y, forward = jax.linearize(f, x)
+        (grad,) = jax.linear_transpose(forward, x)(jnp.ones_like(y))
+        return grad, forward(v)
+
+    return _jit(both_ways)(x)
+
+
+@pytest.mark.parametrize("horizontal", [False, True])
+def test_reverse_mode_gradients_run_through_the_search(horizontal):
+    """Reverse mode runs through a level's search (every loop has a static trip count; an
+    odd ``iterations`` too) and a flat patch's zero Gauss-Newton step, where a norm has no
+    finite gradient, gives a finite one: the gradient is finite and is the transpose of the
+    forward linearisation."""
+    i1, i2 = _translated_pair(24, 32, 1.3, 0.0 if horizontal else -0.6, seed=2)
+    a, b = jnp.asarray(i1)[None], jnp.asarray(i2)[None]
+    a = a.at[:, :12, :12].set(100.0)  # flat templates: zero Gauss-Newton steps
+    search = functools.partial(inverse_search, patch_size=8, patch_stride=4, iterations=3,
+                               propagation_rounds=1, jumps=(1,), horizontal=horizontal)
+    v = jnp.asarray(np.random.default_rng(0).normal(size=a.shape).astype(np.float32))
+    grad, forward = _reverse_and_forward(
+        lambda x: jnp.sum(search(x, b, jnp.zeros((1, 24, 32, 2))) ** 2), a, v)
+    assert np.all(np.isfinite(grad)) and float(jnp.abs(grad).max()) > 0
+    np.testing.assert_allclose(float(jnp.sum(grad * v)), float(forward), rtol=1e-3)
+
+
+@pytest.mark.slow
+def test_reverse_mode_gradients_run_through_the_whole_algorithm():
+    """As the search's test, for the whole of PatchFlow (odd ``iterations``) and PatchStereo
+    (even): the gradient is finite and the transpose of the forward linearisation."""
+    rng = np.random.default_rng(3)
+    a = jnp.asarray(rng.uniform(size=(1, 16, 32, 3)).astype(np.float32))
+    a = a.at[:, :8, :8].set(0.5)  # a flat corner: zero Gauss-Newton steps
+    v = jnp.asarray(rng.normal(size=a.shape).astype(np.float32))
+    small = dict(propagation_rounds=1, refine_outer=1, refine_inner=2)
+    flow = PatchFlow(iterations=3, coarse_radius=1, min_coarse_side=8, **small)
+    stereo = PatchStereo(iterations=2, maxdisp=6, levels=1, **small)
+    for f in (lambda x: jnp.sum(patchflow.patchflow(x, jnp.roll(a, 2, axis=2), flow).flow ** 2),
+              lambda x: jnp.sum(patchflow.patchstereo(x, jnp.roll(a, -2, axis=2),
+                                                      stereo).disparity ** 2)):
+        grad, forward = _reverse_and_forward(f, a, v)
+        assert np.all(np.isfinite(grad)) and float(jnp.abs(grad).max()) > 0
+        np.testing.assert_allclose(float(jnp.sum(grad * v)), float(forward), rtol=1e-3)
+
+
 def test_jit_equals_eager_and_batch_items_are_independent_on_tiny_pairs():
     """Two pairs as one batch through one jitted function (every stage inline), and each pair
     alone through an eager call (which runs the algorithm as separately compiled stages):
