@@ -66,7 +66,8 @@ import numpy as np
 from flowlib import _compilation_cache, ops
 from flowlib.models._outputs import FlowOutput, StereoOutput
 from flowlib.models._spec import ModelSpec, Option, int_in
-from flowlib.ops.patches import PatchGrid, extract_patches, overlap_add, patch_grid, sample_patches
+from flowlib.ops.patches import (PatchGrid, extract_patches, overlap_add, patch_grid, patch_means,
+                                 sample_patches)
 
 __all__ = ["PatchFlow", "PatchStereo", "patchflow", "patchstereo", "coarse_to_fine", "inverse_search",
            "variational_refinement", "pyramid_depth", "PRESETS", "SPECS"]
@@ -95,10 +96,6 @@ def _gradients(img: jax.Array) -> tuple[jax.Array, jax.Array]:
     gx = 0.25 * (dx[:, :-2, :] + 2 * dx[:, 1:-1, :] + dx[:, 2:, :])
     gy = 0.25 * (dy[:, :, :-2] + 2 * dy[:, :, 1:-1] + dy[:, :, 2:])
     return gx, gy
-
-
-def _zero_mean(x: jax.Array) -> jax.Array:
-    return x - jnp.mean(x, axis=(-2, -1), keepdims=True)
 
 
 def _replicate_beyond(x: jax.Array, size: jax.Array) -> jax.Array:
@@ -137,13 +134,21 @@ def _neighbour_cells(u: jax.Array, directions: Sequence[tuple[int, int]],
 
 
 def _patch_centres(flow: jax.Array, grid: PatchGrid) -> jax.Array:
-    """Dense flow ``(B, H, W, 2)`` sampled at the patch centres: ``(B, rows, cols, 2)``."""
-    half = (grid.size - 1) / 2
-    ys = jnp.arange(grid.rows) * grid.stride + half
-    xs = jnp.arange(grid.cols) * grid.stride + half
-    coords = jnp.stack(jnp.meshgrid(xs, ys, indexing="xy"), axis=-1).astype(flow.dtype)
-    coords = jnp.broadcast_to(coords, (flow.shape[0], *coords.shape))
-    return ops.bilinear_sample(flow, coords, padding="border")
+    """Dense flow ``(B, H, W, 2)`` sampled bilinearly at the patch centres, its edge
+    replicated beyond the image: ``(B, rows, cols, 2)``. A centre lies on a pixel (odd patch
+    size) or between four (even: their mean, what bilinear weights of 1/2 give), so it is
+    strided slices of the flow edge-extended to the grid."""
+    p, s = grid.size, grid.stride
+    ext = jnp.pad(flow, ((0, 0), (0, grid.height - flow.shape[1]),
+                         (0, grid.width - flow.shape[2]), (0, 0)), mode="edge")
+
+    def at(y: int, x: int) -> jax.Array:  # the grid's pixels (s*i + y, s*j + x)
+        return ext[:, y : y + s * (grid.rows - 1) + 1 : s, x : x + s * (grid.cols - 1) + 1 : s]
+
+    if p % 2:
+        return at(p // 2, p // 2)
+    c = p // 2 - 1
+    return ((at(c, c) + at(c, c + 1)) * 0.5 + (at(c + 1, c) + at(c + 1, c + 1)) * 0.5) * 0.5
 
 
 def inverse_search(
@@ -192,12 +197,15 @@ def inverse_search(
     cells = None
     if size is not None:  # the images' own grid: its rows and columns of patches
         cells = jnp.maximum(1, (size - patch_size + patch_stride - 1) // patch_stride + 1)
+    # The patches' means from block sums (ops.patch_means): reduced over the extracted
+    # patches' layout, the three means were ~30 % of the search's compiled code.
     template = extract_patches(i0, grid)
-    t0 = _zero_mean(template)
+    t0 = template - patch_means(i0, grid)[..., None, None]
     gx, gy = _gradients(i0)
     if size is not None:
         gx, gy = _replicate_beyond(gx, size), _replicate_beyond(gy, size)
-    gx, gy = _zero_mean(extract_patches(gx, grid)), _zero_mean(extract_patches(gy, grid))
+    gx = extract_patches(gx, grid) - patch_means(gx, grid)[..., None, None]
+    gy = extract_patches(gy, grid) - patch_means(gy, grid)[..., None, None]
     # Inverse compositional: the Gauss-Newton matrix depends on the template only, and so
     # does the template's share of the right-hand side (the gradients are zero-mean, so the
     # sampled patch's mean drops out of sum(g * r)).

@@ -34,7 +34,14 @@ from flowlib.ops.correlation_pyramid import (
     lookup_correlation_on_the_fly,
     lookup_correlation_pyramid,
 )
-from flowlib.ops.patches import PatchGrid, extract_patches, overlap_add, patch_grid, sample_patches
+from flowlib.ops.patches import (
+    PatchGrid,
+    extract_patches,
+    overlap_add,
+    patch_grid,
+    patch_means,
+    sample_patches,
+)
 from flowlib.ops.cost_volume import (
     concat_cost_volume,
     disparity_regression,
@@ -76,6 +83,7 @@ __all__ = [
     "PatchGrid",
     "patch_grid",
     "extract_patches",
+    "patch_means",
     "sample_patches",
     "overlap_add",
 ]

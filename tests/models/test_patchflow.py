@@ -11,6 +11,7 @@ import pytest
 from scipy.ndimage import gaussian_filter, map_coordinates
 
 import flowlib
+from flowlib import ops
 from flowlib.models import patchflow
 from flowlib.models.patchflow import PatchFlow, PatchStereo, inverse_search, pyramid_depth, variational_refinement
 
@@ -134,6 +135,26 @@ def test_a_level_step_crops_a_level_and_starts_the_next_one_on_its_arrays():
                 up, ((0, 0), (0, shape[0] - 6), (0, shape[1] - 8), (0, 0)), mode="edge"))
 
 
+@pytest.mark.parametrize("h,w,size,stride", [(17, 23, 8, 4), (16, 16, 8, 4), (13, 11, 6, 3),
+                                             (14, 10, 5, 5)])
+def test_patch_centres_are_the_bilinear_samples_of_the_flow(h, w, size, stride):
+    """Flow at the patch centres (between pixels for an even size, on one for an odd size,
+    beyond the image for a grid that overhangs it): what the general bilinear sampler with
+    border padding gives at those coordinates, to float32 rounding."""
+    from flowlib.ops.patches import patch_grid
+
+    flow = np.random.default_rng(2).normal(0, 3, (2, h, w, 2)).astype(np.float32)
+    grid = patch_grid(h, w, size=size, stride=stride)
+    half = (size - 1) / 2
+    ys, xs = np.arange(grid.rows) * stride + half, np.arange(grid.cols) * stride + half
+    coords = np.stack(np.meshgrid(xs, ys, indexing="xy"), axis=-1).astype(np.float32)
+    want = ops.bilinear_sample(jnp.asarray(flow), jnp.broadcast_to(coords, (2, *coords.shape)),
+                               padding="border")
+    got = patchflow._patch_centres(jnp.asarray(flow), grid)
+    assert got.shape == (2, grid.rows, grid.cols, 2)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=1e-6)
+
+
 def test_patch_cost_is_the_zero_mean_ssd_in_one_pass():
     """The one-pass cost equals ``sum((x - mean(x) - (t - mean(t)))^2)`` computed naively in
     float64: on patches near their templates (a brightness change included, which the zero
@@ -145,7 +166,10 @@ def test_patch_cost_is_the_zero_mean_ssd_in_one_pass():
     far = rng.uniform(0, 255, t.shape).astype(np.float32)
 
     def naive(x, t):
-        return jnp.sum((patchflow._zero_mean(x) - patchflow._zero_mean(t)) ** 2, axis=(-2, -1))
+        def zero_mean(a):
+            return a - jnp.mean(a, axis=(-2, -1), keepdims=True)
+
+        return jnp.sum((zero_mean(x) - zero_mean(t)) ** 2, axis=(-2, -1))
 
     for x in near, far:  # SSDs of ~250 and ~4e5
         got = _jit(patchflow._patch_cost)(jnp.asarray(x), jnp.asarray(t))

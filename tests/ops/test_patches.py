@@ -1,4 +1,4 @@
-"""Patch grid primitives vs naive NumPy: extraction, bilinear sampling, overlap-add."""
+"""Patch grid primitives vs naive NumPy: extraction, means, bilinear sampling, overlap-add."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowlib.ops.patches import extract_patches, overlap_add, patch_grid, sample_patches
+from flowlib.ops.patches import extract_patches, overlap_add, patch_grid, patch_means, sample_patches
 
 
 def _naive_extract(x: np.ndarray, g) -> np.ndarray:
@@ -57,6 +57,23 @@ def test_extract_matches_naive(h, w, size, stride):
     x = np.random.default_rng(0).random((2, h, w)).astype(np.float32)
     g = patch_grid(h, w, size=size, stride=stride)
     np.testing.assert_array_equal(np.asarray(extract_patches(jnp.asarray(x), g)), _naive_extract(x, g))
+
+
+@pytest.mark.parametrize("h,w,size,stride", [(16, 16, 8, 4), (17, 23, 8, 4), (9, 30, 6, 2),
+                                             (5, 7, 8, 8), (3, 4, 6, 3)])
+def test_patch_means_match_the_naive_means(h, w, size, stride):
+    """The means of the naively extracted patches (edge-replicated beyond the image), in
+    float64 to 1e-12 and float32 to its rounding, eagerly and under jit."""
+    x = np.random.default_rng(1).uniform(0, 255, (2, h, w))
+    g = patch_grid(h, w, size=size, stride=stride)
+    want = _naive_extract(x, g).mean(axis=(-2, -1))
+    with jax.enable_x64(True):
+        got = patch_means(jnp.asarray(x), g)
+        assert got.dtype == jnp.float64 and got.shape == (2, g.rows, g.cols)
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12)
+    x32 = jnp.asarray(x, jnp.float32)
+    for fn in patch_means, jax.jit(patch_means, static_argnums=1):
+        np.testing.assert_allclose(np.asarray(fn(x32, g)), want, rtol=1e-6)
 
 
 @pytest.mark.parametrize("h,w,size,stride", [(16, 16, 8, 4), (17, 23, 8, 4), (9, 30, 6, 2)])
