@@ -277,8 +277,27 @@ def inverse_search(
         keep = (c1 < c0) & (jnp.max(jnp.abs(u1 - u0), axis=-1) < patch_size)
         return jnp.where(keep[..., None], u1, u0), jnp.where(keep, c1, c0)
 
+    start = state[0]
     u, _ = jax.lax.fori_loop(0, 2, one_pass, state)
+    if not horizontal:
+        u = _kept_in_frame(u, start, grid, i0.shape[1:] if size is None else size)
     return densify(i1, template, u, grid, horizontal=horizontal, cells=cells)
+
+
+def _kept_in_frame(u: jax.Array, start: jax.Array, grid: PatchGrid, size: Any) -> jax.Array:
+    """Patch flows ``(B, rows, cols, 2)`` that carry a patch's centre more than half a patch
+    beyond frame 2 (``size``: its ``(height, width)``, traced or not) go back to ``start``,
+    where the level's search started them. Out there a patch is matched against the frame's
+    replicated edge alone: its search has no data, and what it finds (often far off, and
+    spread to its neighbours by propagation) is worse than the coarser level's flow, which
+    extrapolates the flow inside the frame. Flow only: stereo's pixels whose match leaves
+    the frame are occluded, and its consistency check removes them."""
+    half, margin = (grid.size - 1) / 2, grid.size / 2
+    y = np.arange(grid.rows)[:, None] * grid.stride + half + u[..., 1]
+    x = np.arange(grid.cols)[None, :] * grid.stride + half + u[..., 0]
+    inside = ((x >= -margin) & (x <= size[1] - 1 + margin)
+              & (y >= -margin) & (y <= size[0] - 1 + margin))
+    return jnp.where(inside[..., None], u, start)
 
 
 def _patch_sums(*values: jax.Array) -> tuple[jax.Array, ...]:

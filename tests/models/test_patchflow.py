@@ -61,6 +61,38 @@ def test_inverse_search_recovers_a_subpixel_translation():
     assert np.abs(inner - [1.3, -0.6]).max() < 0.2
 
 
+def test_patches_carried_beyond_half_a_patch_outside_frame_2_go_back_to_their_start():
+    """By hand, on 16 x 20 images (3 x 4 patches of 8, stride 4; centres at y 3.5, 7.5,
+    11.5 and x 3.5 .. 15.5): a patch stays if its centre lands in [-4, 19] x [-4, 23] (the
+    frame extended by half a patch), else it takes its starting flow; with a traced size
+    (images of 12 x 16 on the arrays), that of the images."""
+    from flowlib.ops.patches import patch_grid
+
+    grid = patch_grid(16, 20, size=8, stride=4)
+    start = np.full((1, 3, 4, 2), 0.25, np.float32)
+    u = np.zeros((1, 3, 4, 2), np.float32)
+    u[0, 0, 0] = (-7.5, 0.0)  # centre at x = -4: on the bound
+    u[0, 0, 1] = (-11.6, 0.0)  # x = -4.1
+    u[0, 1, 0] = (0.0, -11.5)  # y = -4
+    u[0, 1, 1] = (0.0, -11.6)
+    u[0, 2, 3] = (7.5, 7.5)  # (23, 19): the far corner
+    u[0, 2, 2] = (11.6, 0.0)  # x = 23.1
+    u[0, 2, 1] = (0.0, 7.6)  # y = 19.1
+    back = {(0, 1), (1, 1), (2, 2), (2, 1)}
+    want = u.copy()
+    for i, j in back:
+        want[0, i, j] = start[0, i, j]
+    got = patchflow._kept_in_frame(jnp.asarray(u), jnp.asarray(start), grid, (16, 20))
+    np.testing.assert_array_equal(np.asarray(got), want)
+    traced = jax.jit(lambda u, s, size: patchflow._kept_in_frame(u, s, grid, size))
+    np.testing.assert_array_equal(np.asarray(traced(u, start, jnp.asarray([16, 20]))), want)
+    # Images of 12 x 16: bounds [-4, 15] x [-4, 19].
+    small = np.asarray(traced(u, start, jnp.asarray([12, 16])))
+    want[0, 2, 3] = start[0, 2, 3]  # (23, 19) is beyond them
+    want[0, 0, 0] = u[0, 0, 0]
+    np.testing.assert_array_equal(small, want)
+
+
 def test_exhaustive_search_finds_what_gauss_newton_alone_cannot():
     i1, i2 = _translated_pair(40, 40, 4.0, -3.0, seed=1)
     args = dict(patch_size=8, patch_stride=4, iterations=8, propagation_rounds=0, jumps=(1,))
