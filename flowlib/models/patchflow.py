@@ -1260,22 +1260,22 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 #: What each preset costs and gives (shown by ``flowlib models``): steady-state time on a
 #: 2-core AMD EPYC (Zen 3), ``python -m benchmarks.defaults --speed --presets`` (the presets
 #: and the OpenCV peer called in turn in one process, median of 15 rounds; median of 3 runs),
-#: and mean errors on flowlib's validation set, 4 pairs per group,
-#: ``python -m benchmarks.validation [--task stereo] --pairs 4 [--preset NAME]``.
+#: and mean errors on flowlib's validation set, 24 pairs per group,
+#: ``python -m benchmarks.validation [--task stereo] --pairs 24 [--preset NAME]``.
 PRESET_MEASURED: dict[str, dict[str, str]] = {
     "patchflow": {
         "fast": "1024x436: 114 ms; validation EPE (chairs-small, -medium, warp, chairs-large) "
-                "0.505, 3.487, 0.081, 9.745",
-        "default": "1024x436: 179 ms (DIS medium 47 ms); validation EPE 0.496, 2.989, 0.052, 9.411 "
-                   "(DIS medium 0.531, 3.237, 0.074, 10.855)",
-        "accurate": "1024x436: 453 ms; validation EPE 0.376, 2.722, 0.041, 9.099",
+                "0.664, 3.692, 0.095, 13.526",
+        "default": "1024x436: 179 ms (DIS medium 47 ms); validation EPE 0.613, 3.405, 0.071, 13.318 "
+                   "(DIS medium 0.628, 3.700, 0.084, 14.663)",
+        "accurate": "1024x436: 453 ms; validation EPE 0.518, 3.084, 0.063, 12.748",
     },
     "patchstereo": {
-        "fast": "1242x375: 127 ms; validation EPE / D1 (stereo-64, stereo-160) 2.97 / 11.3 %, "
-                "4.57 / 8.2 %",
-        "default": "1242x375: 199 ms (SGBM 3-way 112 ms); validation 2.92 / 11.1 %, 4.46 / 7.9 % "
-                   "(SGBM 6.49 / 25.9 %, 11.46 / 16.5 %)",
-        "accurate": "1242x375: 495 ms; validation 2.52 / 8.8 %, 3.71 / 5.7 %",
+        "fast": "1242x375: 127 ms; validation EPE / D1 (stereo-64, stereo-160) 3.24 / 11.9 %, "
+                "5.86 / 11.5 %",
+        "default": "1242x375: 199 ms (SGBM 3-way 112 ms); validation 2.97 / 10.9 %, 5.56 / 10.8 % "
+                   "(SGBM 9.43 / 25.0 %, 13.91 / 19.3 %)",
+        "accurate": "1242x375: 495 ms; validation 2.45 / 8.3 %, 4.68 / 8.2 %",
     },
 }
 

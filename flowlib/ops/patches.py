@@ -29,7 +29,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["PatchGrid", "patch_grid", "extract_patches", "patch_means", "sample_patches", "overlap_add"]
+__all__ = ["PatchGrid", "patch_grid", "extract_patches", "patch_means", "sample_patches",
+           "overlap_add"]
 
 
 class PatchGrid(NamedTuple):

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowlib.ops.patches import extract_patches, overlap_add, patch_grid, patch_means, sample_patches
+from flowlib.ops.patches import (extract_patches, overlap_add, patch_grid, patch_means,
+                                 sample_patches)
 
 
 def _naive_extract(x: np.ndarray, g) -> np.ndarray:
