@@ -191,6 +191,9 @@ def inverse_search(
         edge-extended as at any image border; beyond, the flow is undefined.
       horizontal: stereo: the flow is ``(u, 0)`` with ``u <= 0`` (``u = -disparity``); the
         search tries ``u0 - k`` for ``k = 0 .. search_radius`` and Gauss-Newton moves u only.
+
+    Flow (not ``horizontal``): a patch that the search carries more than half a patch beyond
+    frame 2 keeps the flow it started with (:func:`_kept_in_frame`).
     """
     _check_size(size)
     grid = patch_grid(i0.shape[1], i0.shape[2], size=patch_size, stride=patch_stride)
@@ -198,7 +201,7 @@ def inverse_search(
     if size is not None:  # the images' own grid: its rows and columns of patches
         cells = jnp.maximum(1, (size - patch_size + patch_stride - 1) // patch_stride + 1)
     # The patches' means from block sums (ops.patch_means): reduced over the extracted
-    # patches' layout, the three means were ~30 % of the search's compiled code.
+    # patches' layout, the three means alone would be ~30 % of the search's compiled code.
     template = extract_patches(i0, grid)
     t0 = template - patch_means(i0, grid)[..., None, None]
     gx, gy = _gradients(i0)
