@@ -1267,18 +1267,18 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 #: ``python -m benchmarks.validation [--task stereo] --pairs 24 [--preset NAME]``.
 PRESET_MEASURED: dict[str, dict[str, str]] = {
     "patchflow": {
-        "fast": "1024x436: 114 ms; validation EPE (chairs-small, -medium, warp, chairs-large) "
+        "fast": "1024x436: 128 ms; validation EPE (chairs-small, -medium, warp, chairs-large) "
                 "0.664, 3.692, 0.095, 13.526",
-        "default": "1024x436: 179 ms (DIS medium 47 ms); validation EPE 0.613, 3.405, 0.071, 13.318 "
+        "default": "1024x436: 182 ms (DIS medium 49 ms); validation EPE 0.613, 3.405, 0.071, 13.318 "
                    "(DIS medium 0.628, 3.700, 0.084, 14.663)",
-        "accurate": "1024x436: 453 ms; validation EPE 0.518, 3.084, 0.063, 12.748",
+        "accurate": "1024x436: 494 ms; validation EPE 0.518, 3.084, 0.063, 12.748",
     },
     "patchstereo": {
-        "fast": "1242x375: 127 ms; validation EPE / D1 (stereo-64, stereo-160) 3.24 / 11.9 %, "
+        "fast": "1242x375: 151 ms; validation EPE / D1 (stereo-64, stereo-160) 3.24 / 11.9 %, "
                 "5.86 / 11.5 %",
-        "default": "1242x375: 199 ms (SGBM 3-way 112 ms); validation 2.97 / 10.9 %, 5.56 / 10.8 % "
+        "default": "1242x375: 219 ms (SGBM 3-way 139 ms); validation 2.97 / 10.9 %, 5.56 / 10.8 % "
                    "(SGBM 9.43 / 25.0 %, 13.91 / 19.3 %)",
-        "accurate": "1242x375: 495 ms; validation 2.45 / 8.3 %, 4.68 / 8.2 %",
+        "accurate": "1242x375: 545 ms; validation 2.45 / 8.3 %, 4.68 / 8.2 %",
     },
 }
 
