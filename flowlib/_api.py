@@ -371,7 +371,7 @@ def load_model(
     Returns:
       A :class:`Model` accepted by :func:`estimate` / :func:`estimate_disparity`.
     """
-    from flowlib.models._layers import compute_dtype
+    from flowlib.models._spec import compute_dtype
 
     name, weights = _model_name(name, weights)
     compute = compute_dtype(dtype)  # validate before any download
@@ -419,7 +419,10 @@ def _trace_parameter_shapes(module: Any) -> dict[str, tuple[int, ...]]:
     from flowlib.weights import flatten
 
     dummy = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
-    expected = jax.eval_shape(module.init, jax.random.PRNGKey(0), dummy, dummy)
+    # An abstract key: a concrete one (jax.random.PRNGKey) compiles its seeding in every
+    # fresh process, for nothing here.
+    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+    expected = jax.eval_shape(module.init, key, dummy, dummy)
     return {k: tuple(v.shape) for k, v in flatten(dict(expected)).items()}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -139,6 +140,21 @@ def test_parsing_a_command_without_a_model_imports_no_model():
                           cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_loading_the_embedded_defaults_imports_no_flax_and_compiles_nothing(tmp_path):
+    """PatchFlow and PatchStereo have no layers: ``load_model`` builds them without Flax and
+    checks their (empty) parameters without compiling anything, so a fresh process that
+    loads one pays neither."""
+    code = ("import sys, jax, flowlib; from jax import monitoring; compiles = []; "
+            "monitoring.register_event_duration_secs_listener(lambda name, secs, **kw: "
+            "compiles.append(name) if name == '/jax/core/compile/backend_compile_duration' "
+            "else None); flowlib.load_model('patchflow'); flowlib.load_model('patchstereo'); "
+            "print('flax' in sys.modules, compiles)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "FLOWLIB_HOME": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False []"
 
 
 def test_each_option_is_one_flag_checked_by_its_model(capsys):

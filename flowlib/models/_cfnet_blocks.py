@@ -53,7 +53,7 @@ class ConvBN(nn.Module):
     ndim: int = 2
     act: bool = True
 
-    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+    dtype: Any = None  # compute dtype of the convolutions (_spec.compute_dtype)
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -68,7 +68,7 @@ class DeconvBN(nn.Module):
 
     features: int
 
-    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+    dtype: Any = None  # compute dtype of the convolutions (_spec.compute_dtype)
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -83,7 +83,7 @@ class BasicBlock(nn.Module):
     features: int
     stride: int
 
-    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+    dtype: Any = None  # compute dtype of the convolutions (_spec.compute_dtype)
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -113,7 +113,7 @@ def spp_kernel_sizes(height: int, width: int) -> list[tuple[int, int]]:
 class PyramidPooling(nn.Module):
     """SPP at 1/32 (``pyramidPooling(512, None, fusion_mode='sum', model_name='icnet')``)."""
 
-    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+    dtype: Any = None  # compute dtype of the convolutions (_spec.compute_dtype)
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -133,7 +133,7 @@ class FeatureHead(nn.Module):
     hidden: int
     features: int
 
-    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+    dtype: Any = None  # compute dtype of the convolutions (_spec.compute_dtype)
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -186,7 +186,7 @@ class FeatureExtraction(nn.Module):
 
     channel_divisor: int = 1
 
-    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+    dtype: Any = None  # compute dtype of the convolutions (_spec.compute_dtype)
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> dict[str, jax.Array]:
@@ -231,7 +231,7 @@ class Conv3dPair(nn.Module):
     features: int
     act_last: bool
 
-    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+    dtype: Any = None  # compute dtype of the convolutions (_spec.compute_dtype)
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -245,7 +245,7 @@ class Hourglass(nn.Module):
 
     channels: int
 
-    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+    dtype: Any = None  # compute dtype of the convolutions (_spec.compute_dtype)
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -272,7 +272,7 @@ class HourglassUp(nn.Module):
 
     channels: int
 
-    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+    dtype: Any = None  # compute dtype of the convolutions (_spec.compute_dtype)
 
     @nn.compact
     def __call__(self, x: jax.Array, cost5: jax.Array, cost6: jax.Array, *,
@@ -304,7 +304,7 @@ class CostHead(nn.Module):
 
     channels: int
 
-    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+    dtype: Any = None  # compute dtype of the convolutions (_spec.compute_dtype)
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -409,7 +409,7 @@ class CascadeStage(nn.Module):
 
     channels: int
 
-    dtype: Any = None  # compute dtype of the convolutions (_layers.compute_dtype)
+    dtype: Any = None  # compute dtype of the convolutions (_spec.compute_dtype)
 
     @nn.compact
     def __call__(self, volume: jax.Array, *, train: bool, all_heads: bool) -> dict[str, jax.Array]:

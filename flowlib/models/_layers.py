@@ -53,9 +53,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from flowlib.models._fft_conv import fft_conv2d
+from flowlib.models._spec import compute_dtype
 
 __all__ = ["Conv", "ConvTranspose", "BatchNorm", "leaky_relu", "mish", "conv3d",
-           "conv_transpose", "compute_dtype", "on_cpu"]
+           "conv_transpose", "on_cpu"]
 
 
 def leaky_relu(x: jax.Array) -> jax.Array:
@@ -335,26 +336,6 @@ def _phases(x: jax.Array, kernel: jax.Array, strides: tuple[int, ...],
     return z[(slice(None), *[slice(p, p + o) for p, o in zip(padding, out)])]
 
 
-def compute_dtype(dtype: Any) -> jnp.dtype | None:
-    """Validate a model's ``dtype`` option: ``None`` / ``"float32"`` (plain float32, returned
-    as ``None``) or ``"bfloat16"`` (convolutions in bfloat16, accumulated in float32).
-
-    Raises:
-      ValueError: any other value, naming the accepted ones.
-    """
-    if dtype is None:
-        return None
-    try:
-        name = jnp.dtype(dtype).name
-    except TypeError:
-        name = None
-    if name == "float32":
-        return None
-    if name == "bfloat16":
-        return jnp.dtype(jnp.bfloat16)
-    raise ValueError(f"dtype must be None, 'float32' or 'bfloat16', got {dtype!r}")
-
-
 def _mixed_conv(conv: Callable[..., jax.Array],
                 dtype: jnp.dtype | None) -> Callable[..., jax.Array]:
     """``conv`` (a ``lax.conv_general_dilated``-like function) with its two operands cast to
@@ -404,8 +385,9 @@ class Conv(nn.Module):
 
     Parameters are ``nn.Conv``'s (``conv/kernel`` ``(*k, in, out)``, ``conv/bias``), always
     float32; 3-D convolutions without dilation run through :func:`conv3d`. ``dtype`` is the
-    compute dtype of the products (:func:`compute_dtype`): with bfloat16, input and kernel
-    are rounded to bfloat16, the sums, the bias and the output stay float32.
+    compute dtype of the products (:func:`~flowlib.models._spec.compute_dtype`): with
+    bfloat16, input and kernel are rounded to bfloat16, the sums, the bias and the output
+    stay float32.
     ``method="fft"`` (2-D, stride 1 only) computes it by FFT overlap-add
     (:func:`flowlib.models._fft_conv.fft_conv2d`) where XLA compiles for a CPU, and as a
     ``lax`` convolution on other platforms: same parameters and results within float32

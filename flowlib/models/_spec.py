@@ -1,5 +1,5 @@
-"""What a model module declares about each of its models: :class:`ModelSpec` and its
-:class:`Option` settings.
+"""What a model module declares about each of its models: :class:`ModelSpec`, its
+:class:`Option` settings and its compute dtype (:func:`compute_dtype`).
 
 Every model module (``flowlib/models/<file>.py``) ends with ``SPECS = (ModelSpec(...), ...)``,
 one per model name it provides. Everything else in flowlib reads a model from there:
@@ -18,7 +18,29 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["ModelSpec", "Option", "int_in", "positive_number"]
+__all__ = ["ModelSpec", "Option", "compute_dtype", "int_in", "positive_number"]
+
+
+def compute_dtype(dtype: Any) -> Any:
+    """Validate a model's ``dtype`` option: ``None`` / ``"float32"`` (plain float32, returned
+    as ``None``) or ``"bfloat16"`` (convolutions in bfloat16, accumulated in float32).
+
+    Raises:
+      ValueError: any other value, naming the accepted ones.
+    """
+    if dtype is None:
+        return None
+    import jax.numpy as jnp  # the declarations need no JAX: imported by this check alone
+
+    try:
+        name = jnp.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name == "float32":
+        return None
+    if name == "bfloat16":
+        return jnp.dtype(jnp.bfloat16)
+    raise ValueError(f"dtype must be None, 'float32' or 'bfloat16', got {dtype!r}")
 
 
 def int_in(lo: int, hi: int, *, multiple: int = 1) -> Callable[[str, Any], int]:

@@ -75,9 +75,8 @@ from flowlib.models._cfnet_blocks import (
     stage_volume,
     uncertainty_bounds,
 )
-from flowlib.models._layers import compute_dtype
 from flowlib.models._outputs import StereoOutput
-from flowlib.models._spec import ModelSpec, Option, int_in
+from flowlib.models._spec import ModelSpec, Option, compute_dtype, int_in
 
 __all__ = [
     "CFNet",

@@ -58,9 +58,9 @@ import jax.numpy as jnp
 
 from flowlib import hub, losses, ops
 from flowlib.convert import flownet as _convert
-from flowlib.models._layers import BatchNorm, Conv, ConvTranspose, compute_dtype, leaky_relu
+from flowlib.models._layers import BatchNorm, Conv, ConvTranspose, leaky_relu
 from flowlib.models._outputs import FlowOutput
-from flowlib.models._spec import ModelSpec, Option, positive_number
+from flowlib.models._spec import ModelSpec, Option, compute_dtype, positive_number
 
 __all__ = [
     "FlowNet",
@@ -215,7 +215,7 @@ class FlowNet(nn.Module):
       dtype: ``None`` / ``"float32"``, or ``"bfloat16"``: the convolutions and transposed
         convolutions multiply in bfloat16 and accumulate in float32; parameters, the
         correlation, resizing and the output stay float32
-        (:func:`~flowlib.models._layers.compute_dtype`).
+        (:func:`~flowlib.models._spec.compute_dtype`).
     """
 
     correlation: bool = False

@@ -53,7 +53,7 @@ the prediction after the last update. ``aux`` keys:
 statistics (``mutable=["batch_stats"]``).
 
 ``dtype="bfloat16"``: every convolution multiplies in bfloat16 and accumulates in float32
-(:func:`~flowlib.models._layers.compute_dtype`); the correlation, lookup, GRU gates,
+(:func:`~flowlib.models._spec.compute_dtype`); the correlation, lookup, GRU gates,
 norms and upsampling stay float32.
 """
 
@@ -70,9 +70,9 @@ import numpy as np
 from flowlib import hub, losses, ops
 from flowlib.convert import raft as _convert
 from flowlib.models._inputs import check_image_pair
-from flowlib.models._layers import BatchNorm, Conv, _mixed_conv, compute_dtype
+from flowlib.models._layers import BatchNorm, Conv, _mixed_conv
 from flowlib.models._outputs import FlowOutput
-from flowlib.models._spec import ModelSpec, Option
+from flowlib.models._spec import ModelSpec, Option, compute_dtype
 
 __all__ = [
     "RAFT",

@@ -52,9 +52,9 @@ import numpy as np
 from flowlib import hub, losses, ops
 from flowlib.convert import spynet as _convert
 from flowlib.models._inputs import check_image_pair
-from flowlib.models._layers import Conv, compute_dtype
+from flowlib.models._layers import Conv
 from flowlib.models._outputs import FlowOutput
-from flowlib.models._spec import ModelSpec, Option, int_in
+from flowlib.models._spec import ModelSpec, Option, compute_dtype, int_in
 
 __all__ = [
     "SpyNet",
@@ -135,7 +135,7 @@ class LevelNetwork(nn.Module):
 
     Input ``(B, h, w, 8)`` = [frame 1, warped frame 2, upsampled flow]; output the residual
     flow ``(B, h, w, 2)`` (upstream ``Basic``; Torch7 ``models/volcon.lua``). ``dtype``: the
-    convolutions' compute dtype (:func:`~flowlib.models._layers.compute_dtype`).
+    convolutions' compute dtype (:func:`~flowlib.models._spec.compute_dtype`).
     """
 
     dtype: Any = None
@@ -164,7 +164,7 @@ class SpyNet(nn.Module):
       return_level_inputs: also return the 8-channel level inputs in ``aux``.
       dtype: ``None`` / ``"float32"``, or ``"bfloat16"``: the 7x7 convolutions multiply in
         bfloat16 and accumulate in float32; parameters, resizing, warping and the output
-        stay float32 (:func:`~flowlib.models._layers.compute_dtype`).
+        stay float32 (:func:`~flowlib.models._spec.compute_dtype`).
     """
 
     num_networks: int = 6

@@ -25,8 +25,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowlib.models._layers import (Conv, ConvTranspose, compute_dtype, conv3d, conv_transpose,
-                                     mish)
+from flowlib.models._layers import Conv, ConvTranspose, conv3d, conv_transpose, mish
+from flowlib.models._spec import compute_dtype
 from tests.conftest import fuzz_examples
 
 LAYOUT = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
