@@ -30,8 +30,11 @@ Choices:
   warning; a read-only one is read but not written (one warning); a corrupt or unloadable
   entry is reported with a warning, removed and recompiled; an executable that cannot be
   serialised is simply not saved.
-* Only computations that took at least :data:`MIN_COMPILE_SECS` to compile are saved (the
-  tiny shapes of tests compile in milliseconds and are not worth a file each).
+* Computations found by their lowered module alone are saved only when they took at least
+  :data:`MIN_COMPILE_SECS` to compile (a later process lowers them anyway, and the tiny
+  shapes of tests compile in milliseconds: not worth a file each). Those with an index
+  (below) are always saved: a later process skips their lowering too, which for a small
+  computation (PatchFlow's steps between levels) takes as long as its compile.
 * Finding an entry needs the lowered module, and lowering (tracing) a model takes longer
   than loading its executables. A :class:`CachedFunction` given an ``identity`` (flowlib's
   own functions, such as PatchFlow's stages: the function's name and static settings) also
@@ -70,7 +73,7 @@ __all__ = ["ENV", "MIN_COMPILE_SECS", "CachedFunction", "announcing", "cache_pat
 
 #: Environment variable: ``0`` / ``false`` / ``no`` / ``off`` turn the cache off.
 ENV = "FLOWLIB_COMPILATION_CACHE"
-#: Computations that compile faster than this are not written to the cache.
+#: Computations without an index that compile faster than this are not written to the cache.
 MIN_COMPILE_SECS = 0.2
 
 _OFF = ("0", "false", "no", "off")
@@ -406,7 +409,8 @@ class CachedFunction:
         if executable is None:
             start = time.perf_counter()
             executable = lowered.compile(self._options or None)
-            if file is not None and writable and time.perf_counter() - start >= MIN_COMPILE_SECS:
+            quick = time.perf_counter() - start < MIN_COMPILE_SECS
+            if file is not None and writable and (index is not None or not quick):
                 self._save(file, executable)
         if index is not None and file is not None and writable and file.is_file():
             self._save_index(index, file, lowered)

@@ -322,6 +322,25 @@ def test_an_indexed_function_is_loaded_in_a_new_instance_without_lowering(tmp_pa
     assert lowered == ["toy.f (('scale', 2),)", "toy.f ()"]
 
 
+def test_quick_compiles_are_saved_only_when_indexed(tmp_path, monkeypatch):
+    """A computation that compiles faster than MIN_COMPILE_SECS is saved (and indexed) when
+    it has an identity, so that a new process neither lowers nor compiles it, and announces
+    nothing; without one it is not saved (a new process lowers it anyway)."""
+    monkeypatch.setenv("FLOWLIB_HOME", str(tmp_path))
+    monkeypatch.setattr(_compilation_cache, "MIN_COMPILE_SECS", 1e9)  # every compile is quick
+    first, f, w, x = _indexed()
+    plain = _compilation_cache.CachedFunction(jax.jit(lambda x: x * 3), "plain")
+    first(w, x), plain(x)
+    folder = tmp_path / "compiled"
+    assert len(list(folder.rglob("toy-*.executable"))) == len(list(folder.rglob("toy-*.index"))) == 1
+    assert list(folder.rglob("plain-*")) == []
+    heard = []
+    again, *_ = _indexed()
+    again.on_compile = lambda args: heard.append(args)
+    np.testing.assert_array_equal(again(w, x), f(w, x))
+    assert heard == []
+
+
 def test_compiler_options_are_part_of_the_key(tmp_path, monkeypatch):
     """An executable compiled with other XLA options is another entry, through the lowered
     module as through the index: each instance compiles, runs and saves its own, and a fresh
