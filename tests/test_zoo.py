@@ -142,6 +142,24 @@ def test_parsing_a_command_without_a_model_imports_no_model():
     assert proc.stdout.strip() == "[]"
 
 
+def test_a_command_line_without_model_settings_imports_no_model():
+    """The settings' flags come from every model module of the task; a command line that
+    gives none is parsed without them (the command then imports only the model it runs),
+    one that gives one is parsed with all of them, and an abbreviation is left to the full
+    parse (which finds it ambiguous)."""
+    code = ("import sys; from flowlib import cli; p = cli.build_parser(); "
+            "a = p.parse_args(['estimate', 'a.png', 'b.png', '-o', 'f.flo', '--model', 'raft']); "
+            "print(a.model, a.dtype, a.model_settings, "
+            "sorted(m for m in sys.modules if m.startswith('flowlib.models') or m == 'flax')); "
+            "b = p.parse_args(['stereo', 'l.png', 'r.png', '--preset', 'fast']); "
+            "print(b.preset, b.dtype, b.model_settings, 'flowlib.models.cfnet' in sys.modules); "
+            "p.parse_args(['estimate', 'a.png', 'b.png', '--m', 'raft'])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert proc.stdout.splitlines() == ["raft float32 False []", "fast float32 True True"]
+    assert proc.returncode == 2 and "ambiguous option: --m could match --model" in proc.stderr
+
+
 def test_loading_the_embedded_defaults_imports_no_flax_and_compiles_nothing(tmp_path):
     """PatchFlow and PatchStereo have no layers: ``load_model`` builds them without Flax and
     checks their (empty) parameters without compiling anything, so a fresh process that

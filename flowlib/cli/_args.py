@@ -9,6 +9,7 @@ import contextlib
 import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NoReturn
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +30,11 @@ class UsageError(Exception):
 
 
 class CommandParser(argparse.ArgumentParser):
-    """A command's parser whose deferred arguments are added when it is first used (to parse
-    or to print its help). The models' settings are deferred: their flags come from the
-    model modules, which import JAX, and only the command that runs needs them."""
+    """A command's parser whose deferred arguments are added when they are needed: to print
+    its help, or to parse a command line that the others do not account for. The models'
+    settings are deferred: their flags come from every model module of the command's task
+    (which import JAX, most of them Flax), and a command line that gives none needs only the
+    module of the model it runs."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -46,8 +49,34 @@ class CommandParser(argparse.ArgumentParser):
             self._deferred.pop(0)(self)
 
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
-        self.complete()
+        if self._deferred:  # first without them: nothing left over means none was given
+            parsed = self._parse_without_deferred(args, namespace)
+            if parsed is not None:
+                return parsed, []
+            self.complete()
         return super().parse_known_args(args, namespace)
+
+    def _parse_without_deferred(self, args: Any, namespace: Any) -> argparse.Namespace | None:
+        """The command line parsed by the arguments added so far, or None where they leave
+        something over or cannot parse it (a deferred flag, or an error that the full
+        parse reports)."""
+
+        def fail(message: str) -> NoReturn:
+            raise _Incomplete(message)
+
+        probe = argparse.Namespace(**vars(namespace)) if namespace is not None else None
+        # Abbreviations too are left to the full parse (one that the arguments so far read as
+        # theirs may be ambiguous among all).
+        abbreviations, self.allow_abbrev = self.allow_abbrev, False
+        self.error = fail  # type: ignore[method-assign]
+        try:
+            parsed, extras = super().parse_known_args(args, probe)
+        except _Incomplete:
+            return None
+        finally:
+            del self.error
+            self.allow_abbrev = abbreviations
+        return None if extras else parsed
 
     def format_usage(self) -> str:
         self.complete()
@@ -56,6 +85,10 @@ class CommandParser(argparse.ArgumentParser):
     def format_help(self) -> str:
         self.complete()
         return super().format_help()
+
+
+class _Incomplete(Exception):
+    """A command line that the arguments added so far cannot parse."""
 
 
 #: What each kind of output may be written as (by extension, as flowlib.io writes them).
@@ -266,7 +299,8 @@ def model_flags(p: argparse.ArgumentParser, default_model: str | None, *, tasks:
         help="model name, optionally name:variant (default: the model a flowlib .npz given as "
         f"--weights records, else {default_model or 'per benchmark'})",
     )
-    p.set_defaults(default_model=default_model)
+    # What the deferred flags give when none is on the command line (and so not added).
+    p.set_defaults(default_model=default_model, dtype="float32", model_settings=False)
     p.add_argument(
         "--weights",
         default=None,

@@ -104,6 +104,7 @@ def add_option_flags(p: argparse.ArgumentParser, tasks: Sequence[str]) -> None:
                        "see README 'Speed'); the other models compute in float32")
     else:
         p.set_defaults(dtype="float32")
+    p.set_defaults(model_settings=True)
     for flag, users in option_flags(tasks).items():
         first = users[0][1]
         p.add_argument(flag, dest=first.name, type=first.type, choices=first.choices,
@@ -113,7 +114,9 @@ def add_option_flags(p: argparse.ArgumentParser, tasks: Sequence[str]) -> None:
 
 def model_options(args: argparse.Namespace, spec: Any) -> dict[str, Any]:
     """The model settings given on the command line, checked by the model's spec."""
-    options = {}
+    options: dict[str, Any] = {}
+    if not args.model_settings:  # the settings' flags were not added: none was given
+        return options
     for flag, users in option_flags(("flow", "stereo")).items():
         value = getattr(args, users[0][1].name, None)
         if value is None:
