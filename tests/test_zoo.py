@@ -160,6 +160,22 @@ def test_a_command_line_without_model_settings_imports_no_model():
     assert proc.returncode == 2 and "ambiguous option: --m could match --model" in proc.stderr
 
 
+def test_an_evaluation_without_model_settings_imports_only_its_model():
+    """flowlib evaluate given no model setting resolves its models' arguments without the
+    other model modules, and its result record names Flax's version without importing it."""
+    code = ("import sys; from flowlib import cli; from flowlib.cli import _evaluate; "
+            "from flowlib.evaluation import _runner; p = cli.build_parser(); "
+            "a = p.parse_args(['evaluate', 'middlebury-flow', '--root', 'nowhere']); "
+            "chosen = _evaluate._model_args(a, 'flow', ('flow',)); "
+            "summary = _runner.device_summary(); "
+            "print(chosen.default_model, summary['flax'] > '0', "
+            "sorted(m for m in sys.modules if m.startswith('flowlib.models') or m == 'flax'))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "patchflow True []"
+
+
 def test_loading_the_embedded_defaults_imports_no_flax_and_compiles_nothing(tmp_path):
     """PatchFlow and PatchStereo have no layers: ``load_model`` builds them without Flax and
     checks their (empty) parameters without compiling anything, so a fresh process that

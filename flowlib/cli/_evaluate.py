@@ -235,6 +235,8 @@ def _model_args(args: argparse.Namespace, task: str, tasks: tuple[str, ...]
     chosen.model, chosen.weights = model, weights
     chosen.default_model = (_zoo.DEFAULT_FLOW_MODEL if task == "flow"
                             else _zoo.DEFAULT_STEREO_MODEL)
+    if not args.model_settings:  # the settings' flags were not added: none was given
+        return chosen
     for flag, users in cli_model.option_flags(TASKS).items():
         dest = users[0][1].name
         if getattr(args, dest, None) is None:

@@ -154,8 +154,8 @@ def allreduce_sums(values: dict[str, float]) -> dict[str, float]:
 def device_summary() -> dict[str, Any]:
     """Devices, platform and versions, for result records."""
     import platform
+    from importlib import metadata
 
-    import flax
     import jax
     import jaxlib
 
@@ -169,7 +169,7 @@ def device_summary() -> dict[str, Any]:
         "process_count": jax.process_count(),
         "jax": jax.__version__,
         "jaxlib": jaxlib.__version__,
-        "flax": flax.__version__,
+        "flax": metadata.version("flax"),  # installed; not imported for its version alone
         "flowlib": __version__,
         "python": platform.python_version(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
