@@ -168,7 +168,7 @@ def test_an_evaluation_without_model_settings_imports_only_its_model():
             "a = p.parse_args(['evaluate', 'middlebury-flow', '--root', 'nowhere']); "
             "chosen = _evaluate._model_args(a, 'flow', ('flow',)); "
             "summary = _runner.device_summary(); "
-            "print(chosen.default_model, summary['flax'] > '0', "
+            "print(chosen.default_model, bool(summary['flax']), "
             "sorted(m for m in sys.modules if m.startswith('flowlib.models') or m == 'flax'))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT)

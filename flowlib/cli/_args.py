@@ -9,8 +9,8 @@ import contextlib
 import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NoReturn
 from pathlib import Path
+from typing import Any, NoReturn
 
 import numpy as np
 
