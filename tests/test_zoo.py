@@ -123,11 +123,16 @@ def test_listing_models_builds_none(monkeypatch, capsys):
     assert built == []
 
 
+def _python(code: str, **env: str) -> subprocess.CompletedProcess:
+    """``code`` run by a fresh Python in the repository (what a new process imports)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, **env})
+
+
 def test_listing_names_imports_no_model():
     code = ("import sys, flowlib; names = flowlib.available_models(); "
             "print(names, [m for m in sys.modules if m.startswith('flowlib.models')])")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT)
+    proc = _python(code)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"{sorted(_zoo.MODELS)} []"
 
@@ -136,8 +141,7 @@ def test_parsing_a_command_without_a_model_imports_no_model():
     code = ("import sys; from flowlib import cli; "
             "cli.build_parser().parse_args(['viz', 'f.flo', '-o', 'f.png']); "
             "print(sorted(m for m in sys.modules if m.startswith('flowlib.models') or m == 'jax'))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT)
+    proc = _python(code)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
 
@@ -154,8 +158,7 @@ def test_a_command_line_without_model_settings_imports_no_model():
             "b = p.parse_args(['stereo', 'l.png', 'r.png', '--preset', 'fast']); "
             "print(b.preset, b.dtype, b.model_settings, 'flowlib.models.cfnet' in sys.modules); "
             "p.parse_args(['estimate', 'a.png', 'b.png', '--m', 'raft'])")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT)
+    proc = _python(code)
     assert proc.stdout.splitlines() == ["raft float32 False []", "fast float32 True True"]
     assert proc.returncode == 2 and "ambiguous option: --m could match --model" in proc.stderr
 
@@ -170,8 +173,7 @@ def test_an_evaluation_without_model_settings_imports_only_its_model():
             "summary = _runner.device_summary(); "
             "print(chosen.default_model, bool(summary['flax']), "
             "sorted(m for m in sys.modules if m.startswith('flowlib.models') or m == 'flax'))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT)
+    proc = _python(code)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "patchflow True []"
 
@@ -185,8 +187,7 @@ def test_loading_the_embedded_defaults_imports_no_flax_and_compiles_nothing(tmp_
             "compiles.append(name) if name == '/jax/core/compile/backend_compile_duration' "
             "else None); flowlib.load_model('patchflow'); flowlib.load_model('patchstereo'); "
             "print('flax' in sys.modules, compiles)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT, env={**os.environ, "FLOWLIB_HOME": str(tmp_path)})
+    proc = _python(code, FLOWLIB_HOME=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False []"
 
