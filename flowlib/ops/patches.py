@@ -76,9 +76,13 @@ def _check_image(x: jax.Array, grid: PatchGrid, name: str) -> None:
                          f" got {x.shape}")
 
 
-def _extend(x: jax.Array, grid: PatchGrid) -> jax.Array:
+def _blocks(x: jax.Array, grid: PatchGrid) -> jax.Array:
+    """``x`` edge-extended to the grid, as its ``stride x stride`` blocks:
+    ``(B, height / s, s, width / s, s)``."""
+    s = grid.stride
     pad = ((0, 0), (0, grid.height - x.shape[1]), (0, grid.width - x.shape[2]))
-    return jnp.pad(x, pad, mode="edge")
+    ext = jnp.pad(x, pad, mode="edge")
+    return ext.reshape(ext.shape[0], grid.height // s, s, grid.width // s, s)
 
 
 def extract_patches(x: jax.Array, grid: PatchGrid) -> jax.Array:
@@ -86,15 +90,13 @@ def extract_patches(x: jax.Array, grid: PatchGrid) -> jax.Array:
     _check_image(x, grid, "x")
     p, s = grid.size, grid.stride
     k = p // s
-    ext = _extend(x, grid)
-    b = ext.shape[0]
-    blocks = ext.reshape(b, grid.height // s, s, grid.width // s, s).transpose(0, 1, 3, 2, 4)
+    blocks = _blocks(x, grid).transpose(0, 1, 3, 2, 4)
     rows = [
         jnp.stack([blocks[:, a : a + grid.rows, c : c + grid.cols] for c in range(k)], axis=3)
         for a in range(k)
     ]  # each (B, rows, cols, k_c, s, s)
     stacked = jnp.stack(rows, axis=3)  # (B, rows, cols, k_a, k_c, s, s)
-    return stacked.transpose(0, 1, 2, 3, 5, 4, 6).reshape(b, grid.rows, grid.cols, p, p)
+    return stacked.transpose(0, 1, 2, 3, 5, 4, 6).reshape(x.shape[0], grid.rows, grid.cols, p, p)
 
 
 def patch_means(x: jax.Array, grid: PatchGrid) -> jax.Array:
@@ -108,9 +110,7 @@ def patch_means(x: jax.Array, grid: PatchGrid) -> jax.Array:
     _check_image(x, grid, "x")
     p, s = grid.size, grid.stride
     k = p // s
-    ext = _extend(x, grid)
-    b = ext.shape[0]
-    blocks = ext.reshape(b, grid.height // s, s, grid.width // s, s).sum(axis=(2, 4))
+    blocks = _blocks(x, grid).sum(axis=(2, 4))
     total = sum(blocks[:, a : a + grid.rows, c : c + grid.cols] for a in range(k) for c in range(k))
     return total / (p * p)
 
