@@ -82,6 +82,7 @@ class Measurement:
 
 def _versions() -> dict[str, str]:
     import jaxlib
+    import ml_dtypes
 
     versions = {
         "python": sys.version.split()[0],
@@ -89,6 +90,7 @@ def _versions() -> dict[str, str]:
         "jaxlib": jaxlib.__version__,
     }
     versions["numpy"] = np.__version__
+    versions["ml_dtypes"] = ml_dtypes.__version__  # JAX's dependency: sets JAX's import time
     try:
         import flax
 

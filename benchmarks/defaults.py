@@ -38,7 +38,8 @@ size it meets, the second finds every size compiled and is the sum of the steady
 per-pair times (loading, estimating and scoring each pair). Prints both, their ratio, and
 the process's wall time including Python's start and imports; then the first pass of a
 second fresh process that shares the first one's ``FLOWLIB_HOME`` (its compilation cache
-filled: JAX's initialisation and loading the executables, no compile).
+filled: JAX's import and initialisation and loading the executables, no compile), and for
+scale the time a fresh process takes to import JAX alone.
 """
 
 from __future__ import annotations
@@ -168,9 +169,23 @@ def flowlib_device() -> str:
 def versions() -> dict[str, str]:
     import cv2
     import jax
+    import ml_dtypes
 
     return {"flowlib": flowlib.__version__, "jax": jax.__version__, "numpy": np.__version__,
-            "opencv": cv2.__version__}
+            "ml_dtypes": ml_dtypes.__version__, "opencv": cv2.__version__}
+
+
+def import_seconds(module: str = "jax", runs: int = 3) -> float:
+    """Median wall time of ``python -c "import MODULE"`` in fresh processes: what every
+    command pays before its first step (JAX's import time depends on ml_dtypes' version)."""
+    import subprocess
+
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", f"import {module}"], check=True)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
 
 
 def flow_cases(root: Path) -> list[tuple[str, Any]]:
@@ -486,8 +501,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.mixed:
         from benchmarks._machine import cpu_description
 
+        import_jax_s = import_seconds("jax")
         print(f"{cpu_description()}; {json.dumps(versions())}; fresh process, empty FLOWLIB_HOME; "
-              "first pass: compiles included; steady: the same evaluation again")
+              "first pass: compiles included; steady: the same evaluation again; "
+              f'python -c "import jax": {import_jax_s:.2f} s (median of 3)')
         print("| evaluation | first pass | steady pass | ratio | process wall "
               "| next process, cache filled: first pass |")
         print("|---|---|---|---|---|---|")
@@ -495,7 +512,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             from benchmarks._timing import write_json
 
-            write_json(args.json, {"versions": versions(), "mixed": rows})
+            write_json(args.json, {"versions": versions(), "import_jax_s": import_jax_s,
+                                   "mixed": rows})
         return 0
     record: dict[str, Any] = {"device": str(flowlib_device()), "versions": versions()}
     if args.task in ("flow", "both"):
